@@ -1,0 +1,30 @@
+# Two commands: `make demo` and `make test`. Each creates or refreshes .venv,
+# installs the project into it, then runs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench venv clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/feedstock demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+# Benchmarks compare against PyTorch's DataLoader: the CPU wheel is an extra.
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,torch]'
+	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""The ``feedstock`` command line: one module per subcommand."""

@@ -1,0 +1,106 @@
+"""The Transform contract and Compose: ``(sample, rng) -> sample`` plus ``output_spec``.
+
+Images travel as CHW arrays (Caffe's layout). Sources that decode with OpenCV
+hand out CHW *views* of the HWC buffer (``hwc.transpose(2, 0, 1)``), so a
+transform that needs HWC gets it back without a copy via :func:`to_hwc`.
+"""
+from __future__ import annotations
+
+from typing import Dict, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ..spec import Sample, Spec
+
+
+def to_hwc(chw: np.ndarray) -> np.ndarray:
+    """HWC view/copy of a CHW image; free when the CHW array is a view of HWC memory."""
+    return np.ascontiguousarray(chw.transpose(1, 2, 0))
+
+
+def to_chw(hwc: np.ndarray) -> np.ndarray:
+    """CHW view of an HWC image (no copy); 2-D input becomes one channel."""
+    if hwc.ndim == 2:
+        hwc = hwc[:, :, None]
+    return hwc.transpose(2, 0, 1)
+
+
+class Transform:
+    """Base class. Subclasses implement ``__call__`` and ``output_spec``.
+
+    A transform that can write its result straight into a caller-provided row
+    (a row of a shared-memory batch slot) overrides :meth:`into`.
+    """
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        raise NotImplementedError
+
+    def output_spec(self, spec: Spec) -> Spec:
+        raise NotImplementedError
+
+    def into(self, sample: Sample, rng: np.random.Generator, out: Mapping[str, np.ndarray]) -> None:
+        """Apply, then write every field named in ``out`` into its row."""
+        write_rows(self(sample, rng), out)
+
+
+def write_rows(sample: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray]) -> None:
+    """Copy each field into its preallocated row; a shape mismatch is a clear error."""
+    for name, row in out.items():
+        if name not in sample:
+            raise ValueError(f"sample has no field {name!r} (fields: {sorted(sample)})")
+        value = np.asarray(sample[name])
+        if value.shape != row.shape:
+            raise ValueError(
+                f"field {name!r} has shape {value.shape}, the batch expects {row.shape}"
+            )
+        np.copyto(row, value, casting="unsafe")
+
+
+class Compose(Transform):
+    """Apply transforms in order with one rng stream per sample."""
+
+    def __init__(self, transforms: Iterable[Transform] = ()):
+        self.transforms: Sequence[Transform] = list(transforms)
+        for t in self.transforms:
+            if not callable(t) or not hasattr(t, "output_spec"):
+                raise ValueError(f"transform {t!r} lacks __call__/output_spec")
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        for t in self.transforms:
+            sample = t(sample, rng)
+        return sample
+
+    def output_spec(self, spec: Spec) -> Spec:
+        for t in self.transforms:
+            spec = t.output_spec(spec)
+        return spec
+
+    def into(self, sample: Sample, rng: np.random.Generator, out: Mapping[str, np.ndarray]) -> None:
+        """All but the last transform as usual; the last may write fused into ``out``."""
+        if not self.transforms:
+            write_rows(sample, out)
+            return
+        for t in self.transforms[:-1]:
+            sample = t(sample, rng)
+        last = self.transforms[-1]
+        if hasattr(last, "into"):
+            last.into(sample, rng, out)
+        else:
+            write_rows(last(sample, rng), out)
+
+    def __repr__(self) -> str:
+        return f"Compose({self.transforms!r})"
+
+
+def as_compose(transforms) -> Compose:
+    """Accept None, one transform, a list, or a Compose."""
+    if transforms is None:
+        return Compose()
+    if isinstance(transforms, Compose):
+        return transforms
+    if isinstance(transforms, (list, tuple)):
+        return Compose(transforms)
+    return Compose([transforms])
+
+
+Fields = Dict[str, np.ndarray]

@@ -1,0 +1,45 @@
+"""Shared fixtures: the real data in ../shared/data (skipped when absent) and leak checks."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("FEEDSTOCK_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of small real fixtures; tests using it skip cleanly when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared test data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def _our_shm_entries() -> set[str]:
+    try:
+        return {n for n in os.listdir("/dev/shm") if n.startswith("feedstock")}
+    except FileNotFoundError:
+        return set()
+
+
+def _children() -> list:
+    import multiprocessing
+
+    return [p for p in multiprocessing.active_children()]
+
+
+@pytest.fixture
+def no_leaks():
+    """Assert a test leaves no new /dev/shm entries of ours and no live child processes."""
+    before = _our_shm_entries()
+    yield
+    import time
+
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and (_our_shm_entries() - before or _children()):
+        time.sleep(0.05)
+    assert _our_shm_entries() - before == set(), "shared-memory entries leaked"
+    assert _children() == [], f"child processes left: {_children()}"
