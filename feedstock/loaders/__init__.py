@@ -1,1 +1,12 @@
-"""feedstock.loaders."""
+"""feedstock.loaders: random-access sources (image folders, list files, CSV, Caffe LMDB, HDF5, pairs)."""
+from .array import ArraySource
+from .base import Source
+from .caffe_lmdb import CaffeLmdb
+from .csv_table import CsvTable
+from .hdf5 import Hdf5
+from .image_folder import ImageFolder
+from .list_file import ListFile
+from .open_source import guess_kind, open_source
+from .pairs import Pairs
+
+__all__ = ["ArraySource", "Source", "ImageFolder", "ListFile", "CsvTable", "CaffeLmdb", "Hdf5", "Pairs", "open_source", "guess_kind"]

@@ -1,0 +1,212 @@
+"""CaffeLmdb: random access to a Caffe LMDB of Datums (convert_imageset, DIGITS, MNIST/CIFAR tools).
+
+Records are indexed in LMDB key byte order, the order Caffe's Data layer reads
+(trap 11). Raw Datums come back as stored (uint8 CHW from ``data``, else float32
+from ``float_data``); encoded ones are decoded with OpenCV like Caffe's
+DataTransformer: ``mode="color"``/``"gray"``/``"native"`` = force_color /
+force_gray / IMREAD_UNCHANGED (caffe.md §4, traps 1-4, 6). Raw arrays are
+read-only views of the parsed record (no extra copy); do not modify them in place.
+Environments are opened without locking (``lock=False``): the database must not
+be written by another process while it is read (training data is static).
+
+py-lmdb refuses to open one environment twice in a process (trap 22), so every
+source on a path shares one read-only environment per process (:func:`shared_env`).
+"""
+from __future__ import annotations
+
+import operator
+import os
+import threading
+from typing import Dict, Iterable, List, Optional
+
+import lmdb
+import numpy as np
+from google.protobuf.message import DecodeError
+
+from ..caffe_pb import Datum
+from ..errors import RecordError
+from ..spec import ArraySpec, Sample, Spec
+from .base import Source, as_label
+from .decode import channels_of, check_mode, decode_datum
+from .strings import StringTable
+
+_PID = os.getpid()  # refreshed in forked children below; os.getpid() per read would be a syscall
+
+
+def _after_fork_in_child() -> None:
+    global _PID, _ENVS_LOCK
+    _PID = os.getpid()
+    _ENVS_LOCK = threading.Lock()  # another thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class _ReadEnv:
+    """A read-only environment plus one long-lived read transaction per thread."""
+
+    def __init__(self, path: str):
+        subdir = os.path.isdir(path)
+        # lock=False: read-only datasets need no reader table, and read-only media work.
+        # readahead=False: random access would otherwise fault in whole neighbouring pages.
+        self.env = lmdb.open(path, readonly=True, lock=False, readahead=False, subdir=subdir, max_readers=4096)
+        self.pid = _PID
+        self.closed = False
+        self._local = threading.local()
+
+    def txn(self) -> lmdb.Transaction:
+        txn = getattr(self._local, "txn", None)
+        if txn is None:
+            txn = self._local.txn = self.env.begin(buffers=False)
+        return txn
+
+
+# One env per realpath in this process. An entry from another pid was inherited by
+# fork: it is closed and reopened (safe for lock=False read-only envs: no lock table).
+_ENVS: Dict[str, _ReadEnv] = {}
+_ENVS_LOCK = threading.Lock()
+
+
+def _env_path(path: str) -> str:
+    """Canonical path of an environment: its directory, also when given its data.mdb."""
+    real = os.path.realpath(path)
+    if os.path.basename(real) == "data.mdb" and os.path.isfile(real):
+        return os.path.dirname(real)
+    return real
+
+
+def shared_env(path: str) -> _ReadEnv:
+    """The process-wide read environment of the LMDB at ``path`` (opened on first use)."""
+    real = _env_path(path)
+    entry = _ENVS.get(real)
+    if entry is not None and entry.pid == _PID:
+        return entry
+    with _ENVS_LOCK:
+        entry = _ENVS.get(real)
+        if entry is not None and entry.pid != _PID:
+            entry.closed = True
+            entry.env.close()
+            entry = None
+        if entry is None:
+            try:
+                entry = _ENVS[real] = _ReadEnv(real)
+            except lmdb.Error as e:
+                raise ValueError(f"cannot open LMDB {path!r}: {e}") from None
+        return entry
+
+
+def release_env(path: str) -> None:
+    """Close this process's read environment on ``path`` (before writing to it, say)."""
+    with _ENVS_LOCK:
+        entry = _ENVS.pop(_env_path(path), None)
+    if entry is not None and entry.pid == _PID:
+        entry.closed = True
+        entry.env.close()
+
+
+def read_keys(path: str) -> StringTable:
+    """Every key of the LMDB in byte order, as one compact table."""
+    txn = shared_env(path).txn()
+    return StringTable(txn.cursor().iternext(keys=True, values=False))
+
+
+class CaffeLmdb(Source):
+    """Datums of a Caffe LMDB; yields ``{"data": CHW array, "label": int64 scalar}``."""
+
+    _handles = ("_entry",)
+
+    def __init__(self, path: str | os.PathLike, *, mode: str = "native"):
+        self.path = os.fspath(path)
+        self.mode = check_mode(mode)
+        if not os.path.exists(self.path):
+            raise ValueError(f"LMDB {self.path!r} does not exist")
+        self._real = _env_path(self.path)
+        self._keys = read_keys(self.path)
+        self._n = len(self._keys)
+        self._spec: Optional[Spec] = None
+        self._entry: Optional[_ReadEnv] = None
+        self._labels: Dict[int, np.ndarray] = {}  # read-only 0-d label arrays, shared between samples
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["_labels"] = {}  # unpickled arrays would come back writeable
+        return state
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _index(self, i: int) -> int:
+        i = operator.index(i)
+        j = i + self._n if i < 0 else i
+        if not 0 <= j < self._n:
+            raise IndexError(f"index {i} out of range for CaffeLmdb of length {self._n}")
+        return j
+
+    def raw_key(self, i: int) -> bytes:
+        """The LMDB key of record ``i`` as stored."""
+        return self._keys.raw(self._index(i))
+
+    def key(self, i: int) -> str:
+        return f"{self.path}:{self.raw_key(i).decode('utf-8', 'backslashreplace')}"
+
+    def _txn(self) -> lmdb.Transaction:
+        entry = self._entry
+        if entry is None or entry.pid != _PID or entry.closed:
+            entry = self._entry = shared_env(self._real)
+        return entry.txn()
+
+    def _label(self, value: int) -> np.ndarray:
+        label = self._labels.get(value)
+        if label is None:
+            label = as_label(value)
+            label.flags.writeable = False
+            if len(self._labels) < 4096:
+                self._labels[value] = label
+        return label
+
+    def _sample(self, value: Optional[bytes], i: int) -> Sample:
+        if value is None:
+            raise RecordError(self.key(i), "key vanished from the database")
+        try:
+            datum = Datum.FromString(value)
+        except DecodeError as e:
+            raise RecordError(self.key(i), f"value is not a Caffe Datum ({len(value)} bytes): {e}") from None
+        pixels = datum.data
+        if pixels and not datum.encoded:
+            # Fast path for the common raw uint8 layout (a read-only view of the parsed bytes).
+            shape = (datum.channels, datum.height, datum.width)
+            if len(pixels) != shape[0] * shape[1] * shape[2]:
+                raise RecordError(self.key(i), f"datum holds {len(pixels)} bytes but C,H,W = {shape}")
+            data = np.frombuffer(pixels, dtype=np.uint8).reshape(shape)
+        else:
+            data = decode_datum(datum, mode=self.mode, key=self.key(i))
+        return {"data": data, "label": self._label(datum.label)}
+
+    def __getitem__(self, i: int) -> Sample:
+        i = self._index(i)
+        return self._sample(self._txn().get(self._keys.raw(i)), i)
+
+    def get_many(self, indices: Iterable[int]) -> List[Sample]:
+        txn, raw, index, sample = self._txn(), self._keys.raw, self._index, self._sample
+        return [sample(txn.get(raw(j)), j) for j in map(index, indices)]
+
+    def spec(self) -> Spec:
+        """From the first record: exact shape for raw Datums, (C or None, None, None) for encoded."""
+        if self._spec is None:
+            self._spec = self._probe_spec()
+        return dict(self._spec)
+
+    def _probe_spec(self) -> Spec:
+        if len(self) == 0:
+            raise ValueError(f"LMDB {self.path!r} is empty")
+        value = self._txn().get(self._keys.raw(0))
+        datum = Datum.FromString(value) if value is not None else Datum()
+        if datum.encoded:
+            data = ArraySpec((channels_of(self.mode), None, None), np.uint8)
+        else:
+            data = ArraySpec.of(self[0]["data"])
+        return {"data": data, "label": ArraySpec((), np.int64)}
+
+    def __repr__(self) -> str:
+        return f"CaffeLmdb({self.path!r}, {len(self)} records, mode={self.mode!r})"
+

@@ -1,0 +1,139 @@
+"""CsvTable: a numeric feature table such as Kaggle Otto's ``id,feat_1..feat_93,target``.
+
+Parsed once into one float32 (rows, features) array, an int64 label array and an
+int64 id array (see :mod:`.csv_parse`); reads are row views, read-only.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from typing import List, Optional
+
+import numpy as np
+
+from ..spec import ArraySpec, Sample, Spec
+from .base import Source
+from .csv_parse import Columns, Parsed, label_codes, parse_fast, parse_slow
+
+
+class _DefaultColumn(str):
+    """A column name given by default: used when the header has it, ignored when it does not."""
+
+
+DEFAULT_LABEL = _DefaultColumn("target")
+DEFAULT_ID = _DefaultColumn("id")
+
+
+def _find_column(path: str, header: List[str], name: Optional[str], role: str) -> Optional[int]:
+    if name is None:
+        return None
+    if name in header:
+        return header.index(name)
+    if isinstance(name, _DefaultColumn):
+        return None
+    raise ValueError(f"{path}: {role}_column={str(name)!r} is not in the header {header[:8]}{'...' if len(header) > 8 else ''}")
+
+
+def _read_header(path: str, raw: bytes) -> tuple[List[str], bytes]:
+    if not raw or raw.isspace():
+        raise ValueError(f"CSV file {path!r} is empty")
+    cut = raw.find(b"\n")
+    head, body = (raw, b"") if cut < 0 else (raw[:cut], raw[cut + 1 :])
+    header = [h.strip() for h in next(csv.reader([head.decode("utf-8", "replace").rstrip("\r")]))]
+    duplicates = sorted({h for h in header if header.count(h) > 1})
+    if duplicates:
+        raise ValueError(f"{path}:1: duplicate column names {duplicates}")
+    return header, body
+
+
+class CsvTable(Source):
+    """Rows of a CSV table: ``{"data": float32 (F,) [or (F, 1, 1)], "label": int64, "id": int64}``.
+
+    ``label_column``/``id_column`` left at their defaults are optional (the Otto test
+    file has no ``target``); named explicitly they must exist; ``None`` ignores them.
+    Every other column is a float32 feature. String labels become 0-based codes in
+    natural order (``classes``: Class_2 before Class_10); integer labels are kept.
+    ``caffe_shape=True`` shapes rows (F, 1, 1), the blob view Caffe gives vectors.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, label_column: Optional[str] = DEFAULT_LABEL,
+                 id_column: Optional[str] = DEFAULT_ID, caffe_shape: bool = False):
+        self.path = os.fspath(path)
+        self.caffe_shape = bool(caffe_shape)
+        try:
+            with open(self.path, "rb") as f:
+                raw = f.read()
+        except OSError as e:
+            raise ValueError(f"cannot read CSV file {self.path!r}: {e.strerror or e}") from None
+        raw = raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw
+        header, body = _read_header(self.path, raw)
+        columns = Columns(header, _find_column(self.path, header, id_column, "id"),
+                          _find_column(self.path, header, label_column, "label"))
+        if not columns.features:
+            raise ValueError(f"{self.path}: no feature columns besides id/label in header {header}")
+        parsed = parse_fast(self.path, body, columns)
+        if parsed is None:
+            parsed = parse_slow(self.path, raw.decode("utf-8", "replace"), columns)
+        if parsed.features.shape[0] == 0:
+            raise ValueError(f"CSV file {self.path!r} has a header but no data rows")
+        self._store(parsed, columns)
+
+    def _store(self, parsed: Parsed, columns: Columns) -> None:
+        self.columns: List[str] = [columns.names[j] for j in columns.features]
+        self._features = parsed.features
+        self._features.flags.writeable = False
+        self._lines = parsed.lines
+        self._ids = parsed.ids
+        if self._ids is not None:
+            self._ids.flags.writeable = False
+        self.classes: Optional[List[str]] = None
+        self._labels: Optional[np.ndarray] = None
+        if parsed.labels is not None:
+            name = columns.names[columns.label]
+            where = lambda r: f"{self.path}:{self._line(r)}, column {columns.label + 1} ({name!r})"  # noqa: E731
+            self._labels, self.classes = label_codes(parsed.labels, where)
+            self._labels.flags.writeable = False
+
+    def _line(self, row: int) -> int:
+        return int(self._lines[row]) if self._lines is not None else row + 2
+
+    @property
+    def features(self) -> np.ndarray:
+        """The whole (rows, F) float32 table, read-only."""
+        return self._features
+
+    @property
+    def labels(self) -> Optional[np.ndarray]:
+        return self._labels
+
+    @property
+    def ids(self) -> Optional[np.ndarray]:
+        return self._ids
+
+    def __len__(self) -> int:
+        return self._features.shape[0]
+
+    def __getitem__(self, i: int) -> Sample:
+        i = self._check_index(i)
+        row = self._features[i]
+        out = {"data": row.reshape(-1, 1, 1) if self.caffe_shape else row}
+        if self._labels is not None:
+            out["label"] = self._labels[i, ...]
+        if self._ids is not None:
+            out["id"] = self._ids[i, ...]
+        return out
+
+    def key(self, i: int) -> str:
+        return f"{self.path}:{self._line(self._check_index(i))}"
+
+    def spec(self) -> Spec:
+        n = self._features.shape[1]
+        out = {"data": ArraySpec((n, 1, 1) if self.caffe_shape else (n,), np.float32)}
+        if self._labels is not None:
+            out["label"] = ArraySpec((), np.int64)
+        if self._ids is not None:
+            out["id"] = ArraySpec((), np.int64)
+        return out
+
+    def __repr__(self) -> str:
+        return f"CsvTable({self.path!r}, {len(self)} rows x {self._features.shape[1]} features)"

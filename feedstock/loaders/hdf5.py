@@ -1,0 +1,163 @@
+"""Hdf5: Caffe's HDF5Data source (caffe.md §5.4, trap 18) with random access across files.
+
+``source`` is one .h5 file or a list file of .h5 paths (whitespace-separated
+tokens, as Caffe reads it; relative paths resolved against the list file's
+folder, then against the working directory as Caffe does). Datasets are named by
+field; float and integer datasets are converted to float32; every field of a
+file must have the same number of rows; row shapes are kept as stored ((N,) vs
+(N, 1) labels). The global index runs through the files in list order.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, Iterable, List, Sequence, Tuple
+
+import h5py
+import numpy as np
+
+from ..spec import ArraySpec, Sample, Spec
+from .base import Source
+
+_SLICE_BYTES = 32 << 20  # read a bounding slice when it is at most this big (one call, then take rows)
+
+Meta = Dict[str, Tuple[Tuple[int, ...], np.dtype]]
+
+
+def hdf5_files(source: str) -> List[str]:
+    """The .h5 paths of ``source`` (itself when it is an HDF5 file)."""
+    if not os.path.isfile(source):
+        raise ValueError(f"HDF5 source {source!r} does not exist")
+    if h5py.is_hdf5(source):
+        return [source]
+    folder = os.path.dirname(os.path.abspath(source))
+    with open(source, "rb") as f:
+        text = os.fsdecode(f.read())
+    files = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        for token in line.split():
+            files.append(_resolve(token, folder, f"{source}:{number}"))
+    if not files:
+        raise ValueError(f"HDF5 list file {source!r} lists no files")
+    return files
+
+
+def _resolve(token: str, folder: str, where: str) -> str:
+    candidates = [token] if os.path.isabs(token) else [os.path.join(folder, token), token]
+    for path in candidates:
+        if os.path.isfile(path):
+            return path
+    raise ValueError(f"{where}: HDF5 file {token!r} not found (looked for {candidates})")
+
+
+def read_meta(path: str, fields: Sequence[str]) -> Tuple[int, Meta]:
+    """(rows, {field: (row shape, dtype)}) of one file, checking Caffe's rules."""
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as e:
+        raise ValueError(f"cannot open HDF5 file {path!r}: {e}") from None
+    with h5:
+        meta: Meta = {}
+        for field in fields:
+            ds = h5.get(field)
+            if not isinstance(ds, h5py.Dataset):
+                raise ValueError(f"HDF5 file {path!r} has no dataset {field!r} (datasets: {sorted(h5.keys())})")
+            if ds.dtype.kind not in "fiu" or ds.ndim < 1:
+                raise ValueError(
+                    f"HDF5 file {path!r} dataset {field!r} is {ds.dtype} with shape {ds.shape}; "
+                    "Caffe needs a float or integer dataset with at least one dimension"
+                )
+            meta[field] = (tuple(ds.shape[1:]), ds.dtype)
+        rows = {field: h5[field].shape[0] for field in fields}
+    if len(set(rows.values())) > 1:
+        raise ValueError(f"HDF5 file {path!r}: fields have different numbers of rows {rows}")
+    return next(iter(rows.values())), meta
+
+
+class Hdf5(Source):
+    """Rows of Caffe HDF5Data files; yields ``{field: float32 row}`` for every field."""
+
+    _handles = ("_open",)
+
+    def __init__(self, source: str | os.PathLike, *, fields: Sequence[str] = ("data", "label")):
+        if isinstance(fields, str) or not fields or not all(isinstance(f, str) and f for f in fields):
+            raise ValueError(f"fields={fields!r} must be a non-empty sequence of dataset names")
+        self.source = os.fspath(source)
+        self.fields = tuple(fields)
+        self.files = hdf5_files(self.source)
+        counts = []
+        self._row_shapes: Dict[str, Tuple[int, ...]] = {}
+        for path in self.files:
+            rows, meta = read_meta(path, self.fields)
+            counts.append(rows)
+            self._check_shapes(path, meta)
+        self._offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+        if self._offsets[-1] == 0:
+            raise ValueError(f"HDF5 source {self.source!r} has no rows")
+        self._open: Dict[int, Dict[str, h5py.Dataset]] | None = None
+        self._open_pid = -1
+
+    def _check_shapes(self, path: str, meta: Meta) -> None:
+        for field, (shape, _) in meta.items():
+            first = self._row_shapes.setdefault(field, shape)
+            if first != shape:
+                raise ValueError(
+                    f"HDF5 file {path!r} field {field!r} has rows of shape {shape}, "
+                    f"but {self.files[0]!r} has {first}"
+                )
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    def _locate(self, i: int) -> Tuple[int, int]:
+        f = int(np.searchsorted(self._offsets, i, side="right")) - 1
+        return f, i - int(self._offsets[f])
+
+    def key(self, i: int) -> str:
+        f, row = self._locate(self._check_index(i))
+        return f"{self.files[f]}:{row}"
+
+    def _datasets(self, f: int) -> Dict[str, h5py.Dataset]:
+        if self._open is None or self._open_pid != os.getpid():
+            # HDF5 handles do not survive fork: a forked copy starts its own.
+            self._open, self._open_pid = {}, os.getpid()
+        if f not in self._open:
+            h5 = h5py.File(self.files[f], "r")
+            self._open[f] = {field: h5[field] for field in self.fields}
+        return self._open[f]
+
+    def __getitem__(self, i: int) -> Sample:
+        f, row = self._locate(self._check_index(i))
+        return {name: np.asarray(ds[row], dtype=np.float32) for name, ds in self._datasets(f).items()}
+
+    def _read_rows(self, f: int, rows: np.ndarray) -> Dict[str, np.ndarray]:
+        """Rows (sorted, unique) of file ``f``: one bounding slice when small, else one slice per run."""
+        out = {}
+        for name, ds in self._datasets(f).items():
+            lo, hi = int(rows[0]), int(rows[-1]) + 1
+            row_bytes = int(np.prod(ds.shape[1:], dtype=np.int64)) * ds.dtype.itemsize
+            if (hi - lo) * row_bytes <= _SLICE_BYTES or hi - lo <= 2 * len(rows):
+                block = ds[lo:hi][rows - lo]
+            else:
+                cuts = np.flatnonzero(np.diff(rows) != 1) + 1
+                block = np.concatenate([ds[int(r[0]) : int(r[-1]) + 1] for r in np.split(rows, cuts)])
+            out[name] = block.astype(np.float32, copy=False)
+        return out
+
+    def get_many(self, indices: Iterable[int]) -> List[Sample]:
+        """Records grouped by file, read as whole slices (never one h5py call per record)."""
+        idx = np.asarray([self._check_index(i) for i in indices], dtype=np.int64)
+        out: List[Sample] = [{} for _ in range(len(idx))]
+        files = np.searchsorted(self._offsets, idx, side="right") - 1
+        for f in np.unique(files):
+            sel = np.flatnonzero(files == f)
+            rows, where = np.unique(idx[sel] - self._offsets[f], return_inverse=True)
+            block = self._read_rows(int(f), rows)
+            for s, w in zip(sel.tolist(), where.reshape(-1).tolist()):
+                out[s] = {name: block[name][w] for name in self.fields}
+        return out
+
+    def spec(self) -> Spec:
+        return {name: ArraySpec(self._row_shapes[name], np.float32) for name in self.fields}
+
+    def __repr__(self) -> str:
+        return f"Hdf5({self.source!r}, {len(self)} rows in {len(self.files)} files, fields={self.fields})"

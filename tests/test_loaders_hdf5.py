@@ -1,0 +1,122 @@
+"""Hdf5: Caffe's own HDF5Data fixtures, list-file resolution, slice reads, errors naming file/field."""
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from feedstock.loaders import Hdf5
+from feedstock.loaders import hdf5 as hdf5_module
+from feedstock.spec import ArraySpec
+
+
+def test_caffe_sample_data_through_the_list_file(shared_data, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # list paths are relative to the list file's folder, not the cwd
+    folder = shared_data / "caffe-hdf5"
+    src = Hdf5(folder / "sample_data_list.txt", fields=("data", "label", "label2"))
+    assert len(src) == 20 and len(src.files) == 2
+    data = np.arange(2400, dtype=np.float32).reshape(10, 8, 6, 5)
+    for i in range(20):
+        f, row = divmod(i, 10)
+        sample = src[i]
+        assert all(v.dtype == np.float32 for v in sample.values())
+        np.testing.assert_array_equal(sample["data"], data[row] + 2400 * f)  # gzip file: arange + 2400
+        np.testing.assert_array_equal(sample["label"], [row + 1.0])  # uint8 in the gzip file -> float32
+        np.testing.assert_array_equal(sample["label2"], [row + 2.0])
+    assert src.key(13) == f"{folder / 'sample_data_2_gzip.h5'}:3"
+    assert src.spec() == {"data": ArraySpec((8, 6, 5), np.float32), "label": ArraySpec((1,), np.float32),
+                          "label2": ArraySpec((1,), np.float32)}
+
+
+def test_single_file_source(shared_data):
+    src = Hdf5(shared_data / "caffe-hdf5" / "solver_data.h5", fields=("data", "targets"))
+    assert len(src) == 8
+    with h5py.File(shared_data / "caffe-hdf5" / "solver_data.h5", "r") as f:
+        np.testing.assert_array_equal(src[5]["data"], f["data"][5])
+        np.testing.assert_array_equal(src[7]["targets"], f["targets"][7])
+
+
+def _write(path, **datasets):
+    with h5py.File(path, "w") as f:
+        for name, value in datasets.items():
+            f[name] = value
+
+
+def test_label_shape_kept_and_integer_classes_converted(tmp_path):
+    _write(tmp_path / "a.h5", data=np.arange(6, dtype=np.int16).reshape(3, 2), label=np.array([4, 5, 6], np.uint32))
+    src = Hdf5(tmp_path / "a.h5")
+    assert src[1]["label"].shape == () and src[1]["label"] == 5.0 and src[1]["label"].dtype == np.float32
+    np.testing.assert_array_equal(src[2]["data"], [4.0, 5.0])
+    assert src.spec()["label"] == ArraySpec((), np.float32)
+
+
+class _CountingReads:
+    """Counts h5py Dataset reads made through __getitem__."""
+
+    def __init__(self, monkeypatch):
+        self.calls = 0
+        original = h5py.Dataset.__getitem__
+
+        def counted(ds, args, *rest, **kw):
+            self.calls += 1
+            return original(ds, args, *rest, **kw)
+
+        monkeypatch.setattr(h5py.Dataset, "__getitem__", counted)
+
+
+def test_get_many_reads_slices_not_rows(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    parts = [rng.normal(size=(n, 3)).astype(np.float32) for n in (100, 50)]
+    for k, part in enumerate(parts):
+        _write(tmp_path / f"p{k}.h5", data=part, label=np.arange(len(part), dtype=np.float64) + 1000 * k)
+    (tmp_path / "list.txt").write_text("p0.h5   p1.h5\n\n")  # whitespace-separated tokens
+    src = Hdf5(tmp_path / "list.txt")
+    indices = [120, 3, 90, 4, 5, 140, 3, 60]
+    src[0]  # open the files before counting
+    counter = _CountingReads(monkeypatch)
+    got = src.get_many(indices)
+    assert counter.calls == 4  # one bounding slice per file and field
+    for sample, i in zip(got, indices):
+        f, row = (0, i) if i < 100 else (1, i - 100)
+        np.testing.assert_array_equal(sample["data"], parts[f][row])
+        assert sample["label"] == row + 1000 * f
+    monkeypatch.setattr(hdf5_module, "_SLICE_BYTES", 0)  # force one slice per run of rows
+    counter.calls = 0
+    got = src.get_many([3, 4, 5, 60, 61, 90])
+    assert counter.calls == 2 * 3  # runs 3-5, 60-61, 90 for each of the two fields
+    np.testing.assert_array_equal(np.stack([g["data"] for g in got]), parts[0][[3, 4, 5, 60, 61, 90]])
+
+
+def test_list_paths_fall_back_to_cwd_like_caffe(tmp_path, monkeypatch):
+    (tmp_path / "lists").mkdir()
+    _write(tmp_path / "d.h5", data=np.zeros((2, 1), np.float32), label=np.zeros(2, np.float32))
+    (tmp_path / "lists" / "l.txt").write_text("d.h5\n")
+    monkeypatch.chdir(tmp_path)
+    assert len(Hdf5(tmp_path / "lists" / "l.txt")) == 2
+
+
+def test_errors_name_file_and_fields(tmp_path):
+    _write(tmp_path / "ragged.h5", data=np.zeros((3, 2)), label=np.zeros(4))
+    with pytest.raises(ValueError, match=r"ragged\.h5.*different numbers of rows \{'data': 3, 'label': 4\}"):
+        Hdf5(tmp_path / "ragged.h5")
+    _write(tmp_path / "nolabel.h5", data=np.zeros((3, 2)), other=np.zeros(3))
+    with pytest.raises(ValueError, match=r"nolabel\.h5' has no dataset 'label' \(datasets: \['data', 'other'\]\)"):
+        Hdf5(tmp_path / "nolabel.h5")
+    _write(tmp_path / "text.h5", data=np.zeros((2, 2)), label=np.array([b"a", b"b"]))
+    with pytest.raises(ValueError, match=r"text\.h5' dataset 'label' is \|S1"):
+        Hdf5(tmp_path / "text.h5")
+    _write(tmp_path / "a.h5", data=np.zeros((2, 2)), label=np.zeros(2))
+    _write(tmp_path / "b.h5", data=np.zeros((2, 3)), label=np.zeros(2))
+    (tmp_path / "ab.txt").write_text("a.h5\nb.h5\n")
+    with pytest.raises(ValueError, match=r"b\.h5' field 'data' has rows of shape \(3,\), but .*a\.h5' has \(2,\)"):
+        Hdf5(tmp_path / "ab.txt")
+    (tmp_path / "missing.txt").write_text("a.h5\n\nnope.h5\n")
+    with pytest.raises(ValueError, match=r"missing\.txt:3: HDF5 file 'nope\.h5' not found"):
+        Hdf5(tmp_path / "missing.txt")
+    (tmp_path / "empty.txt").write_text("\n \n")
+    with pytest.raises(ValueError, match="lists no files"):
+        Hdf5(tmp_path / "empty.txt")
+    with pytest.raises(ValueError, match="does not exist"):
+        Hdf5(tmp_path / "absent.h5")
+    with pytest.raises(ValueError, match="fields="):
+        Hdf5(tmp_path / "a.h5", fields="data")
