@@ -13,6 +13,8 @@ from typing import List, Optional
 
 # Subcommand modules, in the order --help lists them.
 SUBCOMMANDS = [
+    "feedstock.cli.demo",
+    "feedstock.cli.train",
 ]
 
 

@@ -1,0 +1,102 @@
+"""Model definitions: Caffe's MNIST LeNet, the Otto MLP, and nets from plain layer-spec lists."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Sequence, Tuple
+
+import numpy as np
+
+from .backend import NUMPY, Backend
+from .net import Net
+from .solver import SolverConfig
+
+_XAVIER = {"type": "xavier"}
+_CONST0 = {"type": "constant"}
+_BIAS_MULTS = [{"lr_mult": 1}, {"lr_mult": 2}]  # Caffe's examples: biases learn twice as fast
+
+
+@dataclass(frozen=True)
+class ModelDef:
+    """A net's layer specs, per-sample input shape, input transform and default solver."""
+
+    name: str
+    layers: Tuple[Mapping[str, Any], ...]
+    input_shape: Tuple[int, ...]
+    scale: float = 1.0
+    mean: float = 0.0
+    log1p: bool = False
+    solver: SolverConfig = field(default_factory=SolverConfig)
+
+    def build(self, *, backend: Backend = NUMPY, dtype: Any = np.float32, seed: int = 0) -> Net:
+        return Net(self.layers, self.input_shape, backend=backend, dtype=dtype, seed=seed)
+
+
+def _conv(name: str, n: int, k: int) -> Dict[str, Any]:
+    return {"type": "Convolution", "name": name, "num_output": n, "kernel_size": k, "stride": 1,
+            "weight_filler": _XAVIER, "bias_filler": _CONST0, "param": _BIAS_MULTS}
+
+
+def _ip(name: str, n: int, filler: Mapping[str, Any] = _XAVIER) -> Dict[str, Any]:
+    return {"type": "InnerProduct", "name": name, "num_output": n,
+            "weight_filler": filler, "bias_filler": _CONST0, "param": _BIAS_MULTS}
+
+
+def lenet(*, num_classes: int = 10) -> ModelDef:
+    """examples/mnist/lenet_train_test.prototxt and lenet_solver.prototxt."""
+    layers = (
+        _conv("conv1", 20, 5),
+        {"type": "Pooling", "name": "pool1", "pool": "MAX", "kernel_size": 2, "stride": 2},
+        _conv("conv2", 50, 5),
+        {"type": "Pooling", "name": "pool2", "pool": "MAX", "kernel_size": 2, "stride": 2},
+        _ip("ip1", 500),
+        {"type": "ReLU", "name": "relu1"},
+        _ip("ip2", num_classes),
+        {"type": "SoftmaxWithLoss", "name": "loss"},
+        {"type": "Accuracy", "name": "accuracy"},
+    )
+    solver = SolverConfig(base_lr=0.01, momentum=0.9, weight_decay=0.0005, lr_policy="inv",
+                          gamma=0.0001, power=0.75, display=100, max_iter=10000,
+                          test_interval=500, test_iter=0, snapshot=5000, snapshot_prefix="lenet")
+    return ModelDef("lenet", layers, (1, 28, 28), scale=0.00390625, solver=solver)
+
+
+def otto_mlp(*, hidden: Sequence[int] = (512, 256), dropout: float = 0.3, num_features: int = 93,
+             num_classes: int = 9) -> ModelDef:
+    """93 count features -> (InnerProduct, ReLU, Dropout) per hidden width -> 9 classes."""
+    if not hidden or min(hidden) <= 0:
+        raise ValueError(f"hidden={tuple(hidden)} must be non-empty positive widths")
+    layers = []
+    for i, width in enumerate(hidden, 1):
+        layers.append(_ip(f"ip{i}", width, {"type": "msra"}))
+        layers.append({"type": "ReLU", "name": f"relu{i}"})
+        if dropout:
+            layers.append({"type": "Dropout", "name": f"drop{i}", "dropout_ratio": dropout})
+    layers.append(_ip(f"ip{len(hidden) + 1}", num_classes))
+    solver = SolverConfig(base_lr=0.01, momentum=0.9, weight_decay=0.0005, lr_policy="step",
+                          gamma=0.5, stepsize=2000, max_iter=6000, display=200,
+                          test_interval=1000, snapshot_prefix="otto_mlp")
+    # Counts are heavy-tailed: log(1 + x) makes them a sane input scale.
+    return ModelDef("otto_mlp", tuple(layers), (num_features,), log1p=True, solver=solver)
+
+
+MODELS = {"lenet": lenet, "otto_mlp": otto_mlp}
+
+
+def get_model(model: Any, **kwargs: Any) -> ModelDef:
+    """A ModelDef from a name in MODELS, a ModelDef, or a dict with layers and input_shape."""
+    if isinstance(model, ModelDef):
+        return model
+    if isinstance(model, str):
+        if model not in MODELS:
+            raise ValueError(f"model={model!r} must be one of {sorted(MODELS)}")
+        return MODELS[model](**kwargs)
+    if isinstance(model, Mapping):
+        fields = dict(model)
+        if "layers" not in fields or "input_shape" not in fields:
+            raise ValueError("a model dict needs 'layers' and 'input_shape'")
+        if isinstance(fields.get("solver"), Mapping):
+            fields["solver"] = SolverConfig.from_dict(fields["solver"])
+        fields["layers"] = tuple(fields["layers"])
+        fields["input_shape"] = tuple(fields["input_shape"])
+        return ModelDef(**{"name": "custom", **fields})
+    raise ValueError(f"model={model!r} must be a name, a ModelDef or a dict")
