@@ -1,0 +1,103 @@
+"""The fused crop + mirror + ``(x - mean) * scale`` write into a float32 output row.
+
+uint8 input goes plane by plane: the crop of one channel (split out of HWC
+memory with ``cv2.split`` when the CHW array is a view of HWC), flipped with
+``cv2.flip`` into a small scratch plane when mirrored, then mapped through that
+channel's 256-entry float32 table with ``cv2.LUT`` straight into the output
+plane. A table entry is ``(float32(v) - mean_c) * scale`` computed with the
+same float32 operations as the arithmetic, so the results are bit-identical to
+it. Mean images and float input take a float32 arithmetic path.
+"""
+from __future__ import annotations
+
+import threading
+from typing import List, Optional, Tuple
+
+import cv2
+import numpy as np
+
+_CV_MAX_CHANNELS = 512
+
+
+class Scratch:
+    """Per-thread reusable buffers (no steady-state allocation); dropped when pickled."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def get(self, name: str, shape: Tuple[int, ...], dtype=np.uint8) -> np.ndarray:
+        bufs = self._local.__dict__.setdefault("bufs", {})
+        buf = bufs.get(name)
+        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
+            buf = bufs[name] = np.empty(shape, dtype=dtype)
+        return buf
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self._local = threading.local()
+
+
+def build_luts(channels: int, values: Optional[np.ndarray], scale: np.float32) -> np.ndarray:
+    """(C, 256) float32 tables: ``(v - mean_c) * scale``, or ``v * scale`` without means."""
+    v = np.arange(256, dtype=np.float32)
+    if values is None:
+        row = v * scale
+        return np.ascontiguousarray(np.broadcast_to(row, (channels, 256)))
+    return (v[None, :] - values.astype(np.float32)[:, None]) * scale
+
+
+def uint8_planes(src: np.ndarray, scratch: Scratch) -> List[np.ndarray]:
+    """One 2-D uint8 array per channel of a CHW view, each with unit column stride (what OpenCV takes)."""
+    c = src.shape[0]
+    if src.strides[2] == 1:
+        return [src[i] for i in range(c)]
+    buf = scratch.get("planes", src.shape, np.uint8)
+    planes = [buf[i] for i in range(c)]
+    if src.strides[0] == 1 and src.strides[2] == c and c <= _CV_MAX_CHANNELS:
+        # a CHW view of HWC memory: de-interleave with one OpenCV pass
+        got = cv2.split(src.transpose(1, 2, 0), planes)
+        if all(g is p for g, p in zip(got, planes)):
+            return planes
+    np.copyto(buf, src)
+    return planes
+
+
+def _into(result: np.ndarray, dst: np.ndarray) -> None:
+    """OpenCV silently allocates when ``dst`` does not fit; copy back in that case."""
+    if result is not dst:
+        np.copyto(dst, result)
+
+
+def write_uint8(src: np.ndarray, out: np.ndarray, *, mirror: bool, luts: Optional[np.ndarray],
+                mean: Optional[np.ndarray], scale: np.float32, scratch: Scratch) -> None:
+    """uint8 CHW crop -> float32 ``out``: table lookup (``luts``) or ``(x - mean) * scale`` (mean image).
+
+    ``mean`` is the mean crop already in output order (flipped when mirrored).
+    """
+    flip = scratch.get("flip", src.shape[1:], np.uint8) if mirror else None
+    for c, plane in enumerate(uint8_planes(src, scratch)):
+        if flip is not None:
+            _into(cv2.flip(plane, 1, dst=flip), flip)
+            plane = flip
+        dst = out[c]
+        if luts is not None:
+            _into(cv2.LUT(plane, luts[c], dst=dst), dst)
+        else:
+            np.copyto(dst, plane, casting="unsafe")
+            np.subtract(dst, mean[c], out=dst)
+            if scale != 1:
+                np.multiply(dst, scale, out=dst)
+
+
+def write_float(src: np.ndarray, out: np.ndarray, *, mirror: bool, values: Optional[np.ndarray],
+                mean: Optional[np.ndarray], scale: np.float32) -> None:
+    """Float CHW crop -> float32 ``out`` = ``(float32(x) - mean) * scale`` (mean in output order)."""
+    np.copyto(out, src[:, :, ::-1] if mirror else src, casting="unsafe")
+    if mean is not None:
+        np.subtract(out, mean, out=out)
+    elif values is not None:
+        np.subtract(out, values[:, None, None], out=out)
+    if scale != 1:
+        np.multiply(out, scale, out=out)
