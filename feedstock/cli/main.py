@@ -14,6 +14,11 @@ from typing import List, Optional
 # Subcommand modules, in the order --help lists them.
 SUBCOMMANDS = [
     "feedstock.cli.demo",
+    "feedstock.cli.build_lmdb",
+    "feedstock.cli.merge_lmdb",
+    "feedstock.cli.compute_mean",
+    "feedstock.cli.inspect_cmd",
+    "feedstock.cli.verify",
     "feedstock.cli.train",
 ]
 

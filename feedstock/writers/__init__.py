@@ -1,4 +1,8 @@
 """feedstock.writers: Caffe-compatible outputs (LMDB of Datums)."""
+from .build import BuildOptions, BuildReport, build_lmdb
+from .build_merge import merge_lmdb
 from .lmdb_writer import LmdbWriter, caffe_key
+from .mean import CaffeMean, ExactMean, compute_db_mean
 
-__all__ = ["LmdbWriter", "caffe_key"]
+__all__ = ["LmdbWriter", "caffe_key", "BuildOptions", "BuildReport", "build_lmdb", "merge_lmdb",
+           "CaffeMean", "ExactMean", "compute_db_mean"]

@@ -1,0 +1,165 @@
+"""``feedstock build-lmdb SRC OUT``: convert_imageset, parallel, resumable, checked, with DIGITS conveniences."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import List, Optional, Tuple
+
+from ..writers.build import BuildOptions, BuildReport, build_lmdb
+from ..writers.build_encode import RESIZE_MODES
+from ..writers.build_output import SKIPPED
+from ..writers.mean import mean_value_block
+from .progress import add_quiet_flag, progress_bar
+
+DESCRIPTION = """\
+Convert images or tables into a Caffe LMDB of Datums, as Caffe's convert_imageset
+does (same keys %08d_<path>, raw Datums CHW BGR with encoded=false, encoded
+Datums without C/H/W, squash resize with cv2 INTER_LINEAR), in parallel.
+
+SRC is an image folder (one subfolder per class; labels.txt is written), a Caffe
+list file '<path> <label>' (paths relative to --root), a CSV table (features ->
+float Datums of shape (F,1,1), label from --label-column) or an HDF5 file or list.
+
+The build writes to OUT.partial and renames it to OUT at the end: an interrupted
+build never leaves a database at OUT; --resume continues it and gives the same
+bytes as an uninterrupted build. Unreadable images are skipped (listed in
+OUT/skipped.txt) unless --strict. With --shard i/N each machine builds a
+contiguous part of the same plan with the final keys; join the parts with
+'feedstock merge-lmdb'.
+"""
+
+
+def default_workers() -> int:
+    return max(1, min(8, len(os.sched_getaffinity(0))))
+
+
+def parse_shard(text: str) -> Tuple[int, int]:
+    try:
+        i, n = (int(p) for p in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard {text!r}: expected i/N, e.g. 0/4") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise argparse.ArgumentTypeError(f"--shard {text!r}: need 0 <= i < N")
+    return i, n
+
+
+def parse_size(text: str) -> Tuple[int, int]:
+    """``HxW`` (or one number for a square) as (height, width)."""
+    parts = text.lower().split("x")
+    try:
+        h, w = (int(parts[0]), int(parts[-1])) if len(parts) <= 2 else (-1, -1)
+    except ValueError:
+        h = w = -1
+    if h <= 0 or w <= 0:
+        raise argparse.ArgumentTypeError(f"size {text!r}: expected HxW with positive integers, e.g. 256x256")
+    return h, w
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("build-lmdb", help="build a Caffe LMDB from images, a list file, CSV or HDF5",
+                              description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("src", metavar="SRC", help="image folder, list file, .csv table, .h5 file or HDF5 list")
+    p.add_argument("out", metavar="OUT", help="output LMDB directory (a folder with train_lmdb/val_lmdb "
+                   "when --val-fraction is set)")
+    g = p.add_argument_group("source")
+    g.add_argument("--kind", choices=("auto", "folder", "list", "csv", "hdf5"), default="auto",
+                   help="how to read SRC (default: guess from the path)")
+    g.add_argument("--root", default="", help="list files: prefix of every path (Caffe ROOTFOLDER, plain "
+                   "concatenation: end it with '/')")
+    g.add_argument("--label-column", help="CSV: label column name or index; HDF5: label dataset name")
+    g = p.add_argument_group("images (convert_imageset flags)")
+    g.add_argument("--resize-height", type=int, default=0, help="resize height; resizing needs both sizes")
+    g.add_argument("--resize-width", type=int, default=0, help="resize width; resizing needs both sizes")
+    g.add_argument("--resize", type=parse_size, metavar="HxW", help="shorthand for both resize sizes")
+    g.add_argument("--resize-mode", choices=RESIZE_MODES, default="squash",
+                   help="squash (Caffe, default) or the DIGITS modes crop, fill, half_crop")
+    g.add_argument("--gray", action="store_true", help="decode as one grey channel")
+    g.add_argument("--encoded", action="store_true", help="store encoded images (file bytes kept when "
+                   "nothing changes, else re-encoded)")
+    g.add_argument("--encode-type", choices=("jpg", "png"), help="re-encode as this format (implies --encoded; "
+                   "default with --encoded: each file's own format)")
+    g.add_argument("--check-size", action="store_true", help="fail unless every record has the first one's shape")
+    g = p.add_argument_group("order, splits, outputs")
+    g.add_argument("--shuffle", action="store_true", help="shuffle the records (reproducible from --seed)")
+    g.add_argument("--seed", type=int, default=0, help="seed of shuffle, val split and fill noise (default 0)")
+    g.add_argument("--val-fraction", type=float, default=0.0, help="per-class fraction written to OUT/val_lmdb "
+                   "(the rest to OUT/train_lmdb)")
+    g.add_argument("--mean", action="store_true", help="write OUT/mean.binaryproto (compute_image_mean layout) "
+                   "and OUT/mean.npy of the (train) database, and print mean_value lines")
+    g = p.add_argument_group("running")
+    g.add_argument("--workers", type=int, default=default_workers(), help="decode/encode processes "
+                   "(0: in this process; default %(default)s)")
+    g.add_argument("--start-method", choices=("auto", "fork", "spawn"), default="auto",
+                   help="how worker processes start (default: the pool's choice, fork when safe)")
+    g.add_argument("--txn-size", type=int, default=1000, help="records per LMDB transaction (default 1000)")
+    g.add_argument("--strict", action="store_true", help="an unreadable image is fatal (non-zero exit)")
+    g.add_argument("--resume", action="store_true", help="continue the interrupted build at OUT.partial")
+    g.add_argument("--force", action="store_true", help="replace an existing OUT (and OUT.partial)")
+    g.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="i/N", help="build part i of N")
+    g.add_argument("--throttle-ms", type=float, default=0.0, help=argparse.SUPPRESS)  # tests: slow builds
+    add_quiet_flag(g)
+    p.set_defaults(func=run)
+
+
+def options_from_args(args: argparse.Namespace) -> BuildOptions:
+    height, width = args.resize if args.resize else (args.resize_height, args.resize_width)
+    encoding: Optional[str] = args.encode_type if args.encode_type else ("" if args.encoded else None)
+    return BuildOptions(kind=args.kind, root=args.root, label_column=args.label_column, color=not args.gray,
+                        resize_height=height, resize_width=width, resize_mode=args.resize_mode,
+                        encoding=encoding, shuffle=args.shuffle, seed=args.seed, check_size=args.check_size,
+                        val_fraction=args.val_fraction, mean=args.mean, strict=args.strict, shard=args.shard,
+                        workers=args.workers, txn_size=args.txn_size, throttle_s=args.throttle_ms / 1000.0,
+                        start_method=args.start_method)
+
+
+def run(args: argparse.Namespace) -> int:
+    options = options_from_args(args)
+    bar = None
+
+    def on_total(total: int, done: int) -> None:
+        nonlocal bar
+        bar = progress_bar(total, desc="build-lmdb", unit="img", initial=done, disable=args.quiet)
+
+    try:
+        report = build_lmdb(args.src, args.out, options, force=args.force, resume=args.resume,
+                            progress=lambda n: bar.update(n) if bar else None, on_total=on_total)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: what was committed is in {os.path.abspath(args.out)}.partial; run the same "
+              "command with --resume to continue", file=sys.stderr)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    print("\n".join(summary_lines(report)))
+    return 0
+
+
+def summary_lines(report: BuildReport) -> List[str]:
+    """The end-of-build summary: databases, counts, labels, skipped, speed, mean."""
+    if report.already_complete:
+        return [f"{report.out} is already complete (nothing to resume)"] + _db_lines(report)
+    lines = [f"wrote {report.out}" + (" (resumed)" if report.resumed else "")] + _db_lines(report)
+    if report.skipped:
+        lines.append(f"  skipped {len(report.skipped)} unreadable record(s): see "
+                     f"{os.path.join(report.out, SKIPPED)}")
+    rate = report.processed / report.elapsed_s if report.elapsed_s > 0 else 0.0
+    lines.append(f"  {report.processed} records processed in {report.elapsed_s:.2f} s "
+                 f"({rate:.1f} records/s, {report.workers} workers)")
+    if report.class_names:
+        lines.append(f"  {len(report.class_names)} classes: {os.path.join(report.out, 'labels.txt')}")
+    if report.mean is not None:
+        lines.append(f"  mean: {os.path.join(report.out, 'mean.binaryproto')} and mean.npy")
+        lines.append(mean_value_block(report.mean))
+    return lines
+
+
+def _db_lines(report: BuildReport) -> List[str]:
+    lines = []
+    for facts in report.splits:
+        shape = "x".join(str(d) for d in facts["shape"]) if facts.get("shape") else "-"
+        labels = sorted(int(k) for k in facts.get("labels", {}))
+        label_text = f"labels {labels[0]}..{labels[-1]}" if labels else "no labels"
+        lines.append(f"  {facts['path'] if facts['path'] != '.' else 'lmdb'}: {facts['records']} records, "
+                     f"{facts['skipped']} skipped, shape {shape}, {label_text}, sha256 {facts['sha256'][:16]}")
+    return lines

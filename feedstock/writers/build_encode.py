@@ -1,0 +1,203 @@
+"""Per-record work of a build, run in worker processes: read, decode, resize, encode to Datum bytes.
+
+Images follow convert_imageset's ReadImageToDatum (caffe.md §2): decode with
+OpenCV COLOR (3-channel BGR) or GRAYSCALE, squash-resize with INTER_LINEAR only
+when both sizes are set, then either a raw Datum (CHW BGR bytes, explicit
+``encoded=false``) or an encoded one (no channels/height/width): the original
+file bytes when nothing changed and the extension matches, else ``cv2.imencode``
+with OpenCV's defaults (JPEG quality 95). Unreadable images come back as
+errors (the caller skips or aborts), never as exceptions.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from ..caffe_pb import array_to_datum, encoded_datum
+from ..errors import RecordError
+from ..loaders.base import Source
+from ..loaders.decode import color_mode, decode_image, limit_opencv_threads, read_bytes
+from ..rng import sample_rng
+from ..transforms.base import to_chw, to_hwc
+
+Shape = Tuple[int, ...]
+RESIZE_MODES = ("squash", "crop", "fill", "half_crop")
+# Formats whose re-encoding gives back exactly the pixels encoded: the mean can use them as is.
+_LOSSLESS = ("png", "bmp", "ppm", "pgm", "pbm", "tif", "tiff")
+# A listing item: (line_id, listing index, path, label).
+ImageItem = Tuple[int, int, str, int]
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """What to do with every image of a build (picklable, sent with each chunk)."""
+
+    color: bool = True
+    height: int = 0
+    width: int = 0
+    resize_mode: str = "squash"
+    encoding: Optional[str] = None  # None: raw Datums; "": guess from each file's extension
+    want_sum: bool = False  # return per-chunk pixel sums for the mean image
+    seed: int = 0
+    throttle_s: float = 0.0  # test hook: sleep per record so a test can kill a build mid-way
+
+    @property
+    def resizes(self) -> bool:
+        return self.height > 0 and self.width > 0
+
+
+@dataclass
+class Encoded:
+    """One record's outcome: Datum bytes and the stored pixel shape, or an error message."""
+
+    line_id: int
+    value: Optional[bytes]
+    shape: Shape = ()
+    error: str = ""
+
+
+@dataclass
+class ChunkResult:
+    """A chunk's records in line order plus, when asked, pixel sums per shape (for the mean)."""
+
+    records: List[Encoded]
+    sums: Dict[Shape, Tuple[np.ndarray, int, int]] = field(default_factory=dict)  # shape -> (sum, count, line_id)
+
+    def add_pixels(self, chw: np.ndarray, line_id: int) -> None:
+        entry = self.sums.get(chw.shape)
+        if entry is None:
+            self.sums[chw.shape] = (chw.astype(np.float64), 1, line_id)
+        else:
+            np.add(entry[0], chw, out=entry[0], casting="unsafe")
+            self.sums[chw.shape] = (entry[0], entry[1] + 1, entry[2])
+
+
+def reason_of(error: RecordError) -> str:
+    """The message without its ``key: `` prefix (the build names the record itself)."""
+    text = str(error)
+    prefix = f"{error.key}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+def extension_matches(path: str, encoding: str) -> bool:
+    """Caffe's matchExt: the lower-cased extension equals the encoding; jpg and jpeg match each other."""
+    ext = os.path.splitext(path)[1][1:].lower()
+    enc = encoding.lower()
+    jpeg = ("jpg", "jpeg")
+    return ext == enc or (ext in jpeg and enc in jpeg)
+
+
+def guess_encoding(path: str) -> str:
+    """convert_imageset's guess for ``--encoded`` without ``--encode_type``: the file's extension."""
+    ext = os.path.splitext(path)[1][1:].lower()
+    if not ext:
+        raise RecordError(path, "cannot guess the encoding (no file extension); pass --encode-type")
+    return ext
+
+
+def resize_image(hwc: np.ndarray, job: ImageJob, index: int) -> np.ndarray:
+    """Squash with cv2 INTER_LINEAR (Caffe), or a DIGITS mode with noise from a per-record seeded rng."""
+    if job.resize_mode == "squash":
+        return cv2.resize(hwc, (job.width, job.height), interpolation=cv2.INTER_LINEAR)
+    from ..transforms.resize import Resize
+
+    sample = {"data": to_chw(hwc)}
+    out = Resize(job.height, job.width, mode=job.resize_mode)(sample, sample_rng(job.seed, 0, index))
+    return to_hwc(out["data"])
+
+
+def encode_image(job: ImageJob, item: ImageItem, result: ChunkResult) -> Encoded:
+    """One image to Datum bytes; read/decode/encode failures become ``Encoded.error``."""
+    line_id, index, path, label = item
+    try:
+        buf = read_bytes(path)
+        chw = decode_image(buf, mode=color_mode(job.color), key=path)
+        hwc = to_hwc(chw)
+        if job.resizes:
+            hwc = resize_image(hwc, job, index)
+        pixels = to_chw(hwc)
+        if job.encoding is None:
+            value = array_to_datum(pixels, label, encoded_false=True).SerializeToString()
+        else:
+            value, pixels = _encoded_value(job, path, buf, hwc, label)
+    except RecordError as e:
+        return Encoded(line_id, None, error=reason_of(e))
+    if job.want_sum:
+        result.add_pixels(pixels, line_id)
+    return Encoded(line_id, value, tuple(int(s) for s in to_chw(hwc).shape))
+
+
+def _encoded_value(job: ImageJob, path: str, buf: bytes, hwc: np.ndarray, label: int) -> Tuple[bytes, np.ndarray]:
+    """(Datum bytes, the pixels a reader decodes natively from them) for an encoded record."""
+    encoding = job.encoding or guess_encoding(path)
+    channels = hwc.shape[2] if hwc.ndim == 3 else 1
+    if not job.resizes and extension_matches(path, encoding) and (channels == 3) == job.color:
+        payload = buf  # Caffe keeps the original file when nothing changed
+    else:
+        try:
+            ok, out = cv2.imencode("." + encoding, hwc)
+        except cv2.error as e:
+            raise RecordError(path, f"cannot encode as {encoding!r}: {e}") from None
+        if not ok:
+            raise RecordError(path, f"OpenCV could not encode the image as {encoding!r}")
+        payload = out.tobytes()
+        if encoding.lower() in _LOSSLESS:
+            return encoded_datum(payload, label).SerializeToString(), to_chw(hwc)
+    value = encoded_datum(payload, label).SerializeToString()
+    if not job.want_sum:
+        return value, to_chw(hwc)
+    # compute_image_mean decodes natively (IMREAD_UNCHANGED): lossy or original bytes must be decoded.
+    return value, decode_image(payload, mode="native", key=path)
+
+
+def encode_images(job: ImageJob, items: Sequence[ImageItem]) -> ChunkResult:
+    """Worker entry point: a chunk of images in line order (picklable, module level)."""
+    limit_opencv_threads()
+    result = ChunkResult([])
+    for item in items:
+        if job.throttle_s:
+            time.sleep(job.throttle_s)
+        result.records.append(encode_image(job, item, result))
+    return result
+
+
+def table_datum(sample: dict, key: str) -> Tuple[bytes, np.ndarray]:
+    """A table row as a raw Datum: features (F,) become float Datums of shape (F, 1, 1)."""
+    data = np.asarray(sample["data"])
+    if data.ndim == 1:
+        data = data.reshape(-1, 1, 1)
+    elif data.ndim == 2:
+        data = data[None]
+    elif data.ndim != 3:
+        raise RecordError(key, f"record has shape {data.shape}; a Datum holds at most 3 dims (C, H, W)")
+    if data.dtype != np.uint8:
+        data = data.astype(np.float32, copy=False)
+    label = np.asarray(sample.get("label", 0))
+    if label.size != 1 or float(label.reshape(-1)[0]) != int(label.reshape(-1)[0]):
+        raise RecordError(key, f"label {label.tolist()!r} is not one integer (Datum.label is int32)")
+    datum = array_to_datum(data, int(label.reshape(-1)[0]), encoded_false=True)
+    return datum.SerializeToString(), data
+
+
+def encode_table(source: Source, items: Sequence[Tuple[int, int]], want_sum: bool,
+                 throttle_s: float = 0.0) -> ChunkResult:
+    """Rows ``(line_id, listing index)`` of a table source to float (or uint8) Datums."""
+    result = ChunkResult([])
+    for line_id, index in items:
+        if throttle_s:
+            time.sleep(throttle_s)
+        key = source.key(index)
+        try:
+            value, pixels = table_datum(source[index], key)
+        except RecordError as e:
+            result.records.append(Encoded(line_id, None, error=reason_of(e)))
+            continue
+        if want_sum:
+            result.add_pixels(pixels, line_id)
+        result.records.append(Encoded(line_id, value, tuple(int(s) for s in pixels.shape)))
+    return result

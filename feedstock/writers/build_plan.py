@@ -1,0 +1,203 @@
+"""The plan of a build: which record goes to which database under which key, before any pixel is read.
+
+A plan is a pure function of the source listing and (shuffle, seed, val_fraction,
+shard): a resumed build and every shard of a job array recompute the same plan
+and check its digest, so keys and order never depend on timing or worker count.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Any, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..loaders.base import Source
+
+IMAGE_KINDS = ("folder", "list")
+TABLE_KINDS = ("csv", "hdf5")
+KINDS = IMAGE_KINDS + TABLE_KINDS
+
+
+@dataclass
+class Listing:
+    """Every record of a source in listing order: key name, label, and how to read it."""
+
+    kind: str
+    names: List[str]  # key suffix: path as in the list file, path relative to the folder, CSV id
+    labels: np.ndarray  # int64 per record
+    paths: Optional[List[str]] = None  # image files to open (images only)
+    table: Optional[Source] = None  # record i of the listing = table[i] (tables only)
+    class_names: Optional[List[str]] = None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+@dataclass
+class Split:
+    """One output database: the listing indices in line order (line_id = position)."""
+
+    name: str  # "" (OUT itself), "train" or "val"
+    order: np.ndarray  # int64 listing indices
+    lo: int = 0  # this shard's range of line ids [lo, hi)
+    hi: int = -1
+    digest: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if self.hi < 0:
+            self.hi = len(self.order)
+
+    @property
+    def db_dir(self) -> str:
+        """Database directory relative to OUT."""
+        return f"{self.name}_lmdb" if self.name else ""
+
+
+def detect_kind(src: str) -> str:
+    """The source kind of ``src`` as ``open_source`` guesses it; an LMDB is not a build source."""
+    from ..loaders.open_source import guess_kind
+
+    kind = guess_kind(src)
+    if kind not in KINDS:
+        raise ValueError(f"{src!r} is a {kind} database already; build-lmdb reads {', '.join(KINDS)} sources")
+    return kind
+
+
+def list_folder(root: str) -> Listing:
+    """Class-per-subfolder images; names are paths relative to ``root`` (the key suffix)."""
+    from ..loaders.image_folder import scan_image_folder
+
+    classes, paths, labels = scan_image_folder(root)
+    names = [os.path.relpath(p, root) for p in paths]
+    return Listing("folder", names, np.asarray(labels, dtype=np.int64), paths=paths, class_names=classes)
+
+
+def list_file(path: str, root: str) -> Listing:
+    """A Caffe list file; names are the paths as written, files are ``root + path`` (Caffe)."""
+    from ..loaders.list_file import read_list_file
+
+    names, labels = read_list_file(path)
+    return Listing("list", names, np.asarray(labels, dtype=np.int64), paths=[root + n for n in names])
+
+
+def list_table(path: str, kind: str, label_column: Optional[str]) -> Listing:
+    """A CSV table or HDF5 file/list: one Datum per row, named by the row's id (CSV) or unnamed (HDF5)."""
+    if kind == "csv":
+        from ..loaders.csv_table import DEFAULT_LABEL, CsvTable
+
+        table = CsvTable(path, label_column=DEFAULT_LABEL if label_column is None else label_column)
+        labels = table.labels if table.labels is not None else np.zeros(len(table), dtype=np.int64)
+        names = [str(i) for i in table.ids.tolist()] if table.ids is not None else [""] * len(table)
+        return Listing("csv", names, np.asarray(labels, dtype=np.int64), table=table, class_names=table.classes)
+    from ..loaders.hdf5 import Hdf5
+
+    label_field = label_column or "label"
+    table = Hdf5(path, fields=("data", label_field))
+    return Listing("hdf5", [""] * len(table), hdf5_labels(table, label_field), table=table)
+
+
+def hdf5_labels(table: Any, field_name: str) -> np.ndarray:
+    """Every row's label, read per file in one slice; each must be one integer (Datum.label is int32)."""
+    import h5py
+
+    parts = []
+    for path in table.files:
+        with h5py.File(path, "r") as h5:
+            values = np.asarray(h5[field_name][...], dtype=np.float64)
+        values = values.reshape(values.shape[0], -1)
+        if values.shape[1] != 1:
+            raise ValueError(f"{path}: dataset {field_name!r} has rows of {values.shape[1]} values; "
+                             "a Datum holds one integer label")
+        bad = np.flatnonzero(values[:, 0] != np.round(values[:, 0]))
+        if bad.size:
+            raise ValueError(f"{path}:{bad[0]}: label {float(values[bad[0], 0])!r} is not an integer")
+        parts.append(values[:, 0].astype(np.int64))
+    return np.concatenate(parts)
+
+
+def make_listing(src: str, kind: str, options: Any) -> Listing:
+    """The listing of ``src`` read as ``kind`` (``options`` supplies root and label_column)."""
+    if kind == "folder":
+        return list_folder(src)
+    if kind == "list":
+        return list_file(src, options.root)
+    return list_table(src, kind, options.label_column)
+
+
+def line_order(n: int, *, shuffle: bool, seed: int) -> np.ndarray:
+    """Listing indices in line order: identity, or a permutation that only ``seed`` decides."""
+    if not shuffle:
+        return np.arange(n, dtype=np.int64)
+    rng = np.random.Generator(np.random.Philox(key=int(seed)))
+    return rng.permutation(n).astype(np.int64)
+
+
+def split_val(order: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Per-class validation split of ``order`` (DIGITS style), keeping line order inside each part.
+
+    Each class sends ``round(n * fraction)`` records to val (at least one when the
+    class has two or more), chosen by a permutation from ``seed`` and the class label.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"val_fraction={fraction!r} must be in (0, 1)")
+    is_val = np.zeros(len(order), dtype=bool)
+    ordered_labels = labels[order]
+    for label in np.unique(ordered_labels):
+        members = np.flatnonzero(ordered_labels == label)
+        n_val = int(round(len(members) * fraction))
+        if n_val == 0 and len(members) >= 2:
+            n_val = 1
+        n_val = min(n_val, len(members) - 1)
+        rng = np.random.Generator(np.random.Philox(key=[int(seed), int(label) & (2**64 - 1)]))
+        is_val[members[rng.permutation(len(members))[:n_val]]] = True
+    return order[~is_val], order[is_val]
+
+
+def shard_range(n: int, shard: Tuple[int, int]) -> Tuple[int, int]:
+    """Contiguous line-id range [lo, hi) of shard ``i`` of ``count``; shards cover [0, n) in order."""
+    i, count = shard
+    return i * n // count, (i + 1) * n // count
+
+
+def make_splits(listing: Listing, *, shuffle: bool, seed: int, val_fraction: float,
+                shard: Tuple[int, int] = (0, 1)) -> List[Split]:
+    """The databases this build writes, with this shard's line ranges and each split's digest."""
+    order = line_order(len(listing), shuffle=shuffle, seed=seed)
+    if val_fraction > 0:
+        train, val = split_val(order, listing.labels, val_fraction, seed)
+        splits = [Split("train", train), Split("val", val)]
+    else:
+        splits = [Split("", order)]
+    for split in splits:
+        split.digest = split_digest(listing, split.order)
+        split.lo, split.hi = shard_range(len(split.order), shard)
+    return splits
+
+
+def split_digest(listing: Listing, order: np.ndarray) -> str:
+    """sha256 over (line id, name, label) of every record of a split: what its keys and labels will be."""
+    h = hashlib.sha256()
+    for line_id, idx in enumerate(order.tolist()):
+        h.update(f"{line_id}\0{listing.names[idx]}\0{int(listing.labels[idx])}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+def record_key(line_id: int, name: str) -> bytes:
+    """``%08d_<name>`` (convert_imageset), or ``%08d`` when the record has no name (MNIST tool)."""
+    text = f"{line_id:08d}_{name}" if name else f"{line_id:08d}"
+    return text.encode("utf-8", "surrogateescape")
+
+
+def key_line_id(key: bytes) -> int:
+    """The line id a key starts with; ValueError when the key has no ``%08d`` prefix."""
+    digits = key.split(b"_", 1)[0]
+    if not digits.isdigit():
+        raise ValueError(f"key {key!r} does not start with a %08d line number")
+    return int(digits)
+
+
+def chunks(n_from: int, n_to: int, size: int) -> Sequence[Tuple[int, int]]:
+    """[lo, hi) line-id ranges of at most ``size`` records."""
+    return [(lo, min(lo + size, n_to)) for lo in range(n_from, n_to, size)]
