@@ -1,0 +1,280 @@
+"""Loader: the public iterator over fixed-shape batches filled by worker processes in shared memory.
+
+::
+
+    with Loader(source, [transforms...], batch_size=64, workers=4, seed=0) as loader:
+        for epoch in range(10):
+            for batch in loader:          # dict field -> np.ndarray, one epoch
+                train(batch)              # views into a slot: valid until the next batch
+
+Lifetime. Slots (``prefetch`` of them, in /dev/shm) and worker processes are
+created at the first iteration and reused by every later pass; ``close()`` (or
+leaving the ``with`` block, or the loader being garbage-collected, or the
+interpreter exiting) stops the workers and unlinks the slots. An exception while
+iterating (a worker error, KeyboardInterrupt) closes the loader; a later
+iteration starts fresh workers.
+
+Batches. Shapes come from ``transforms.output_spec(source.spec())``; dims still
+unknown are fixed by running sample 0 through the transforms in this process
+(rng of (seed, epoch, 0)). A yielded batch is a dict of views into a slot; the
+slot is refilled once the next batch is requested (``copy=True`` yields owned
+arrays). The last batch of a ``drop_last=False`` epoch may be short.
+
+Position. ``iter(loader)`` continues from ``(epoch, next batch)``: a finished
+pass moves to the next epoch, an abandoned one resumes where it stopped;
+``set_epoch(e)`` restarts at batch 0 of epoch ``e``; ``state_dict()`` /
+``load_state_dict()`` carry the position to a new loader (any worker count).
+
+Batch fast path. When the source has ``get_batch(indices) -> dict`` and every
+transform has a deterministic, row-wise ``apply_batch(fields) -> fields``
+(or there are none), a chunk is filled with one vectorised read. A transform
+whose current settings are not batchable returns ``NotImplemented`` from
+``apply_batch``; rows are then filled one by one.
+
+Options (keyword-only; invalid values raise ValueError naming them):
+
+* ``workers``: processes filling slots; 0 runs everything in this process (same
+  batches, for debugging). ``start_method``: "auto" = fork when this process
+  runs one Python thread, else spawn (see :mod:`.pool`).
+* ``prefetch``: slots, counting the one being consumed. ``shuffle``, ``seed``,
+  ``drop_last``, ``rank``, ``world_size``: see :mod:`.sampler`; rank and
+  world_size default to torchrun's ``RANK``/``WORLD_SIZE``, read here, once.
+* ``on_error``: "raise" (WorkerError with the worker's traceback and the record
+  key; the loader closes) or "skip" (the row takes the next good record of this
+  rank's order; counted, logged with a rate limit, listed by ``report()``; more
+  than ``max_bad_fraction`` of an epoch raises TooManyBadRecords).
+* ``timeout``: seconds a worker may spend on one task before WorkerTimeout
+  (None: no limit). ``replace_dead_workers``: a killed worker is replaced and
+  its tasks redone (the epoch's batches do not change), else WorkerDied.
+* ``copy``: yield owned arrays. ``progress``: a tqdm bar per pass.
+"""
+from __future__ import annotations
+
+import functools
+import weakref
+from typing import Any, Dict, Iterator, List, Mapping, Optional
+
+import numpy as np
+
+from ..spec import Spec, merge_unknown, spec_of
+from ..transforms.base import as_compose
+from .fill import Filler, FillPlan, record_key
+from .pool import ProcessPool
+from .resources import Resources, check_options, describe_task
+from .run import EpochRun, InlinePool
+from .sampler import Sampler, dist_from_env
+from .shm import SlotLayout, SlotRing
+from .state import LoaderState
+from .stats import BadRecords, RunStats
+
+Batch = Dict[str, np.ndarray]
+
+
+class Loader:
+    """Batches of ``source`` through ``transforms``, filled by ``workers`` processes; see the module doc."""
+
+    def __init__(
+        self,
+        source: Any,
+        transforms: Any = None,
+        *,
+        batch_size: int = 64,
+        workers: int = 4,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = True,
+        prefetch: int = 4,
+        on_error: str = "raise",
+        max_bad_fraction: float = 0.01,
+        rank: Optional[int] = None,
+        world_size: Optional[int] = None,
+        timeout: Optional[float] = 120.0,
+        replace_dead_workers: bool = True,
+        copy: bool = False,
+        progress: bool = False,
+        start_method: str = "auto",
+    ):
+        check_options(workers=workers, prefetch=prefetch, on_error=on_error, max_bad_fraction=max_bad_fraction,
+                      timeout=timeout, seed=seed)
+        self.source, self.transforms = source, as_compose(transforms)
+        rank, world_size = dist_from_env(rank, world_size)  # torchrun's env, read here only
+        self.sampler = Sampler(len(source), batch_size=batch_size, shuffle=shuffle, seed=seed,
+                               drop_last=drop_last, rank=rank, world_size=world_size)
+        self.workers, self.prefetch, self.on_error = int(workers), int(prefetch), on_error
+        self.timeout, self.replace_dead_workers, self.start_method = timeout, replace_dead_workers, start_method
+        self.copy, self.progress = bool(copy), bool(progress)
+        self._epoch, self._next = 0, 0
+        self.spec: Spec = self._resolve_spec()
+        self._layout = SlotLayout.of(self.spec, batch_size)
+        self._bad = BadRecords(max_bad_fraction, self.sampler.shard_size)
+        self._res = Resources()
+        self._finalizer = weakref.finalize(self, self._res.close)  # GC and interpreter exit
+        self._token = 0
+        self._run: Optional[EpochRun] = None
+        self._last_stats: Dict[str, float] = {}
+        self._split = "auto"  # how batches are split across workers (see run.py); a bench knob
+
+    # ----- shapes ----------------------------------------------------------------------------
+    def _resolve_spec(self) -> Spec:
+        source_spec = getattr(self.source, "spec", None)
+        try:
+            declared: Optional[Spec] = self.transforms.output_spec(source_spec()) if source_spec else None
+        except NotImplementedError:
+            declared = None
+        if declared is not None and all(s.fixed for s in declared.values()):
+            return dict(declared)
+        from ..rng import sample_rng
+
+        try:
+            probe = self.transforms(self.source[0], sample_rng(self.sampler.seed, self._epoch, 0))
+        except Exception as exc:
+            raise ValueError(
+                f"could not fix the batch shapes by probing record {record_key(self.source, 0)}: {exc}"
+            ) from exc
+        probed = spec_of(probe)
+        return probed if declared is None else merge_unknown(declared, probed)
+
+    # ----- resources -------------------------------------------------------------------------
+    def _start(self) -> Resources:
+        if self._res.pool is None:
+            try:
+                self._create(self._res)
+            except BaseException:
+                self._res.close()  # nothing half-made stays behind (slots without workers, say)
+                raise
+        return self._res
+
+    def _create(self, res: Resources) -> None:
+        plan = FillPlan(self.source, self.transforms, self.sampler, self._layout, skip=self.on_error == "skip")
+        if self.workers == 0:
+            res.ring = SlotRing.local(self._layout, 1)
+            describe = functools.partial(describe_task, self.source, self.sampler, None)
+            res.pool = InlinePool(Filler(plan, res.ring, 0, self.source), describe)
+            return
+        res.ring = SlotRing.create(self._layout, self.prefetch, ctl_entries=self.workers)
+        plan.slot_names, plan.ctl_name = res.ring.names, res.ring.ctl_name
+        describe = functools.partial(describe_task, self.source, self.sampler, res.ring.ctl)
+        res.pool = ProcessPool(plan, workers=self.workers, start_method=self.start_method, timeout=self.timeout,
+                               replace_dead=self.replace_dead_workers, describe=describe, name="feedstock")
+        res.pool.start()
+
+    def close(self) -> None:
+        """Stop the workers and unlink the slots (idempotent); the next iteration starts afresh."""
+        self._token += 1  # any live iterator is now stale
+        self._res.close()
+
+    def __enter__(self) -> "Loader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def slot_arrays(self) -> List[Dict[str, np.ndarray]]:
+        """Every slot's full-batch arrays, e.g. to register the memory with a GPU once; [] before a pass."""
+        ring = self._res.ring
+        return [dict(views) for views in ring.slots] if ring is not None else []
+
+    def worker_pids(self) -> List[int]:
+        return list(self._res.pool.pids) if self._res.pool is not None else []
+
+    # ----- iteration -------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.sampler.num_batches
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start the next pass at batch 0 of ``epoch`` (reshuffled from (seed, epoch))."""
+        if isinstance(epoch, bool) or int(epoch) != epoch or not 0 <= epoch < 2**24:
+            raise ValueError(f"{epoch=} must be an integer in [0, 2**24)")
+        self._epoch, self._next = int(epoch), 0
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self._iterate()
+
+    def _iterate(self) -> Iterator[Batch]:
+        self._token += 1
+        token = self._token
+        res = self._start()
+        if not res.pool.drain(timeout=self.timeout or 60.0):  # an abandoned pass may still be writing
+            self._res.close()
+            res = self._start()
+        epoch, start = self._epoch, self._next
+        stats = RunStats(epoch, 1 if self.workers == 0 else self.prefetch, self.workers)
+        run = self._run = EpochRun(res.pool, self.sampler, epoch, start, slots=stats.slots, workers=self.workers,
+                                   split=self._split, stats=stats, bad=self._bad)
+        bar = self._progress_bar(epoch, start)
+        try:
+            for k, slot, rows in run:
+                self._next = k + 1
+                if bar is not None:
+                    bar.update(1)
+                yield self._batch(res.ring.slots[slot], rows)
+                if token != self._token:
+                    raise RuntimeError("this iterator is stale: the loader was closed or iterated again")
+            self._epoch, self._next = epoch + 1, 0
+        except GeneratorExit:
+            raise  # abandoned: in-flight tasks finish on their own; the next pass drains them first
+        except BaseException:
+            if token == self._token:
+                self.close()
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+            self._last_stats = stats.summary()
+            if self._run is run:
+                self._run = None
+
+    def _batch(self, views: Mapping[str, np.ndarray], rows: int) -> Batch:
+        full = rows == self.sampler.batch_size
+        if self.copy:
+            return {name: (v if full else v[:rows]).copy() for name, v in views.items()}
+        return {name: v if full else v[:rows] for name, v in views.items()}
+
+    def _progress_bar(self, epoch: int, start: int):
+        if not self.progress:
+            return None
+        from tqdm.auto import tqdm
+
+        class Bar(tqdm):  # no monitor thread: a live thread would make later workers use spawn
+            monitor_interval = 0
+
+        return Bar(total=len(self), initial=start, unit="batch", desc=f"epoch {epoch}", leave=False)
+
+    # ----- state and observability -----------------------------------------------------------
+    def state_dict(self) -> Dict[str, int]:
+        """Where the next batch comes from: seed, epoch, next batch (and setup checks)."""
+        s = self.sampler
+        return LoaderState(s.seed, self._epoch, self._next, s.batch_size, s.world_size, s.length).to_dict()
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        """Continue exactly with the batch that came next when ``state`` was taken."""
+        st = LoaderState.from_dict(state)
+        st.check(self.sampler)
+        if st.seed != self.sampler.seed:
+            self.close()  # workers hold the old seed
+            self.sampler = Sampler(self.sampler.length, batch_size=self.sampler.batch_size,
+                                   shuffle=self.sampler.shuffle, seed=st.seed, drop_last=self.sampler.drop_last,
+                                   rank=self.sampler.rank, world_size=self.sampler.world_size)
+        self._epoch, self._next = st.epoch, st.next_batch
+        if self._next >= self.sampler.num_batches:
+            self._epoch, self._next = self._epoch + 1, 0
+
+    def stats(self) -> Dict[str, float]:
+        """Throughput, per-stage seconds, consumer wait and slot occupancy of the current/last pass."""
+        out = dict(self._run.stats.summary() if self._run is not None else self._last_stats)
+        out["bad_records"] = self._bad.total
+        out["worker_restarts"] = self._res.restarts()
+        return out
+
+    def report(self) -> Dict[str, Any]:
+        """Skipped records (epoch, index, key, error) and worker restarts."""
+        return {"bad_records": self._bad.total, "skipped": list(self._bad.records),
+                "worker_restarts": self._res.restarts()}
+
+    def __repr__(self) -> str:
+        return (f"Loader({self.source!r}, batch_size={self.sampler.batch_size}, workers={self.workers}, "
+                f"epoch={self._epoch}, next_batch={self._next})")

@@ -1,0 +1,124 @@
+"""Sampler: the dataset indices of batch k from (seed, epoch, shuffle, drop_last, rank, world_size).
+
+Every rank computes the same global order for an epoch (a permutation drawn
+from (seed, epoch) when ``shuffle``), then takes its strided shard
+``order[rank::world_size]`` (Caffe's multi-GPU ``Skip()`` is the same
+round-robin striding). Every rank gets the same number of samples and batches:
+
+* ``drop_last=True``: the global order is truncated to a multiple of
+  ``world_size`` (the ``len % world_size`` dropped records change every epoch
+  when shuffling), so shards are disjoint; then each rank drops its last
+  partial batch.
+* ``drop_last=False``: the global order is padded by wrapping around to a
+  multiple of ``world_size`` (as torch's DistributedSampler does), so shards
+  cover the whole dataset and only the padding repeats records; each rank's
+  last batch may be short.
+"""
+from __future__ import annotations
+
+import os
+from typing import Mapping, Optional, Tuple
+
+import numpy as np
+
+_ORDER_TAG = 0x53414D50  # "SAMP": keeps the order stream apart from any per-sample stream
+
+
+def dist_from_env(
+    rank: Optional[int], world_size: Optional[int], env: Mapping[str, str] = os.environ
+) -> Tuple[int, int]:
+    """Explicit rank/world_size, else torchrun's ``RANK``/``WORLD_SIZE`` (read once, at construction)."""
+    if world_size is None:
+        world_size = int(env.get("WORLD_SIZE", "1"))
+    if rank is None:
+        rank = int(env.get("RANK", "0")) if world_size > 1 else 0
+    if world_size < 1:
+        raise ValueError(f"{world_size=} must be >= 1")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"{rank=} must be in [0, world_size={world_size})")
+    return int(rank), int(world_size)
+
+
+class Sampler:
+    """Deterministic batch indices for one rank; picklable and cheap (caches one epoch's shard)."""
+
+    def __init__(
+        self,
+        length: int,
+        *,
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if length < 1:
+            raise ValueError(f"the source is empty ({length=})")
+        if batch_size < 1:
+            raise ValueError(f"{batch_size=} must be positive")
+        if not 0 <= seed < 2**64:
+            raise ValueError(f"{seed=} must be in [0, 2**64)")
+        rank, world_size = dist_from_env(rank, world_size, env={})
+        self.length, self.batch_size = int(length), int(batch_size)
+        self.shuffle, self.seed, self.drop_last = bool(shuffle), int(seed), bool(drop_last)
+        self.rank, self.world_size = rank, world_size
+        if drop_last:
+            self.shard_size = self.length // world_size
+            self.num_batches = self.shard_size // batch_size
+        else:
+            self.shard_size = -(-self.length // world_size)
+            self.num_batches = -(-self.shard_size // batch_size)
+        if self.num_batches < 1:
+            raise ValueError(
+                f"{length=} records over {world_size=} ranks give no full batch of {batch_size=} "
+                "with drop_last=True; lower batch_size or pass drop_last=False"
+            )
+        self._cached: Tuple[int, Optional[np.ndarray]] = (-1, None)
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def global_order(self, epoch: int) -> np.ndarray:
+        """All indices in this epoch's order (before sharding)."""
+        if not self.shuffle:
+            return np.arange(self.length, dtype=np.int64)
+        seq = np.random.SeedSequence([self.seed, int(epoch), _ORDER_TAG])
+        return np.random.Generator(np.random.Philox(seq)).permutation(self.length).astype(np.int64)
+
+    def shard(self, epoch: int) -> np.ndarray:
+        """This rank's indices for ``epoch`` in order, ``shard_size`` long (read-only)."""
+        if self._cached[0] == epoch:
+            return self._cached[1]
+        order = self.global_order(epoch)
+        total = self.shard_size * self.world_size
+        if total <= self.length:
+            order = order[:total]
+        else:
+            order = np.resize(order, total)  # np.resize repeats from the start: wrap-around padding
+        shard = np.ascontiguousarray(order[self.rank :: self.world_size])
+        shard.flags.writeable = False
+        self._cached = (int(epoch), shard)
+        return shard
+
+    def batch_rows(self, k: int) -> int:
+        """Number of rows of batch ``k`` (the last one may be short when ``drop_last=False``)."""
+        if not 0 <= k < self.num_batches:
+            raise IndexError(f"batch {k} out of range [0, {self.num_batches})")
+        return min(self.batch_size, self.shard_size - k * self.batch_size)
+
+    def batch(self, epoch: int, k: int) -> np.ndarray:
+        """Dataset indices of batch ``k`` of ``epoch`` for this rank."""
+        start = k * self.batch_size
+        return self.shard(epoch)[start : start + self.batch_rows(k)]
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_cached"] = (-1, None)  # workers rebuild the shard; never ship the array
+        return state
+
+    def __repr__(self) -> str:
+        return (
+            f"Sampler(length={self.length}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
+            f"seed={self.seed}, drop_last={self.drop_last}, rank={self.rank}, world_size={self.world_size})"
+        )

@@ -1,0 +1,48 @@
+"""Torch tensors from a Loader without copying: ``for batch in feedstock.torch.wrap(loader)``."""
+from __future__ import annotations
+
+from typing import Any, Dict, Iterator
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as exc:  # an optional extra
+        raise ImportError("feedstock.torch needs PyTorch: pip install 'feedstock[torch]'") from exc
+    return torch
+
+
+class TorchLoader:
+    """Iterates the wrapped loader, turning each numpy view into a tensor on the same memory.
+
+    The tensors share the slot like the numpy views do: valid until the next batch
+    (wrap a ``copy=True`` loader to keep them). Everything else (``len``,
+    ``state_dict``, ``set_epoch``, ``stats``, ``close``...) is the loader's.
+    """
+
+    def __init__(self, loader: Any):
+        self.loader = loader
+        self._torch = _torch()
+
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
+        from_numpy = self._torch.from_numpy
+        for batch in self.loader:
+            yield {name: from_numpy(array) for name, array in batch.items()}
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loader, name)
+
+    def __enter__(self) -> "TorchLoader":
+        self.loader.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.loader.__exit__(*exc)
+
+
+def wrap(loader: Any) -> TorchLoader:
+    """Zero-copy torch view of ``loader``'s batches (``torch.from_numpy``)."""
+    return TorchLoader(loader)
