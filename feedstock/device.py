@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optio
 
 import numpy as np
 
-from .trainer.backend import Backend, get_backend
+from .backend import Backend, get_backend
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,33 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def _our_shm_entries() -> set[str]:
+def _owner_alive(pid: int) -> bool:
     try:
-        return {n for n in os.listdir("/dev/shm") if n.startswith("feedstock")}
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _our_shm_entries() -> set[str]:
+    """Entries of this process, and entries whose owner died (leaked by a child we started).
+
+    Names are ``feedstock_<owner pid>_...``; live entries of other processes (tests
+    running beside us) are not ours to count.
+    """
+    try:
+        names = [n for n in os.listdir("/dev/shm") if n.startswith("feedstock")]
     except FileNotFoundError:
         return set()
+    ours = set()
+    for name in names:
+        parts = name.split("_")
+        pid = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+        if pid is None or pid == os.getpid() or not _owner_alive(pid):
+            ours.add(name)
+    return ours
 
 
 def _children() -> list:

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from feedstock.trainer.backend import NUMPY
+from feedstock.backend import NUMPY
 from feedstock.trainer.conv import Convolution, Pooling, pooled_size
 from feedstock.trainer.fillers import fill
 from feedstock.trainer.layers import Dropout, InnerProduct, ReLU, SoftmaxWithLoss, count_correct

@@ -1,1 +1,6 @@
-"""feedstock.pipeline."""
+"""feedstock.pipeline: sampler, shared-memory slot ring, worker loop, supervised pool and the Loader."""
+from .loader import Loader
+from .pool import ProcessPool, ordered_map
+from .sampler import Sampler
+
+__all__ = ["Loader", "ProcessPool", "Sampler", "ordered_map"]

@@ -4,7 +4,7 @@
 is the entry point the CLI and the demo share; models are ``lenet``, ``otto_mlp``
 or any list of Caffe-style layer specs.
 """
-from .backend import Backend, get_backend  # noqa: F401
+from ..backend import Backend, get_backend  # noqa: F401
 from .datasets import Split, load_fashion_mnist, read_idx, write_idx  # noqa: F401
 from .feeding import ArraySource, Subset, holdout_split, open_source  # noqa: F401
 from .loop import TrainReport, evaluate, train  # noqa: F401

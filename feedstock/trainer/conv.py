@@ -6,7 +6,7 @@ from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
-from .backend import Backend
+from ..backend import Backend
 from .fillers import fill
 from .layers import Layer, Shape
 

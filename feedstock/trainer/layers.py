@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from .backend import NUMPY, Backend, array_module
+from ..backend import NUMPY, Backend, array_module
 from .fillers import fill
 
 Shape = Tuple[int, ...]

@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 import numpy as np
 
 from ..device import DeviceFeeder, FeedStats
-from .backend import Backend, get_backend
+from ..backend import Backend, get_backend
 from .feeding import as_source, batch_stream
 from .layers import Dropout
 from .models import ModelDef, get_model

@@ -6,7 +6,7 @@ from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import numpy as np
 
-from .backend import NUMPY, Backend
+from ..backend import NUMPY, Backend
 from .net import Net
 from .solver import SolverConfig
 
