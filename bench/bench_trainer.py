@@ -40,7 +40,7 @@ from feedstock.loaders.caffe_lmdb import CaffeLmdb  # noqa: E402
 from feedstock.pipeline.loader import Loader  # noqa: E402
 from feedstock.backend import Backend, get_backend  # noqa: E402
 from feedstock.trainer.datasets import load_fashion_mnist  # noqa: E402
-from feedstock.trainer.feeding import ArraySource  # noqa: E402
+from feedstock.trainer.feeding import labelled_arrays  # noqa: E402
 from feedstock.trainer.loop import train  # noqa: E402
 from feedstock.trainer.models import ModelDef, lenet  # noqa: E402
 from feedstock.writers.lmdb_writer import LmdbWriter  # noqa: E402
@@ -192,7 +192,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(4 * big_batch, 3, 227, 227), dtype=np.uint8)
     labels = rng.integers(0, 10, size=len(images))
-    feeding_row("conv227/memory", conv227(), (images, labels), ArraySource(images, labels), backend, big_batch,
+    feeding_row("conv227/memory", conv227(), (images, labels), labelled_arrays(images, labels), backend, big_batch,
                 big_steps, args.workers)
     h2d(backend)
     return 0

@@ -67,7 +67,7 @@ def test_train_otto_mlp_with_holdout_and_predictions(tmp_path, capsys):
     (["--model", "otto_mlp"], "--train is required"),
     (["--model", "lenet", "--predict", "x.csv"], "--predict needs --test"),
     (["--model", "lenet", "--iters", "0"], "--iters 0"),
-    (["--model", "lenet", "--train", "nowhere"], "neither a Caffe LMDB"),
+    (["--model", "lenet", "--train", "nowhere"], "'nowhere' does not exist"),
 ])
 def test_train_cli_errors_are_clear(argv, message, tmp_path):
     with pytest.raises(ValueError, match=message):

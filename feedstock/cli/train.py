@@ -52,7 +52,8 @@ def register(subparsers: Any) -> None:
 
 def _sources(args: argparse.Namespace) -> Tuple[Any, Any]:
     from ..trainer.datasets import load_fashion_mnist
-    from ..trainer.feeding import holdout_split, open_source
+    from ..loaders import open_source
+    from ..trainer.feeding import holdout_split
 
     if args.train is None:
         if args.model != "lenet":
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace, model: Any, report: Any, train_src: Any) -> Path:
-    from ..trainer.feeding import open_source
+    from ..loaders import open_source
     from ..trainer.predict import predict_proba, write_class_probabilities
 
     test = open_source(args.test)

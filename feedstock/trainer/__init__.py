@@ -6,7 +6,7 @@ or any list of Caffe-style layer specs.
 """
 from ..backend import Backend, get_backend  # noqa: F401
 from .datasets import Split, load_fashion_mnist, read_idx, write_idx  # noqa: F401
-from .feeding import ArraySource, Subset, holdout_split, open_source  # noqa: F401
+from .feeding import Subset, as_source, holdout_split, labelled_arrays  # noqa: F401
 from .loop import TrainReport, evaluate, train  # noqa: F401
 from .models import ModelDef, get_model, lenet, otto_mlp  # noqa: F401
 from .net import Net  # noqa: F401

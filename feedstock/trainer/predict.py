@@ -1,6 +1,7 @@
 """Apply a trained net to new data: class probabilities, and Otto-style ``id,Class_1..`` CSV files."""
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -8,18 +9,18 @@ import numpy as np
 
 from ..device import DeviceFeeder
 from ..loaders.base import Source
-from .feeding import InProcessBatches
+from .feeding import batch_stream
 from .models import ModelDef
 from .net import Net
 
 
 def predict_proba(net: Net, model: ModelDef, source: Source, *, batch_size: int = 256) -> np.ndarray:
     """Softmax probabilities (len(source), num_classes) in source order, test mode."""
-    stream = InProcessBatches(source, batch_size=batch_size, shuffle=False, seed=0, drop_last=False)
+    stream = batch_stream(source, batch_size=batch_size, workers=0, shuffle=False, seed=0, drop_last=False)
     feeder = DeviceFeeder(net.backend, scale=model.scale, mean=model.mean, log1p=model.log1p, dtype=net.dtype)
     out = np.empty((len(source), net.num_classes), dtype=np.float32)
     row = 0
-    with feeder:
+    with feeder, closing(stream):
         for batch in feeder.feed(stream.epoch(0), slots=stream.slot_arrays):
             probs = net.backend.to_numpy(net.predict_proba(batch["data"]))
             out[row:row + len(probs)] = probs
