@@ -153,3 +153,24 @@ def test_errors_name_file_line_and_column(tmp_path, text, message):
 def test_missing_file(tmp_path):
     with pytest.raises(ValueError, match="cannot read CSV file"):
         CsvTable(tmp_path / "nope.csv")
+
+
+@pytest.mark.parametrize("caffe_shape, with_target", [(False, True), (True, False)])
+def test_get_batch_equals_the_rows_stacked(tmp_path, caffe_shape, with_target):
+    path = tmp_path / "t.csv"
+    counts, labels = make_otto_csv(str(path), np.random.default_rng(4), rows=30, features=6,
+                                   with_target=with_target)
+    src = CsvTable(path, caffe_shape=caffe_shape)
+    order = [29, 0, 5, 5, -2]
+    batch = src.get_batch(np.asarray(order))
+    assert sorted(batch) == sorted(src[0])
+    for name, value in batch.items():
+        expected = np.stack([src[i][name] for i in order])
+        assert value.dtype == expected.dtype and value.shape == expected.shape
+        np.testing.assert_array_equal(value, expected)
+    np.testing.assert_array_equal(batch["data"].reshape(5, 6), counts[order].astype(np.float32))
+    assert batch["id"].tolist() == [30, 1, 6, 6, 29]
+    if with_target:  # codes of the class names actually present
+        assert [src.classes[c] for c in batch["label"]] == [f"Class_{labels[i] + 1}" for i in order]
+    with pytest.raises(IndexError, match="index 30 out of range"):
+        src.get_batch([1, 30])

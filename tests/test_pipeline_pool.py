@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -11,6 +15,7 @@ import pytest
 
 from feedstock.errors import WorkerDied, WorkerError, WorkerTimeout
 from feedstock.pipeline.pool import ProcessPool, choose_start_method, ordered_map
+from feedstock.pipeline.worker import OwnerWatch
 from pipeline_helpers import wait_dead
 
 
@@ -142,3 +147,85 @@ def test_unpicklable_factory_under_spawn_fails_cleanly(no_leaks):
         pool.start()
     pool.close()
     assert pool.pids == []
+
+
+def test_results_read_with_a_failure_are_kept_and_the_failure_names_its_task(no_leaks):
+    with ProcessPool(functools.partial(_handler_of, fail_on_five), workers=1) as pool:
+        tids = [pool.submit(x) for x in range(10)]
+        got, errors = {}, []
+        while len(got) + len(errors) < 10:
+            try:
+                got.update(pool.results())
+            except WorkerError as exc:
+                errors.append(exc)
+        assert got == {tid: x for x, tid in enumerate(tids) if x != 5}
+        assert [e.task_id for e in errors] == [tids[5]] and errors[0].key == "item-5"
+        pool.submit(5)
+        pool.submit(6)
+        assert pool.drain(timeout=10) and pool.results(timeout=0.05) == []  # drained failures are gone too
+
+
+_FORKSERVER_OWNER = textwrap.dedent("""
+    import json, os, signal, sys, time
+    from feedstock.pipeline.pool import ProcessPool
+
+    def parent_pid(payload):
+        return os.getppid()
+
+    def factory(wid):
+        return parent_pid
+
+    if __name__ == "__main__":
+        pool = ProcessPool(factory, workers=2, start_method="forkserver").start()
+        for wid in range(2):
+            pool.submit(None, worker=wid)
+        parents = []
+        while len(parents) < 2:
+            parents += [r for _, r in pool.results()]
+        holder = os.fork()  # inherits the fork server's "alive" pipe: the server outlives us
+        if holder == 0:
+            time.sleep(60)
+            os._exit(0)
+        print(json.dumps({"main": os.getpid(), "workers": pool.pids, "parents": parents, "holder": holder}),
+              flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+def test_forkserver_workers_exit_when_the_owner_dies(no_leaks, tmp_path):
+    script = tmp_path / "owner.py"
+    script.write_text(_FORKSERVER_OWNER)
+    # Read one line, not to EOF: the holder and the fork server keep the pipe open.
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    with proc.stdout:
+        info = json.loads(proc.stdout.readline())
+        proc.wait(timeout=60)
+    try:
+        assert proc.returncode == -signal.SIGKILL
+        assert info["main"] not in info["parents"]  # their parent is the fork server, which lives on
+        assert wait_dead(info["workers"]) == []  # they watch the pool's owner, not their parent
+    finally:
+        os.kill(info["holder"], signal.SIGKILL)
+    assert wait_dead([info["holder"], *info["parents"]]) == []  # the fork server goes with the holder
+
+
+@pytest.mark.parametrize("pidfd", [True, False])
+def test_owner_watch_sees_the_owner_exit(monkeypatch, pidfd):
+    if not pidfd:
+        monkeypatch.delattr(os, "pidfd_open", raising=False)  # old kernels and Pythons: pid checks
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        watch = OwnerWatch(other.pid)
+        assert (watch.fd is not None) == pidfd and not watch.gone()
+        other.kill()
+        other.wait()
+        assert watch.gone() and watch.gone()
+        watch.close()
+    finally:
+        other.kill()
+        other.wait()
+    alive, dead = OwnerWatch(os.getppid()), OwnerWatch(other.pid)  # dead: reaped before the watch began
+    assert not alive.gone() and dead.gone()
+    alive.close()
+    dead.close()

@@ -278,3 +278,82 @@ def test_a_real_decoded_photo_matches_plain_numpy(shared_data):
         ref = ref[:, :, ::-1] if flip else ref
         ref = (ref - np.array([104, 117, 123], np.float32)[:, None, None]) * np.float32(0.017)
         assert got.tobytes() == ref.tobytes()
+
+
+# ----- apply_batch: the Loader's batch fast path --------------------------------------------------
+def _rows_of(t, batch, index0=0):
+    """The per-row results (``into`` a float32 row, and ``__call__``) stacked, with per-sample rngs."""
+    n = len(batch["data"])
+    spec = t.output_spec({"data": ArraySpec(batch["data"].shape[1:], batch["data"].dtype)})["data"]
+    into = np.full((n, *spec.shape), np.nan, np.float32)
+    called = []
+    for j in range(n):
+        sample = {name: value[j] for name, value in batch.items()}
+        t.into(sample, sample_rng(2, 0, index0 + j), {"data": into[j]})
+        called.append(t(sample, sample_rng(2, 0, index0 + j)))
+    return into, {name: np.stack([c[name] for c in called]) for name in called[0]}
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float64, np.int16])
+@pytest.mark.parametrize("kwargs", [
+    dict(phase="TRAIN", scale=0.00390625),
+    dict(phase="TRAIN", mean_value=[104.5, 117, 123.25], scale=0.017),
+    dict(phase="TRAIN", mean_value=99.9),
+    dict(phase="TEST", crop_size=5, mean_value=[1.5, 2, 3], scale=0.5),
+    dict(phase="TEST", crop_size=6, mean_image="random", scale=0.017),
+    dict(phase="TEST", crop_size=7, force_color=True),
+    dict(phase="TRAIN", mean_image="random"),
+])
+def test_apply_batch_equals_the_rows_bit_for_bit(kwargs, dtype):
+    g = np.random.default_rng(11)
+    x = g.integers(0, 256, (6, 3, 9, 10)).astype(dtype)
+    if dtype == np.float64:
+        x = x + g.random(x.shape)
+    if kwargs.get("mean_image") == "random":
+        kwargs = dict(kwargs, mean_image=(g.random((3, 9, 10)) * 255).astype(np.float32))
+    t = CaffeTransform(**kwargs)
+    batch = {"data": x, "label": np.arange(6, dtype=np.int64)}
+    got = t.apply_batch(batch)
+    into, called = _rows_of(t, batch)
+    assert got["data"].dtype == np.float32 and got["data"].tobytes() == into.tobytes()
+    assert got["data"].tobytes() == called["data"].tobytes()
+    assert got["label"].tolist() == list(range(6))
+    assert got is not batch and batch["data"] is x  # the input fields are left alone
+
+
+def test_apply_batch_matches_caffe_on_a_test_centre_crop(tmp_path):
+    x = np.random.default_rng(12).integers(0, 256, (2, 2, 7, 8), dtype=np.uint8)
+    mean = np.arange(2 * 7 * 8, dtype=np.float32).reshape(2, 7, 8) / 3
+    write_mean_file(tmp_path / "mean.binaryproto", mean)
+    t = CaffeTransform(phase="TEST", crop_size=4, scale=0.25, mean_file=tmp_path / "mean.binaryproto")
+    got = t.apply_batch({"data": x})["data"]
+    for j in range(2):  # offsets (7 - 4) // 2 = 1 and (8 - 4) // 2 = 2
+        ref = caffe_reference(x[j], crop=4, h_off=1, w_off=2, mirror=False, mean=mean, scale=0.25)
+        np.testing.assert_array_equal(got[j], ref)
+
+
+def test_apply_batch_crops_the_mask_like_the_rows():
+    g = np.random.default_rng(13)
+    batch = {"data": g.integers(0, 256, (3, 1, 6, 6), dtype=np.uint8),
+             "mask": g.integers(0, 5, (3, 1, 6, 6), dtype=np.uint8)}
+    t = CaffeTransform(phase="TEST", crop_size=3)
+    got = t.apply_batch(batch)
+    _, called = _rows_of(t, batch)
+    np.testing.assert_array_equal(got["mask"], called["mask"])
+    np.testing.assert_array_equal(got["mask"], batch["mask"][:, :, 1:4, 1:4])
+
+
+@pytest.mark.parametrize("kwargs, shape", [
+    (dict(phase="TRAIN", mirror=True), (2, 3, 8, 8)),  # a coin per row
+    (dict(phase="TEST", mirror=True), (2, 3, 8, 8)),  # the mirror is drawn in TEST too
+    (dict(phase="TRAIN", crop_size=4), (2, 3, 8, 8)),  # random offsets per row
+    (dict(phase="TEST", force_color=True), (2, 1, 8, 8)),  # per-row conversion to colour
+    (dict(phase="TEST", force_gray=True), (2, 3, 8, 8)),
+    (dict(phase="TEST", crop_size=9), (2, 3, 8, 8)),  # rejected per row, naming the record
+    (dict(phase="TEST", mean_value=[1, 2]), (2, 3, 8, 8)),
+    (dict(phase="TEST", mean_image=np.zeros((3, 7, 8), np.float32)), (2, 3, 8, 8)),
+    (dict(phase="TEST"), (2, 8, 8)),  # not a batch of CHW images
+])
+def test_apply_batch_declines_what_only_rows_can_do(kwargs, shape):
+    batch = {"data": np.zeros(shape, np.uint8), "label": np.zeros(2, np.int64)}
+    assert CaffeTransform(**kwargs).apply_batch(batch) is NotImplemented

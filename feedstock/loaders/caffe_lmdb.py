@@ -6,6 +6,10 @@ from ``float_data``); encoded ones are decoded with OpenCV like Caffe's
 DataTransformer: ``mode="color"``/``"gray"``/``"native"`` = force_color /
 force_gray / IMREAD_UNCHANGED (caffe.md §4, traps 1-4, 6). Raw arrays are
 read-only views of the parsed record (no extra copy); do not modify them in place.
+``get_batch`` reads fixed-shape raw Datums in one vectorised step (the Loader's batch
+fast path) and answers ``NotImplemented`` for encoded, float or mixed-shape records,
+which then go record by record. ``decode_s`` counts the seconds spent decoding
+encoded records in this process (the Loader reports it apart from reading).
 Environments are opened without locking (``lock=False``): the database must not
 be written by another process while it is read (training data is static).
 
@@ -17,7 +21,9 @@ from __future__ import annotations
 import operator
 import os
 import threading
-from typing import Dict, Iterable, List, Optional
+import time
+from types import NotImplementedType
+from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import lmdb
 import numpy as np
@@ -126,6 +132,7 @@ class CaffeLmdb(Source):
         self._spec: Optional[Spec] = None
         self._entry: Optional[_ReadEnv] = None
         self._labels: Dict[int, np.ndarray] = {}  # read-only 0-d label arrays, shared between samples
+        self.decode_s = 0.0
 
     def __getstate__(self):
         state = super().__getstate__()
@@ -164,13 +171,16 @@ class CaffeLmdb(Source):
                 self._labels[value] = label
         return label
 
-    def _sample(self, value: Optional[bytes], i: int) -> Sample:
+    def _datum(self, value: Optional[bytes], i: int) -> Datum:
         if value is None:
             raise RecordError(self.key(i), "key vanished from the database")
         try:
-            datum = Datum.FromString(value)
+            return Datum.FromString(value)
         except DecodeError as e:
             raise RecordError(self.key(i), f"value is not a Caffe Datum ({len(value)} bytes): {e}") from None
+
+    def _sample(self, value: Optional[bytes], i: int) -> Sample:
+        datum = self._datum(value, i)
         pixels = datum.data
         if pixels and not datum.encoded:
             # Fast path for the common raw uint8 layout (a read-only view of the parsed bytes).
@@ -179,7 +189,9 @@ class CaffeLmdb(Source):
                 raise RecordError(self.key(i), f"datum holds {len(pixels)} bytes but C,H,W = {shape}")
             data = np.frombuffer(pixels, dtype=np.uint8).reshape(shape)
         else:
+            t0 = time.perf_counter()
             data = decode_datum(datum, mode=self.mode, key=self.key(i))
+            self.decode_s += time.perf_counter() - t0
         return {"data": data, "label": self._label(datum.label)}
 
     def __getitem__(self, i: int) -> Sample:
@@ -189,6 +201,33 @@ class CaffeLmdb(Source):
     def get_many(self, indices: Iterable[int]) -> List[Sample]:
         txn, raw, index, sample = self._txn(), self._keys.raw, self._index, self._sample
         return [sample(txn.get(raw(j)), j) for j in map(index, indices)]
+
+    def get_batch(self, indices: Sequence[int]) -> Union[Sample, NotImplementedType]:
+        """``{"data": (N, C, H, W) uint8, "label": (N,) int64}`` of raw same-shape Datums, read-only.
+
+        Equal to stacking ``self[i]``; ``NotImplemented`` when a record is encoded,
+        holds ``float_data`` or differs in shape from the first (read those one by one).
+        A missing or unparsable record raises RecordError naming its key.
+        """
+        rows = [self._index(i) for i in np.asarray(indices, dtype=np.int64).reshape(-1).tolist()]
+        if not rows:
+            raise ValueError("get_batch needs at least one index")
+        txn, raw, datum = self._txn(), self._keys.raw, self._datum
+        datums = [datum(txn.get(raw(j)), j) for j in rows]
+        first = datums[0]
+        shape = (first.channels, first.height, first.width)
+        size = shape[0] * shape[1] * shape[2]
+        if size == 0 or any(d.encoded or (d.channels, d.height, d.width) != shape for d in datums):
+            return NotImplemented
+        parts = [d.data for d in datums]  # one bytes object per record (each access copies)
+        if set(map(len, parts)) != {size}:
+            for j, part in zip(rows, parts):
+                if not part:
+                    return NotImplemented  # float_data: the per-record path converts it
+                if len(part) != size:
+                    raise RecordError(self.key(j), f"datum holds {len(part)} bytes but C,H,W = {shape}")
+        data = np.frombuffer(b"".join(parts), dtype=np.uint8).reshape(len(rows), *shape)
+        return {"data": data, "label": np.fromiter((d.label for d in datums), np.int64, len(rows))}
 
     def spec(self) -> Spec:
         """From the first record: exact shape for raw Datums, (C or None, None, None) for encoded."""

@@ -1,8 +1,17 @@
 """Worker-side batch filling: read records, transform with per-sample rngs, write rows into a slot.
 
-A task is a tuple of chunks ``(epoch, k, slot, lo, hi)``: rows ``lo:hi`` of batch ``k``. The worker
-recomputes the batch's indices from its own copy of the Sampler, so no index
+A task is a tuple of chunks ``(epoch, k, slot, lo, hi, gen)``: rows ``lo:hi`` of batch ``k``. The
+worker recomputes the batch's indices from its own copy of the Sampler, so no index
 array crosses the pipe; it answers with a few floats and the (rare) bad records.
+A chunk whose generation ``gen`` is no longer the one published in the ring's last
+control entry was discarded by the main process (the consumer moved elsewhere):
+it is skipped without reading anything.
+
+Batch fast path: ``source.get_batch(indices)`` then each transform's
+``apply_batch(fields)``. Either may answer ``NotImplemented`` (encoded records, a
+random transform): that chunk and every later one of this worker go row by row.
+Any exception in the fast path also sends the chunk row by row, which re-reads
+the records one at a time and so reports the bad record's key.
 """
 from __future__ import annotations
 
@@ -22,9 +31,10 @@ from .shm import SlotLayout, SlotRing
 
 log = logging.getLogger(__name__)
 
-Task = Tuple[int, int, int, int, int]  # one chunk: epoch, batch k, slot, first row, end row
+Task = Tuple[int, int, int, int, int, int]  # one chunk: epoch, batch k, slot, first row, end row, generation
 BadRecord = Tuple[int, str, str]  # dataset index, key, error message
-FillResult = Tuple[float, float, Tuple[BadRecord, ...]]  # read s, transform s, bad records
+FillResult = Tuple[float, float, float, Tuple[BadRecord, ...]]  # read s (decode s of it), transform s, bad
+SKIPPED: FillResult = (0.0, 0.0, 0.0, ())
 _MAX_MESSAGE = 300
 
 
@@ -116,16 +126,20 @@ class Filler:
         return tuple(self.fill(chunk) for chunk in chunks)
 
     def fill(self, chunk: Task) -> FillResult:
-        epoch, k, slot, lo, hi = chunk
+        epoch, k, slot, lo, hi, gen = chunk
+        ctl = self.ring.ctl
+        if ctl is not None and ctl[-1] != gen:
+            return SKIPPED  # discarded by the main process while queued here
         order = self.sampler.shard(epoch)
         base = k * self.sampler.batch_size
         times = [0.0, 0.0]
+        decoded = getattr(self.source, "decode_s", 0.0)
         bad: List[BadRecord] = []
         if not (self.fast and self._fill_fast(order[base + lo : base + hi], slot, lo, hi, times)):
             for j in range(lo, hi):
                 self._fill_row(epoch, order, base + j, slot, j, times, bad)
         self._progress(-1)
-        return times[0], times[1], tuple(bad)
+        return times[0], getattr(self.source, "decode_s", 0.0) - decoded, times[1], tuple(bad)
 
     def _progress(self, index: int) -> None:
         if self.ring.ctl is not None:
@@ -180,10 +194,12 @@ class Filler:
             fields = self.source.get_batch(indices)
             t1 = time.perf_counter()
             for t in self.compose.transforms:
+                if fields is NotImplemented:
+                    break
                 fields = t.apply_batch(fields)
-                if fields is NotImplemented:  # this transform's setup is not batchable (random, say)
-                    self.fast = False
-                    return False
+            if fields is NotImplemented:  # encoded records, a random transform: rows from now on
+                self.fast = False
+                return False
             for name, view in self.ring.slots[slot].items():
                 value = np.asarray(fields[name])
                 if value.shape != view[lo:hi].shape:

@@ -17,19 +17,33 @@ iteration starts fresh workers.
 Batches. Shapes come from ``transforms.output_spec(source.spec())``; dims still
 unknown are fixed by running sample 0 through the transforms in this process
 (rng of (seed, epoch, 0)). A yielded batch is a dict of views into a slot; the
-slot is refilled once the next batch is requested (``copy=True`` yields owned
-arrays). The last batch of a ``drop_last=False`` epoch may be short.
+slot is refilled once the next batch is requested; the last batch of a pass (also
+an abandoned one) stays valid until the next pass takes its first batch
+(``copy=True`` yields owned arrays). The last batch of a ``drop_last=False``
+epoch may be short.
 
 Position. ``iter(loader)`` continues from ``(epoch, next batch)``: a finished
 pass moves to the next epoch, an abandoned one resumes where it stopped;
 ``set_epoch(e)`` restarts at batch 0 of epoch ``e``; ``state_dict()`` /
 ``load_state_dict()`` carry the position to a new loader (any worker count).
 
+Across epochs. The workers do not idle at an epoch's end: once its last batch
+is issued, the first batches of the next epoch go into the free slots, so the next
+pass starts without waiting, as long as it continues where the last one left off
+(the automatic next epoch, or ``set_epoch``/``load_state_dict`` naming that same
+position). A pass that starts elsewhere discards the work issued ahead (workers
+skip what they had not started; batches are unchanged) and, as the loader is
+evidently repositioned each time (an evaluation loader at epoch 0, say), it stops
+issuing ahead until a pass again continues where the previous one stopped.
+
 Batch fast path. When the source has ``get_batch(indices) -> dict`` and every
 transform has a deterministic, row-wise ``apply_batch(fields) -> fields``
-(or there are none), a chunk is filled with one vectorised read. A transform
-whose current settings are not batchable returns ``NotImplemented`` from
-``apply_batch``; rows are then filled one by one.
+(or there are none), a chunk is filled with one vectorised read (ArraySource,
+CsvTable, CaffeLmdb of raw Datums with CaffeTransform in settings that draw
+nothing). A source whose records cannot be stacked (encoded Datums) or a
+transform whose settings are random answers ``NotImplemented``; rows are then
+filled one by one, with per-sample rngs. Batches are the same either way; an
+error in a batch read is reported by the per-row path, naming the record.
 
 Options (keyword-only; invalid values raise ValueError naming them):
 
@@ -52,7 +66,7 @@ from __future__ import annotations
 
 import functools
 import weakref
-from typing import Any, Dict, Iterator, List, Mapping, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -61,7 +75,7 @@ from ..transforms.base import as_compose
 from .fill import Filler, FillPlan, record_key
 from .pool import ProcessPool
 from .resources import Resources, check_options, describe_task
-from .run import EpochRun, InlinePool
+from .run import MAX_EPOCH, InlinePool, Run
 from .sampler import Sampler, dist_from_env
 from .shm import SlotLayout, SlotRing
 from .state import LoaderState
@@ -110,7 +124,10 @@ class Loader:
         self._res = Resources()
         self._finalizer = weakref.finalize(self, self._res.close)  # GC and interpreter exit
         self._token = 0
-        self._run: Optional[EpochRun] = None
+        self._run: Optional[Run] = None
+        self._discarded = 0  # batches filled ahead and thrown away by runs that are gone
+        self._left_at: Optional[Tuple[int, int]] = None  # where the last pass stopped (None: no pass yet)
+        self._live: Optional[RunStats] = None
         self._last_stats: Dict[str, float] = {}
         self._split = "auto"  # how batches are split across workers (see run.py); a bench knob
 
@@ -151,7 +168,8 @@ class Loader:
             describe = functools.partial(describe_task, self.source, self.sampler, None)
             res.pool = InlinePool(Filler(plan, res.ring, 0, self.source), describe)
             return
-        res.ring = SlotRing.create(self._layout, self.prefetch, ctl_entries=self.workers)
+        # one control entry per worker (the record it is on) plus the run's generation (see run.py)
+        res.ring = SlotRing.create(self._layout, self.prefetch, ctl_entries=self.workers + 1)
         plan.slot_names, plan.ctl_name = res.ring.names, res.ring.ctl_name
         describe = functools.partial(describe_task, self.source, self.sampler, res.ring.ctl)
         res.pool = ProcessPool(plan, workers=self.workers, start_method=self.start_method, timeout=self.timeout,
@@ -161,7 +179,13 @@ class Loader:
     def close(self) -> None:
         """Stop the workers and unlink the slots (idempotent); the next iteration starts afresh."""
         self._token += 1  # any live iterator is now stale
+        self._drop_run()
         self._res.close()
+
+    def _drop_run(self) -> None:
+        if self._run is not None:
+            self._discarded += self._run.discarded + len(self._run.issued())
+            self._run = None
 
     def __enter__(self) -> "Loader":
         return self
@@ -187,7 +211,7 @@ class Loader:
 
     def set_epoch(self, epoch: int) -> None:
         """Start the next pass at batch 0 of ``epoch`` (reshuffled from (seed, epoch))."""
-        if isinstance(epoch, bool) or int(epoch) != epoch or not 0 <= epoch < 2**24:
+        if isinstance(epoch, bool) or int(epoch) != epoch or not 0 <= epoch < MAX_EPOCH:
             raise ValueError(f"{epoch=} must be an integer in [0, 2**24)")
         self._epoch, self._next = int(epoch), 0
 
@@ -197,26 +221,24 @@ class Loader:
     def _iterate(self) -> Iterator[Batch]:
         self._token += 1
         token = self._token
-        res = self._start()
-        if not res.pool.drain(timeout=self.timeout or 60.0):  # an abandoned pass may still be writing
-            self._res.close()
-            res = self._start()
         epoch, start = self._epoch, self._next
-        stats = RunStats(epoch, 1 if self.workers == 0 else self.prefetch, self.workers)
-        run = self._run = EpochRun(res.pool, self.sampler, epoch, start, slots=stats.slots, workers=self.workers,
-                                   split=self._split, stats=stats, bad=self._bad)
+        run, res = self._run_from(epoch, start)
+        stats = self._live = RunStats(epoch, run.slots, self.workers)
         bar = self._progress_bar(epoch, start)
         try:
-            for k, slot, rows in run:
+            for k in range(start, self.sampler.num_batches):
+                _, _, slot, rows = run.take(stats)
                 self._next = k + 1
                 if bar is not None:
                     bar.update(1)
                 yield self._batch(res.ring.slots[slot], rows)
                 if token != self._token:
                     raise RuntimeError("this iterator is stale: the loader was closed or iterated again")
+            # The last batch's slot stays held (the user may still read it after the loop);
+            # the next pass frees it when it takes its first batch.
             self._epoch, self._next = epoch + 1, 0
         except GeneratorExit:
-            raise  # abandoned: in-flight tasks finish on their own; the next pass drains them first
+            raise  # abandoned: what is in flight stays for a pass that continues here
         except BaseException:
             if token == self._token:
                 self.close()
@@ -225,8 +247,26 @@ class Loader:
             if bar is not None:
                 bar.close()
             self._last_stats = stats.summary()
-            if self._run is run:
-                self._run = None
+            if self._live is stats:  # the latest pass (also when it closed the loader)
+                self._left_at, self._live = (self._epoch, self._next), None
+
+    def _run_from(self, epoch: int, start: int) -> Tuple[Run, Resources]:
+        """The run handing out ``(epoch, start)`` next: the live one when it is there already."""
+        res = self._start()
+        run = self._run if self._run is not None and self._run.pool is res.pool else None
+        if run is not None and run.pos != (epoch, start):
+            if not run.restart(epoch, start, timeout=self.timeout or 60.0):
+                self._drop_run()
+                self._res.close()  # a worker would not finish: start afresh
+                res, run = self._start(), None
+        if run is None:
+            slots = 1 if self.workers == 0 else self.prefetch
+            run = self._run = Run(res.pool, self.sampler, epoch, start, slots=slots, workers=self.workers,
+                                  split=self._split, bad=self._bad, ctl=res.ring.ctl)
+        # Issue into the next epoch only while passes continue where the last one stopped.
+        continues = self._left_at is None or self._left_at == (epoch, start)
+        run.horizon = None if continues else (epoch + 1, 0)
+        return run, res
 
     def _batch(self, views: Mapping[str, np.ndarray], rows: int) -> Batch:
         full = rows == self.sampler.batch_size
@@ -264,10 +304,12 @@ class Loader:
             self._epoch, self._next = self._epoch + 1, 0
 
     def stats(self) -> Dict[str, float]:
-        """Throughput, per-stage seconds, consumer wait and slot occupancy of the current/last pass."""
-        out = dict(self._run.stats.summary() if self._run is not None else self._last_stats)
+        """Throughput, per-stage seconds, consumer wait and slot occupancy of the current/last pass;
+        bad records, worker restarts and batches filled ahead then discarded (repositioning) so far."""
+        out = dict(self._live.summary() if self._live is not None else self._last_stats)
         out["bad_records"] = self._bad.total
         out["worker_restarts"] = self._res.restarts()
+        out["discarded_batches"] = self._discarded + (self._run.discarded if self._run is not None else 0)
         return out
 
     def report(self) -> Dict[str, Any]:

@@ -20,8 +20,9 @@ API (reused by the Loader and by the ``build-lmdb`` tool)::
 Supervision, all in the caller's thread while it waits in ``results()``:
 
 * a handler exception comes back as data and is raised as ``WorkerError`` with the
-  worker's traceback text and ``record_key`` (set that attribute on the exception
-  to name the record); the worker itself keeps serving;
+  worker's traceback text, ``record_key`` (set that attribute on the exception
+  to name the record) as ``key`` and the failed task's id as ``task_id``; the
+  worker itself keeps serving;
 * a worker that exits (e.g. SIGKILL) is seen at once through its process sentinel;
   with ``replace_dead`` a new process takes its seat and its unfinished tasks are
   re-sent in order, otherwise ``WorkerDied``; a task that was running when two
@@ -31,7 +32,7 @@ Supervision, all in the caller's thread while it waits in ``results()``:
   payload)``;
 * ``close()`` stops idle workers with a message and terminates busy ones, then
   joins all: no process outlives it. Workers also exit by themselves when the
-  main process dies (see :mod:`.worker`).
+  process that started the pool dies, whatever the start method (see :mod:`.worker`).
 
 Start method ("auto"): ``fork`` when the calling process runs a single Python
 thread, else ``spawn``. Measured here (2 cores, 2 workers, start +
@@ -47,6 +48,7 @@ from __future__ import annotations
 import functools
 import logging
 import multiprocessing
+import os
 import select
 import signal
 import threading
@@ -135,6 +137,7 @@ class ProcessPool:
         self._closed = False
         self._poll_key: Tuple[int, ...] = ()
         self._poll: Tuple[Any, Dict[int, Tuple[_Seat, bool]]] = (None, {})
+        self._failed: Deque[WorkerError] = deque()  # task errors not raised yet (results came first)
 
     # ----- lifecycle -------------------------------------------------------------------------
     def start(self) -> "ProcessPool":
@@ -150,6 +153,7 @@ class ProcessPool:
         process = ctx.Process(
             target=worker_main,
             args=(wid, child_conn, self.factory),
+            kwargs={"owner_pid": os.getpid()},  # under forkserver the parent is the server, not us
             name=f"{self.name}-worker-{wid}",
             daemon=True,  # multiprocessing's own exit hook terminates daemons: a last safety net
         )
@@ -207,6 +211,8 @@ class ProcessPool:
         deadline = None if timeout is None else time.monotonic() + timeout
         out: List[Tuple[int, Any]] = []
         while not out:
+            if self._failed:
+                raise self._failed.popleft()
             now = time.monotonic()
             wake = self._check_timeouts(now)
             if deadline is not None:
@@ -240,6 +246,7 @@ class ProcessPool:
                 return False
             except WorkerError:
                 continue  # a failed task is finished too
+        self._failed.clear()  # failures that came with the last results are discarded with them
         return True
 
     # ----- supervision -----------------------------------------------------------------------
@@ -268,9 +275,8 @@ class ProcessPool:
             if kind == "done":
                 seat.tasks.popleft()  # a worker finishes its tasks in the order it got them
                 out.append((tid, body))
-            elif kind == "error":
-                task = seat.tasks.popleft()
-                raise self._task_error(seat, task, body)
+            elif kind == "error":  # raised once the results read with it are returned
+                self._failed.append(self._task_error(seat, seat.tasks.popleft(), body))
             elif kind == "init_error":
                 raise WorkerError(
                     f"worker {seat.wid} (pid {seat.pid}) failed to start: {body.message}",
@@ -279,10 +285,12 @@ class ProcessPool:
 
     def _task_error(self, seat: _Seat, task: _Task, info: ErrorInfo) -> WorkerError:
         what = self.describe(seat.wid, task.payload)
-        return WorkerError(
+        error = WorkerError(
             f"worker {seat.wid} (pid {seat.pid}) failed on {what}: {info.message}",
             key=info.key, worker_traceback=info.traceback,
         )
+        error.task_id = task.tid  # type: ignore[attr-defined]
+        return error
 
     def _on_death(self, seat: _Seat, out: List[Tuple[int, Any]]) -> None:
         self._on_message(seat, out)  # results it sent before dying still count

@@ -60,7 +60,7 @@ def describe_task(source: Any, sampler: Sampler, ctl: Optional[np.ndarray], wid:
 
 
 def _describe_chunk(source: Any, sampler: Sampler, chunk: Any) -> str:
-    epoch, k, _slot, lo, hi = chunk
+    epoch, k, _slot, lo, hi = chunk[:5]
     indices = sampler.batch(epoch, k)[lo:hi]
     keys = ", ".join(record_key(source, int(i)) for i in indices[:_KEYS_SHOWN])
     more = f" and {len(indices) - _KEYS_SHOWN} more" if len(indices) > _KEYS_SHOWN else ""

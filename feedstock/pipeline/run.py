@@ -1,4 +1,13 @@
-"""One pass over an epoch: hand chunks of batches to workers, reorder completions, yield in order.
+"""The batch stream: hand chunks of batches to workers, reorder completions, hand batches out in order.
+
+A :class:`Run` goes from a start position ``(epoch, batch)`` on, epoch after
+epoch: once the last batch of an epoch is issued it issues the next epoch's first
+batches into free slots (unless told to stop at a ``horizon``), so a consumer that
+continues with the next epoch does not wait for a decode when it starts. Moving
+elsewhere (:meth:`Run.restart`) discards the issued work: the generation number
+published in the ring's last control entry moves on, workers skip the chunks still
+queued for them (see :mod:`.fill`), and the few chunks being filled are waited out.
+A task error is raised when its batch is due, so batches before it are delivered.
 
 Work split ("auto"), measured with ``bench/bench_loader.py --split-study`` and
 variants on the 2-core machine, 2 workers (rates are noisy there, +-30%):
@@ -9,7 +18,8 @@ variants on the 2-core machine, 2 workers (rates are noisy there, +-30%):
   throughput (474-486 -> 562-620/s) because the epoch's last batches no longer
   leave a worker idle. So a batch is split across workers when it holds at least
   ``MIN_CHUNK_S`` of work per part (estimated from the chunks finished so far);
-  the first batch of a pass is always split (no estimate yet; arrives early).
+  the batch the consumer is waiting for when it is issued is always split (the
+  first batch of a pass: no estimate yet; arrives early).
 * Cheap batches (MNIST rows ~25 us, the batch fast path ~4 us, CSV rows <1 us):
   a round trip through a pipe costs 120-200 us on this VM, so splitting only
   adds messages (MNIST rows: 37-57k/s split vs 41-60k/s whole, no gain).
@@ -23,7 +33,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from ..errors import WorkerError
 from .fill import Filler
@@ -32,6 +42,10 @@ from .stats import BadRecords, RunStats
 
 # A task should carry at least this much work: a pipe round trip costs 0.1-0.2 ms here.
 MIN_CHUNK_S = 0.005
+# Epochs are < 2**24: the per-sample rng key holds the epoch in 24 bits (see feedstock.rng).
+MAX_EPOCH = 2**24
+
+Pos = Tuple[int, int]  # (epoch, batch k)
 
 
 class InlinePool:
@@ -60,10 +74,12 @@ class InlinePool:
         except Exception as exc:  # same error type as with workers; the original is chained
             key = getattr(exc, "record_key", None)
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            raise WorkerError(
+            error = WorkerError(
                 f"in-process worker failed on {self.describe(0, payload)}: {type(exc).__name__}: {exc}",
                 key=key, worker_traceback=text,
-            ) from exc
+            )
+            error.task_id = tid  # type: ignore[attr-defined]
+            raise error from exc
 
     def drain(self, timeout: float) -> bool:
         self._pending.clear()
@@ -80,82 +96,156 @@ def split_rows(rows: int, parts: int) -> List[Tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-class EpochRun:
-    """Issues tasks into free slots and yields ``(k, slot, rows)`` for batches ``start..end`` in order."""
+class Run:
+    """Issues tasks into free slots and hands out ``(epoch, k, slot, rows)`` in order, across epochs."""
 
     def __init__(self, pool: Any, sampler: Sampler, epoch: int, start: int, *, slots: int, workers: int,
-                 split: str, stats: RunStats, bad: BadRecords):
-        self.pool, self.sampler, self.epoch, self.start = pool, sampler, epoch, start
-        self.slots, self.workers, self.split, self.stats, self.bad = slots, max(1, workers), split, stats, bad
-        self._owner: Dict[int, List[Tuple[int, int]]] = {}  # task id -> [(batch k, rows), ...]
-        self._remaining: Dict[int, int] = {}  # batch k -> unfinished chunks
-        self._slot_of: Dict[int, int] = {}
+                 split: str, bad: BadRecords, ctl: Any = None):
+        self.pool, self.sampler, self.slots, self.bad, self.ctl = pool, sampler, slots, bad, ctl
+        self.workers, self.split = max(1, workers), split
+        self.horizon: Optional[Pos] = None  # first position not to issue (None: go on into later epochs)
+        self.gen = 0
+        self.discarded = 0  # batches issued, then dropped by a restart
+        self._cost = [0.0, 0]  # worker seconds and rows filled so far: the split/group estimate
+        self._publish_gen()
+        self._reset((epoch, start))
 
-    def _parts(self, k: int, rows: int) -> int:
-        """Tasks that share batch ``k``'s rows (see the module docstring)."""
+    def _reset(self, pos: Pos) -> None:
+        self.pos = self._issue = pos  # the next batch to hand out / to issue
+        self._free: Deque[int] = deque(range(self.slots))
+        self._held: Optional[int] = None  # the slot of the batch handed out last
+        self._owner: Dict[int, List[Tuple[Pos, int]]] = {}  # task id -> [(position, rows), ...]
+        self._remaining: Dict[Pos, int] = {}  # issued position -> unfinished chunks
+        self._slot_of: Dict[Pos, int] = {}
+        self._bad_of: Dict[Pos, list] = {}
+        self._errors: Dict[Pos, BaseException] = {}
+
+    def _publish_gen(self) -> None:
+        if self.ctl is not None:
+            self.ctl[-1] = self.gen
+
+    def restart(self, epoch: int, start: int, timeout: float) -> bool:
+        """Discard every issued batch and continue from ``(epoch, start)``; False if work did not stop in time."""
+        done = True
+        self.discarded += len(self._remaining)
+        if self._owner or self.pool.outstanding:
+            self.gen += 1
+            self._publish_gen()  # before the drain: queued chunks of the old generation are skipped
+            done = self.pool.drain(timeout=timeout)
+        self._reset((epoch, start))
+        return done
+
+    def issued(self) -> List[Pos]:
+        """Positions issued and not yet handed out, in order."""
+        return sorted(self._remaining)
+
+    # ----- issuing ---------------------------------------------------------------------------
+    def _after(self, pos: Pos) -> Pos:
+        epoch, k = pos
+        return (epoch, k + 1) if k + 1 < self.sampler.num_batches else (epoch + 1, 0)
+
+    def _may_issue(self, pos: Pos) -> bool:
+        return pos[0] < MAX_EPOCH and (self.horizon is None or pos < self.horizon)
+
+    def _row_cost(self) -> Optional[float]:
+        seconds, rows = self._cost
+        return seconds / rows if rows else None
+
+    def _parts(self, rows: int, awaited: bool) -> int:
+        """Tasks that share one batch's rows (see the module docstring)."""
         if self.split == "none" or self.workers == 1:
             return 1
-        if self.split == "all" or k == self.start:
+        if self.split == "all" or awaited:
             return self.workers
-        cost = self.stats.row_cost()
+        cost = self._row_cost()
         if self.split == "first" or cost is None:
             return 1
         return int(min(self.workers, max(1, rows * cost // MIN_CHUNK_S)))
 
-    def _group(self, k: int) -> int:
+    def _group(self) -> int:
         """Whole batches per task: several when one batch is far cheaper than a message (auto only)."""
-        cost = self.stats.row_cost()
-        if self.split != "auto" or cost is None or k == self.start:
-            return 1
-        if self.slots < 3 * self.workers:
-            return 1
+        cost = self._row_cost()
+        if self.split != "auto" or cost is None or self.slots < 3 * self.workers:
+            return 1  # with fewer slots grouping would starve workers (it waits for free slots)
         batch_s = max(cost * self.sampler.batch_size, 1e-9)
         return int(max(1, min(MIN_CHUNK_S // batch_s, self.slots // self.workers)))
 
-    def _issue(self, ks: List[int], slots: List[int]) -> None:
+    def _submit(self, positions: List[Pos], awaited: Pos) -> None:
         chunks = []
-        for k, slot in zip(ks, slots):
-            rows = self.sampler.batch_rows(k)
-            parts = split_rows(rows, self._parts(k, rows) if len(ks) == 1 else 1)
-            self._remaining[k], self._slot_of[k] = len(parts), slot
-            chunks.extend((self.epoch, k, slot, lo, hi) for lo, hi in parts)
-        tasks = [tuple(chunks)] if len(ks) > 1 else [(c,) for c in chunks]
+        for pos in positions:
+            rows = self.sampler.batch_rows(pos[1])
+            parts = split_rows(rows, self._parts(rows, pos == awaited) if len(positions) == 1 else 1)
+            slot = self._slot_of[pos] = self._free.popleft()
+            self._remaining[pos] = len(parts)
+            chunks.extend((pos[0], pos[1], slot, lo, hi, self.gen) for lo, hi in parts)
+        tasks = [tuple(chunks)] if len(positions) > 1 else [(c,) for c in chunks]
         for task in tasks:
-            self._owner[self.pool.submit(task)] = [(c[1], c[4] - c[3]) for c in task]
+            self._owner[self.pool.submit(task)] = [((c[0], c[1]), c[4] - c[3]) for c in task]
 
-    def _fill_slots(self, free: Deque[int], next_issue: int, waiting_for: int) -> int:
-        """Issue batches into free slots; returns the next batch to issue."""
-        end = self.sampler.num_batches
-        while free and next_issue < end:
-            group = min(self._group(next_issue), end - next_issue)
-            if len(free) < group and next_issue > waiting_for:
+    def fill(self, awaited: Optional[Pos] = None) -> None:
+        """Issue batches into the free slots (the awaited one alone and split, for its latency)."""
+        awaited = self.pos if awaited is None else awaited
+        while self._free and self._may_issue(self._issue):
+            group = 1 if self._issue == awaited else self._group()
+            if len(self._free) < group and self._issue > awaited:
                 break  # the awaited batch is in flight: gather slots for a whole group
-            take = min(group, len(free))
-            self._issue(list(range(next_issue, next_issue + take)), [free.popleft() for _ in range(take)])
-            next_issue += take
-        return next_issue
+            positions = [self._issue]
+            while len(positions) < min(group, len(self._free)) and self._may_issue(self._after(positions[-1])):
+                positions.append(self._after(positions[-1]))
+            self._submit(positions, awaited)
+            self._issue = self._after(positions[-1])
 
-    def _collect(self) -> None:
-        for tid, results in self.pool.results():
-            for (k, rows), (read_s, transform_s, bad) in zip(self._owner.pop(tid), results):
-                self._remaining[k] -= 1
-                self.stats.on_chunk(rows, read_s, transform_s)
+    # ----- handing out -----------------------------------------------------------------------
+    def release(self) -> None:
+        """The consumer asked for another batch: the slot handed out last may be refilled."""
+        if self._held is not None:
+            self._free.append(self._held)
+            self._held = None
+
+    def take(self, stats: RunStats) -> Tuple[int, int, int, int]:
+        """The next batch, in order: ``(epoch, k, slot, rows)``; raises its task's error."""
+        self.release()
+        want = self.pos
+        self.fill(want)
+        ready = sum(1 for n in self._remaining.values() if n == 0)
+        t0 = time.perf_counter()
+        while self._remaining[want]:
+            self._collect(want, stats)
+        wait_s = time.perf_counter() - t0
+        rows = self.sampler.batch_rows(want[1])
+        del self._remaining[want]
+        in_flight = sum(1 for n in self._remaining.values() if n)
+        stats.on_batch(rows, wait_s, ready, in_flight)
+        self._held = self._slot_of.pop(want)
+        self.pos = self._after(want)
+        error = self._errors.pop(want, None)
+        if error is not None:
+            raise error
+        bad = self._bad_of.pop(want, None)
+        if bad:
+            self.bad.add(want[0], bad)  # counted when delivered: discarded batches count nothing
+        return want[0], want[1], self._held, rows
+
+    def _collect(self, want: Pos, stats: RunStats) -> None:
+        try:
+            done = self.pool.results()
+        except WorkerError as exc:
+            self._defer(exc, want)
+            return
+        for tid, results in done:
+            for (pos, rows), (read_s, decode_s, transform_s, bad) in zip(self._owner.pop(tid), results):
+                self._remaining[pos] -= 1
+                self._cost[0] += read_s + transform_s
+                self._cost[1] += rows
+                stats.on_chunk(rows, read_s, decode_s, transform_s)
                 if bad:
-                    self.bad.add(self.epoch, bad)
+                    self._bad_of.setdefault(pos, []).extend(bad)
 
-    def __iter__(self) -> Iterator[Tuple[int, int, int]]:
-        free: Deque[int] = deque(range(self.slots))
-        next_issue = self.start
-        for k in range(self.start, self.sampler.num_batches):
-            next_issue = self._fill_slots(free, next_issue, k)
-            ready = sum(1 for n in self._remaining.values() if n == 0)
-            t0 = time.perf_counter()
-            while self._remaining[k]:
-                self._collect()
-            wait_s = time.perf_counter() - t0
-            in_flight = sum(1 for n in self._remaining.values() if n)
-            self.stats.on_batch(self.sampler.batch_rows(k), wait_s, ready, in_flight)
-            slot = self._slot_of.pop(k)
-            del self._remaining[k]
-            yield k, slot, self.sampler.batch_rows(k)
-            free.append(slot)  # the consumer asked for the next batch: this slot may be refilled
+    def _defer(self, exc: WorkerError, want: Pos) -> None:
+        """A failed task for a later batch is raised when that batch is due (the earlier ones are fine)."""
+        owners = self._owner.pop(getattr(exc, "task_id", None), None)
+        if owners is None or any(pos <= want for pos, _ in owners):
+            raise exc
+        for pos, _rows in owners:
+            self._remaining[pos] -= 1
+            self._errors.setdefault(pos, exc)

@@ -17,7 +17,7 @@ round-robin striding). Every rank gets the same number of samples and batches:
 from __future__ import annotations
 
 import os
-from typing import Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -40,7 +40,8 @@ def dist_from_env(
 
 
 class Sampler:
-    """Deterministic batch indices for one rank; picklable and cheap (caches one epoch's shard)."""
+    """Deterministic batch indices for one rank; picklable and cheap (caches two epochs' shards:
+    near an epoch's end workers fill batches of this epoch and the next)."""
 
     def __init__(
         self,
@@ -74,7 +75,7 @@ class Sampler:
                 f"{length=} records over {world_size=} ranks give no full batch of {batch_size=} "
                 "with drop_last=True; lower batch_size or pass drop_last=False"
             )
-        self._cached: Tuple[int, Optional[np.ndarray]] = (-1, None)
+        self._cached: Dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return self.num_batches
@@ -88,8 +89,9 @@ class Sampler:
 
     def shard(self, epoch: int) -> np.ndarray:
         """This rank's indices for ``epoch`` in order, ``shard_size`` long (read-only)."""
-        if self._cached[0] == epoch:
-            return self._cached[1]
+        cached = self._cached.get(epoch)
+        if cached is not None:
+            return cached
         order = self.global_order(epoch)
         total = self.shard_size * self.world_size
         if total <= self.length:
@@ -98,7 +100,9 @@ class Sampler:
             order = np.resize(order, total)  # np.resize repeats from the start: wrap-around padding
         shard = np.ascontiguousarray(order[self.rank :: self.world_size])
         shard.flags.writeable = False
-        self._cached = (int(epoch), shard)
+        if len(self._cached) >= 2:
+            del self._cached[next(iter(self._cached))]  # the older entry
+        self._cached[int(epoch)] = shard
         return shard
 
     def batch_rows(self, k: int) -> int:
@@ -114,7 +118,7 @@ class Sampler:
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_cached"] = (-1, None)  # workers rebuild the shard; never ship the array
+        state["_cached"] = {}  # workers rebuild the shard; never ship the array
         return state
 
     def __repr__(self) -> str:

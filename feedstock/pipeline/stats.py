@@ -15,24 +15,25 @@ _KEEP_RECORDS = 100_000  # entries kept for report(); the counts stay exact beyo
 
 
 class RunStats:
-    """Counters for one pass over the data (one ``iter(loader)``)."""
+    """Counters for one pass over the data (one ``iter(loader)``).
+
+    Worker seconds count the chunks collected during the pass; near an epoch's end
+    those include the next epoch's first batches, filled ahead.
+    """
 
     def __init__(self, epoch: int, slots: int, workers: int):
         self.epoch, self.slots, self.workers = epoch, slots, workers
         self.started = time.perf_counter()
         self.batches = self.samples = self.rows_filled = 0
-        self.read_s = self.transform_s = self.wait_s = 0.0
+        self.read_s = self.decode_s = self.transform_s = self.wait_s = 0.0
         self.first_batch_s: Optional[float] = None
         self._ready_sum = self._in_flight_sum = 0
 
-    def on_chunk(self, rows: int, read_s: float, transform_s: float) -> None:
+    def on_chunk(self, rows: int, read_s: float, decode_s: float, transform_s: float) -> None:
         self.rows_filled += rows
         self.read_s += read_s
+        self.decode_s += decode_s
         self.transform_s += transform_s
-
-    def row_cost(self) -> Optional[float]:
-        """Mean worker seconds per row so far (None before any chunk finished)."""
-        return (self.read_s + self.transform_s) / self.rows_filled if self.rows_filled else None
 
     def on_batch(self, rows: int, wait_s: float, ready: int, in_flight: int) -> None:
         """``ready``: finished batches waiting when the consumer asked; ``in_flight``: being filled."""
@@ -55,6 +56,7 @@ class RunStats:
             "samples_per_s": self.samples / elapsed,
             "first_batch_s": self.first_batch_s if self.first_batch_s is not None else float("nan"),
             "read_s": self.read_s,  # summed over workers; includes decoding done by the source
+            "decode_s": self.decode_s,  # the part of read_s spent decoding (sources that report it)
             "transform_s": self.transform_s,  # summed over workers; includes the write into the slot
             "wait_s": self.wait_s,  # how long the consumer waited for data
             "wait_fraction": self.wait_s / elapsed,

@@ -3,15 +3,21 @@
 Messages worker -> main are small tuples ``(kind, task_id, body)``:
 ``("ready", None, pid)``, ``("done", tid, result)``, ``("error", tid, ErrorInfo)``
 and ``("init_error", None, ErrorInfo)``. Main -> worker sends ``(tid, payload)``
-or ``None`` (stop). The worker exits by itself when its parent dies: it checks
-``os.getppid()`` before every task and whenever it has been idle ``poll_s``
-seconds, and a closed pipe ends it too. (``prctl(PR_SET_PDEATHSIG)`` is not
-used: it fires when the *thread* that started the worker exits, which would kill
-the workers of a loader created in a short-lived thread.)
+or ``None`` (stop). The worker exits by itself when the process that started the
+pool (``owner_pid``) dies. That is not always its parent: under ``forkserver`` the
+parent is the fork server, which outlives the owner as long as any other process
+holds the server's "alive" pipe (a fork child of the owner does), so the parent pid
+says nothing. The worker watches the owner through a pidfd (Linux >= 5.3, readable
+once the process has exited) polled together with its pipe, else checks the pid
+whenever it has been idle ``poll_s`` seconds and before every task; a closed pipe
+ends it too. (``prctl(PR_SET_PDEATHSIG)`` is not used: it fires when the *thread*
+that started the worker exits, which would kill the workers of a loader created in a
+short-lived thread, and it watches the parent only.)
 """
 from __future__ import annotations
 
 import os
+import select
 import signal
 import sys
 import traceback
@@ -62,34 +68,85 @@ def limit_threads() -> None:
         torch.set_num_threads(1)
 
 
-def worker_main(wid: int, conn, factory: HandlerFactory, poll_s: float = 1.0) -> None:
-    """Entry point of a worker process (target of ``multiprocessing.Process``)."""
-    # The parent is the main process (fork, spawn) or the forkserver, which exits with
-    # the main process; either way an orphaned worker sees its parent pid change.
-    parent_pid = os.getppid()
+class OwnerWatch:
+    """Whether the pool's owner process has exited: a pidfd when the kernel has them, else its pid."""
+
+    def __init__(self, pid: int):
+        self.pid, self.parent = int(pid), os.getppid()
+        self.fd: Optional[int] = None
+        self._dead = False
+        try:
+            self.fd = os.pidfd_open(self.pid)
+        except ProcessLookupError:
+            self._dead = True
+        except (AttributeError, OSError):  # no pidfd_open (old kernel or Python): pid checks
+            pass
+
+    def gone(self) -> bool:
+        if self._dead:
+            return True
+        if self.fd is not None:
+            self._dead = bool(select.select([self.fd], [], [], 0)[0])
+        elif self.pid == self.parent:
+            self._dead = os.getppid() != self.parent  # re-parented: exact even after pid reuse
+        else:
+            self._dead = not _pid_alive(self.pid)
+        return self._dead
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def worker_main(wid: int, conn, factory: HandlerFactory, poll_s: float = 1.0, owner_pid: Optional[int] = None) -> None:
+    """Entry point of a worker process (target of ``multiprocessing.Process``).
+
+    ``owner_pid``: the process whose death ends this worker (default: the parent).
+    """
+    owner = OwnerWatch(os.getppid() if owner_pid is None else owner_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     limit_threads()
     try:
-        handler = factory(wid)
-    except Exception as exc:  # reported to main, which raises it as WorkerError
-        _send(conn, ("init_error", None, ErrorInfo.of(exc)))
-        return
-    if not _send(conn, ("ready", None, os.getpid())):
-        return
-    _serve(conn, handler, parent_pid, poll_s)
-
-
-def _serve(conn, handler: Handler, parent_pid: int, poll_s: float) -> None:
-    while True:
+        if owner.gone():
+            return
         try:
-            if not conn.poll(poll_s):
-                if os.getppid() != parent_pid:
-                    return
-                continue
+            handler = factory(wid)
+        except Exception as exc:  # reported to main, which raises it as WorkerError
+            _send(conn, ("init_error", None, ErrorInfo.of(exc)))
+            return
+        if _send(conn, ("ready", None, os.getpid())):
+            _serve(conn, handler, owner, poll_s)
+    finally:
+        owner.close()
+
+
+def _serve(conn, handler: Handler, owner: OwnerWatch, poll_s: float) -> None:
+    poller = select.poll()
+    for fd in (conn.fileno(), owner.fd):
+        if fd is not None:
+            poller.register(fd, select.POLLIN)
+    while True:
+        events = poller.poll(poll_s * 1000.0)
+        if owner.gone():
+            return
+        if not events:
+            continue
+        try:
             msg = conn.recv()
         except (EOFError, OSError):
             return
-        if msg is None or os.getppid() != parent_pid:
+        if msg is None:
             return
         tid, payload = msg
         try:

@@ -6,7 +6,8 @@ memory with ``cv2.split`` when the CHW array is a view of HWC), flipped with
 channel's 256-entry float32 table with ``cv2.LUT`` straight into the output
 plane. A table entry is ``(float32(v) - mean_c) * scale`` computed with the
 same float32 operations as the arithmetic, so the results are bit-identical to
-it. Mean images and float input take a float32 arithmetic path.
+it. Mean images and float input take a float32 arithmetic path. :func:`write_batch`
+does the same arithmetic over a whole (N, C, H, W) batch (no crop offsets drawn, no mirror).
 """
 from __future__ import annotations
 
@@ -101,3 +102,21 @@ def write_float(src: np.ndarray, out: np.ndarray, *, mirror: bool, values: Optio
         np.subtract(out, values[:, None, None], out=out)
     if scale != 1:
         np.multiply(out, scale, out=out)
+
+
+def write_batch(x: np.ndarray, *, values: Optional[np.ndarray], mean: Optional[np.ndarray],
+                scale: np.float32) -> np.ndarray:
+    """(N, C, H, W) -> new float32 ``(float32(x) - mean) * scale``, bit-identical to the per-row writes.
+
+    Element for element these are the float32 operations of a table entry
+    (:func:`build_luts`) and of :func:`write_float` / the mean-image path; a
+    multiplication by 1 is exact, so skipping it changes nothing.
+    """
+    data = x.astype(np.float32)
+    if mean is not None:
+        np.subtract(data, mean, out=data)
+    elif values is not None:
+        np.subtract(data, values[:, None, None], out=data)
+    if scale != 1:
+        np.multiply(data, scale, out=data)
+    return data
