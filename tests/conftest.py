@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from feedstock.pipeline.shm import pid_alive
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FEEDSTOCK_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
@@ -16,16 +18,6 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared test data not found at {SHARED_DATA}")
     return SHARED_DATA
-
-
-def _owner_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _our_shm_entries() -> set[str]:
@@ -42,7 +34,7 @@ def _our_shm_entries() -> set[str]:
     for name in names:
         parts = name.split("_")
         pid = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
-        if pid is None or pid == os.getpid() or not _owner_alive(pid):
+        if pid is None or pid == os.getpid() or not pid_alive(pid):
             ours.add(name)
     return ours
 

@@ -10,6 +10,8 @@ import numpy as np
 from feedstock.errors import RecordError
 from feedstock.loaders.array import ArraySource
 from feedstock.loaders.base import Source
+from feedstock.pipeline.sampler import Sampler
+from feedstock.rng import sample_rng
 from feedstock.spec import ArraySpec
 from feedstock.transforms.base import Transform
 
@@ -21,6 +23,16 @@ def make_source(n: int = 40, shape=(2, 3)) -> ArraySource:
     size = int(np.prod(shape))
     data = (np.arange(n, dtype=np.int32)[:, None] * 1000 + np.arange(size, dtype=np.int32)).reshape(n, *shape)
     return ArraySource(data=data, label=np.arange(n, dtype=np.int64))
+
+
+def reference_batches(source, seed: int, epoch: int, batch_size: int, **sampler_kw) -> List[Batch]:
+    """Batches computed independently of the Loader: sampler order, Jitter applied by hand with sample_rng."""
+    sampler = Sampler(len(source), batch_size=batch_size, seed=seed, **sampler_kw)
+    out = []
+    for k in range(sampler.num_batches):
+        rows = [Jitter()(source[int(i)], sample_rng(seed, epoch, int(i))) for i in sampler.batch(epoch, k)]
+        out.append({"data": np.stack([r["data"] for r in rows]), "label": np.stack([r["label"] for r in rows])})
+    return out
 
 
 def collect(loader) -> List[Batch]:

@@ -12,19 +12,8 @@ from feedstock.errors import RecordError, WorkerError
 from feedstock.loaders.base import Source
 from feedstock.pipeline.loader import Loader
 from feedstock.pipeline.sampler import Sampler
-from feedstock.rng import sample_rng
 from feedstock.transforms.base import Transform
-from pipeline_helpers import FailOn, Jitter, assert_same, collect, make_source, wait_dead
-
-
-def _reference(source, seed: int, epoch: int, batch_size: int, **sampler_kw):
-    """Batches computed by hand: the sampler's order, Jitter applied with sample_rng."""
-    sampler = Sampler(len(source), batch_size=batch_size, seed=seed, **sampler_kw)
-    out = []
-    for k in range(sampler.num_batches):
-        rows = [Jitter()(source[int(i)], sample_rng(seed, epoch, int(i))) for i in sampler.batch(epoch, k)]
-        out.append({"data": np.stack([r["data"] for r in rows]), "label": np.stack([r["label"] for r in rows])})
-    return out
+from pipeline_helpers import reference_batches, FailOn, Jitter, assert_same, collect, make_source, wait_dead
 
 
 def _only_in_next_epoch(n: int, batch_size: int) -> tuple:
@@ -87,7 +76,7 @@ def test_the_next_epoch_is_issued_before_the_pass_ends(no_leaks):
         assert loader._run.issued() == [(1, 0), (1, 1), (1, 2)]  # every slot but the last batch's busy
         epoch1 = collect(loader)
         assert loader.stats()["discarded_batches"] == 0
-    assert_same(epoch1, _reference(source, 1, 1, 4))
+    assert_same(epoch1, reference_batches(source, 1, 1, 4))
 
 
 def test_the_last_batch_of_a_pass_stays_valid_until_the_next_pass(no_leaks):
@@ -111,7 +100,7 @@ def test_batches_are_identical_for_any_worker_count_over_three_epochs(no_leaks, 
     for workers in (1, 2):
         for epoch in range(3):
             assert_same(runs[workers][epoch], runs[0][epoch])
-    assert_same(runs[2][2], _reference(source, 9, 2, 4, drop_last=False))
+    assert_same(runs[2][2], reference_batches(source, 9, 2, 4, drop_last=False))
 
 
 def test_repositioning_discards_the_work_ahead_and_stops_predicting(no_leaks):
@@ -124,7 +113,7 @@ def test_repositioning_discards_the_work_ahead_and_stops_predicting(no_leaks):
             assert_same(collect(loader), first)
             assert loader._run.issued() == []  # not guessing the next epoch any more
         assert loader.stats()["discarded_batches"] == 3  # epoch 1's batches issued ahead (prefetch - 1), once
-        assert_same(collect(loader), _reference(source, 3, 1, 4))  # continues: epoch 1
+        assert_same(collect(loader), reference_batches(source, 3, 1, 4))  # continues: epoch 1
         assert loader._run.issued()[0] == (2, 0)  # continuing again: filling ahead again
 
 
@@ -202,7 +191,7 @@ def test_a_worker_killed_at_the_epoch_boundary_is_replaced(no_leaks):
         victim = loader.worker_pids()[0]
         os.kill(victim, signal.SIGKILL)  # it holds some of epoch 1's batches
         assert wait_dead([victim]) == []
-        assert_same(collect(loader), _reference(source, 4, 1, 4))
+        assert_same(collect(loader), reference_batches(source, 4, 1, 4))
         assert loader.report()["worker_restarts"] == 1
 
 

@@ -10,24 +10,14 @@ from feedstock.pipeline.fill import SampleRngs
 from feedstock.pipeline.loader import Loader
 from feedstock.pipeline.sampler import Sampler
 from feedstock.rng import sample_rng
-from pipeline_helpers import CropTo, Jitter, ReportThreads, SizedSource, Times2, assert_same, collect, make_source
-
-
-def _reference(source, seed: int, epoch: int, batch_size: int, **sampler_kw):
-    """Batches computed independently: sampler order, Jitter applied by hand with sample_rng."""
-    sampler = Sampler(len(source), batch_size=batch_size, seed=seed, **sampler_kw)
-    out = []
-    for k in range(sampler.num_batches):
-        rows = [Jitter()(source[int(i)], sample_rng(seed, epoch, int(i))) for i in sampler.batch(epoch, k)]
-        out.append({"data": np.stack([r["data"] for r in rows]), "label": np.stack([r["label"] for r in rows])})
-    return out
+from pipeline_helpers import reference_batches, CropTo, Jitter, ReportThreads, SizedSource, Times2, assert_same, collect, make_source
 
 
 def test_batches_match_an_independent_computation(no_leaks):
     source = make_source(30)
     with Loader(source, [Jitter()], batch_size=4, workers=0, seed=3) as loader:
         got = collect(loader)
-    assert_same(got, _reference(source, 3, 0, 4))
+    assert_same(got, reference_batches(source, 3, 0, 4))
     assert got[0]["data"].dtype == np.float32 and got[0]["label"].dtype == np.int64
 
 
@@ -40,7 +30,7 @@ def test_identical_for_0_1_2_and_4_workers_over_two_epochs(no_leaks):
     for workers in (1, 2, 4):
         for epoch in (0, 1):
             assert_same(runs[workers][epoch], runs[0][epoch])
-    assert_same(runs[0][1], _reference(source, 9, 1, 4))
+    assert_same(runs[0][1], reference_batches(source, 9, 1, 4))
     assert not np.array_equal(runs[0][0][0]["label"], runs[0][1][0]["label"])  # reshuffled
 
 

@@ -56,7 +56,7 @@ def test_close_while_a_batch_view_is_held(no_leaks):
 def test_sweep_removes_only_files_of_dead_owners(no_leaks):
     dead = subprocess.run(["true"]).returncode == 0 and _dead_pid()
     stale = os.path.join(SHM_DIR, f"feedstock_{dead}_0badc0de_0")
-    live = os.path.join(SHM_DIR, f"feedstock_1_0badc0de_ctl")  # pid 1 is alive
+    live = os.path.join(SHM_DIR, "feedstock_1_0badc0de_ctl")  # pid 1 is alive
     foreign = os.path.join(SHM_DIR, "feedstock_notours")
     for path in (stale, live, foreign):
         open(path, "wb").close()

@@ -78,7 +78,8 @@ def _map(name: str, size: int, *, create: bool) -> mmap.mmap:
         os.close(fd)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` names a live process (ours or someone else's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -97,7 +98,7 @@ def sweep_stale() -> List[str]:
         return removed
     for name in names:
         match = _NAME.fullmatch(name)
-        if match is None or int(match.group(1)) == os.getpid() or _pid_alive(int(match.group(1))):
+        if match is None or int(match.group(1)) == os.getpid() or pid_alive(int(match.group(1))):
             continue
         try:
             os.unlink(_path(name))

@@ -24,6 +24,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from .shm import pid_alive
+
 # Libraries that size a thread pool at load time read these; workers are already
 # the parallelism, so nested pools would only oversubscribe the cores.
 THREAD_ENV = (
@@ -90,23 +92,13 @@ class OwnerWatch:
         elif self.pid == self.parent:
             self._dead = os.getppid() != self.parent  # re-parented: exact even after pid reuse
         else:
-            self._dead = not _pid_alive(self.pid)
+            self._dead = not pid_alive(self.pid)
         return self._dead
 
     def close(self) -> None:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def worker_main(wid: int, conn, factory: HandlerFactory, poll_s: float = 1.0, owner_pid: Optional[int] = None) -> None:
