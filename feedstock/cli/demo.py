@@ -50,7 +50,7 @@ def summarise(path: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..trainer import load_fashion_mnist, train
+    from ..trainer import get_model, load_fashion_mnist, train
 
     out = Path(args.out)
     if out.exists():
@@ -66,8 +66,10 @@ def run(args: argparse.Namespace) -> int:
     for name in ("train_lmdb", "test_lmdb"):
         print("    " + summarise(out / name))
     print(f"3/3 training LeNet for {args.iters} iterations, fed by {args.workers} loader workers")
+    # Caffe's LeNet solver, tested every 100 iterations so the demo's curves have points.
+    solver = get_model("lenet").solver.replace(test_interval=100)
     with tqdm(total=args.iters, desc="lenet", unit="it") as bar:
-        report = train("lenet", CaffeLmdb(out / "train_lmdb"), CaffeLmdb(out / "test_lmdb"),
+        report = train("lenet", CaffeLmdb(out / "train_lmdb"), CaffeLmdb(out / "test_lmdb"), solver,
                        out_dir=out, batch_size=args.batch_size, workers=args.workers,
                        seed=args.seed, iters=args.iters, progress=bar.update)
     print(report.summary())
