@@ -12,11 +12,11 @@ import yaml
 from .loaders import CaffeLmdb, CsvTable, Hdf5, ImageFolder, ListFile, Source, guess_kind
 from .pipeline.loader import Loader
 from .transforms import CaffeTransform, Resize, Transform
+# Caffe's TransformationParameter fields, copied by name from a prototxt's transform_param.
+from .transforms.caffe import PARAMS as TRANSFORM_KEYS
 
 TRAIN, TEST = 0, 1
 
-# Caffe's TransformationParameter fields, copied by name from a prototxt's transform_param.
-TRANSFORM_KEYS = ("scale", "mirror", "crop_size", "mean_file", "mean_value", "force_color", "force_gray")
 SOURCE_TYPES = ("auto", "lmdb", "list", "folder", "csv", "hdf5")
 IMAGE_SOURCES = ("lmdb", "list", "folder")
 

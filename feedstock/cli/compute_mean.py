@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 import numpy as np
 
 from ..caffe_pb import write_mean_file
+from ..writers.lmdb_writer import is_lmdb
 from ..writers.mean import channel_means, compute_db_mean, mean_value_block
 from .progress import add_quiet_flag, progress_bar
 
@@ -37,7 +37,7 @@ def _entries(path: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not os.path.isfile(os.path.join(args.db, "data.mdb")):
+    if not is_lmdb(args.db):
         raise ValueError(f"{args.db!r} is not an LMDB directory (no data.mdb)")
     from ..loaders.caffe_lmdb import release_env
 

@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ..caffe_pb import array_to_datum
 from ..loaders import CaffeLmdb
 from ..writers import LmdbWriter
+from .progress import Bar
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,8 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def write_lmdb(path: Path, images: np.ndarray, labels: np.ndarray, desc: str) -> None:
     """Raw uint8 Datums with MNIST converter keys (``%08d``), committed every 1000."""
     with LmdbWriter(path, overwrite=True) as w:
-        for i in tqdm(range(len(labels)), desc=desc, unit="img", leave=False):
-            w.put(f"{i:08d}", array_to_datum(images[i], int(labels[i])).SerializeToString())
+        for i in Bar(range(len(labels)), desc=desc, unit="img", leave=False):
+            w.put_datum(i, None, array_to_datum(images[i], int(labels[i])))
 
 
 def summarise(path: Path) -> str:
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"3/3 training LeNet for {args.iters} iterations, fed by {args.workers} loader workers")
     # Caffe's LeNet solver, tested every 100 iterations so the demo's curves have points.
     solver = get_model("lenet").solver.replace(test_interval=100)
-    with tqdm(total=args.iters, desc="lenet", unit="it") as bar:
+    with Bar(total=args.iters, desc="lenet", unit="it") as bar:  # no monitor thread: workers fork
         report = train("lenet", CaffeLmdb(out / "train_lmdb"), CaffeLmdb(out / "test_lmdb"), solver,
                        out_dir=out, batch_size=args.batch_size, workers=args.workers,
                        seed=args.seed, iters=args.iters, progress=bar.update)

@@ -6,6 +6,7 @@ import os
 
 from ..writers.build_merge import merge_lmdb
 from ..writers.build_output import db_dir, is_build_output, read_manifest
+from ..writers.lmdb_writer import is_lmdb
 from ..writers.mean import mean_value_block
 from .progress import add_quiet_flag, progress_bar
 
@@ -42,7 +43,7 @@ def _total(shards) -> int:
         splits = read_manifest(shard)["plan"]["splits"] if is_build_output(shard) else [{"name": ""}]
         for split in splits:
             path = db_dir(shard, split["name"])
-            if os.path.isfile(os.path.join(path, "data.mdb")):
+            if is_lmdb(path):
                 total += int(shared_env(path).env.stat()["entries"])
                 release_env(path)
     return total

@@ -9,6 +9,8 @@ from typing import Counter, List, Optional, Tuple
 
 from ..errors import RecordError
 from ..writers import build_output as bo
+from ..writers.build_encode import reason_of
+from ..writers.lmdb_writer import is_lmdb
 from ..writers.mean import datum_pixels
 from .progress import add_quiet_flag, progress_bar
 
@@ -52,8 +54,7 @@ def check_db(path: str, *, num_classes: Optional[int] = None, progress=None) -> 
     result = DbCheck(path)
     digest = hashlib.sha256()
     for key, value in bo.iter_db(path):
-        digest.update(len(key).to_bytes(8, "little") + key + len(value).to_bytes(8, "little"))
-        digest.update(value)
+        bo.checksum_record(digest, key, value)  # the sha256 a build records in build.json
         result.records += 1
         name = key.decode("utf-8", "backslashreplace")
         problem = _check_record(result, name, value, num_classes)
@@ -69,7 +70,7 @@ def _check_record(result: DbCheck, name: str, value: bytes, num_classes: Optiona
     try:
         pixels, label = datum_pixels(value, name)
     except RecordError as e:
-        return str(e)[len(name) + 2:] if str(e).startswith(name) else str(e)
+        return reason_of(e)
     result.labels[label] += 1
     if result.shape is None:
         result.shape, result.dtype = tuple(pixels.shape), str(pixels.dtype)
@@ -82,10 +83,10 @@ def _check_record(result: DbCheck, name: str, value: bytes, num_classes: Optiona
 
 def databases(path: str) -> List[Tuple[str, str]]:
     """(split name, LMDB path) pairs: the path itself, or the *_lmdb folders of a build folder."""
-    if os.path.isfile(os.path.join(path, "data.mdb")):
+    if is_lmdb(path):
         return [("", path)]
     found = [(n[:-5], os.path.join(path, n)) for n in sorted(os.listdir(path)) if n.endswith("_lmdb")
-             and os.path.isfile(os.path.join(path, n, "data.mdb"))] if os.path.isdir(path) else []
+             and is_lmdb(os.path.join(path, n))] if os.path.isdir(path) else []
     if not found:
         raise ValueError(f"{path!r} is not an LMDB directory (no data.mdb) nor a folder of *_lmdb databases")
     return found

@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from ..errors import WorkerDied, WorkerError, WorkerTimeout
-from .worker import ErrorInfo, HandlerFactory, worker_main
+from .worker import ErrorInfo, HandlerFactory, _send, worker_main  # _send: a closed pipe is False, not an error
 
 log = logging.getLogger(__name__)
 
@@ -333,14 +333,6 @@ class ProcessPool:
                                     f"timeout={self.timeout} s: {what}")
             wake = due if wake is None else min(wake, due)
         return wake
-
-
-def _send(conn, message) -> bool:
-    try:
-        conn.send(message)
-        return True
-    except (OSError, EOFError):
-        return False
 
 
 def _terminate(process) -> None:

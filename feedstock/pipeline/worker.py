@@ -153,5 +153,5 @@ def _send(conn, message) -> bool:
     try:
         conn.send(message)
         return True
-    except (OSError, EOFError):  # the main process is gone
+    except (OSError, EOFError):  # the other end (main process or worker) is gone
         return False

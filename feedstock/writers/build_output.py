@@ -14,7 +14,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..loaders.caffe_lmdb import release_env, shared_env
 
@@ -144,13 +144,18 @@ def iter_db(path: str) -> Iterator[Tuple[bytes, bytes]]:
     yield from shared_env(path).txn().cursor()
 
 
+def checksum_record(h: Any, key: bytes, value: bytes) -> None:
+    """Feed one record to a :func:`db_checksum` sha256 ``h``: ``len(key) key len(value) value``."""
+    h.update(len(key).to_bytes(8, "little") + key + len(value).to_bytes(8, "little"))
+    h.update(value)
+
+
 def db_checksum(path: str) -> Dict[str, object]:
     """Record count, first/last key and sha256 over ``len(key) key len(value) value`` in key order."""
     h = hashlib.sha256()
     count, first, last = 0, None, None
     for key, value in iter_db(path):
-        h.update(len(key).to_bytes(8, "little") + key + len(value).to_bytes(8, "little"))
-        h.update(value)
+        checksum_record(h, key, value)
         first = key if first is None else first
         last, count = key, count + 1
     as_text = lambda k: None if k is None else k.decode("utf-8", "backslashreplace")  # noqa: E731

@@ -14,6 +14,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..loaders.base import Source
+from .lmdb_writer import caffe_key
 
 IMAGE_KINDS = ("folder", "list")
 TABLE_KINDS = ("csv", "hdf5")
@@ -186,8 +187,7 @@ def split_digest(listing: Listing, order: np.ndarray) -> str:
 
 def record_key(line_id: int, name: str) -> bytes:
     """``%08d_<name>`` (convert_imageset), or ``%08d`` when the record has no name (MNIST tool)."""
-    text = f"{line_id:08d}_{name}" if name else f"{line_id:08d}"
-    return text.encode("utf-8", "surrogateescape")
+    return caffe_key(line_id, name or None).encode("utf-8", "surrogateescape")
 
 
 def key_line_id(key: bytes) -> int:
