@@ -8,12 +8,11 @@ import time
 import numpy as np
 import pytest
 
-from feedstock.errors import RecordError, WorkerError
-from feedstock.loaders.base import Source
+from feedstock.errors import WorkerError
 from feedstock.pipeline.loader import Loader
 from feedstock.pipeline.sampler import Sampler
 from feedstock.transforms.base import Transform
-from pipeline_helpers import reference_batches, FailOn, Jitter, assert_same, collect, make_source, wait_dead
+from pipeline_helpers import CorruptSource, FailOn, reference_batches, Jitter, assert_same, collect, make_source, wait_dead
 
 
 def _only_in_next_epoch(n: int, batch_size: int) -> tuple:
@@ -41,27 +40,6 @@ class LogRecords(Transform):
 
     def output_spec(self, spec):
         return spec
-
-
-class BadRecordSource(Source):
-    """make_source records; record ``bad`` raises RecordError."""
-
-    def __init__(self, n: int, bad: int):
-        self.inner, self.bad = make_source(n), bad
-
-    def __len__(self):
-        return len(self.inner)
-
-    def __getitem__(self, i):
-        if i == self.bad:
-            raise RecordError(self.key(i), "corrupt record")
-        return self.inner[i]
-
-    def key(self, i):
-        return f"rec-{i}"
-
-    def spec(self):
-        return self.inner.spec()
 
 
 def test_the_next_epoch_is_issued_before_the_pass_ends(no_leaks):
@@ -157,12 +135,12 @@ def test_a_task_error_is_raised_when_its_batch_is_due(no_leaks, workers):
 
 def test_an_error_in_the_next_epoch_does_not_disturb_this_one(no_leaks):
     seed, bad = _only_in_next_epoch(10, 4)
-    loader = Loader(BadRecordSource(10, bad), batch_size=4, workers=2, seed=seed)
+    loader = Loader(CorruptSource(10, [bad]), batch_size=4, workers=2, seed=seed)
     assert len(collect(loader)) == 2  # epoch 0 is complete although epoch 1's first batch failed
     with pytest.raises(WorkerError) as info:
         next(iter(loader))
-    assert info.value.key == f"rec-{bad}"
-    with Loader(BadRecordSource(10, bad), batch_size=4, workers=2, seed=seed) as other:
+    assert info.value.key == f"rec-{bad:04d}"
+    with Loader(CorruptSource(10, [bad]), batch_size=4, workers=2, seed=seed) as other:
         collect(other)
         other.set_epoch(0)  # the failed batch is discarded with the rest: no error
         collect(other)
@@ -170,7 +148,7 @@ def test_an_error_in_the_next_epoch_does_not_disturb_this_one(no_leaks):
 
 def test_skipped_records_count_when_their_batch_is_delivered(no_leaks):
     seed, bad = _only_in_next_epoch(10, 4)
-    with Loader(BadRecordSource(10, bad), batch_size=4, workers=2, seed=seed, on_error="skip",
+    with Loader(CorruptSource(10, [bad]), batch_size=4, workers=2, seed=seed, on_error="skip",
                 max_bad_fraction=0.5) as loader:
         collect(loader)
         assert loader.report()["bad_records"] == 0  # filled ahead, not delivered
@@ -179,8 +157,8 @@ def test_skipped_records_count_when_their_batch_is_delivered(no_leaks):
         assert loader.report()["bad_records"] == 0  # discarded: never delivered
         loader.set_epoch(1)
         labels = np.concatenate([b["label"] for b in collect(loader)]).tolist()
-        assert loader.report()["skipped"] == [{"epoch": 1, "index": bad, "key": f"rec-{bad}",
-                                               "error": "RecordError: rec-" + f"{bad}: corrupt record"}]
+        assert loader.report()["skipped"] == [{"epoch": 1, "index": bad, "key": f"rec-{bad:04d}",
+                                               "error": f"RecordError: rec-{bad:04d}: corrupt record"}]
     assert bad not in labels
 
 

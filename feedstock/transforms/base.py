@@ -6,7 +6,7 @@ transform that needs HWC gets it back without a copy via :func:`to_hwc`.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -102,5 +102,3 @@ def as_compose(transforms) -> Compose:
         return Compose(transforms)
     return Compose([transforms])
 
-
-Fields = Dict[str, np.ndarray]

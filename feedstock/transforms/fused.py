@@ -96,12 +96,18 @@ def write_float(src: np.ndarray, out: np.ndarray, *, mirror: bool, values: Optio
                 mean: Optional[np.ndarray], scale: np.float32) -> None:
     """Float CHW crop -> float32 ``out`` = ``(float32(x) - mean) * scale`` (mean in output order)."""
     np.copyto(out, src[:, :, ::-1] if mirror else src, casting="unsafe")
+    center_and_scale(out, values=values, mean=mean, scale=scale)
+
+
+def center_and_scale(data: np.ndarray, *, values: Optional[np.ndarray], mean: Optional[np.ndarray],
+                     scale: np.float32) -> None:
+    """In place on float32 ``data``: subtract the mean image or per-channel values, then scale."""
     if mean is not None:
-        np.subtract(out, mean, out=out)
+        np.subtract(data, mean, out=data)
     elif values is not None:
-        np.subtract(out, values[:, None, None], out=out)
+        np.subtract(data, values.reshape(-1, 1, 1), out=data)
     if scale != 1:
-        np.multiply(out, scale, out=out)
+        np.multiply(data, scale, out=data)
 
 
 def write_batch(x: np.ndarray, *, values: Optional[np.ndarray], mean: Optional[np.ndarray],
@@ -113,10 +119,5 @@ def write_batch(x: np.ndarray, *, values: Optional[np.ndarray], mean: Optional[n
     multiplication by 1 is exact, so skipping it changes nothing.
     """
     data = x.astype(np.float32)
-    if mean is not None:
-        np.subtract(data, mean, out=data)
-    elif values is not None:
-        np.subtract(data, values[:, None, None], out=data)
-    if scale != 1:
-        np.multiply(data, scale, out=data)
+    center_and_scale(data, values=values, mean=mean, scale=scale)
     return data
