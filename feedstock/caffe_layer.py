@@ -173,7 +173,7 @@ class DataLayer(_LayerBase):
             raise
         for blob, shape in zip(blob_list(top), self._shapes):
             blob.reshape(*shape)
-        log.info("DataLayer %s phase=%s tops=%s", params.source, "TRAIN" if phase == TRAIN else "TEST", self._shapes)
+        log.info("DataLayer %s phase=%s tops=%s", params.remote or params.source, "TRAIN" if phase == TRAIN else "TEST", self._shapes)
 
     def _restore_if_present(self, path: str) -> None:
         if Path(path).is_file():

@@ -51,6 +51,9 @@ class DataLayerParams:
     rank: int = 0
     world_size: int = 1
     start_method: str = "auto"
+    remote: Optional[Tuple[str, ...]] = None  # `feedstock serve` endpoints: they read and transform
+    curve_server_key: Optional[str] = None
+    curve_keys: Optional[str] = None
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -74,7 +77,10 @@ class DataLayerParams:
 _INT_KEYS = ("batch_size", "new_height", "new_width", "crop_size", "workers", "prefetch", "rank", "world_size")
 _BOOL_KEYS = ("shuffle", "is_color", "mirror", "force_color", "force_gray")
 _STR_KEYS = ("source", "source_type", "backend", "root_folder", "on_error", "start_method")
-_OPT_STR_KEYS = ("mean_file", "state_file")
+_OPT_STR_KEYS = ("mean_file", "state_file", "curve_server_key", "curve_keys")
+# what a remote feed's servers decide: set on `feedstock serve`, not in the layer
+_SERVER_KEYS = ("source_type", "root_folder", "shuffle", "new_height", "new_width", "is_color", "workers",
+                "on_error", "max_bad_fraction", "rank", "world_size", "start_method") + TRANSFORM_KEYS
 
 
 def _check_types(p: DataLayerParams) -> None:
@@ -97,6 +103,8 @@ def _check_types(p: DataLayerParams) -> None:
     object.__setattr__(p, "mean_value", _as_floats("mean_value", p.mean_value))
     if p.tops is not None:
         object.__setattr__(p, "tops", _as_names("tops", p.tops))
+    if p.remote is not None:
+        object.__setattr__(p, "remote", _as_names("remote", p.remote))
 
 
 def _expect(key: str, value: Any, kind: type) -> None:
@@ -121,7 +129,9 @@ def _as_names(key: str, value: Any) -> Tuple[str, ...]:
 
 
 def _check_values(p: DataLayerParams) -> None:
-    if not p.source:
+    if p.remote:
+        _check_remote(p)
+    elif not p.source:
         raise ValueError("param_str key 'source' must not be empty")
     _positive("batch_size", p.batch_size, 1)
     _positive("prefetch", p.prefetch, 1)
@@ -146,6 +156,14 @@ def _check_values(p: DataLayerParams) -> None:
         raise ValueError(f"param_str key 'max_bad_fraction'={p.max_bad_fraction} must be in [0, 1]")
     if p.seed is not None and not 0 <= p.seed < 2**63:
         raise ValueError(f"param_str key 'seed'={p.seed} must be in [0, 2**63)")
+
+
+def _check_remote(p: DataLayerParams) -> None:
+    defaults = DataLayerParams(source="", batch_size=1)
+    server_side = [k for k in ("source",) + _SERVER_KEYS if getattr(p, k) != getattr(defaults, k)]
+    if server_side:
+        raise ValueError(f"param_str keys {server_side} are the servers' settings with 'remote' "
+                         "(give them to `feedstock serve`); the layer keeps batch_size, prefetch, seed, tops")
 
 
 def _positive(key: str, value: int, minimum: int) -> None:
@@ -202,8 +220,9 @@ DATA_KEYS = tuple(f.name for f in fields(DataLayerParams))
 
 def data_layer_params(mapping: Mapping[str, Any]) -> DataLayerParams:
     """Validate a parsed param_str for DataLayer."""
-    check_keys(mapping, DATA_KEYS, ("source", "batch_size"), "DataLayer")
-    return DataLayerParams(**mapping)
+    required = ("batch_size",) if "remote" in mapping else ("source", "batch_size")
+    check_keys(mapping, DATA_KEYS, required, "DataLayer")
+    return DataLayerParams(**{"source": "", **mapping})
 
 
 def phase_of(value: Any) -> int:
@@ -274,8 +293,14 @@ def resolve_seed(seed: Optional[int]) -> int:
     return int(np.random.SeedSequence().entropy % 2**63) if seed is None else seed
 
 
-def build_loader(p: DataLayerParams, phase: int, tops: Tuple[str, ...]) -> Loader:
-    """The Loader a DataLayer copies from: batches of batch_size, Caffe's transforms, p's pool knobs."""
+def build_loader(p: DataLayerParams, phase: int, tops: Tuple[str, ...]) -> Any:
+    """The Loader a DataLayer copies from: batches of batch_size, Caffe's transforms, p's pool knobs
+    (or, with ``remote``, the RemoteLoader of those servers)."""
+    if p.remote:
+        from .remote import RemoteLoader
+
+        return RemoteLoader(p.remote, seed=p.seed, prefetch=max(p.prefetch, 2),
+                            curve_server_key=p.curve_server_key, curve_keys=p.curve_keys)
     kind = guess_kind(p.source) if p.source_type == "auto" else p.source_type
     return Loader(
         build_source(p, kind, tops),

@@ -40,3 +40,15 @@ class TooManyBadRecords(FeedstockError, RuntimeError):
 
 class ShmSpaceError(FeedstockError, OSError):
     """/dev/shm is too small for the requested batch slots."""
+
+
+class RemoteError(FeedstockError, RuntimeError):
+    """A remote feed server reported an error (its message names the record), or broke the protocol."""
+
+
+class ServerLost(RemoteError):
+    """A remote feed server went silent and did not come back within the reconnect window."""
+
+
+class RemoteSetupError(RemoteError, ValueError):
+    """Remote feed servers disagree with each other or with the client's settings (seed, parts, shapes)."""

@@ -20,6 +20,7 @@ SUBCOMMANDS = [
     "feedstock.cli.inspect_cmd",
     "feedstock.cli.verify",
     "feedstock.cli.train",
+    "feedstock.cli.serve",
 ]
 
 

@@ -61,6 +61,8 @@ Options (keyword-only; invalid values raise ValueError naming them):
   (None: no limit). ``replace_dead_workers``: a killed worker is replaced and
   its tasks redone (the epoch's batches do not change), else WorkerDied.
 * ``copy``: yield owned arrays. ``progress``: a tqdm bar per pass.
+* ``part=(j, n)``: yield only batches j, j+n, ... of each epoch (a remote feed
+  server's share, see :mod:`feedstock.remote`); positions count these batches.
 """
 from __future__ import annotations
 
@@ -107,13 +109,14 @@ class Loader:
         copy: bool = False,
         progress: bool = False,
         start_method: str = "auto",
+        part: Tuple[int, int] = (0, 1),
     ):
         check_options(workers=workers, prefetch=prefetch, on_error=on_error, max_bad_fraction=max_bad_fraction,
                       timeout=timeout, seed=seed)
         self.source, self.transforms = source, as_compose(transforms)
         rank, world_size = dist_from_env(rank, world_size)  # torchrun's env, read here only
         self.sampler = Sampler(len(source), batch_size=batch_size, shuffle=shuffle, seed=seed,
-                               drop_last=drop_last, rank=rank, world_size=world_size)
+                               drop_last=drop_last, rank=rank, world_size=world_size, part=part)
         self.workers, self.prefetch, self.on_error = int(workers), int(prefetch), on_error
         self.timeout, self.replace_dead_workers, self.start_method = timeout, replace_dead_workers, start_method
         self.copy, self.progress = bool(copy), bool(progress)
@@ -175,6 +178,11 @@ class Loader:
         res.pool = ProcessPool(plan, workers=self.workers, start_method=self.start_method, timeout=self.timeout,
                                replace_dead=self.replace_dead_workers, describe=describe, name="feedstock")
         res.pool.start()
+
+    def start(self) -> "Loader":
+        """Create the slots and start the workers now (say, to fork them before this process starts threads)."""
+        self._start()
+        return self
 
     def close(self) -> None:
         """Stop the workers and unlink the slots (idempotent); the next iteration starts afresh."""
@@ -298,7 +306,8 @@ class Loader:
             self.close()  # workers hold the old seed
             self.sampler = Sampler(self.sampler.length, batch_size=self.sampler.batch_size,
                                    shuffle=self.sampler.shuffle, seed=st.seed, drop_last=self.sampler.drop_last,
-                                   rank=self.sampler.rank, world_size=self.sampler.world_size)
+                                   rank=self.sampler.rank, world_size=self.sampler.world_size,
+                                   part=self.sampler.part)
         self._epoch, self._next = st.epoch, st.next_batch
         if self._next >= self.sampler.num_batches:
             self._epoch, self._next = self._epoch + 1, 0

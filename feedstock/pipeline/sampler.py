@@ -13,6 +13,12 @@ round-robin striding). Every rank gets the same number of samples and batches:
   multiple of ``world_size`` (as torch's DistributedSampler does), so shards
   cover the whole dataset and only the padding repeats records; each rank's
   last batch may be short.
+
+``part=(j, n)`` narrows a rank's epoch to its batches ``j, j+n, j+2n, ...``
+(remote feed servers split one stream this way: interleaving the n parts
+batch by batch gives back the rank's whole stream, whatever n is). The part's
+batches keep their rows and order; ``num_batches`` and ``shard_size`` count
+the part's only, ``shard()`` holds the part's rows.
 """
 from __future__ import annotations
 
@@ -39,6 +45,17 @@ def dist_from_env(
     return int(rank), int(world_size)
 
 
+def check_part(part: Tuple[int, int]) -> Tuple[int, int]:
+    """``(j, n)`` with 0 <= j < n, as ints; ValueError naming it otherwise."""
+    try:
+        j, n = (int(v) for v in part)
+    except (TypeError, ValueError):
+        raise ValueError(f"part={part!r} must be a pair (j, n)") from None
+    if not 0 <= j < n:
+        raise ValueError(f"part={part!r} must have 0 <= j < n")
+    return j, n
+
+
 class Sampler:
     """Deterministic batch indices for one rank; picklable and cheap (caches two epochs' shards:
     near an epoch's end workers fill batches of this epoch and the next)."""
@@ -53,6 +70,7 @@ class Sampler:
         drop_last: bool = True,
         rank: int = 0,
         world_size: int = 1,
+        part: Tuple[int, int] = (0, 1),
     ):
         if length < 1:
             raise ValueError(f"the source is empty ({length=})")
@@ -75,6 +93,16 @@ class Sampler:
                 f"{length=} records over {world_size=} ranks give no full batch of {batch_size=} "
                 "with drop_last=True; lower batch_size or pass drop_last=False"
             )
+        self.rank_size, self.rank_batches = self.shard_size, self.num_batches  # the whole rank's epoch
+        self.part = check_part(part)
+        j, n = self.part
+        if n > 1:
+            self.num_batches = len(range(j, self.rank_batches, n))
+            if self.num_batches < 1:
+                raise ValueError(f"part {j}/{n} gets none of the {self.rank_batches} batches per epoch")
+            last = self.rank_batches - 1  # the only batch that may be short
+            self.shard_size = self.num_batches * batch_size - (
+                (self.rank_batches * batch_size - self.rank_size) if (last - j) % n == 0 else 0)
         self._cached: Dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -93,12 +121,18 @@ class Sampler:
         if cached is not None:
             return cached
         order = self.global_order(epoch)
-        total = self.shard_size * self.world_size
+        total = self.rank_size * self.world_size
         if total <= self.length:
             order = order[:total]
         else:
             order = np.resize(order, total)  # np.resize repeats from the start: wrap-around padding
-        shard = np.ascontiguousarray(order[self.rank :: self.world_size])
+        shard = order[self.rank :: self.world_size]
+        j, n = self.part
+        if n > 1:  # this part's batches, rows kept in order
+            rows = (np.arange(j, self.rank_batches, n)[:, None] * self.batch_size
+                    + np.arange(self.batch_size)).ravel()
+            shard = shard[rows[rows < self.rank_size]]
+        shard = np.ascontiguousarray(shard)
         shard.flags.writeable = False
         if len(self._cached) >= 2:
             del self._cached[next(iter(self._cached))]  # the older entry
@@ -124,5 +158,6 @@ class Sampler:
     def __repr__(self) -> str:
         return (
             f"Sampler(length={self.length}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
-            f"seed={self.seed}, drop_last={self.drop_last}, rank={self.rank}, world_size={self.world_size})"
+            f"seed={self.seed}, drop_last={self.drop_last}, rank={self.rank}, world_size={self.world_size}, "
+            f"part={self.part[0]}/{self.part[1]})"
         )

@@ -1,0 +1,140 @@
+"""``feedstock serve``: stream a Loader's batches over ZeroMQ to RemoteLoaders; ``feedstock keygen``: CURVE keys."""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from typing import Any, Tuple
+
+DESCRIPTION = """\
+Run a Loader here (decode + augment on this host's CPUs) and stream its batches
+to trainers that read them with feedstock.RemoteLoader([...endpoints]).
+
+  feedstock serve train_lmdb --part 0/2 --batch-size 64 --crop-size 227 --mirror \\
+      --mean-value 104,117,123 --shuffle --workers 12 --bind tcp://127.0.0.1:5555
+
+Several servers split one stream: server j of n (--part j/n) serves batches
+j, j+n, ... of every epoch and the client interleaves them, so the trainer sees
+the batches a local Loader with the same settings and seed would give.
+Every server of a feed must get the same source and settings.
+
+Without CURVE the server binds to loopback only (use an SSH tunnel, or):
+  feedstock keygen keys/                 # keys/server.key(_secret), keys/client.key(_secret)
+  feedstock serve SRC --bind tcp://*:5555 --curve-secret keys/server.key_secret \\
+      [--curve-clients keys/clients/]    # only these client public keys may connect
+  RemoteLoader(["tcp://host:5555"], curve_server_key="keys/server.key",
+               curve_keys="keys/client.key_secret")
+"""
+
+
+def parse_part(text: str) -> Tuple[int, int]:
+    try:
+        j, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--part {text!r}: expected j/n, e.g. 0/2") from None
+    if not 0 <= j < n:
+        raise argparse.ArgumentTypeError(f"--part {text!r}: need 0 <= j < n")
+    return j, n
+
+
+def _floats(text: str) -> Tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected numbers separated by commas") from None
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("serve", help="stream a Loader's batches to remote trainers (ZeroMQ)",
+                              description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", help="LMDB, list file, image folder, CSV table or HDF5 file")
+    p.add_argument("--bind", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint (default: loopback)")
+    p.add_argument("--part", type=parse_part, default=(0, 1), metavar="j/n", help="serve batches j, j+n, ...")
+    g = p.add_argument_group("the stream (as the Caffe layer's param_str keys)")
+    g.add_argument("--source-type", default="auto", choices=("auto", "lmdb", "list", "folder", "csv", "hdf5"))
+    g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--shuffle", action="store_true")
+    g.add_argument("--drop-last", action="store_true", help="drop each epoch's short last batch")
+    g.add_argument("--seed", type=int, default=0, help="default seed (a client may ask for another)")
+    g.add_argument("--phase", choices=("train", "test"), default="train", help="test: no random crop/mirror")
+    g.add_argument("--new-height", type=int, default=0)
+    g.add_argument("--new-width", type=int, default=0)
+    g.add_argument("--gray", action="store_true", help="images as one grey channel (is_color: false)")
+    g.add_argument("--root-folder", default="")
+    g.add_argument("--crop-size", type=int, default=0)
+    g.add_argument("--mirror", action="store_true")
+    g.add_argument("--mean-file")
+    g.add_argument("--mean-value", type=_floats, default=())
+    g.add_argument("--scale", type=float, default=1.0)
+    g.add_argument("--rank", type=int, default=0, help="the trainer rank this feed is for")
+    g.add_argument("--world-size", type=int, default=1)
+    w = p.add_argument_group("workers")
+    w.add_argument("--workers", type=int, default=2)
+    w.add_argument("--prefetch", type=int, default=4)
+    w.add_argument("--on-error", choices=("raise", "skip"), default="raise")
+    w.add_argument("--start-method", default="auto", choices=("auto", "fork", "spawn", "forkserver"))
+    s = p.add_argument_group("security and liveness")
+    s.add_argument("--curve-secret", help="server secret key file (feedstock keygen): encrypt and authenticate")
+    s.add_argument("--curve-clients", help="folder of client public keys allowed to connect")
+    s.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without CURVE")
+    s.add_argument("--heartbeat", type=float, default=1.0, help="ZeroMQ heartbeat interval, seconds")
+    s.add_argument("--idle-exit", type=float, help="exit after this many seconds without a client")
+    p.set_defaults(func=run)
+
+    k = subparsers.add_parser("keygen", help="make CURVE key pairs for `feedstock serve` and its clients")
+    k.add_argument("directory")
+    k.add_argument("--name", action="append", help="key names (default: server and client)")
+    k.set_defaults(func=keygen)
+
+
+def build_loader(args: argparse.Namespace) -> Any:
+    """The Loader the server runs: the Caffe layer's source and transforms, this server's part."""
+    from ..caffe_params import TEST, TRAIN, DataLayerParams, build_source, build_transforms
+    from ..loaders import guess_kind
+    from ..pipeline.loader import Loader
+
+    p = DataLayerParams(source=args.source, batch_size=args.batch_size, source_type=args.source_type,
+                        root_folder=args.root_folder, shuffle=args.shuffle, new_height=args.new_height,
+                        new_width=args.new_width, is_color=not args.gray, scale=args.scale, mirror=args.mirror,
+                        crop_size=args.crop_size, mean_file=args.mean_file, mean_value=args.mean_value,
+                        workers=args.workers, prefetch=args.prefetch, seed=args.seed, on_error=args.on_error,
+                        rank=args.rank, world_size=args.world_size, start_method=args.start_method)
+    kind = guess_kind(p.source) if p.source_type == "auto" else p.source_type
+    phase = TRAIN if args.phase == "train" else TEST
+    return Loader(build_source(p, kind, ("data", "label")), build_transforms(p, kind, phase),
+                  batch_size=p.batch_size, workers=p.workers, shuffle=p.shuffle, seed=args.seed,
+                  drop_last=args.drop_last, prefetch=p.prefetch, on_error=p.on_error, rank=p.rank,
+                  world_size=p.world_size, start_method=p.start_method, part=args.part)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..remote.server import FeedServer
+
+    loader = build_loader(args)
+    try:
+        server = FeedServer(loader, bind=args.bind, curve_secret=args.curve_secret,
+                            curve_clients=args.curve_clients, insecure=args.insecure, heartbeat=args.heartbeat)
+    except BaseException:
+        loader.close()
+        raise
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: server.stop())
+    s = loader.sampler
+    print(f"serving {args.source} ({s.length} records, batches of {s.batch_size}, part {s.part[0]}/{s.part[1]}: "
+          f"{s.num_batches} of {s.rank_batches} batches per epoch) at {server.endpoint}", file=sys.stderr,
+          flush=True)
+    try:
+        server.run(idle_exit=args.idle_exit)
+    finally:
+        server.close()
+    print(f"stopped after {server.sent} batches", file=sys.stderr)
+    return 0
+
+
+def keygen(args: argparse.Namespace) -> int:
+    from ..remote.security import make_keys
+
+    for name in args.name or ["server", "client"]:
+        public, secret = make_keys(args.directory, name)
+        print(f"{name}: public {public}, secret {secret}")
+    return 0

@@ -1,0 +1,256 @@
+"""RemoteLoader: batches from `feedstock serve` servers, interleaved into the stream a local Loader would give.
+
+::
+
+    # on CPU hosts a and b:  feedstock serve train_lmdb --part 0/2 ...   and   --part 1/2
+    with RemoteLoader(["tcp://a:5555", "tcp://b:5555"]) as loader:
+        for epoch in range(10):
+            for batch in loader:        # dict field -> np.ndarray, one epoch
+                train(batch)            # views into a receive buffer: valid until the next batch
+
+Server ``j`` of ``n`` (``--part j/n``) serves batches j, j+n, ... of every
+epoch; the client takes them in turn, so batch g of an epoch is the same array
+data as the local Loader's batch g for the same source, transforms, seed, rank
+and world size, for any number of servers and whatever the timing.
+``state_dict()`` is the local Loader's state (seed, epoch, next batch, and
+setup checks): a run can resume remotely from a local checkpoint and back.
+
+Each server streams ahead into ``prefetch`` preallocated receive buffers of
+its own, never more (credits); ``slot_arrays()`` lists them so a GPU feeder
+can pin them once. A server that disconnects is waited for ``reconnect``
+seconds and resumes where its part of the stream stopped when it is back (a
+restarted ``feedstock serve`` with the same settings will do); after that, or
+when a server reports an error, iteration raises (ServerLost / RemoteError
+naming the server) instead of waiting. A batch that does not arrive within
+``timeout`` seconds raises too: the consumer never hangs.
+"""
+from __future__ import annotations
+
+import time
+import weakref
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from ..errors import RemoteError, RemoteSetupError, ServerLost
+from ..pipeline.run import MAX_EPOCH
+from ..pipeline.state import LoaderState
+from ..spec import ArraySpec
+from . import protocol
+from .link import Link, Pos
+
+Batch = Dict[str, np.ndarray]
+
+
+class RemoteLoader:
+    """The batches of the servers at ``endpoints`` as one deterministic stream; see the module doc."""
+
+    def __init__(self, endpoints: Sequence[str], *, seed: Optional[int] = None, prefetch: int = 4,
+                 timeout: float = 120.0, connect_timeout: float = 30.0, reconnect: float = 30.0,
+                 heartbeat: float = 1.0, copy: bool = False, curve_server_key: Any = None,
+                 curve_keys: Optional[str] = None):
+        endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+        if not endpoints:
+            raise ValueError("endpoints: give at least one tcp://HOST:PORT of a `feedstock serve`")
+        if len(set(endpoints)) != len(endpoints):
+            raise ValueError(f"endpoints {endpoints} name a server twice")
+        if prefetch < 2:
+            raise ValueError(f"{prefetch=} must be >= 2 (one buffer is the batch being consumed)")
+        for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout),
+                            ("reconnect", reconnect), ("heartbeat", heartbeat)):
+            if not value > 0:
+                raise ValueError(f"{name}={value!r} must be a positive number of seconds")
+        self.prefetch, self.timeout, self.copy = int(prefetch), float(timeout), bool(copy)
+        self._link = Link(endpoints, heartbeat=heartbeat, reconnect=reconnect,
+                          curve_server_key=curve_server_key, curve_keys=curve_keys)
+        self._finalizer = weakref.finalize(self, self._link.close)
+        try:
+            self._setup(endpoints, seed, connect_timeout)
+        except BaseException:
+            self.close()
+            raise
+        self._epoch, self._next = 0, 0
+        self._stream_at: Optional[Pos] = None  # (epoch, global batch) the stream brings next
+        self._held: Optional[tuple] = None  # (peer, slot) of the batch the consumer holds
+        self._token = 0
+        self._stats = {"batches": 0, "samples": 0, "bytes": 0, "wait_s": 0.0, "elapsed_s": 0.0}
+        self._t_first: Optional[float] = None
+
+    def _setup(self, endpoints: List[str], seed: Optional[int], connect_timeout: float) -> None:
+        link = self._link
+        deadline = time.monotonic() + connect_timeout
+        with link.cond:
+            while not all(p.meta is not None or p.error is not None for p in link.peers) and link.error is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    silent = [p.endpoint for p in link.peers if p.meta is None]
+                    raise ServerLost(f"no answer from {', '.join(silent)} within {connect_timeout:g} s: is "
+                                     "`feedstock serve` running there (and the CURVE key right)?")
+                link.cond.wait(min(left, 0.5))
+            for p in link.peers:
+                if p.error is not None:
+                    raise p.error
+            if link.error is not None:
+                raise link.error
+            metas = [p.meta for p in link.peers]
+        order = protocol.check_metas(metas, endpoints)
+        link.peers[:] = [link.peers[i] for i in order]  # by part: peer j serves batches j, j+n, ...
+        meta = link.peers[0].meta
+        seeds = {p.meta["seed"] for p in link.peers}
+        if seed is None and len(seeds) > 1:
+            raise RemoteSetupError(f"the servers run different seeds {sorted(seeds)}: pass seed= to choose one")
+        self.seed = int(seed if seed is not None else seeds.pop())
+        self.batch_size, self.length = int(meta["batch_size"]), int(meta["length"])
+        self.world_size, self.rank = int(meta["world_size"]), int(meta["rank"])
+        self.num_batches = int(meta["rank_batches"])
+        fields = protocol.fields_of(meta)
+        self.spec = {name: ArraySpec(shape, dtype) for name, shape, dtype in fields}
+        for p in link.peers:  # only this thread touches buffers before the first start
+            p.buffers = [{name: np.zeros((self.batch_size,) + shape, dtype) for name, shape, dtype in fields}
+                         for _ in range(self.prefetch)]
+            p.free = list(range(self.prefetch))
+
+    # ----- position -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.num_batches
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start the next pass at batch 0 of ``epoch``."""
+        if isinstance(epoch, bool) or int(epoch) != epoch or not 0 <= epoch < MAX_EPOCH:
+            raise ValueError(f"{epoch=} must be an integer in [0, 2**24)")
+        self._epoch, self._next = int(epoch), 0
+
+    def state_dict(self) -> Dict[str, int]:
+        """The local Loader's state for the same position: seed, epoch, next batch, setup checks."""
+        return LoaderState(self.seed, self._epoch, self._next, self.batch_size, self.world_size,
+                           self.length).to_dict()
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        """Continue with the batch that came next when ``state`` was taken (here or by a local Loader)."""
+        st = LoaderState.from_dict(state)
+        for name, ours in (("batch_size", self.batch_size), ("world_size", self.world_size),
+                           ("length", self.length)):
+            if getattr(st, name) != ours:
+                raise ValueError(f"loader state has {name}={getattr(st, name)} but the servers serve "
+                                 f"{name}={ours}; resuming would not continue with the same batches")
+        if st.next_batch > self.num_batches:
+            raise ValueError(f"loader state next_batch={st.next_batch} > {self.num_batches} batches per epoch")
+        self.seed, self._epoch, self._next = st.seed, st.epoch, st.next_batch
+        if self._next >= self.num_batches:
+            self._epoch, self._next = self._epoch + 1, 0
+
+    def _positions(self, epoch: int, g: int) -> List[Pos]:
+        """Where each server's stream starts so that the interleaved stream starts at global batch g."""
+        n = len(self._link.peers)
+        out = []
+        for j, peer in enumerate(self._link.peers):
+            k = max(0, -(-(g - j) // n))
+            out.append((epoch, k) if k < peer.meta["num_batches"] else (epoch + 1, 0))
+        return out
+
+    # ----- iteration -------------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Batch]:
+        return self._iterate()
+
+    def _iterate(self) -> Iterator[Batch]:
+        if self._link.closing:
+            raise RemoteError("this RemoteLoader is closed")
+        self._token += 1
+        token = self._token
+        epoch, start = self._epoch, self._next
+        if self._stream_at != (epoch, start):
+            self._link.command("start", self._positions(epoch, start), self.seed)
+            self._stream_at = (epoch, start)
+        for g in range(start, self.num_batches):
+            batch = self._take(epoch, g)
+            self._next = g + 1
+            self._stream_at = (epoch, g + 1) if g + 1 < self.num_batches else (epoch + 1, 0)
+            yield batch
+            if token != self._token:
+                raise RuntimeError("this iterator is stale: the loader was closed or iterated again")
+        self._epoch, self._next = epoch + 1, 0
+
+    def _take(self, epoch: int, g: int) -> Batch:
+        link = self._link
+        j = g % len(link.peers)
+        peer, k = link.peers[j], g // len(link.peers)
+        self._release()
+        t0 = time.perf_counter()
+        if self._t_first is None:
+            self._t_first = t0
+        with link.cond:
+            while True:
+                if link.error is not None:
+                    raise link.error
+                if peer.error is not None:
+                    raise peer.error
+                if peer.ready:
+                    ready = peer.ready.popleft()
+                    break
+                waited = time.perf_counter() - t0
+                if waited > self.timeout:
+                    state = "connected" if peer.connected else "disconnected"
+                    raise RemoteError(f"no batch from {peer.name} ({state}) for {waited:.0f} s "
+                                      f"(wanted epoch {epoch} batch {k}); timeout={self.timeout:g}")
+                link.cond.wait(0.5)
+        if (ready.epoch, ready.batch) != (epoch, k):
+            raise RemoteError(f"{peer.name} delivered epoch {ready.epoch} batch {ready.batch}, "
+                              f"expected epoch {epoch} batch {k}")
+        self._held = (j, ready.slot)
+        now = time.perf_counter()
+        s = self._stats
+        s["wait_s"] += now - t0
+        s["elapsed_s"] = now - self._t_first
+        s["batches"] += 1
+        s["samples"] += ready.rows
+        views = peer.buffers[ready.slot]
+        s["bytes"] += sum(v[: ready.rows].nbytes for v in views.values())
+        if self.copy:
+            return {name: v[: ready.rows].copy() for name, v in views.items()}
+        return {name: v if ready.rows == self.batch_size else v[: ready.rows] for name, v in views.items()}
+
+    def _release(self) -> None:
+        if self._held is not None:
+            self._link.command("release", *self._held)
+            self._held = None
+
+    # ----- resources and observability -------------------------------------------------------------
+    def slot_arrays(self) -> List[Dict[str, np.ndarray]]:
+        """Every receive buffer's full-batch arrays (fixed for the loader's life), e.g. to pin them once."""
+        return [dict(b) for p in self._link.peers for b in p.buffers]
+
+    def stats(self) -> Dict[str, float]:
+        """Batches, samples/s, bytes/s and time spent waiting in this process; reconnects so far."""
+        s = dict(self._stats)
+        elapsed = max(s["elapsed_s"], 1e-9)
+        s["samples_per_s"] = s["samples"] / elapsed
+        s["bytes_per_s"] = s["bytes"] / elapsed
+        s["wait_fraction"] = s["wait_s"] / elapsed
+        s["reconnects"] = sum(p.reconnects for p in self._link.peers)
+        return s
+
+    def report(self) -> Dict[str, Any]:
+        """Per server: endpoint, part, connected, batches and bytes received, reconnects, error."""
+        return {"servers": [{"endpoint": p.endpoint, "part": list(p.meta["part"]) if p.meta else None,
+                             "connected": p.connected, "received": p.received, "bytes": p.bytes,
+                             "reconnects": p.reconnects, "error": None if p.error is None else str(p.error)}
+                            for p in self._link.peers]}
+
+    def close(self) -> None:
+        """Tell the servers to stop, end the receive thread, close the sockets (idempotent)."""
+        self._token += 1
+        self._finalizer()
+
+    def __enter__(self) -> "RemoteLoader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        eps = [p.endpoint for p in self._link.peers]
+        return f"RemoteLoader({eps}, batch_size={self.batch_size}, epoch={self._epoch}, next_batch={self._next})"

@@ -1,0 +1,99 @@
+"""Wire format of the remote feed: small JSON control messages; a batch is a header frame plus one frame per array.
+
+Client -> server (DEALER -> ROUTER), one frame each:
+
+* ``hello``: asks for ``meta`` (what the server serves).
+* ``start {session, seed, epoch, batch, credits}``: stream this server's batches
+  from local batch ``batch`` of ``epoch`` on, epoch after epoch; ``credits`` is how
+  many batches the client has room for. A new start replaces any earlier stream.
+* ``credit {session, n}``: the client freed ``n`` more receive buffers.
+* ``stop {session}``: end the stream.
+
+Server -> client:
+
+* ``meta {...}``: protocol version, fields (name, shape, dtype), batch_size,
+  length, shuffle, drop_last, rank, world_size, part, batches per epoch, seed.
+* ``batch {session, epoch, batch, rows}`` followed by one frame per field
+  (``rows`` rows each, in ``meta``'s field order), sent without copying.
+* ``error {session, message}``: the server's loader failed (the message names the
+  record); the stream is over.
+* ``bye``: the server is shutting down.
+
+Flow control: the server sends a batch only while it holds a credit, so no
+queue on either side grows beyond the client's ``prefetch`` buffers.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import RemoteError, RemoteSetupError
+
+PROTOCOL = 1
+Fields = List[Tuple[str, Tuple[int, ...], np.dtype]]
+
+# meta keys that every server of one stream must share (part and seed are checked separately)
+SHARED_KEYS = ("protocol", "fields", "batch_size", "length", "shuffle", "drop_last", "rank", "world_size",
+               "rank_batches")
+
+
+def encode(op: str, **body: Any) -> bytes:
+    return json.dumps({"op": op, **body}, separators=(",", ":")).encode()
+
+
+def decode(frame: Any) -> Dict[str, Any]:
+    """The control message in ``frame``; RemoteError for anything that is not one."""
+    try:
+        msg = json.loads(bytes(frame))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RemoteError(f"not a feedstock control message ({len(bytes(frame))} bytes): {exc}") from None
+    if not isinstance(msg, dict) or not isinstance(msg.get("op"), str):
+        raise RemoteError(f"not a feedstock control message: {str(msg)[:100]}")
+    return msg
+
+
+def describe_fields(spec: Mapping[str, Any]) -> list:
+    """JSON-able (name, shape, dtype) of a loader's fixed batch spec (per-sample shapes)."""
+    return [[name, list(s.shape), np.dtype(s.dtype).str] for name, s in spec.items()]
+
+
+def fields_of(meta: Mapping[str, Any]) -> Fields:
+    return [(str(name), tuple(int(d) for d in shape), np.dtype(dtype)) for name, shape, dtype in meta["fields"]]
+
+
+def make_meta(loader: Any) -> Dict[str, Any]:
+    """What a server tells clients about the stream it serves."""
+    s = loader.sampler
+    return {"protocol": PROTOCOL, "fields": describe_fields(loader.spec), "batch_size": s.batch_size,
+            "length": s.length, "shuffle": s.shuffle, "drop_last": s.drop_last, "rank": s.rank,
+            "world_size": s.world_size, "part": list(s.part), "num_batches": s.num_batches,
+            "rank_batches": s.rank_batches, "seed": s.seed}
+
+
+def check_metas(metas: Sequence[Mapping[str, Any]], endpoints: Sequence[str]) -> List[int]:
+    """Order of ``endpoints`` by part; RemoteSetupError unless they form one stream (parts 0..n-1 once)."""
+    first = metas[0]
+    for meta, ep in zip(metas, endpoints):
+        if meta.get("protocol") != PROTOCOL:
+            raise RemoteSetupError(f"{ep} speaks feed protocol {meta.get('protocol')}, this client {PROTOCOL}")
+        for key in SHARED_KEYS:
+            if meta.get(key) != first.get(key):
+                raise RemoteSetupError(f"{ep} serves {key}={meta.get(key)!r} but {endpoints[0]} serves "
+                                       f"{first.get(key)!r}: servers of one feed must share the source and settings")
+    n = len(metas)
+    parts = [tuple(m["part"]) for m in metas]
+    if sorted(parts) != [(j, n) for j in range(n)]:
+        raise RemoteSetupError(
+            f"{n} servers must serve parts 0/{n} .. {n - 1}/{n} once each (`feedstock serve --part j/{n}`), got "
+            + ", ".join(f"{ep}: {j}/{m}" for ep, (j, m) in zip(endpoints, parts)))
+    return sorted(range(n), key=lambda i: parts[i][0])
+
+
+def same_server(old: Mapping[str, Any], new: Mapping[str, Any]) -> Optional[str]:
+    """What differs between a server's meta before and after a reconnect (None: the same stream)."""
+    for key in SHARED_KEYS + ("part",):
+        if old.get(key) != new.get(key):
+            return f"{key} was {old.get(key)!r}, now {new.get(key)!r}"
+    return None
