@@ -159,8 +159,9 @@ def _check_values(p: DataLayerParams) -> None:
 
 
 def _check_remote(p: DataLayerParams) -> None:
-    defaults = DataLayerParams(source="", batch_size=1)
-    server_side = [k for k in ("source",) + _SERVER_KEYS if getattr(p, k) != getattr(defaults, k)]
+    defaults = DataLayerParams(source="-", batch_size=1)
+    server_side = (["source"] if p.source else []) + [
+        k for k in _SERVER_KEYS if getattr(p, k) != getattr(defaults, k)]
     if server_side:
         raise ValueError(f"param_str keys {server_side} are the servers' settings with 'remote' "
                          "(give them to `feedstock serve`); the layer keeps batch_size, prefetch, seed, tops")

@@ -171,3 +171,63 @@ def test_device_feeder_reads_a_remote_loader():
         np.testing.assert_array_equal(out[0]["data"][0], (np.arange(6) - 1.0) * 0.5)
     finally:
         server.close()
+
+
+def test_caffe_data_layer_reads_a_remote_feed(lmdb_src, two_servers):
+    """param_str 'remote': the layer's rows are the local layer's rows (any batch size: rows are a stream)."""
+    from caffe_blobs import blobs
+
+    from feedstock.caffe_layer import DataLayer
+
+    def layer(params):
+        lay = DataLayer()
+        lay.param_str, lay.phase = repr(params), 0
+        top = blobs(2)
+        lay.setup([], top)
+        return lay, top
+
+    def rows(lay, top, n):
+        out = [[], []]
+        for _ in range(n):
+            lay.reshape([], top)
+            lay.forward([], top)
+            for acc, blob in zip(out, top.as_list()):
+                acc.append(blob.data.copy())
+        return [np.concatenate(a) for a in out]
+
+    remote, rtop = layer({"remote": [s.endpoint for s in two_servers], "batch_size": 5})
+    local, ltop = layer({"source": lmdb_src, "batch_size": 5, "crop_size": 12, "mirror": True, "shuffle": True,
+                         "seed": 7, "mean_value": [10, 20, 30], "scale": 0.5, "workers": 0})
+    try:
+        got, want = rows(remote, rtop, 30), rows(local, ltop, 30)  # 150 rows: across two epoch ends
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+    finally:
+        remote.close()
+        local.close()
+
+
+def test_caffe_layer_remote_keeps_server_settings_on_the_server():
+    from feedstock.caffe_params import data_layer_params
+
+    with pytest.raises(ValueError, match=r"\['crop_size'\] are the servers' settings"):
+        data_layer_params({"remote": ["tcp://127.0.0.1:5555"], "batch_size": 4, "crop_size": 3})
+    p = data_layer_params({"remote": "tcp://127.0.0.1:5555", "batch_size": 4, "seed": 3})
+    assert p.remote == ("tcp://127.0.0.1:5555",) and p.source == ""
+    with pytest.raises(ValueError, match="missing keys \\['source'\\]"):
+        data_layer_params({"batch_size": 4})
+
+
+def test_zero_copy_batches_are_views_of_the_received_frames():
+    server = ThreadServer(_array_loader(n=10, drop_last=False))
+    try:
+        with RemoteLoader([server.endpoint], zero_copy=True) as remote:
+            assert remote.slot_arrays() == []  # nothing fixed to pin
+            got = []
+            for b in remote:
+                assert not b["data"].flags.owndata
+                got.append(b["label"].tolist())
+                np.testing.assert_array_equal(b["data"][:, 0], b["label"] * 6)
+        assert got == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    finally:
+        server.close()

@@ -68,7 +68,7 @@ from __future__ import annotations
 
 import functools
 import weakref
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -226,7 +226,13 @@ class Loader:
     def __iter__(self) -> Iterator[Batch]:
         return self._iterate()
 
-    def _iterate(self) -> Iterator[Batch]:
+    def leased(self) -> Iterator[Tuple[Batch, Callable[[], None]]]:
+        """One pass like ``iter(loader)``, yielding ``(batch, release)``: the batch's slot stays valid
+        until ``release()`` (fewer than ``prefetch`` may be held at once; a repositioned loader
+        drops its leases). A server sending batches zero-copy holds several this way."""
+        return self._iterate(keep=True)
+
+    def _iterate(self, keep: bool = False) -> Iterator[Any]:
         self._token += 1
         token = self._token
         epoch, start = self._epoch, self._next
@@ -235,11 +241,12 @@ class Loader:
         bar = self._progress_bar(epoch, start)
         try:
             for k in range(start, self.sampler.num_batches):
-                _, _, slot, rows = run.take(stats)
+                _, _, slot, rows = run.take(stats, keep)
                 self._next = k + 1
                 if bar is not None:
                     bar.update(1)
-                yield self._batch(res.ring.slots[slot], rows)
+                batch = self._batch(res.ring.slots[slot], rows)
+                yield (batch, functools.partial(run.release_slot, slot, run.resets)) if keep else batch
                 if token != self._token:
                     raise RuntimeError("this iterator is stale: the loader was closed or iterated again")
             # The last batch's slot stays held (the user may still read it after the loop);

@@ -113,7 +113,8 @@ class Run:
     def _reset(self, pos: Pos) -> None:
         self.pos = self._issue = pos  # the next batch to hand out / to issue
         self._free: Deque[int] = deque(range(self.slots))
-        self._held: Optional[int] = None  # the slot of the batch handed out last
+        self._held: List[int] = []  # slots handed out and not yet given back (one, unless leased)
+        self.resets = getattr(self, "resets", -1) + 1  # tells a late lease release from a current one
         self._owner: Dict[int, List[Tuple[Pos, int]]] = {}  # task id -> [(position, rows), ...]
         self._remaining: Dict[Pos, int] = {}  # issued position -> unfinished chunks
         self._slot_of: Dict[Pos, int] = {}
@@ -197,15 +198,24 @@ class Run:
 
     # ----- handing out -----------------------------------------------------------------------
     def release(self) -> None:
-        """The consumer asked for another batch: the slot handed out last may be refilled."""
-        if self._held is not None:
-            self._free.append(self._held)
-            self._held = None
+        """The consumer asked for another batch: the slots handed out so far may be refilled."""
+        self._free.extend(self._held)
+        self._held.clear()
 
-    def take(self, stats: RunStats) -> Tuple[int, int, int, int]:
-        """The next batch, in order: ``(epoch, k, slot, rows)``; raises its task's error."""
-        self.release()
+    def release_slot(self, slot: int, resets: int) -> None:
+        """A leased batch's slot may be refilled (a no-op once the run was reset since the lease)."""
+        if resets == self.resets and slot in self._held:
+            self._held.remove(slot)
+            self._free.append(slot)
+
+    def take(self, stats: RunStats, keep: bool = False) -> Tuple[int, int, int, int]:
+        """The next batch, in order: ``(epoch, k, slot, rows)``; raises its task's error.
+        ``keep``: earlier batches stay held until :meth:`release_slot` (leases)."""
+        if not keep:
+            self.release()
         want = self.pos
+        if want not in self._remaining and not self._free:
+            raise RuntimeError(f"all {self.slots} slots are held by leased batches: release one first")
         self.fill(want)
         ready = sum(1 for n in self._remaining.values() if n == 0)
         t0 = time.perf_counter()
@@ -216,7 +226,8 @@ class Run:
         del self._remaining[want]
         in_flight = sum(1 for n in self._remaining.values() if n)
         stats.on_batch(rows, wait_s, ready, in_flight)
-        self._held = self._slot_of.pop(want)
+        slot = self._slot_of.pop(want)
+        self._held.append(slot)
         self.pos = self._after(want)
         error = self._errors.pop(want, None)
         if error is not None:
@@ -224,7 +235,7 @@ class Run:
         bad = self._bad_of.pop(want, None)
         if bad:
             self.bad.add(want[0], bad)  # counted when delivered: discarded batches count nothing
-        return want[0], want[1], self._held, rows
+        return want[0], want[1], slot, rows
 
     def _collect(self, want: Pos, stats: RunStats) -> None:
         try:

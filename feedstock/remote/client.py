@@ -17,7 +17,10 @@ setup checks): a run can resume remotely from a local checkpoint and back.
 
 Each server streams ahead into ``prefetch`` preallocated receive buffers of
 its own, never more (credits); ``slot_arrays()`` lists them so a GPU feeder
-can pin them once. A server that disconnects is waited for ``reconnect``
+can pin them once. ``zero_copy=True`` skips that copy: batches are views of
+ZeroMQ's received frames (new memory each batch, nothing to pin; on a
+machine short of cores the saved copy is worth up to a third of the
+throughput, see bench/bench_remote.py). A server that disconnects is waited for ``reconnect``
 seconds and resumes where its part of the stream stopped when it is back (a
 restarted ``feedstock serve`` with the same settings will do); after that, or
 when a server reports an error, iteration raises (ServerLost / RemoteError
@@ -47,8 +50,8 @@ class RemoteLoader:
 
     def __init__(self, endpoints: Sequence[str], *, seed: Optional[int] = None, prefetch: int = 4,
                  timeout: float = 120.0, connect_timeout: float = 30.0, reconnect: float = 30.0,
-                 heartbeat: float = 1.0, copy: bool = False, curve_server_key: Any = None,
-                 curve_keys: Optional[str] = None):
+                 heartbeat: float = 1.0, copy: bool = False, zero_copy: bool = False,
+                 curve_server_key: Any = None, curve_keys: Optional[str] = None):
         endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
         if not endpoints:
             raise ValueError("endpoints: give at least one tcp://HOST:PORT of a `feedstock serve`")
@@ -61,20 +64,20 @@ class RemoteLoader:
             if not value > 0:
                 raise ValueError(f"{name}={value!r} must be a positive number of seconds")
         self.prefetch, self.timeout, self.copy = int(prefetch), float(timeout), bool(copy)
-        self._link = Link(endpoints, heartbeat=heartbeat, reconnect=reconnect,
+        self._link = Link(endpoints, heartbeat=heartbeat, reconnect=reconnect, zero_copy=bool(zero_copy),
                           curve_server_key=curve_server_key, curve_keys=curve_keys)
         self._finalizer = weakref.finalize(self, self._link.close)
-        try:
-            self._setup(endpoints, seed, connect_timeout)
-        except BaseException:
-            self.close()
-            raise
         self._epoch, self._next = 0, 0
         self._stream_at: Optional[Pos] = None  # (epoch, global batch) the stream brings next
         self._held: Optional[tuple] = None  # (peer, slot) of the batch the consumer holds
         self._token = 0
         self._stats = {"batches": 0, "samples": 0, "bytes": 0, "wait_s": 0.0, "elapsed_s": 0.0}
         self._t_first: Optional[float] = None
+        try:
+            self._setup(endpoints, seed, connect_timeout)
+        except BaseException:
+            self.close()
+            raise
 
     def _setup(self, endpoints: List[str], seed: Optional[int], connect_timeout: float) -> None:
         link = self._link
@@ -103,11 +106,12 @@ class RemoteLoader:
         self.batch_size, self.length = int(meta["batch_size"]), int(meta["length"])
         self.world_size, self.rank = int(meta["world_size"]), int(meta["rank"])
         self.num_batches = int(meta["rank_batches"])
-        fields = protocol.fields_of(meta)
+        link.fields = fields = protocol.fields_of(meta)
         self.spec = {name: ArraySpec(shape, dtype) for name, shape, dtype in fields}
         for p in link.peers:  # only this thread touches buffers before the first start
-            p.buffers = [{name: np.zeros((self.batch_size,) + shape, dtype) for name, shape, dtype in fields}
-                         for _ in range(self.prefetch)]
+            if not link.zero_copy:
+                p.buffers = [{name: np.zeros((self.batch_size,) + shape, dtype) for name, shape, dtype in fields}
+                             for _ in range(self.prefetch)]
             p.free = list(range(self.prefetch))
 
     # ----- position -------------------------------------------------------------------------------
@@ -163,7 +167,7 @@ class RemoteLoader:
         token = self._token
         epoch, start = self._epoch, self._next
         if self._stream_at != (epoch, start):
-            self._link.command("start", self._positions(epoch, start), self.seed)
+            self._link.start(self._positions(epoch, start), self.seed)
             self._stream_at = (epoch, start)
         for g in range(start, self.num_batches):
             batch = self._take(epoch, g)
@@ -207,7 +211,11 @@ class RemoteLoader:
         s["elapsed_s"] = now - self._t_first
         s["batches"] += 1
         s["samples"] += ready.rows
-        views = peer.buffers[ready.slot]
+        if ready.frames is not None:  # zero_copy: views of ZeroMQ's frames, this batch's own memory
+            views = {name: np.frombuffer(f.buffer, dtype).reshape((ready.rows,) + shape)
+                     for (name, shape, dtype), f in zip(link.fields, ready.frames)}
+        else:
+            views = peer.buffers[ready.slot]
         s["bytes"] += sum(v[: ready.rows].nbytes for v in views.values())
         if self.copy:
             return {name: v[: ready.rows].copy() for name, v in views.items()}
@@ -253,4 +261,4 @@ class RemoteLoader:
 
     def __repr__(self) -> str:
         eps = [p.endpoint for p in self._link.peers]
-        return f"RemoteLoader({eps}, batch_size={self.batch_size}, epoch={self._epoch}, next_batch={self._next})"
+        return f"RemoteLoader({eps}, epoch={self._epoch}, next_batch={self._next})"

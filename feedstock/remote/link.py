@@ -39,8 +39,9 @@ _FAILED = ("EVENT_HANDSHAKE_FAILED_AUTH", "EVENT_HANDSHAKE_FAILED_PROTOCOL", "EV
 class Ready:
     epoch: int
     batch: int
-    slot: int
+    slot: int  # the receive buffer (with zero_copy: only a credit)
     rows: int
+    frames: Optional[List[Any]] = None  # zero_copy: ZeroMQ's own frames, one per field
 
 
 @dataclass
@@ -78,9 +79,11 @@ class Peer:
 class Link:
     """The receive thread and the state it shares with the consumer (guarded by ``cond``)."""
 
-    def __init__(self, endpoints: List[str], *, heartbeat: float, reconnect: float,
+    def __init__(self, endpoints: List[str], *, heartbeat: float, reconnect: float, zero_copy: bool = False,
                  curve_server_key: Any = None, curve_keys: Optional[str] = None):
         self.peers = [Peer(ep) for ep in endpoints]
+        self.zero_copy = zero_copy
+        self.fields: List[Tuple[str, Tuple[int, ...], np.dtype]] = []  # set by the consumer before any start
         self.reconnect = reconnect
         self.cond = threading.Condition()
         self.commands: "queue.SimpleQueue[tuple]" = queue.SimpleQueue()
@@ -116,6 +119,14 @@ class Link:
             os.write(self._wake_w, b"x")
         except OSError:  # closed
             pass
+
+    def start(self, positions: List[Pos], seed: int) -> None:
+        """(Re)start every server's stream at ``positions``; returns once batches of older streams are gone."""
+        done = threading.Event()
+        self.command("start", positions, seed, done)
+        while not done.wait(0.5):
+            if not self.thread.is_alive():
+                raise self.error or RemoteError("the remote feed's receive thread is not running")
 
     def close(self) -> None:
         """Stop the thread (it tells the servers), close sockets and the context (idempotent)."""
@@ -192,6 +203,7 @@ class Link:
                     self._send(peer, protocol.encode("credit", session=peer.session, n=1))
             elif cmd[0] == "start":
                 self._start_all(cmd[1], cmd[2])
+                cmd[3].set()
 
     def _start_all(self, positions: List[Pos], seed: int) -> None:
         with self.cond:
@@ -306,20 +318,24 @@ class Link:
             what = f"batch {pos} instead of {peer.want}" if pos != peer.want else "a batch beyond its credits"
             raise RemoteError(f"{peer.name} sent {what}: protocol error")
         slot, rows = peer.free.pop(), int(msg["rows"])
+        frames: Optional[List[Any]] = [] if self.zero_copy else None
         nbytes = 0
-        for name, arr in peer.buffers[slot].items():
+        for name, shape, dtype in self.fields:
             if not peer.sock.rcvmore:
                 raise RemoteError(f"{peer.name}: batch {pos} lacks field {name!r}")
-            flat = arr.reshape(-1).view(np.uint8)
-            need = rows * (flat.nbytes // len(arr))
-            got = peer.sock.recv_into(flat[:need])
+            need = rows * int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            if frames is None:
+                got = peer.sock.recv_into(peer.buffers[slot][name].reshape(-1).view(np.uint8)[:need])
+            else:
+                frames.append(peer.sock.recv(copy=False))
+                got = len(frames[-1])
             if got != need:
                 raise RemoteError(f"{peer.name}: field {name!r} of batch {pos} has {got} bytes, expected {need}")
             nbytes += need
         if peer.sock.rcvmore:
             raise RemoteError(f"{peer.name}: batch {pos} has more frames than fields")
         with self.cond:
-            peer.ready.append(Ready(pos[0], pos[1], slot, rows))
+            peer.ready.append(Ready(pos[0], pos[1], slot, rows, frames))
             peer.want = peer.next_pos(pos)
             peer.received += 1
             peer.bytes += nbytes

@@ -3,18 +3,20 @@
 The server is single-threaded Python (so its loader's workers can fork): it
 polls its ROUTER socket for control messages between batches and sends a batch
 whenever the client holds a credit. Batches go out without copying: each frame
-is the loader's shared-memory slot itself, and the next batch is taken from the
-loader (which may refill that slot) only once ZeroMQ is done with the frames.
+is the loader's shared-memory slot itself, leased from the loader until ZeroMQ
+is done with the frames (up to half the loader's slots are in flight at once,
+the others are being filled).
 Peers that vanish are noticed by ZeroMQ's own heartbeats (ZMTP PING/PONG, run by
 its I/O thread even while this thread waits on a slow batch): their queued
 messages are dropped and the stream simply waits for the next ``start``.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Callable, Deque, Dict, Iterator, Optional, Tuple
 
 import zmq
 
@@ -72,7 +74,10 @@ class FeedServer:
             raise
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._stream: Optional[_Stream] = None
-        self._tracker: Optional[zmq.MessageTracker] = None
+        # batches ZeroMQ may still be reading: (tracker, release of the loader slot)
+        self._in_flight: Deque[Tuple[zmq.MessageTracker, Callable[[], None]]] = collections.deque()
+        slots = loader.prefetch if loader.workers > 0 else 1
+        self._max_in_flight = max(0, min(slots - 1, slots // 2))  # 0: wait for each send before the next
         self._stop = threading.Event()
         self.sent = 0
 
@@ -128,11 +133,11 @@ class FeedServer:
 
     def _start(self, ident: bytes, msg: Dict[str, Any]) -> None:
         self._end_stream()
-        self._wait_sent()  # the loader may refill the slot still being sent once it is repositioned
+        self._wait_sent(0)  # a repositioned loader may refill any slot, also those still being sent
         state = dict(self.loader.state_dict(), seed=int(msg["seed"]), epoch=int(msg["epoch"]),
                      next_batch=int(msg["batch"]))
         self.loader.load_state_dict(state)
-        self._stream = _Stream(ident, int(msg["session"]), int(msg["credits"]), iter(self.loader))
+        self._stream = _Stream(ident, int(msg["session"]), int(msg["credits"]), self.loader.leased())
         log.info("stream %d: epoch %d batch %d for client %s", msg["session"], msg["epoch"], msg["batch"],
                  ident.hex())
 
@@ -145,15 +150,15 @@ class FeedServer:
     def _send_next(self) -> None:
         stream = self._stream
         assert stream is not None
-        self._wait_sent()
+        self._wait_sent(self._max_in_flight)
         try:
             pos = self.loader.state_dict()
             try:
-                batch = next(stream.it)
+                batch, release = next(stream.it)
             except StopIteration:  # an epoch ended: the stream goes on with the next
-                stream.it = iter(self.loader)
+                stream.it = self.loader.leased()
                 pos = self.loader.state_dict()
-                batch = next(stream.it)
+                batch, release = next(stream.it)
         except Exception as exc:  # the loader's error (it names the record) goes to the client
             log.error("stream %d failed: %s", stream.session, exc)
             self._send(stream.ident, protocol.encode("error", session=stream.session,
@@ -170,20 +175,24 @@ class FeedServer:
                         for i, a in enumerate(frames)]
         except zmq.ZMQError as exc:
             log.warning("stream %d: send failed (%s)", stream.session, exc)
+            release()
             self._end_stream()
             return
-        self._tracker = zmq.MessageTracker(*trackers)
+        self._in_flight.append((zmq.MessageTracker(*trackers), release))
         stream.credits -= 1
         self.sent += 1
 
-    def _wait_sent(self) -> None:
-        """Block until ZeroMQ has let go of the last batch's frames (they are the loader's slot)."""
-        tracker, self._tracker = self._tracker, None
-        while tracker is not None and not tracker.done:
-            try:
-                tracker.wait(POLL_MS / 1000)
-            except zmq.NotDone:
-                continue
+    def _wait_sent(self, keep: int) -> None:
+        """Give slots back to the loader as ZeroMQ lets go of their frames, until at most ``keep`` are out."""
+        while self._in_flight and (len(self._in_flight) > keep or self._in_flight[0][0].done):
+            tracker, release = self._in_flight[0]
+            while not tracker.done:
+                try:
+                    tracker.wait(POLL_MS / 1000)
+                except zmq.NotDone:
+                    continue
+            self._in_flight.popleft()
+            release()
 
     def _send(self, ident: bytes, frame: bytes) -> None:
         try:
@@ -200,8 +209,8 @@ class FeedServer:
             if stream is not None:
                 self._send(stream.ident, protocol.encode("bye"))
                 self._end_stream()
-            if getattr(self, "_tracker", None) is not None:
-                self._wait_sent()
+            if getattr(self, "_in_flight", None):
+                self._wait_sent(0)
             sock.close(linger=0)
         if self._auth is not None:
             self._auth.stop()
