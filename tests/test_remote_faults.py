@@ -181,3 +181,23 @@ def test_feed_server_refuses_bad_options():
         RemoteLoader(["tcp://127.0.0.1:9"], prefetch=1)
     with pytest.raises(ValueError, match="twice"):
         RemoteLoader(["tcp://127.0.0.1:9", "tcp://127.0.0.1:9"])
+
+
+def test_a_frozen_server_is_found_by_heartbeats(lmdb_src):
+    """SIGSTOP: the TCP connection stays up, only ZeroMQ's heartbeats can tell the server is not answering."""
+    import signal
+
+    server = ServeProcess(serve_args(lmdb_src))
+    try:
+        with RemoteLoader([server.endpoint], prefetch=2, heartbeat=0.3, reconnect=1.0, timeout=60) as remote:
+            it = iter(remote)
+            next(it)
+            server.proc.send_signal(signal.SIGSTOP)
+            started = time.monotonic()
+            with pytest.raises(ServerLost, match="unreachable"):
+                for _ in it:
+                    pass
+            assert time.monotonic() - started < 15
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+        server.stop()
