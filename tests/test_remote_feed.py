@@ -231,3 +231,43 @@ def test_zero_copy_batches_are_views_of_the_received_frames():
         assert got == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     finally:
         server.close()
+
+
+def test_the_trainer_trains_the_same_net_on_a_remote_feed(tmp_path):
+    """LeNet fed by `feedstock serve` ends with the weights a local LMDB gives (same seed, same batches)."""
+    from feedstock.loaders import CaffeLmdb
+    from feedstock.trainer.loop import train
+
+    path = str(tmp_path / "digits_lmdb")
+    make_raw_lmdb(path, np.random.default_rng(9), 80, shape=(1, 28, 28))
+    server = ServeProcess([path, "--shuffle", "--drop-last", "--batch-size", "16", "--workers", "1"])
+    try:
+        kw = dict(iters=7, batch_size=16, seed=3, backend="numpy", plots=False)
+        remote = train("lenet", RemoteLoader([server.endpoint]), None, **kw)
+        local = train("lenet", CaffeLmdb(path), None, **kw)
+        from feedstock.cli.main import main
+
+        assert main(["train", "--model", "lenet", "--remote", server.endpoint, "--batch-size", "16", "--iters", "2",
+                     "--out", str(tmp_path / "run"), "-q"]) == 0
+        assert (tmp_path / "run" / "lenet_iter_2.npz").is_file()
+    finally:
+        assert server.stop() == 0
+    assert remote.iters == local.iters == 7
+    want = local.net.state_dict()
+    for name, value in remote.net.state_dict().items():
+        np.testing.assert_array_equal(value, want[name], err_msg=name)
+    assert remote.history == local.history
+
+
+def test_training_needs_full_batches_of_its_size_from_the_feed():
+    from feedstock.trainer.feeding import remote_stream
+
+    server = ThreadServer(_array_loader(drop_last=False))
+    try:
+        with RemoteLoader([server.endpoint]) as remote:
+            with pytest.raises(ValueError, match="batches of 4, training asks for 8"):
+                remote_stream(remote, batch_size=8, seed=0)
+            with pytest.raises(ValueError, match="--drop-last"):
+                remote_stream(remote, batch_size=4, seed=0)
+    finally:
+        server.close()

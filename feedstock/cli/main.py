@@ -11,6 +11,8 @@ import logging
 import sys
 from typing import List, Optional
 
+from ..errors import FeedstockError
+
 # Subcommand modules, in the order --help lists them.
 SUBCOMMANDS = [
     "feedstock.cli.demo",
@@ -45,7 +47,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, FeedstockError) as e:
         print(f"feedstock {args.command}: error: {e}", file=sys.stderr)
         return 1
 

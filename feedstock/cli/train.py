@@ -19,6 +19,8 @@ first-layer filters (PNG) and a final npz snapshot to --out.
   feedstock train --model lenet                    # bundled Fashion-MNIST sample
   feedstock train --model lenet --full             # full set (apt-get install dataset-fashion-mnist)
   feedstock train --model otto_mlp --train train.csv --holdout 0.1 --test test.csv --predict out.csv
+  feedstock train --model lenet --remote tcp://127.0.0.1:5555 --val test_lmdb   # fed by `feedstock serve
+      train_lmdb --shuffle --drop-last` on CPU hosts (its batch size must match --batch-size)
 
 The solver is Caffe's SGD (lr policies fixed/step/multistep/inv/exp/poly/sigmoid,
 momentum, weight decay); --solver reads a YAML file of SolverParameter fields
@@ -33,6 +35,9 @@ def register(subparsers: Any) -> None:
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, choices=("lenet", "otto_mlp"))
     p.add_argument("--train", help="Caffe LMDB directory or CSV table (lenet default: bundled sample)")
+    p.add_argument("--remote", nargs="+", metavar="ENDPOINT", help="train on `feedstock serve` feeds instead of --train")
+    p.add_argument("--curve-server-key", help="with --remote over CURVE: the server's public key file")
+    p.add_argument("--curve-keys", help="with --remote over CURVE: this client's secret key file")
     p.add_argument("--val", help="validation LMDB/CSV for test passes and the final accuracy")
     p.add_argument("--holdout", type=float, default=0.0, help="hold out this fraction of --train as validation")
     p.add_argument("--full", action="store_true", help="lenet: the full Fashion-MNIST of the Debian package")
@@ -55,6 +60,13 @@ def _sources(args: argparse.Namespace) -> Tuple[Any, Any]:
     from ..loaders import open_source
     from ..trainer.feeding import holdout_split
 
+    if args.remote:
+        from ..remote import RemoteLoader
+
+        if args.train or args.full or args.holdout:
+            raise ValueError("--remote replaces --train/--full/--holdout: the servers hold the training data")
+        return (RemoteLoader(args.remote, curve_server_key=args.curve_server_key, curve_keys=args.curve_keys),
+                open_source(args.val) if args.val else None)
     if args.train is None:
         if args.model != "lenet":
             raise ValueError("--train is required for --model otto_mlp")

@@ -105,6 +105,7 @@ class RemoteLoader:
         self.seed = int(seed if seed is not None else seeds.pop())
         self.batch_size, self.length = int(meta["batch_size"]), int(meta["length"])
         self.world_size, self.rank = int(meta["world_size"]), int(meta["rank"])
+        self.shuffle, self.drop_last = bool(meta["shuffle"]), bool(meta["drop_last"])
         self.num_batches = int(meta["rank_batches"])
         link.fields = fields = protocol.fields_of(meta)
         self.spec = {name: ArraySpec(shape, dtype) for name, shape, dtype in fields}

@@ -67,7 +67,7 @@ def as_source(obj: Any) -> Source:
 
 
 class LoaderBatches:
-    """feedstock's Loader (in-process for ``workers=0``), positioned explicitly for every epoch."""
+    """feedstock's Loader (in-process for ``workers=0``), or a RemoteLoader, positioned explicitly for every epoch."""
 
     def __init__(self, source: Source, *, batch_size: int, shuffle: bool, seed: int, drop_last: bool,
                  workers: int, **loader_kwargs: Any) -> None:
@@ -75,6 +75,13 @@ class LoaderBatches:
 
         self.loader = Loader(source, None, batch_size=batch_size, workers=workers, shuffle=shuffle,
                              seed=seed, drop_last=drop_last, **loader_kwargs)
+
+    @classmethod
+    def of(cls, loader: Any) -> "LoaderBatches":
+        """Batches of a loader made elsewhere (a RemoteLoader); closing them closes it."""
+        self = cls.__new__(cls)
+        self.loader = loader
+        return self
 
     @property
     def num_batches(self) -> int:
@@ -92,6 +99,21 @@ class LoaderBatches:
 
     def close(self) -> None:
         self.loader.close()
+
+
+def is_loader(obj: Any) -> bool:
+    """A ready loader (Loader, RemoteLoader) rather than something to make a source of."""
+    return all(hasattr(obj, name) for name in ("state_dict", "load_state_dict", "slot_arrays", "__iter__"))
+
+
+def remote_stream(loader: Any, *, batch_size: int, seed: int) -> LoaderBatches:
+    """A RemoteLoader's batches for training: the servers must batch and drop short batches as asked."""
+    if loader.batch_size != batch_size:
+        raise ValueError(f"the remote feed serves batches of {loader.batch_size}, training asks for {batch_size}")
+    if not loader.drop_last:
+        raise ValueError("training takes full batches: start the servers with --drop-last")
+    loader.load_state_dict(dict(loader.state_dict(), seed=seed, epoch=0, next_batch=0))
+    return LoaderBatches.of(loader)
 
 
 def batch_stream(source: Source, *, batch_size: int, workers: int, shuffle: bool, seed: int,

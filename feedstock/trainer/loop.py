@@ -11,7 +11,7 @@ import numpy as np
 
 from ..device import DeviceFeeder, FeedStats
 from ..backend import Backend, get_backend
-from .feeding import as_source, batch_stream
+from .feeding import as_source, batch_stream, is_loader, remote_stream
 from .layers import Dropout
 from .models import ModelDef, get_model
 from .net import Net, first_weights
@@ -136,7 +136,9 @@ def train(model: Any, train_source: Any, val_source: Any = None, solver_cfg: Any
           progress: Optional[Callable[[int], None]] = None, **loader_kwargs: Any) -> TrainReport:
     """Train ``model`` (name, ModelDef or layer-spec dict) and return a TrainReport.
 
-    Sources are feedstock Sources, (images, labels) pairs, Splits or paths.
+    Sources are feedstock Sources, (images, labels) pairs, Splits or paths; the training
+    source may also be a RemoteLoader (`feedstock serve` hosts decode and augment; the
+    servers' shuffle and transforms apply, ``seed`` is sent to them).
     ``workers=0`` reads in-process; otherwise the multi-process Loader feeds.
     ``iters`` overrides the solver's max_iter; ``seed`` fixes data order and
     dropout; ``progress(n)`` is called after every step (e.g. tqdm.update).
@@ -157,7 +159,10 @@ def train(model: Any, train_source: Any, val_source: Any = None, solver_cfg: Any
     extra = {"seed": seed, "batch_size": batch_size, "model": mdef.name}
     common = dict(batch_size=batch_size, workers=workers, **loader_kwargs)
     started = time.perf_counter()
-    train_stream = batch_stream(as_source(train_source), shuffle=True, seed=seed, drop_last=True, **common)
+    if is_loader(train_source):
+        train_stream = remote_stream(train_source, batch_size=batch_size, seed=seed)
+    else:
+        train_stream = batch_stream(as_source(train_source), shuffle=True, seed=seed, drop_last=True, **common)
     val_stream = None if val_source is None else batch_stream(
         as_source(val_source), shuffle=False, seed=seed, drop_last=False, **common)
     feeder = DeviceFeeder(be, scale=mdef.scale, mean=mdef.mean, log1p=mdef.log1p)
