@@ -77,7 +77,22 @@ def raw_rate(batch: int, count: int, into: bool) -> float:
     sock.close()
     ctx.term()
     proc.join(30)
-    return len(first.bytes) * (count - 1) / elapsed / 1e9
+    return len(first) * (count - 1) / elapsed / 1e9
+
+
+def stream_rate(loader, count: int) -> float:
+    """GB/s of ``data`` over ``count`` batches of ``loader`` (epoch after epoch), from the first batch on."""
+    it, nbytes, t0 = iter(loader), 0, None
+    for _ in range(count):
+        b = next(it, None)
+        if b is None:
+            it = iter(loader)
+            b = next(it)
+        if t0 is None:
+            t0 = time.perf_counter()
+        else:
+            nbytes += b["data"].nbytes
+    return nbytes / (time.perf_counter() - t0) / 1e9
 
 
 def feed_rate(batch: int, count: int, zero_copy: bool = False) -> float:
@@ -88,38 +103,15 @@ def feed_rate(batch: int, count: int, zero_copy: bool = False) -> float:
     proc.start()
     try:
         with RemoteLoader([queue.get(timeout=120)], prefetch=4, zero_copy=zero_copy) as remote:
-            it = iter(remote)
-            nbytes, t0 = 0, None
-            for k in range(count):
-                try:
-                    b = next(it)
-                except StopIteration:
-                    it = iter(remote)
-                    b = next(it)
-                if t0 is None:
-                    t0 = time.perf_counter()
-                else:
-                    nbytes += b["data"].nbytes
-            elapsed = time.perf_counter() - t0
+            return stream_rate(remote, count)
     finally:
         proc.join(60)
-    return nbytes / elapsed / 1e9
 
 
 def loader_rate(batch: int, count: int) -> float:
     """GB/s of the server's Loader alone (1 worker copying rows into slots), no network."""
     with _source_loader(batch) as loader:
-        it, nbytes, t0 = iter(loader), 0, None
-        for _ in range(count):
-            b = next(it, None)
-            if b is None:
-                it = iter(loader)
-                b = next(it)
-            if t0 is None:
-                t0 = time.perf_counter()
-            else:
-                nbytes += b["data"].nbytes
-        return nbytes / (time.perf_counter() - t0) / 1e9
+        return stream_rate(loader, count)
 
 
 def main(argv: List[str] | None = None) -> None:

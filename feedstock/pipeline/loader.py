@@ -77,10 +77,10 @@ from ..transforms.base import as_compose
 from .fill import Filler, FillPlan, record_key
 from .pool import ProcessPool
 from .resources import Resources, check_options, describe_task
-from .run import MAX_EPOCH, InlinePool, Run
+from .run import InlinePool, Run
 from .sampler import Sampler, dist_from_env
 from .shm import SlotLayout, SlotRing
-from .state import LoaderState
+from .state import LoaderState, check_epoch
 from .stats import BadRecords, RunStats
 
 Batch = Dict[str, np.ndarray]
@@ -219,9 +219,7 @@ class Loader:
 
     def set_epoch(self, epoch: int) -> None:
         """Start the next pass at batch 0 of ``epoch`` (reshuffled from (seed, epoch))."""
-        if isinstance(epoch, bool) or int(epoch) != epoch or not 0 <= epoch < MAX_EPOCH:
-            raise ValueError(f"{epoch=} must be an integer in [0, 2**24)")
-        self._epoch, self._next = int(epoch), 0
+        self._epoch, self._next = check_epoch(epoch), 0
 
     def __iter__(self) -> Iterator[Batch]:
         return self._iterate()

@@ -7,6 +7,15 @@ from typing import Dict, Mapping
 from .sampler import Sampler
 
 
+def check_epoch(epoch: int) -> int:
+    """``epoch`` as an int in [0, MAX_EPOCH); ValueError naming it otherwise."""
+    from .run import MAX_EPOCH
+
+    if isinstance(epoch, bool) or int(epoch) != epoch or not 0 <= epoch < MAX_EPOCH:
+        raise ValueError(f"{epoch=} must be an integer in [0, 2**24)")
+    return int(epoch)
+
+
 @dataclass(frozen=True)
 class LoaderState:
     """``epoch`` and ``next_batch`` say where to continue; the rest guards against a different setup.

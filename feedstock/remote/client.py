@@ -36,8 +36,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 import numpy as np
 
 from ..errors import RemoteError, RemoteSetupError, ServerLost
-from ..pipeline.run import MAX_EPOCH
-from ..pipeline.state import LoaderState
+from ..pipeline.state import LoaderState, check_epoch
 from ..spec import ArraySpec
 from . import protocol
 from .link import Link, Pos
@@ -125,9 +124,7 @@ class RemoteLoader:
 
     def set_epoch(self, epoch: int) -> None:
         """Start the next pass at batch 0 of ``epoch``."""
-        if isinstance(epoch, bool) or int(epoch) != epoch or not 0 <= epoch < MAX_EPOCH:
-            raise ValueError(f"{epoch=} must be an integer in [0, 2**24)")
-        self._epoch, self._next = int(epoch), 0
+        self._epoch, self._next = check_epoch(epoch), 0
 
     def state_dict(self) -> Dict[str, int]:
         """The local Loader's state for the same position: seed, epoch, next batch, setup checks."""
