@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import rng as rng_module
 from ..errors import TooManyBadRecords
+from ..spec import Spec, merge_unknown, spec_of
 from ..transforms.base import Compose
 from .sampler import Sampler
 from .shm import SlotLayout, SlotRing
@@ -211,3 +212,21 @@ class Filler:
         times[0] += t1 - t0
         times[1] += time.perf_counter() - t1
         return True
+
+
+def batch_spec(source: Any, compose: Any, seed: int) -> Spec:
+    """Per-sample shapes and dtypes of a batch: declared by the transforms, or fixed by probing record 0
+    (rng of (seed, 0, 0)) where a dim is known only per record."""
+    source_spec = getattr(source, "spec", None)
+    try:
+        declared: Optional[Spec] = compose.output_spec(source_spec()) if source_spec else None
+    except NotImplementedError:
+        declared = None
+    if declared is not None and all(s.fixed for s in declared.values()):
+        return dict(declared)
+    try:
+        probe = compose(source[0], rng_module.sample_rng(seed, 0, 0))
+    except Exception as exc:
+        raise ValueError(f"could not fix the batch shapes by probing record {record_key(source, 0)}: {exc}") from exc
+    probed = spec_of(probe)
+    return probed if declared is None else merge_unknown(declared, probed)

@@ -72,9 +72,9 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ..spec import Spec, merge_unknown, spec_of
+from ..spec import Spec
 from ..transforms.base import as_compose
-from .fill import Filler, FillPlan, record_key
+from .fill import Filler, FillPlan, batch_spec
 from .pool import ProcessPool
 from .resources import Resources, check_options, describe_task
 from .run import InlinePool, Run
@@ -121,7 +121,7 @@ class Loader:
         self.timeout, self.replace_dead_workers, self.start_method = timeout, replace_dead_workers, start_method
         self.copy, self.progress = bool(copy), bool(progress)
         self._epoch, self._next = 0, 0
-        self.spec: Spec = self._resolve_spec()
+        self.spec: Spec = batch_spec(self.source, self.transforms, self.sampler.seed)
         self._layout = SlotLayout.of(self.spec, batch_size)
         self._bad = BadRecords(max_bad_fraction, self.sampler.shard_size)
         self._res = Resources()
@@ -133,26 +133,6 @@ class Loader:
         self._live: Optional[RunStats] = None
         self._last_stats: Dict[str, float] = {}
         self._split = "auto"  # how batches are split across workers (see run.py); a bench knob
-
-    # ----- shapes ----------------------------------------------------------------------------
-    def _resolve_spec(self) -> Spec:
-        source_spec = getattr(self.source, "spec", None)
-        try:
-            declared: Optional[Spec] = self.transforms.output_spec(source_spec()) if source_spec else None
-        except NotImplementedError:
-            declared = None
-        if declared is not None and all(s.fixed for s in declared.values()):
-            return dict(declared)
-        from ..rng import sample_rng
-
-        try:
-            probe = self.transforms(self.source[0], sample_rng(self.sampler.seed, self._epoch, 0))
-        except Exception as exc:
-            raise ValueError(
-                f"could not fix the batch shapes by probing record {record_key(self.source, 0)}: {exc}"
-            ) from exc
-        probed = spec_of(probe)
-        return probed if declared is None else merge_unknown(declared, probed)
 
     # ----- resources -------------------------------------------------------------------------
     def _start(self) -> Resources:

@@ -9,14 +9,12 @@ copies), so the batch memory has a fixed address a GPU can pin.
 """
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import zmq
@@ -24,6 +22,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from ..errors import RemoteError, RemoteSetupError, ServerLost
 from . import protocol
+from .peer import Peer, Pos, Ready
 from .security import client_curve
 from .server import tune
 
@@ -31,49 +30,7 @@ log = logging.getLogger(__name__)
 
 POLL_MS = 100
 HELLO_EVERY = 1.0  # seconds between hellos while a connected server has not answered
-Pos = Tuple[int, int]  # (epoch, local batch)
 _FAILED = ("EVENT_HANDSHAKE_FAILED_AUTH", "EVENT_HANDSHAKE_FAILED_PROTOCOL", "EVENT_HANDSHAKE_FAILED_NO_DETAIL")
-
-
-@dataclass
-class Ready:
-    epoch: int
-    batch: int
-    slot: int  # the receive buffer (with zero_copy: only a credit)
-    rows: int
-    frames: Optional[List[Any]] = None  # zero_copy: ZeroMQ's own frames, one per field
-
-
-@dataclass
-class Peer:
-    """One server: its sockets, what it serves and where its stream stands."""
-
-    endpoint: str
-    sock: Any = None
-    monitor: Any = None
-    meta: Optional[Dict[str, Any]] = None
-    buffers: List[Dict[str, np.ndarray]] = field(default_factory=list)
-    free: List[int] = field(default_factory=list)
-    ready: Deque[Ready] = field(default_factory=collections.deque)
-    session: int = 0
-    seed: int = 0
-    want: Optional[Pos] = None  # the next batch the stream should bring (None: no stream wanted)
-    connected: bool = False
-    lost_at: Optional[float] = None
-    hello_at: float = 0.0
-    error: Optional[BaseException] = None
-    reconnects: int = 0
-    received: int = 0
-    bytes: int = 0
-
-    @property
-    def name(self) -> str:
-        part = f" (part {self.meta['part'][0]}/{self.meta['part'][1]})" if self.meta else ""
-        return self.endpoint + part
-
-    def next_pos(self, pos: Pos) -> Pos:
-        epoch, k = pos
-        return (epoch, k + 1) if k + 1 < self.meta["num_batches"] else (epoch + 1, 0)
 
 
 class Link:

@@ -1,0 +1,51 @@
+"""What the client knows of one server: sockets, meta, receive buffers, stream position, health."""
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+from typing import Any, Deque, Dict, List, Optional, Tuple
+
+import numpy as np
+
+Pos = Tuple[int, int]  # (epoch, local batch)
+
+
+@dataclass
+class Ready:
+    epoch: int
+    batch: int
+    slot: int  # the receive buffer (with zero_copy: only a credit)
+    rows: int
+    frames: Optional[List[Any]] = None  # zero_copy: ZeroMQ's own frames, one per field
+
+
+@dataclass
+class Peer:
+    """One server: its sockets, what it serves and where its stream stands."""
+
+    endpoint: str
+    sock: Any = None
+    monitor: Any = None
+    meta: Optional[Dict[str, Any]] = None
+    buffers: List[Dict[str, np.ndarray]] = field(default_factory=list)
+    free: List[int] = field(default_factory=list)
+    ready: Deque[Ready] = field(default_factory=collections.deque)
+    session: int = 0
+    seed: int = 0
+    want: Optional[Pos] = None  # the next batch the stream should bring (None: no stream wanted)
+    connected: bool = False
+    lost_at: Optional[float] = None
+    hello_at: float = 0.0
+    error: Optional[BaseException] = None
+    reconnects: int = 0
+    received: int = 0
+    bytes: int = 0
+
+    @property
+    def name(self) -> str:
+        part = f" (part {self.meta['part'][0]}/{self.meta['part'][1]})" if self.meta else ""
+        return self.endpoint + part
+
+    def next_pos(self, pos: Pos) -> Pos:
+        epoch, k = pos
+        return (epoch, k + 1) if k + 1 < self.meta["num_batches"] else (epoch + 1, 0)
