@@ -12,6 +12,7 @@ from feedstock import Loader
 from feedstock.cli.main import main
 from feedstock.errors import RemoteError, RemoteSetupError, ServerLost
 from feedstock.loaders.array import ArraySource
+from feedstock.pipeline.shm import sweep_stale
 from feedstock.remote import FeedServer, RemoteLoader
 from feedstock.remote.security import check_bind, is_loopback
 from feedstock.testing import make_raw_lmdb
@@ -66,6 +67,10 @@ def test_a_server_that_stays_away_raises_server_lost_naming_it(lmdb_src):
     finally:
         for s in servers:
             s.stop()
+    # the killed server's slot files outlive it until a Loader sweeps them (as any next one does)
+    killed = f"feedstock_{servers[1].proc.pid}_"
+    assert any(name.startswith(killed) for name in sweep_stale())
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith(killed)]
 
 
 class _Broken(ArraySource):

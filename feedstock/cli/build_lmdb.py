@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import logging
 import os
 import sys
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from ..writers.build import BuildOptions, BuildReport, build_lmdb
 from ..writers.build_encode import RESIZE_MODES
@@ -27,6 +29,12 @@ bytes as an uninterrupted build. Unreadable images are skipped (listed in
 OUT/skipped.txt) unless --strict. With --shard i/N each machine builds a
 contiguous part of the same plan with the final keys; join the parts with
 'feedstock merge-lmdb'.
+
+With --engine ray the decode/resize/encode work runs as Ray Data tasks (a local
+Ray instance of --workers CPUs, or the cluster at --address): one shard build
+per partition under OUT.parts (which, like SRC, must be on a filesystem every
+node mounts at the same path), merged into OUT with the same bytes as the local
+engine. Needs the extra: pip install 'feedstock[ray]'.
 """
 
 
@@ -89,14 +97,23 @@ def register(subparsers) -> None:
                    "and OUT/mean.npy of the (train) database, and print mean_value lines")
     g = p.add_argument_group("running")
     g.add_argument("--workers", type=int, default=default_workers(), help="decode/encode processes "
-                   "(0: in this process; default %(default)s)")
+                   "(0: in this process; default %(default)s); --engine ray: CPUs of the local Ray instance "
+                   "(0: all)")
     g.add_argument("--start-method", choices=("auto", "fork", "spawn"), default="auto",
                    help="how worker processes start (default: the pool's choice, fork when safe)")
     g.add_argument("--txn-size", type=int, default=1000, help="records per LMDB transaction (default 1000)")
     g.add_argument("--strict", action="store_true", help="an unreadable image is fatal (non-zero exit)")
-    g.add_argument("--resume", action="store_true", help="continue the interrupted build at OUT.partial")
-    g.add_argument("--force", action="store_true", help="replace an existing OUT (and OUT.partial)")
+    g.add_argument("--resume", action="store_true", help="continue the interrupted build at OUT.partial "
+                   "(--engine ray: reuse the finished partitions in OUT.parts)")
+    g.add_argument("--force", action="store_true", help="replace an existing OUT (and OUT.partial, OUT.parts)")
     g.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="i/N", help="build part i of N")
+    g = p.add_argument_group("engine")
+    g.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: worker processes on this machine (default); ray: Ray Data tasks")
+    g.add_argument("--address", help="--engine ray: the Ray cluster to use (HEAD:6379 or auto; default: "
+                   "start a local Ray instance with --workers CPUs)")
+    g.add_argument("--partitions", type=int, help="--engine ray: shard builds to run and merge (default: "
+                   "4 per Ray CPU, at least 256 records each)")
     g.add_argument("--throttle-ms", type=float, default=0.0, help=argparse.SUPPRESS)  # tests: slow builds
     add_quiet_flag(g)
     p.set_defaults(func=run)
@@ -113,8 +130,39 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
                         start_method=args.start_method)
 
 
+def check_engine_args(args: argparse.Namespace) -> None:
+    """Flags that only mean something with one engine: refuse them with the other (ValueError)."""
+    if args.engine != "ray":
+        for flag in ("address", "partitions"):
+            if getattr(args, flag) is not None:
+                raise ValueError(f"--{flag} applies to --engine ray only")
+    elif args.shard != (0, 1):
+        raise ValueError("--shard applies to --engine local: the ray engine partitions the build itself")
+
+
+def engine(args: argparse.Namespace) -> Callable[..., BuildReport]:
+    """The build function of ``--engine``: ``build_lmdb`` or the Ray one with the cluster arguments."""
+    if args.engine == "local":
+        return build_lmdb
+    from ..writers.build_ray import build_lmdb_ray, import_ray
+
+    import_ray()  # ImportError with the install hint; importing ray.data also sets up its loggers
+    level = logging.INFO if getattr(args, "verbose", False) else logging.WARNING
+    if level > logging.INFO:  # Ray's INFO lines (instance start, dataset plans) would bury bar and summary
+        logging.getLogger("ray.data").setLevel(level)
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "bars disabled": ours show
+    return functools.partial(build_lmdb_ray, address=args.address, partitions=args.partitions,
+                             init_kwargs={"logging_level": level})
+
+
 def run(args: argparse.Namespace) -> int:
+    check_engine_args(args)
     options = options_from_args(args)
+    try:
+        build = engine(args)
+    except ImportError as e:  # the ray extra is not installed
+        print(f"feedstock build-lmdb: error: {e}", file=sys.stderr)
+        return 1
     bar = None
 
     def on_total(total: int, done: int) -> None:
@@ -122,10 +170,11 @@ def run(args: argparse.Namespace) -> int:
         bar = progress_bar(total, desc="build-lmdb", unit="img", initial=done, disable=args.quiet)
 
     try:
-        report = build_lmdb(args.src, args.out, options, force=args.force, resume=args.resume,
-                            progress=lambda n: bar.update(n) if bar else None, on_total=on_total)
+        report = build(args.src, args.out, options, force=args.force, resume=args.resume,
+                       progress=lambda n: bar.update(n) if bar else None, on_total=on_total)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: what was committed is in {os.path.abspath(args.out)}.partial; run the same "
+        work = ".parts" if args.engine == "ray" else ".partial"
+        print(f"\ninterrupted: what was committed is in {os.path.abspath(args.out)}{work}; run the same "
               "command with --resume to continue", file=sys.stderr)
         raise
     finally:

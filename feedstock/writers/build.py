@@ -115,7 +115,7 @@ def build_lmdb(src: str, out: str, options: BuildOptions, *, force: bool = False
     if resume and not os.path.exists(bo.partial_path(out)) and bo.is_build_output(out):
         return _report_from_manifest(out)
     kind = detect_kind(src) if options.kind == "auto" else options.kind
-    _check_kind_options(kind, options)
+    check_kind_options(kind, options)
     listing = make_listing(src, kind, options)
     splits = make_splits(listing, shuffle=options.shuffle, seed=options.seed,
                          val_fraction=options.val_fraction, shard=options.shard)
@@ -140,7 +140,7 @@ def build_lmdb(src: str, out: str, options: BuildOptions, *, force: bool = False
     return report
 
 
-def _check_kind_options(kind: str, options: BuildOptions) -> None:
+def check_kind_options(kind: str, options: BuildOptions) -> None:
     if kind not in IMAGE_KINDS:
         image_only = {"resize_height": 0, "resize_width": 0, "encoding": None, "color": True}
         for name, default in image_only.items():
