@@ -188,11 +188,11 @@ class RemoteLoader:
             while True:
                 if link.error is not None:
                     raise link.error
-                if peer.error is not None:
-                    raise peer.error
-                if peer.ready:
+                if peer.ready:  # batches that arrived before a server's error or loss are good
                     ready = peer.ready.popleft()
                     break
+                if peer.error is not None:
+                    raise peer.error
                 waited = time.perf_counter() - t0
                 if waited > self.timeout:
                     state = "connected" if peer.connected else "disconnected"
