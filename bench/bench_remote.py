@@ -7,6 +7,9 @@ PUSHes the same-size frames from one preallocated array (zero-copy) to a PULL
 socket here, received two ways: zero-copy frames (``recv(copy=False)``; nothing
 but ZeroMQ's own work) and ``recv_into`` one preallocated buffer (the copy a
 fixed, pinnable buffer costs). Rounds alternate; the medians are compared.
+CPU time of both processes (and the server's worker) over the same window is
+printed as core-seconds per GB: on a machine with few cores the throughput
+ratio is set by the work per byte, which this shows part by part.
 
     .venv/bin/python bench/bench_remote.py [--batches 60] [--rounds 3]
 """
@@ -14,14 +17,30 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import statistics
 import time
-from typing import List
+from typing import List, Sequence, Tuple
 
 import numpy as np
 import zmq
 
 SHAPE = (3, 227, 227)
+Rate = Tuple[float, float]  # (GB/s, CPU core-seconds per GB)
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """CPU time used so far by this process (all threads) and by ``pids`` and their children."""
+    total, tick = time.process_time(), os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+            for p in [pid, *map(int, children)]:
+                fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / tick
+        except OSError:
+            pass
+    return total
 
 
 def _source_loader(batch: int):
@@ -56,7 +75,7 @@ def _push(batch: int, count: int, queue: "mp.Queue") -> None:
     ctx.term()
 
 
-def raw_rate(batch: int, count: int, into: bool) -> float:
+def raw_rate(batch: int, count: int, into: bool) -> Rate:
     """GB/s of ``count`` frames of one batch each, PUSH (another process) -> PULL here."""
     queue: "mp.Queue" = mp.get_context("spawn").Queue()
     proc = mp.get_context("spawn").Process(target=_push, args=(batch, count, queue))
@@ -67,35 +86,38 @@ def raw_rate(batch: int, count: int, into: bool) -> float:
     sock.connect(queue.get(timeout=60))
     buf = np.empty((batch, *SHAPE), np.uint8)
     first = sock.recv(copy=False)  # the clock starts once the stream flows, as for the feed
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds([proc.pid])
     for _ in range(count - 1):
         if into:
             sock.recv_into(buf)
         else:
             sock.recv(copy=False)
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, cpu_seconds([proc.pid]) - c0  # the sender is reaped after this
     sock.close()
     ctx.term()
     proc.join(30)
-    return len(first) * (count - 1) / elapsed / 1e9
+    gb = len(first) * (count - 1) / 1e9
+    return gb / elapsed, cpu / gb
 
 
-def stream_rate(loader, count: int) -> float:
-    """GB/s of ``data`` over ``count`` batches of ``loader`` (epoch after epoch), from the first batch on."""
-    it, nbytes, t0 = iter(loader), 0, None
+def stream_rate(loader, count: int, pids: Sequence[int] = ()) -> Rate:
+    """GB/s of ``data`` over ``count`` batches of ``loader`` (epoch after epoch), from the first batch on;
+    CPU seconds per GB of this process and ``pids``."""
+    it, nbytes, t0, c0 = iter(loader), 0, None, 0.0
     for _ in range(count):
         b = next(it, None)
         if b is None:
             it = iter(loader)
             b = next(it)
         if t0 is None:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), cpu_seconds(pids)
         else:
             nbytes += b["data"].nbytes
-    return nbytes / (time.perf_counter() - t0) / 1e9
+    elapsed, gb = time.perf_counter() - t0, nbytes / 1e9
+    return gb / elapsed, (cpu_seconds(pids) - c0) / gb
 
 
-def feed_rate(batch: int, count: int, zero_copy: bool = False) -> float:
+def feed_rate(batch: int, count: int, zero_copy: bool = False) -> Rate:
     from feedstock.remote import RemoteLoader
 
     queue: "mp.Queue" = mp.get_context("spawn").Queue()
@@ -103,15 +125,15 @@ def feed_rate(batch: int, count: int, zero_copy: bool = False) -> float:
     proc.start()
     try:
         with RemoteLoader([queue.get(timeout=120)], prefetch=4, zero_copy=zero_copy) as remote:
-            return stream_rate(remote, count)
+            return stream_rate(remote, count, [proc.pid])
     finally:
         proc.join(60)
 
 
-def loader_rate(batch: int, count: int) -> float:
+def loader_rate(batch: int, count: int) -> Rate:
     """GB/s of the server's Loader alone (1 worker copying rows into slots), no network."""
-    with _source_loader(batch) as loader:
-        return stream_rate(loader, count)
+    with _source_loader(batch).start() as loader:
+        return stream_rate(loader, count, loader.worker_pids())
 
 
 def main(argv: List[str] | None = None) -> None:
@@ -122,19 +144,22 @@ def main(argv: List[str] | None = None) -> None:
     args = ap.parse_args(argv)
     mb = args.batch * int(np.prod(SHAPE)) / 1e6
     print(f"{args.batches} batches of {args.batch}x{'x'.join(map(str, SHAPE))} uint8 ({mb:.1f} MB) over tcp loopback")
-    feed, feed_zc, raw, raw_into = [], [], [], []
+    runs = {"feed": [], "feed zero_copy": [], "raw pyzmq": [], "raw recv_into": []}
     for r in range(args.rounds):
-        raw.append(raw_rate(args.batch, args.batches, into=False))
-        raw_into.append(raw_rate(args.batch, args.batches, into=True))
-        feed.append(feed_rate(args.batch, args.batches))
-        feed_zc.append(feed_rate(args.batch, args.batches, zero_copy=True))
-        print(f"round {r}: feed {feed[-1]:.2f} GB/s (zero_copy {feed_zc[-1]:.2f}), raw pyzmq {raw[-1]:.2f} GB/s, "
-              f"raw recv_into {raw_into[-1]:.2f} GB/s")
-    f, fz, b, bi = (statistics.median(x) for x in (feed, feed_zc, raw, raw_into))
-    print(f"the server's Loader alone, no network: {loader_rate(args.batch, args.batches):.2f} GB/s")
-    print(f"median: feed into fixed buffers {f:.2f} GB/s = {f / bi:.2f} of raw recv_into ({bi:.2f} GB/s), "
-          f"{f / b:.2f} of raw zero-copy ({b:.2f} GB/s)")
-    print(f"median: feed zero_copy {fz:.2f} GB/s = {fz / b:.2f} of raw zero-copy  [goal: >= 0.80 of raw]")
+        runs["raw pyzmq"].append(raw_rate(args.batch, args.batches, into=False))
+        runs["raw recv_into"].append(raw_rate(args.batch, args.batches, into=True))
+        runs["feed"].append(feed_rate(args.batch, args.batches))
+        runs["feed zero_copy"].append(feed_rate(args.batch, args.batches, zero_copy=True))
+        print(f"round {r}: " + ", ".join(f"{k} {v[-1][0]:.2f} GB/s" for k, v in runs.items()))
+    med = {k: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v)) for k, v in runs.items()}
+    med["loader alone"] = loader_rate(args.batch, args.batches)
+    for k, (gbs, cpu) in med.items():
+        print(f"  {k:15s} {gbs:5.2f} GB/s  {cpu:5.2f} CPU core-s/GB")
+    f, fz, b, bi = (med[k][0] for k in ("feed", "feed zero_copy", "raw pyzmq", "raw recv_into"))
+    print(f"feed into fixed buffers = {f / bi:.2f} of raw recv_into, {f / b:.2f} of raw zero-copy")
+    print(f"feed zero_copy = {fz / b:.2f} of raw zero-copy  [goal: >= 0.80]")
+    extra = med["feed zero_copy"][1] - med["loader alone"][1] - med["raw pyzmq"][1]
+    print(f"CPU per GB of the zero_copy feed beyond raw sending plus the loader's own work: {extra:+.2f} core-s/GB")
 
 
 if __name__ == "__main__":

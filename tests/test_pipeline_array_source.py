@@ -52,3 +52,15 @@ def test_validation():
         ArraySource(a=np.zeros(3), b=np.zeros(4))
     with pytest.raises(ValueError, match="scalar"):
         ArraySource(a=np.float32(1))
+
+
+def test_get_batch_gathers_into_given_arrays():
+    data = np.arange(30, dtype=np.int16).reshape(10, 3)
+    src = ArraySource(data=data, label=np.arange(10, dtype=np.int64) * 2)
+    out = {"data": np.zeros((3, 3), np.int16), "label": np.zeros(3, np.int64)}
+    got = src.get_batch([7, 0, 9], out=out)
+    assert got["data"] is out["data"] and got["label"] is out["label"]
+    np.testing.assert_array_equal(out["data"], [[21, 22, 23], [0, 1, 2], [27, 28, 29]])
+    np.testing.assert_array_equal(out["label"], [14, 0, 18])
+    with pytest.raises(IndexError, match="outside"):
+        src.get_batch([10], out=out)  # no wrap-around, though the gather itself runs in 'wrap' mode

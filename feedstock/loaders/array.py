@@ -1,7 +1,7 @@
 """ArraySource: an in-memory Source over numpy arrays that share their first dimension."""
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -47,12 +47,18 @@ class ArraySource(Source):
     def spec(self) -> Spec:
         return {name: ArraySpec(a.shape[1:], a.dtype) for name, a in self.arrays.items()}
 
-    def get_batch(self, indices: Sequence[int]) -> Sample:
-        """Rows ``indices`` of every field, by one fancy-indexing gather per field."""
+    gathers_into = True  # get_batch(indices, out=...) writes into given arrays (the loader's slot rows)
+
+    def get_batch(self, indices: Sequence[int], out: Optional[Mapping[str, np.ndarray]] = None) -> Sample:
+        """Rows ``indices`` of every field, by one gather per field (into ``out``'s arrays when given)."""
         idx = np.asarray(indices, dtype=np.int64)
         if idx.size and (idx.min() < -self._length or idx.max() >= self._length):
             raise IndexError(f"indices outside [0, {self._length}) for ArraySource")
-        return {name: np.take(a, idx, axis=0) for name, a in self.arrays.items()}
+        if out is None:
+            return {name: np.take(a, idx, axis=0) for name, a in self.arrays.items()}
+        for name, a in self.arrays.items():  # bounds are checked: 'wrap' only avoids take's buffering
+            np.take(a, idx, axis=0, out=out[name], mode="wrap")
+        return dict(out)
 
     def __setstate__(self, state) -> None:
         super().__setstate__(state)

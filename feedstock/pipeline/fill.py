@@ -120,6 +120,8 @@ class Filler:
         self.sampler, self.compose = plan.sampler, plan.compose
         self.rngs = SampleRngs(plan.sampler.seed)
         self.fast = _fast_path_ok(source, plan.compose)
+        # no transforms and a source that gathers into given arrays: rows go straight into the slot
+        self.into = self.fast and not plan.compose.transforms and getattr(source, "gathers_into", False)
         self._rows: Dict[Tuple[int, int], Dict[str, np.ndarray]] = {}
 
     def __call__(self, chunks: Tuple[Task, ...]) -> Tuple[FillResult, ...]:
@@ -192,6 +194,12 @@ class Filler:
         self._progress(int(indices[0]))
         try:
             t0 = time.perf_counter()
+            if self.into:
+                self.into = False  # until it worked once: a failure falls back to get_batch + copy for good
+                self.source.get_batch(indices, out={name: view[lo:hi] for name, view in self.ring.slots[slot].items()})
+                self.into = True
+                times[0] += time.perf_counter() - t0
+                return True
             fields = self.source.get_batch(indices)
             t1 = time.perf_counter()
             for t in self.compose.transforms:

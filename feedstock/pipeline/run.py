@@ -207,6 +207,7 @@ class Run:
         if resets == self.resets and slot in self._held:
             self._held.remove(slot)
             self._free.append(slot)
+            self.fill()  # workers need not wait for the next take to use it
 
     def take(self, stats: RunStats, keep: bool = False) -> Tuple[int, int, int, int]:
         """The next batch, in order: ``(epoch, k, slot, rows)``; raises its task's error.
