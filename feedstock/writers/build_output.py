@@ -30,17 +30,22 @@ def partial_path(out: str) -> str:
     return out.rstrip("/") + ".partial"
 
 
+def remove_paths(*paths: str) -> None:
+    """Delete each of ``paths`` that exists, folder or file (what --force replaces)."""
+    for path in paths:
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
 def prepare_output(out: str, *, force: bool, resume: bool) -> Tuple[str, bool]:
     """Create or reuse ``OUT.partial``; returns (partial dir, whether it is being resumed)."""
     partial = partial_path(out)
     release_tree(out)
     release_tree(partial)
     if force:
-        for path in (out, partial):
-            if os.path.isdir(path):
-                shutil.rmtree(path)
-            elif os.path.exists(path):
-                os.remove(path)
+        remove_paths(out, partial)
     if os.path.exists(out):
         raise FileExistsError(f"output {out!r} already exists; pass --force to replace it")
     if os.path.isdir(partial):

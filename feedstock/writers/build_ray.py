@@ -143,11 +143,7 @@ def _prepare_parts(out: str, parts: str, plan: dict, *, force: bool, resume: boo
     """Check (or with ``force`` clear) OUT and OUT.parts before Ray starts; the state of a build to resume."""
     bo.release_tree(out)
     if force:
-        for path in (out, bo.partial_path(out), parts):
-            if os.path.isdir(path):
-                shutil.rmtree(path)
-            elif os.path.exists(path):
-                os.remove(path)
+        bo.remove_paths(out, bo.partial_path(out), parts)
     if os.path.exists(out):
         raise FileExistsError(f"output {out!r} already exists; pass --force to replace it")
     if not os.path.isdir(parts):
