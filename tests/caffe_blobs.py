@@ -1,7 +1,8 @@
-"""Duck-typed pycaffe blobs for the Caffe layer tests: ``.data``/``.diff`` float32 arrays, ``reshape(*dims)``."""
+"""Duck-typed pycaffe blobs for the Caffe layer tests (``.data``/``.diff`` float32 arrays, ``reshape(*dims)``),
+and a DataLayer set up and run on them as Caffe would."""
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -61,3 +62,25 @@ class BlobVec:
 
 def blobs(n: int) -> BlobVec:
     return BlobVec([Blob() for _ in range(n)])
+
+
+def make_layer(params: Dict[str, Any], phase: int = 0, tops: int = 2):
+    """A DataLayer with ``params`` as its param_str, set up on ``tops`` blobs."""
+    from feedstock.caffe_layer import DataLayer
+
+    layer = DataLayer()
+    layer.param_str, layer.phase = repr(params), phase
+    top = blobs(tops)
+    layer.setup([], top)
+    return layer, top
+
+
+def run_forwards(layer: Any, top: BlobVec, n: int) -> List[np.ndarray]:
+    """n reshape+forward rounds (as Caffe calls them); returns each top's rows concatenated."""
+    out: List[List[np.ndarray]] = [[] for _ in range(len(top))]
+    for _ in range(n):
+        layer.reshape([], top)
+        layer.forward([], top)
+        for rows, blob in zip(out, top.as_list()):
+            rows.append(blob.data.copy())
+    return [np.concatenate(rows) for rows in out]

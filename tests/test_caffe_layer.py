@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from caffe_blobs import blobs
+from caffe_blobs import blobs, make_layer, run_forwards
 from feedstock.caffe_layer import DataLayer
 from feedstock.caffe_pb import write_mean_file
 from feedstock.errors import WorkerError
@@ -116,23 +116,6 @@ def transform_keys(kind: str, phase: str) -> Dict[str, Any]:
     return {"mean_value": [2.0], "scale": 0.25} if kind == "csv" else {}
 
 
-def make_layer(params: Dict[str, Any], phase: int, tops: int = 2):
-    layer = DataLayer()
-    layer.param_str, layer.phase = repr(params), phase
-    top = blobs(tops)
-    layer.setup([], top)
-    return layer, top
-
-
-def run_forwards(layer: DataLayer, top: List[Any], n: int) -> List[np.ndarray]:
-    """n reshape+forward rounds (as Caffe calls them); returns each top's rows concatenated."""
-    out: List[List[np.ndarray]] = [[] for _ in range(len(top))]
-    for _ in range(n):
-        layer.reshape([], top)
-        layer.forward([], top)
-        for rows, blob in zip(out, top.as_list()):
-            rows.append(blob.data.copy())
-    return [np.concatenate(rows) for rows in out]
 
 
 def caffe_test_phase(case: Case, idx: np.ndarray) -> np.ndarray:

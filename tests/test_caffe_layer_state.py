@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from caffe_blobs import blobs
+from caffe_blobs import make_layer
 from feedstock.caffe_layer import DataLayer, OccludeLayer, close_layers
 from feedstock.testing import make_raw_lmdb
 
@@ -32,14 +32,6 @@ def params(db: str, **extra) -> dict:
     # 10 records, batch 4: the loader's epochs are 4+4+2 rows, so layer batches straddle epochs.
     return {"source": db, "batch_size": 4, "shuffle": True, "crop_size": 6, "mirror": True, "seed": 9,
             "workers": 2, **extra}
-
-
-def make_layer(p: dict, phase: int = 0):
-    layer = DataLayer()
-    layer.param_str, layer.phase = repr(p), phase
-    top = blobs(2)
-    layer.setup([], top)
-    return layer, top
 
 
 def forwards(layer: DataLayer, top, n: int) -> list:

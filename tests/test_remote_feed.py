@@ -175,31 +175,13 @@ def test_device_feeder_reads_a_remote_loader():
 
 def test_caffe_data_layer_reads_a_remote_feed(lmdb_src, two_servers):
     """param_str 'remote': the layer's rows are the local layer's rows (any batch size: rows are a stream)."""
-    from caffe_blobs import blobs
+    from caffe_blobs import make_layer, run_forwards
 
-    from feedstock.caffe_layer import DataLayer
-
-    def layer(params):
-        lay = DataLayer()
-        lay.param_str, lay.phase = repr(params), 0
-        top = blobs(2)
-        lay.setup([], top)
-        return lay, top
-
-    def rows(lay, top, n):
-        out = [[], []]
-        for _ in range(n):
-            lay.reshape([], top)
-            lay.forward([], top)
-            for acc, blob in zip(out, top.as_list()):
-                acc.append(blob.data.copy())
-        return [np.concatenate(a) for a in out]
-
-    remote, rtop = layer({"remote": [s.endpoint for s in two_servers], "batch_size": 5})
-    local, ltop = layer({"source": lmdb_src, "batch_size": 5, "crop_size": 12, "mirror": True, "shuffle": True,
+    remote, rtop = make_layer({"remote": [s.endpoint for s in two_servers], "batch_size": 5})
+    local, ltop = make_layer({"source": lmdb_src, "batch_size": 5, "crop_size": 12, "mirror": True, "shuffle": True,
                          "seed": 7, "mean_value": [10, 20, 30], "scale": 0.5, "workers": 0})
     try:
-        got, want = rows(remote, rtop, 30), rows(local, ltop, 30)  # 150 rows: across two epoch ends
+        got, want = run_forwards(remote, rtop, 30), run_forwards(local, ltop, 30)  # 150 rows: two epoch ends
         for g, w in zip(got, want):
             np.testing.assert_array_equal(g, w)
     finally:
