@@ -219,3 +219,29 @@ def test_reused_generator_draws_exactly_like_sample_rng():
         assert np.array_equal(rngs(epoch, index).integers(0, 2**62, 6), reference.integers(0, 2**62, 6))
         reference = sample_rng(123, epoch, index)
         assert np.array_equal(rngs(epoch, index).normal(size=3), reference.normal(size=3))
+
+
+def test_leased_batches_stay_valid_until_released(no_leaks):
+    from feedstock.loaders.array import ArraySource
+
+    data = np.arange(40 * 3, dtype=np.int32).reshape(40, 3)
+    with Loader(ArraySource(data=data), batch_size=4, workers=1, shuffle=False, prefetch=4) as loader:
+        held = []
+        for k, (batch, release) in enumerate(loader.leased()):
+            held.append((k, batch, release))
+            if len(held) == 3:  # three of four slots held: the fourth keeps the worker going
+                k0, b0, r0 = held.pop(0)
+                np.testing.assert_array_equal(b0["data"], data[4 * k0 : 4 * k0 + 4])  # not overwritten
+                r0()
+                r0()  # a second release is harmless
+        assert k == 9
+        # a repositioned loader drops its leases: late releases change nothing
+        loader.set_epoch(1)
+        assert [b["data"][0, 0] for b in loader] == [12 * k for k in range(10)]
+        for _, _, release in held:
+            release()
+        it = loader.leased()
+        leases = [next(it) for _ in range(4)]
+        with pytest.raises(RuntimeError, match="all 4 slots are held"):
+            next(it)
+        del leases

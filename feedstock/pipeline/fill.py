@@ -195,9 +195,11 @@ class Filler:
         try:
             t0 = time.perf_counter()
             if self.into:
-                self.into = False  # until it worked once: a failure falls back to get_batch + copy for good
-                self.source.get_batch(indices, out={name: view[lo:hi] for name, view in self.ring.slots[slot].items()})
-                self.into = True
+                try:
+                    self.source.get_batch(indices, out={n: v[lo:hi] for n, v in self.ring.slots[slot].items()})
+                except Exception:
+                    self.into = False  # from now on get_batch + copy (this chunk: the per-row path)
+                    raise
                 times[0] += time.perf_counter() - t0
                 return True
             fields = self.source.get_batch(indices)

@@ -107,14 +107,16 @@ class Run:
         self.gen = 0
         self.discarded = 0  # batches issued, then dropped by a restart
         self._cost = [0.0, 0]  # worker seconds and rows filled so far: the split/group estimate
+        self.resets = -1
         self._publish_gen()
         self._reset((epoch, start))
 
     def _reset(self, pos: Pos) -> None:
         self.pos = self._issue = pos  # the next batch to hand out / to issue
         self._free: Deque[int] = deque(range(self.slots))
-        self._held: List[int] = []  # slots handed out and not yet given back (one, unless leased)
-        self.resets = getattr(self, "resets", -1) + 1  # tells a late lease release from a current one
+        self._held: List[int] = []  # the slot handed out last (freed by the next take)
+        self._leased: List[int] = []  # slots handed out as leases (freed by release_slot)
+        self.resets += 1  # tells a late lease release from a current one
         self._owner: Dict[int, List[Tuple[Pos, int]]] = {}  # task id -> [(position, rows), ...]
         self._remaining: Dict[Pos, int] = {}  # issued position -> unfinished chunks
         self._slot_of: Dict[Pos, int] = {}
@@ -204,16 +206,15 @@ class Run:
 
     def release_slot(self, slot: int, resets: int) -> None:
         """A leased batch's slot may be refilled (a no-op once the run was reset since the lease)."""
-        if resets == self.resets and slot in self._held:
-            self._held.remove(slot)
+        if resets == self.resets and slot in self._leased:
+            self._leased.remove(slot)
             self._free.append(slot)
             self.fill()  # workers need not wait for the next take to use it
 
     def take(self, stats: RunStats, keep: bool = False) -> Tuple[int, int, int, int]:
         """The next batch, in order: ``(epoch, k, slot, rows)``; raises its task's error.
-        ``keep``: earlier batches stay held until :meth:`release_slot` (leases)."""
-        if not keep:
-            self.release()
+        ``keep``: this batch is a lease, held until :meth:`release_slot`."""
+        self.release()
         want = self.pos
         if want not in self._remaining and not self._free:
             raise RuntimeError(f"all {self.slots} slots are held by leased batches: release one first")
@@ -228,7 +229,7 @@ class Run:
         in_flight = sum(1 for n in self._remaining.values() if n)
         stats.on_batch(rows, wait_s, ready, in_flight)
         slot = self._slot_of.pop(want)
-        self._held.append(slot)
+        (self._leased if keep else self._held).append(slot)
         self.pos = self._after(want)
         error = self._errors.pop(want, None)
         if error is not None:
