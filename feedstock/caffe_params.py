@@ -294,9 +294,11 @@ def resolve_seed(seed: Optional[int]) -> int:
     return int(np.random.SeedSequence().entropy % 2**63) if seed is None else seed
 
 
-def build_loader(p: DataLayerParams, phase: int, tops: Tuple[str, ...]) -> Any:
+def build_loader(p: DataLayerParams, phase: int, tops: Tuple[str, ...], *, drop_last: bool = False,
+                 part: Tuple[int, int] = (0, 1)) -> Any:
     """The Loader a DataLayer copies from: batches of batch_size, Caffe's transforms, p's pool knobs
-    (or, with ``remote``, the RemoteLoader of those servers)."""
+    (or, with ``remote``, the RemoteLoader of those servers). ``drop_last``/``part``: see Loader
+    (`feedstock serve` sets them; the layer keeps every record)."""
     if p.remote:
         from .remote import RemoteLoader
 
@@ -310,11 +312,12 @@ def build_loader(p: DataLayerParams, phase: int, tops: Tuple[str, ...]) -> Any:
         workers=p.workers,
         shuffle=p.shuffle,
         seed=resolve_seed(p.seed),
-        drop_last=False,
+        drop_last=drop_last,
         prefetch=p.prefetch,
         on_error=p.on_error,
         max_bad_fraction=p.max_bad_fraction,
         rank=p.rank,
         world_size=p.world_size,
         start_method=p.start_method,
+        part=part,
     )

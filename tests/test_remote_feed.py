@@ -253,3 +253,18 @@ def test_training_needs_full_batches_of_its_size_from_the_feed():
                 remote_stream(remote, batch_size=4, seed=0)
     finally:
         server.close()
+
+
+def test_a_state_from_another_setup_is_refused_and_a_finished_epoch_rolls_over():
+    server = ThreadServer(_array_loader())
+    try:
+        with RemoteLoader([server.endpoint]) as remote:
+            state = remote.state_dict()
+            with pytest.raises(ValueError, match="batch_size=8 but this loader has batch_size=4"):
+                remote.load_state_dict(dict(state, batch_size=8))
+            with pytest.raises(ValueError, match="next_batch=11 > 10"):
+                remote.load_state_dict(dict(state, next_batch=11))
+            remote.load_state_dict(dict(state, epoch=2, next_batch=10))
+            assert (remote.epoch, remote.state_dict()["next_batch"]) == (3, 0)
+    finally:
+        server.close()

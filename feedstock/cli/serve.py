@@ -89,9 +89,8 @@ def register(subparsers: Any) -> None:
 
 def build_loader(args: argparse.Namespace) -> Any:
     """The Loader the server runs: the Caffe layer's source and transforms, this server's part."""
-    from ..caffe_params import TEST, TRAIN, DataLayerParams, build_source, build_transforms
-    from ..loaders import guess_kind
-    from ..pipeline.loader import Loader
+    from ..caffe_params import TEST, TRAIN, DataLayerParams
+    from ..caffe_params import build_loader as layer_loader
 
     p = DataLayerParams(source=args.source, batch_size=args.batch_size, source_type=args.source_type,
                         root_folder=args.root_folder, shuffle=args.shuffle, new_height=args.new_height,
@@ -99,12 +98,8 @@ def build_loader(args: argparse.Namespace) -> Any:
                         crop_size=args.crop_size, mean_file=args.mean_file, mean_value=args.mean_value,
                         workers=args.workers, prefetch=args.prefetch, seed=args.seed, on_error=args.on_error,
                         rank=args.rank, world_size=args.world_size, start_method=args.start_method)
-    kind = guess_kind(p.source) if p.source_type == "auto" else p.source_type
     phase = TRAIN if args.phase == "train" else TEST
-    return Loader(build_source(p, kind, ("data", "label")), build_transforms(p, kind, phase),
-                  batch_size=p.batch_size, workers=p.workers, shuffle=p.shuffle, seed=args.seed,
-                  drop_last=args.drop_last, prefetch=p.prefetch, on_error=p.on_error, rank=p.rank,
-                  world_size=p.world_size, start_method=p.start_method, part=args.part)
+    return layer_loader(p, phase, ("data", "label"), drop_last=args.drop_last, part=args.part)
 
 
 def run(args: argparse.Namespace) -> int:

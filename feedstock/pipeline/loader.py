@@ -293,9 +293,7 @@ class Loader:
                                    shuffle=self.sampler.shuffle, seed=st.seed, drop_last=self.sampler.drop_last,
                                    rank=self.sampler.rank, world_size=self.sampler.world_size,
                                    part=self.sampler.part)
-        self._epoch, self._next = st.epoch, st.next_batch
-        if self._next >= self.sampler.num_batches:
-            self._epoch, self._next = self._epoch + 1, 0
+        self._epoch, self._next = st.position(self.sampler.num_batches)
 
     def stats(self) -> Dict[str, float]:
         """Throughput, per-stage seconds, consumer wait and slot occupancy of the current/last pass;

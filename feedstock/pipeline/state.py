@@ -48,8 +48,15 @@ class LoaderState:
             values[name] = int(value)
         return cls(**values)
 
+    def position(self, num_batches: int) -> "tuple[int, int]":
+        """(epoch, next batch) to continue from: a finished epoch continues with the next one."""
+        if self.next_batch >= num_batches:
+            return self.epoch + 1, 0
+        return self.epoch, self.next_batch
+
     def check(self, sampler: Sampler) -> None:
-        """ValueError when this state cannot continue exactly with ``sampler``'s setup."""
+        """ValueError when this state cannot continue exactly with ``sampler``'s setup (a Sampler, or
+        anything with its batch_size, world_size, length and num_batches: a RemoteLoader)."""
         ours = {"batch_size": sampler.batch_size, "world_size": sampler.world_size, "length": sampler.length}
         for name, expected in ours.items():
             if getattr(self, name) != expected:

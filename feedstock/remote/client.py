@@ -134,16 +134,9 @@ class RemoteLoader:
     def load_state_dict(self, state: Mapping[str, int]) -> None:
         """Continue with the batch that came next when ``state`` was taken (here or by a local Loader)."""
         st = LoaderState.from_dict(state)
-        for name, ours in (("batch_size", self.batch_size), ("world_size", self.world_size),
-                           ("length", self.length)):
-            if getattr(st, name) != ours:
-                raise ValueError(f"loader state has {name}={getattr(st, name)} but the servers serve "
-                                 f"{name}={ours}; resuming would not continue with the same batches")
-        if st.next_batch > self.num_batches:
-            raise ValueError(f"loader state next_batch={st.next_batch} > {self.num_batches} batches per epoch")
-        self.seed, self._epoch, self._next = st.seed, st.epoch, st.next_batch
-        if self._next >= self.num_batches:
-            self._epoch, self._next = self._epoch + 1, 0
+        st.check(self)  # the servers' batch_size, world_size, length and batches per epoch
+        self.seed = st.seed
+        self._epoch, self._next = st.position(self.num_batches)
 
     def _positions(self, epoch: int, g: int) -> List[Pos]:
         """Where each server's stream starts so that the interleaved stream starts at global batch g."""

@@ -22,9 +22,9 @@ from zmq.utils.monitor import recv_monitor_message
 
 from ..errors import RemoteError, RemoteSetupError, ServerLost
 from . import protocol
+from .protocol import tune
 from .peer import Peer, Pos, Ready
 from .security import client_curve
-from .server import tune
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,8 @@ Server -> client:
 * ``bye``: the server is shutting down.
 
 Flow control: the server sends a batch only while it holds a credit, so no
-queue on either side grows beyond the client's ``prefetch`` buffers.
+queue on either side grows beyond the client's ``prefetch`` buffers. ``tune``
+sets the socket options both ends share (heartbeats, linger, queue limits).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import json
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+import zmq
 
 from ..errors import RemoteError, RemoteSetupError
 
@@ -97,3 +99,13 @@ def same_server(old: Mapping[str, Any], new: Mapping[str, Any]) -> Optional[str]
         if old.get(key) != new.get(key):
             return f"{key} was {old.get(key)!r}, now {new.get(key)!r}"
     return None
+
+
+def tune(sock: zmq.Socket, heartbeat: float) -> None:
+    """Options both ends share: no linger on close, ZMTP heartbeats, no unbounded queues."""
+    sock.linger = 0
+    ivl = max(1, int(heartbeat * 1000))
+    sock.setsockopt(zmq.HEARTBEAT_IVL, ivl)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * ivl)
+    sock.setsockopt(zmq.HEARTBEAT_TTL, 3 * ivl)
+    sock.sndhwm = sock.rcvhwm = 10_000  # messages (frames count); credits keep the real depth small

@@ -22,21 +22,12 @@ import zmq
 
 from ..errors import RemoteError
 from . import protocol
+from .protocol import tune
 from .security import check_bind, server_curve
 
 log = logging.getLogger(__name__)
 
 POLL_MS = 200  # how often an idle server looks at its stop flag
-
-
-def tune(sock: zmq.Socket, heartbeat: float) -> None:
-    """Options both ends share: no linger on close, ZMTP heartbeats, no unbounded queues."""
-    sock.linger = 0
-    ivl = max(1, int(heartbeat * 1000))
-    sock.setsockopt(zmq.HEARTBEAT_IVL, ivl)
-    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * ivl)
-    sock.setsockopt(zmq.HEARTBEAT_TTL, 3 * ivl)
-    sock.sndhwm = sock.rcvhwm = 10_000  # messages (frames count); credits keep the real depth small
 
 
 class _Stream:
@@ -58,6 +49,7 @@ class FeedServer:
         check_bind(bind, curve=bool(curve_secret), insecure=insecure)
         self.loader = loader
         self.meta = protocol.make_meta(loader)
+        self._fields = [name for name, _, _ in protocol.fields_of(self.meta)]  # frame order of every batch
         loader.start()  # fork the workers now, before ZeroMQ and the authenticator start threads
         self._ctx = zmq.Context()
         self._auth = None
@@ -168,7 +160,7 @@ class FeedServer:
         rows = len(next(iter(batch.values())))
         header = protocol.encode("batch", session=stream.session, epoch=pos["epoch"], batch=pos["next_batch"],
                                  rows=rows)
-        frames = [batch[name] for name, _, _ in protocol.fields_of(self.meta)]
+        frames = [batch[name] for name in self._fields]
         try:
             self.sock.send_multipart([stream.ident, header], zmq.SNDMORE)
             trackers = [self.sock.send(a, zmq.SNDMORE if i + 1 < len(frames) else 0, copy=False, track=True)

@@ -67,21 +67,11 @@ def as_source(obj: Any) -> Source:
 
 
 class LoaderBatches:
-    """feedstock's Loader (in-process for ``workers=0``), or a RemoteLoader, positioned explicitly for every epoch."""
+    """A Loader (in-process for ``workers=0``) or a RemoteLoader, positioned explicitly for every epoch;
+    closing the batches closes the loader."""
 
-    def __init__(self, source: Source, *, batch_size: int, shuffle: bool, seed: int, drop_last: bool,
-                 workers: int, **loader_kwargs: Any) -> None:
-        from ..pipeline.loader import Loader
-
-        self.loader = Loader(source, None, batch_size=batch_size, workers=workers, shuffle=shuffle,
-                             seed=seed, drop_last=drop_last, **loader_kwargs)
-
-    @classmethod
-    def of(cls, loader: Any) -> "LoaderBatches":
-        """Batches of a loader made elsewhere (a RemoteLoader); closing them closes it."""
-        self = cls.__new__(cls)
+    def __init__(self, loader: Any) -> None:
         self.loader = loader
-        return self
 
     @property
     def num_batches(self) -> int:
@@ -113,7 +103,7 @@ def remote_stream(loader: Any, *, batch_size: int, seed: int) -> LoaderBatches:
     if not loader.drop_last:
         raise ValueError("training takes full batches: start the servers with --drop-last")
     loader.load_state_dict(dict(loader.state_dict(), seed=seed, epoch=0, next_batch=0))
-    return LoaderBatches.of(loader)
+    return LoaderBatches(loader)
 
 
 def batch_stream(source: Source, *, batch_size: int, workers: int, shuffle: bool, seed: int,
@@ -123,5 +113,7 @@ def batch_stream(source: Source, *, batch_size: int, workers: int, shuffle: bool
         raise ValueError(f"{batch_size=} must be positive")
     if workers < 0:
         raise ValueError(f"{workers=} must be >= 0")
-    return LoaderBatches(source, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
-                         workers=workers, **loader_kwargs)
+    from ..pipeline.loader import Loader
+
+    return LoaderBatches(Loader(source, None, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                                drop_last=drop_last, workers=workers, **loader_kwargs))
