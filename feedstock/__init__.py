@@ -31,9 +31,24 @@ from .loaders import (  # noqa: F401
     open_source,
 )
 from .pipeline.loader import Loader  # noqa: F401
-from .remote import FeedServer, RemoteLoader  # noqa: F401
 from .spec import ArraySpec  # noqa: F401
 from .transforms import CaffeTransform, Compose  # noqa: F401
 from .writers import LmdbWriter  # noqa: F401
 
 __version__ = "0.1.0"
+
+# Re-exported on first use: the remote feed needs pyzmq, which the Caffe layer (imported inside
+# the caffe binary) must not load.
+_LAZY = {"FeedServer": ".remote", "RemoteLoader": ".remote"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -10,13 +10,15 @@ file must have the same number of rows; row shapes are kept as stored ((N,) vs
 from __future__ import annotations
 
 import os
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Sequence, Tuple
 
-import h5py
 import numpy as np
 
 from ..spec import ArraySpec, Sample, Spec
 from .base import Source
+
+if TYPE_CHECKING:  # h5py's bundled libhdf5 clashes with Caffe's: imported only when HDF5 is read
+    import h5py
 
 _SLICE_BYTES = 32 << 20  # read a bounding slice when it is at most this big (one call, then take rows)
 
@@ -27,6 +29,8 @@ def hdf5_files(source: str) -> List[str]:
     """The .h5 paths of ``source`` (itself when it is an HDF5 file)."""
     if not os.path.isfile(source):
         raise ValueError(f"HDF5 source {source!r} does not exist")
+    import h5py
+
     if h5py.is_hdf5(source):
         return [source]
     folder = os.path.dirname(os.path.abspath(source))
@@ -51,6 +55,8 @@ def _resolve(token: str, folder: str, where: str) -> str:
 
 def read_meta(path: str, fields: Sequence[str]) -> Tuple[int, Meta]:
     """(rows, {field: (row shape, dtype)}) of one file, checking Caffe's rules."""
+    import h5py
+
     try:
         h5 = h5py.File(path, "r")
     except OSError as e:
@@ -121,6 +127,8 @@ class Hdf5(Source):
             # HDF5 handles do not survive fork: a forked copy starts its own.
             self._open, self._open_pid = {}, os.getpid()
         if f not in self._open:
+            import h5py
+
             h5 = h5py.File(self.files[f], "r")
             self._open[f] = {field: h5[field] for field in self.fields}
         return self._open[f]

@@ -4,11 +4,27 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-import h5py
-
 from .base import Source
 
 _H5_EXTENSIONS = (".h5", ".hdf5", ".he5")
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _is_hdf5(path: str) -> bool:
+    """HDF5's superblock signature at offset 0, 512, 1024, 2048, ... (after a user block), as H5Fis_hdf5.
+
+    Read by hand, not with h5py: h5py's bundled libhdf5 clashes with the one Caffe links, so
+    guessing a list file's kind inside the caffe binary must not import it.
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        offset = 0
+        while offset + len(_HDF5_SIGNATURE) <= size:
+            f.seek(offset)
+            if f.read(len(_HDF5_SIGNATURE)) == _HDF5_SIGNATURE:
+                return True
+            offset = 512 if offset == 0 else offset * 2
+    return False
 
 
 def _first_lines(path: str, limit: int = 20) -> list[str]:
@@ -56,7 +72,7 @@ def guess_kind(path: str) -> str:
         return "lmdb"
     if lower.endswith(".csv"):
         return "csv"
-    if lower.endswith(_H5_EXTENSIONS) or h5py.is_hdf5(path):
+    if lower.endswith(_H5_EXTENSIONS) or _is_hdf5(path):
         return "hdf5"
     kind = _text_kind(path)
     if kind is None:
