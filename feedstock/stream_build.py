@@ -1,0 +1,93 @@
+"""A Stream's Source, transforms and Loader: the one place each source kind and transform is chosen."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence
+
+from .phase import TRAIN
+from .stream_check import StreamKeyError
+
+if TYPE_CHECKING:
+    from .loaders.base import Source
+    from .pipeline.loader import Loader
+    from .stream import Stream
+    from .transforms.base import Transform
+
+
+def build_source(s: "Stream", kind: str, *, fields: Optional[Sequence[str]] = None,
+                 caffe_layout: bool = False) -> "Source":
+    """The Source of ``s.source`` read as ``kind``."""
+    from . import loaders
+
+    if kind == "lmdb":
+        # force_color/force_gray choose how *encoded* Datums decode; Caffe ignores them for raw ones.
+        mode = "color" if s.force_color else "gray" if s.force_gray else "native"
+        return loaders.CaffeLmdb(s.source, mode=mode)
+    if kind == "list":
+        return loaders.ListFile(s.source, root=s.root_folder, color=s.is_color)
+    if kind == "folder":
+        return loaders.ImageFolder(s.source, color=s.is_color)
+    if kind == "csv":
+        kwargs = {"label_column": s.label_column} if s.label_column else {}
+        return loaders.CsvTable(s.source, caffe_shape=caffe_layout, **kwargs)
+    if kind == "hdf5":
+        # Caffe's HDF5Data: the dataset names are the layer's top names
+        return loaders.Hdf5(s.source, fields=tuple(fields) if fields else ("data", "label"))
+    if kind == "pairs":
+        from .loaders.pairs_source import pairs_source
+
+        return pairs_source(s)
+    raise StreamKeyError("source_type", f"={kind!r} is not a source type")
+
+
+def build_transforms(s: "Stream", kind: str, phase: int) -> List["Transform"]:
+    """ImageData's resize, then Caffe's DataTransformer, then range mapping and occlusion (TRAIN)."""
+    _refuse_misplaced(s, kind)
+    if kind == "hdf5":
+        return []
+    if kind == "pairs":
+        from .transforms.pairs import pairs_transforms
+
+        return pairs_transforms(s, phase)
+    from .transforms import CaffeTransform, Occlude, Resize, Scale
+
+    out: List[Transform] = [Resize(s.new_height, s.new_width)] if s.new_height else []
+    out.append(CaffeTransform(phase=phase, scale=s.scale, mirror=s.mirror, crop_size=s.crop_size,
+                              mean_file=s.mean_file, mean_value=s.mean_value))
+    if s.to_range is not None:
+        # [0, 255] onto (lo, hi); after a mean subtraction the values are centred, so the same
+        # slope maps [-127.5, 127.5] onto the range (DIGITS: mean image subtracted, then [-1, 1]).
+        centred = s.mean_file is not None or bool(s.mean_value)
+        out.append(Scale(to_range=s.to_range, from_range=(-127.5, 127.5) if centred else (0, 255)))
+    if s.occlude and phase == TRAIN:
+        # after scaling, as DIGITS' BlankSquareLayer follows the data layer: zeros are the mean colour
+        out.append(Occlude())
+    return out
+
+
+def _refuse_misplaced(s: "Stream", kind: str) -> None:
+    from .stream import CAFFE_TRANSFORM_KEYS, Stream
+
+    if s.new_height and kind not in ("lmdb", "list", "folder"):
+        raise StreamKeyError("new_height", f": new_height/new_width resize images; source {s.source!r} is {kind}")
+    if kind == "hdf5":
+        default = Stream()
+        changed = [k for k in CAFFE_TRANSFORM_KEYS + ("occlude", "to_range") if getattr(s, k) != getattr(default, k)]
+        if changed:
+            raise StreamKeyError(changed[0], ": HDF5 sources take no transform keys (Caffe's HDF5Data "
+                                             f"refuses them too); set: {changed}")
+
+
+def build_loader(s: "Stream", phase: int, *, fields: Optional[Sequence[str]] = None, caffe_layout: bool = False,
+                 **overrides: Any) -> "Loader":
+    """The Loader of ``s`` in ``phase``, with ``overrides`` replacing loader options."""
+    from .pipeline.loader import Loader
+    from .stream import resolve_seed
+
+    kind = s.kind()
+    options = dict(batch_size=s.batch_size, workers=s.workers, shuffle=s.shuffle, seed=resolve_seed(s.seed),
+                   drop_last=s.drop_last, prefetch=s.prefetch, on_error=s.on_error,
+                   max_bad_fraction=s.max_bad_fraction, timeout=s.timeout, start_method=s.start_method,
+                   rank=s.rank, world_size=s.world_size)
+    options.update(overrides)
+    source = build_source(s, kind, fields=fields, caffe_layout=caffe_layout)
+    return Loader(source, build_transforms(s, kind, phase), **options)

@@ -1,0 +1,209 @@
+"""The three forms of a stream definition: command-line flags, a param_str and a YAML file.
+
+Each parser turns its form into a :class:`~feedstock.stream.Stream`; a bad value's
+error names the key as that form spells it (``--batch-size``, ``param_str key
+'batch_size'``, ``stream.yaml: key 'batch_size'``).
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+
+from .stream import STREAM_KEYS, Stream
+from .stream_check import SOURCE_TYPES, START_METHODS, StreamKeyError, echo
+
+
+# ----- mappings: param_str and YAML ----------------------------------------------------------------
+def check_keys(mapping: Mapping[str, Any], valid: Sequence[str], required: Sequence[str], what: str) -> None:
+    """Unknown or missing keys raise one error that lists the valid keys."""
+    unknown = sorted(echo(k) if not isinstance(k, str) or len(k) > 60 else k for k in mapping if k not in valid)
+    missing = [k for k in required if k not in mapping]
+    if unknown or missing:
+        parts = ([f"unknown keys {unknown[:20]}"] if unknown else []) + ([f"missing keys {missing}"] if missing else [])
+        raise ValueError(f"{what}: {'; '.join(parts)}; valid keys: {', '.join(valid)} "
+                         f"(required: {', '.join(required) or 'none'})")
+
+
+def stream_from_mapping(mapping: Mapping[str, Any], *, form: str = "param_str",
+                        base: Optional[Stream] = None) -> Stream:
+    """A Stream from a dict of its keys (over ``base``'s values); errors name ``form`` and the key."""
+    if not isinstance(mapping, Mapping):
+        raise ValueError(f"{form} must be a mapping of stream keys, got {type(mapping).__name__}")
+    check_keys(mapping, STREAM_KEYS, (), form)
+    values = dict(mapping)
+    for key in ("mean_value", "scales", "to_range"):  # YAML/JSON lists; tuples inside a Stream
+        if isinstance(values.get(key), list):
+            values[key] = tuple(values[key])
+    try:
+        return (base or Stream()).replace(**values)
+    except StreamKeyError as e:
+        raise ValueError(f"{form} key {e}") from None
+
+
+def parse_param_str(text: Any) -> Dict[str, Any]:
+    """A dict from a Python dict literal, JSON or YAML; never evaluates code."""
+    import yaml
+
+    if text is None or not str(text).strip():
+        return {}
+    text = str(text)
+    _refuse_code(text)
+    for parse in (ast.literal_eval, json.loads, yaml.safe_load):
+        try:
+            value = parse(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, yaml.YAMLError):
+            continue
+        if isinstance(value, dict):
+            return value
+        raise ValueError(f"param_str must be a dict (Python literal, JSON or YAML), "
+                         f"got {type(value).__name__}: {echo(text)}")
+    raise ValueError(f"param_str is neither a Python dict literal, JSON nor YAML: {echo(text)}")
+
+
+def _refuse_code(text: str) -> None:
+    """Name the problem when param_str is Python code rather than a literal."""
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return  # not Python: JSON or YAML may still parse it
+    for node in ast.walk(tree):
+        # Only calls and lambdas: a YAML flow mapping like {source: a.lmdb} parses as Python too.
+        if isinstance(node, (ast.Call, ast.Lambda)):
+            raise ValueError(f"param_str must be a literal dict; it contains code (a {type(node).__name__}), "
+                             f"which is never evaluated: {echo(text)}")
+
+
+def read_yaml_mapping(path: str | os.PathLike) -> Dict[str, Any]:
+    """The mapping in a YAML stream file; errors name the file."""
+    import yaml
+
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = yaml.safe_load(f)
+    except OSError as e:
+        raise ValueError(f"cannot read stream file {path!r}: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: a stream file holds a mapping of stream keys, got {type(value).__name__}")
+    return value
+
+
+def stream_from_yaml(path: str | os.PathLike, *, base: Optional[Stream] = None) -> Stream:
+    """A Stream from a YAML file of its keys (``source: train_lmdb``, ``crop_size: 28``, ...)."""
+    return stream_from_mapping(read_yaml_mapping(path), form=os.fspath(path), base=base)
+
+
+# ----- command-line flags ----------------------------------------------------------------------------
+def _numbers(text: str) -> Tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected numbers separated by commas") from None
+
+
+def _pair(text: str) -> Tuple[float, ...]:
+    values = _numbers(text)
+    if len(values) != 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LO,HI")
+    return values
+
+
+def _workers(text: str) -> Any:
+    if text == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of workers or 'auto'") from None
+
+
+def _timeout(text: str) -> Optional[float]:
+    return None if text in ("none", "None", "0") else float(text)
+
+
+_ON = dict(action="store_const", const=True)
+# flag -> (dest key, argparse keywords, help)
+_FLAGS: Tuple[Tuple[str, str, Dict[str, Any], str], ...] = (
+    ("--source-type", "source_type", {"choices": SOURCE_TYPES}, "source format (default: guessed from the path)"),
+    ("--root-folder", "root_folder", {}, "prefix of a list file's paths (Caffe's root_folder)"),
+    ("--masks", "masks", {}, "pairs: the mask folder (matched by file stem) or the label LMDB"),
+    ("--label-column", "label_column", {}, "CSV: the label column (default: target)"),
+    ("--batch-size", "batch_size", {"type": int}, "samples per batch (default 64)"),
+    ("--shuffle", "shuffle", {"action": argparse.BooleanOptionalAction}, "reshuffle every epoch"),
+    ("--seed", "seed", {"type": int}, "seed of the order and the augmentation draws"),
+    ("--drop-last", "drop_last", {"action": argparse.BooleanOptionalAction}, "drop each epoch's short batch"),
+    ("--workers", "workers", {"type": _workers}, "worker processes, 0 (in-process) or auto (default 2)"),
+    ("--prefetch", "prefetch", {"type": int}, "batch slots in shared memory (default 4)"),
+    ("--on-error", "on_error", {"choices": ("raise", "skip")}, "a bad record: raise, or skip and report"),
+    ("--max-bad-fraction", "max_bad_fraction", {"type": float}, "with skip: most bad records per epoch"),
+    ("--timeout", "timeout", {"type": _timeout}, "seconds a worker may take per task (none: no limit)"),
+    ("--start-method", "start_method", {"choices": START_METHODS}, "worker start method"),
+    ("--rank", "rank", {"type": int}, "this trainer's rank (sharding)"),
+    ("--world-size", "world_size", {"type": int}, "number of ranks"),
+    ("--crop-size", "crop_size", {"type": int}, "square crop: random in TRAIN, centre in TEST"),
+    ("--mirror", "mirror", _ON, "random horizontal flip in TRAIN"),
+    ("--mean-file", "mean_file", {}, "mean image (.binaryproto or .npy) to subtract"),
+    ("--mean-value", "mean_value", {"type": _numbers}, "per-channel means to subtract, e.g. 104,117,123"),
+    ("--scale", "scale", {"type": float}, "multiply after the mean subtraction (Caffe's scale)"),
+    ("--new-height", "new_height", {"type": int}, "resize images to this height (with --new-width)"),
+    ("--new-width", "new_width", {"type": int}, "resize images to this width"),
+    ("--force-color", "force_color", _ON, "decode encoded Datums as 3 channels"),
+    ("--force-gray", "force_gray", _ON, "decode encoded Datums as 1 channel"),
+    ("--scales", "scales", {"type": _numbers}, "pairs: multiscale factors, e.g. 0.6,1,1.4"),
+    ("--pad-value", "pad_value", {"type": float}, "pairs: the image's pad value"),
+    ("--ignore-label", "ignore_label", {"type": int}, "pairs: the mask's pad value, ignored by loss/IoU (255)"),
+    ("--occlude", "occlude", _ON, "blank a random quarter-size square in TRAIN (DIGITS)"),
+    ("--to-range", "to_range", {"type": _pair, "metavar": "LO,HI"},
+     "map pixel values 0..255 onto LO,HI (write --to-range=-1,1: a leading minus reads as a flag)"),
+)
+FLAG_OF = {dest: flag for flag, dest, _, _ in _FLAGS} | {"is_color": "--gray", "source": "SOURCE"}
+
+
+def add_stream_arguments(parser: argparse.ArgumentParser, *, source: bool = True,
+                         skip: Sequence[str] = ()) -> argparse._ArgumentGroup:
+    """The one argument group every command describes its stream with (``skip``: keys a command
+    sets itself). Defaults are None here: the command's defaults and ``--config`` fill the rest."""
+    g = parser.add_argument_group("the stream (the same flags for train, serve, bench, ...)")
+    if source:
+        g.add_argument("source", metavar="SOURCE", help="LMDB, list file, image folder, CSV, HDF5 or images of pairs")
+    g.add_argument("--config", metavar="STREAM.yaml", help="YAML file of stream keys; flags given override it")
+    g.add_argument("--gray", dest="gray", default=None, action="store_const", const=True,
+                   help="images as one grey channel (Caffe's is_color: false)")
+    for flag, dest, kwargs, text in _FLAGS:
+        if dest not in skip:
+            g.add_argument(flag, dest=dest, default=None, help=text, **kwargs)
+    return g
+
+
+def stream_from_args(args: argparse.Namespace, *, source: Optional[str] = None,
+                     defaults: Optional[Mapping[str, Any]] = None) -> Stream:
+    """Stream defaults < ``defaults`` (the command's own) < ``--config`` < the flags given."""
+    stream = Stream() if not defaults else _apply(Stream(), dict(defaults), lambda e: f"default {e}")
+    config = getattr(args, "config", None)
+    if config:
+        stream = stream_from_yaml(config, base=stream)
+    given = {dest: getattr(args, dest) for _, dest, _, _ in _FLAGS if getattr(args, dest, None) is not None}
+    if getattr(args, "gray", None):
+        given["is_color"] = False
+    path = source if source is not None else getattr(args, "source", None)
+    if path is not None:
+        given["source"] = os.fspath(path)
+    return _apply(stream, given, _flag_error)
+
+
+def _flag_error(e: StreamKeyError) -> str:
+    return f"{FLAG_OF.get(e.key, e.key)}{e.detail}"
+
+
+def _apply(stream: Stream, values: Dict[str, Any], describe: Callable[[StreamKeyError], str]) -> Stream:
+    try:
+        return stream.replace(**values)
+    except StreamKeyError as e:
+        raise ValueError(describe(e)) from None
