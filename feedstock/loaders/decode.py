@@ -96,22 +96,32 @@ def _is_palette_png(data: bytes) -> bool:
 
 
 def read_mask(path: str) -> np.ndarray:
-    """A segmentation mask as uint8 (1, H, W).
+    """A segmentation mask file as uint8 (1, H, W); see :func:`decode_mask`."""
+    return decode_mask(read_bytes(path), key=path)
 
-    Palette PNGs (PASCAL VOC style) keep their palette *indices* (the class ids),
-    read with Pillow; OpenCV would expand the palette to colours. Everything else
-    is read as OpenCV grayscale.
+
+def decode_mask(data: bytes, *, key: str = "<buffer>") -> np.ndarray:
+    """An encoded segmentation mask as uint8 (1, H, W), its values unchanged (class ids).
+
+    Palette PNGs (PASCAL VOC style) keep their palette *indices*, read with Pillow;
+    OpenCV would expand the palette to colours. Anything else is read unchanged
+    (8-bit grey); a colour mask whose channels differ is an error, never converted.
     """
-    data = read_bytes(path)
     if not _is_palette_png(data):
-        return decode_image(data, mode="gray", key=path)
+        chw = decode_image(data, mode="native", key=key)
+        if chw.shape[0] > 1:
+            if chw.shape[0] == 4 or (chw != chw[:1]).any():
+                raise RecordError(key, f"mask has {chw.shape[0]} colour channels; expected a palette PNG "
+                                  "or an 8-bit grey image of class ids (colours are never converted)")
+            chw = chw[:1]
+        return chw
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as im:
             indices = np.asarray(im.convert("P") if im.mode != "P" else im, dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError) as e:
-        raise RecordError(path, f"cannot decode palette PNG mask: {e}") from None
+        raise RecordError(key, f"cannot decode palette PNG mask: {e}") from None
     return to_chw(indices)
 
 

@@ -1,4 +1,4 @@
-"""Multiscale: letterbox to SIZE x SIZE, rescale by a random scale, pad or crop back at a random offset."""
+"""Scale augmentation: Multiscale (letterbox to a square, binary masks) and RandomScale (aspect kept, class masks)."""
 from __future__ import annotations
 
 import math
@@ -26,6 +26,25 @@ def _scaled(n: float) -> int:
     return max(int(math.floor(n + 0.5)), 1)
 
 
+def check_scales(scales: Sequence[float]) -> Tuple[float, ...]:
+    """A non-empty tuple of positive finite floats; a ValueError naming ``scales`` otherwise."""
+    try:
+        values = tuple(scales)
+    except TypeError:
+        raise ValueError(f"scales={scales!r} must be a non-empty sequence of positive numbers") from None
+    if not values:
+        raise ValueError(f"scales={scales!r} must be a non-empty sequence of positive numbers")
+    for s in values:
+        if isinstance(s, bool) or not isinstance(s, numbers.Real) or not math.isfinite(s) or s <= 0:
+            raise ValueError(f"scales={scales!r} must hold positive finite numbers, got {s!r}")
+    return tuple(float(s) for s in values)
+
+
+def scaled_size(h: int, w: int, s: float) -> Tuple[int, int]:
+    """The (h, w) of an h x w image scaled by ``s``, rounded half up, at least 1."""
+    return _scaled(h * s), _scaled(w * s)
+
+
 class Multiscale(Geometric):
     """Scale augmentation for segmentation (image + mask).
 
@@ -44,18 +63,9 @@ class Multiscale(Geometric):
                  mask_fill: int = 0, interpolation: int = cv2.INTER_LINEAR):
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
             raise ValueError(f"size={size!r} must be a positive integer")
-        try:
-            scales = tuple(scales)
-        except TypeError:
-            raise ValueError(f"scales={scales!r} must be a non-empty sequence of positive numbers") from None
-        if not scales:
-            raise ValueError(f"scales={scales!r} must be a non-empty sequence of positive numbers")
-        for s in scales:
-            if isinstance(s, bool) or not isinstance(s, numbers.Real) or not math.isfinite(s) or s <= 0:
-                raise ValueError(f"scales={scales!r} must hold positive finite numbers, got {s!r}")
         if interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation={interpolation!r} is not an OpenCV INTER_* flag")
-        self.size, self.scales = int(size), tuple(float(s) for s in scales)
+        self.size, self.scales = int(size), check_scales(scales)
         self.fill, self.mask_fill = check_fill(fill, "fill"), check_fill(mask_fill, "mask_fill")
         self.interpolation = int(interpolation)
 
@@ -89,3 +99,34 @@ class Multiscale(Geometric):
 
     def __repr__(self) -> str:
         return f"Multiscale(size={self.size}, scales={self.scales})"
+
+
+class RandomScale(Geometric):
+    """Rescale by a factor drawn from ``scales`` (one ``rng.integers`` draw), aspect kept.
+
+    For segmentation with class masks (FCN / DeepLab style multiscale training):
+    the image is resized with ``interpolation`` (bilinear by default), the mask
+    nearest-neighbour, so every mask value is one of the input's class ids. The
+    output is ``scaled_size(H, W, s)``; follow with Pad + RandomCrop for fixed shapes.
+    """
+
+    def __init__(self, scales: Sequence[float] = (0.6, 1.0, 1.4), *, interpolation: int = cv2.INTER_LINEAR):
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation={interpolation!r} is not an OpenCV INTER_* flag")
+        self.scales = check_scales(scales)
+        self.interpolation = int(interpolation)
+
+    def draw(self, shape: Tuple[int, ...], rng: np.random.Generator) -> Tuple[int, int]:
+        s = self.scales[int(rng.integers(0, len(self.scales)))]
+        return scaled_size(shape[1], shape[2], s)
+
+    def apply(self, x: np.ndarray, params: Tuple[int, int], *, is_mask: bool) -> np.ndarray:
+        return resize_chw(x, params[0], params[1], cv2.INTER_NEAREST if is_mask else self.interpolation)
+
+    def out_hw(self, h: Optional[int], w: Optional[int]) -> Tuple[Optional[int], Optional[int]]:
+        if h is None or w is None or len(set(self.scales)) != 1:
+            return None, None
+        return scaled_size(h, w, self.scales[0])
+
+    def __repr__(self) -> str:
+        return f"RandomScale(scales={self.scales})"

@@ -30,18 +30,26 @@ def centred_margins(h: int, w: int, th: int, tw: int) -> Tuple[int, int]:
     return max(th - h, 0) // 2, max(tw - w, 0) // 2
 
 
-class Pad(Geometric):
-    """Pad to at least ``size`` (int or (h, w)), centred; never crops.
+ANCHORS = ("centre", "top_left")
 
-    The image is placed at ``((H' - H) // 2, (W' - W) // 2)``, so an odd margin
-    leaves the extra row at the bottom and the extra column at the right. The
-    image is filled with ``fill``, the mask with ``mask_fill``.
+
+class Pad(Geometric):
+    """Pad to at least ``size`` (int or (h, w)); never crops.
+
+    ``anchor="centre"`` places the image at ``((H' - H) // 2, (W' - W) // 2)``, so an
+    odd margin leaves the extra row at the bottom and the extra column at the right;
+    ``anchor="top_left"`` pads below and to the right only (Caffe FCN/DeepLab
+    segmentation layers; predictions crop back with ``[:H, :W]``). The image is
+    filled with ``fill``, the mask with ``mask_fill`` (e.g. the ignore label).
     """
 
-    def __init__(self, size: SizeLike, fill: float = 0, *, mask_fill: int = 0):
+    def __init__(self, size: SizeLike, fill: float = 0, *, mask_fill: int = 0, anchor: str = "centre"):
         self.size = parse_size(size, "size")
         self.fill = check_fill(fill, "fill")
         self.mask_fill = check_fill(mask_fill, "mask_fill")
+        if anchor not in ANCHORS:
+            raise ValueError(f"anchor={anchor!r} must be one of {ANCHORS}")
+        self.anchor = anchor
 
     def apply(self, x: np.ndarray, params: None, *, is_mask: bool) -> np.ndarray:
         h, w = x.shape[1:]
@@ -49,7 +57,7 @@ class Pad(Geometric):
         if (th, tw) == (h, w):
             return x
         canvas = np.full((x.shape[0], th, tw), self.mask_fill if is_mask else self.fill, dtype=x.dtype)
-        top, left = centred_margins(h, w, th, tw)
+        top, left = centred_margins(h, w, th, tw) if self.anchor == "centre" else (0, 0)
         return paste(canvas, x, top, left)
 
     def out_hw(self, h: Optional[int], w: Optional[int]) -> Tuple[Optional[int], Optional[int]]:
@@ -59,4 +67,4 @@ class Pad(Geometric):
         )
 
     def __repr__(self) -> str:
-        return f"Pad(size={self.size}, fill={self.fill})"
+        return f"Pad(size={self.size}, fill={self.fill}, mask_fill={self.mask_fill}, anchor={self.anchor!r})"
