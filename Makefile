@@ -5,8 +5,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 RAY_STAMP := $(VENV)/.installed-ray
+# A second, small venv at the oldest protobuf runtimes pycaffe is found with: Ubuntu 22.04's
+# python3-protobuf 3.12.4 (the declared floor) and Debian 12's 3.21.12 (= pip 4.21.12).
+FLOOR_VENV ?= build/venv-floor
+FLOOR_PY := $(FLOOR_VENV)/bin/python
+FLOOR_STAMP := $(FLOOR_VENV)/.installed
+FLOOR_PROTOBUF := 3.12.4 4.21.12
+FLOOR_TESTS := tests/test_caffe_pb.py tests/test_compat_imports.py
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test test-floor bench venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +32,22 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/feedstock demo
 
-test: $(RAY_STAMP)
+test: $(RAY_STAMP) test-floor
 	$(PY) -m pytest -q -p no:cacheprovider
+
+$(FLOOR_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_PY) -m pip install --quiet --upgrade pip
+	$(FLOOR_PY) -m pip install --quiet -e '.[test]' 'protobuf==$(firstword $(FLOOR_PROTOBUF))'
+	touch $(FLOOR_STAMP)
+
+# The Datum/BlobProto codec and the import checks, once per protobuf runtime.
+test-floor: $(FLOOR_STAMP)
+	for v in $(FLOOR_PROTOBUF); do \
+	  $(FLOOR_PY) -m pip install --quiet "protobuf==$$v" && \
+	  $(FLOOR_PY) -c "import google.protobuf as p, sys; sys.exit(None if p.__version__ == '$$v' else 'protobuf ' + p.__version__ + ', wanted $$v')" && \
+	  $(FLOOR_PY) -m pytest -q -p no:cacheprovider $(FLOOR_TESTS) || exit 1; \
+	done
 
 # Benchmarks compare against PyTorch's DataLoader (the CPU wheel is an extra) and Ray.
 bench: $(STAMP)
@@ -34,4 +55,4 @@ bench: $(STAMP)
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(FLOOR_VENV) build *.egg-info

@@ -8,7 +8,7 @@ writes them; the parser accepts either wire form for every repeated field.
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -48,15 +48,29 @@ def _build_pool() -> descriptor_pool.DescriptorPool:
     _field(datum, "float_data", 6, _F.TYPE_FLOAT, rep)  # proto2 default: NOT packed
     _field(datum, "encoded", 7, _F.TYPE_BOOL)
     pool = descriptor_pool.DescriptorPool()
-    pool.Add(fd)
+    # AddSerializedFile exists in every runtime from 3.12 on (pure Python, C++, upb); Add does not.
+    pool.AddSerializedFile(fd.SerializeToString())
     return pool
 
 
+def _message_class(pool: descriptor_pool.DescriptorPool, name: str) -> Any:
+    """The message class of ``name``: GetMessageClass from protobuf 4.22 on, GetPrototype before it.
+
+    Debian 12 / Ubuntu 24.04 ship the 3.21.12 runtime (pip 4.21.12), which pycaffe built there
+    uses; Ubuntu 22.04 ships 3.12.4. Both lack GetMessageClass; protobuf 5.x and later lack GetPrototype.
+    """
+    descriptor = pool.FindMessageTypeByName(name)
+    get_class = getattr(message_factory, "GetMessageClass", None)
+    if get_class is not None:
+        return get_class(descriptor)
+    return message_factory.MessageFactory(pool).GetPrototype(descriptor)
+
+
 _POOL = _build_pool()
-Datum = message_factory.GetMessageClass(_POOL.FindMessageTypeByName("caffe.Datum"))
-BlobShape = message_factory.GetMessageClass(_POOL.FindMessageTypeByName("caffe.BlobShape"))
-BlobProto = message_factory.GetMessageClass(_POOL.FindMessageTypeByName("caffe.BlobProto"))
-BlobProtoVector = message_factory.GetMessageClass(_POOL.FindMessageTypeByName("caffe.BlobProtoVector"))
+Datum = _message_class(_POOL, "caffe.Datum")
+BlobShape = _message_class(_POOL, "caffe.BlobShape")
+BlobProto = _message_class(_POOL, "caffe.BlobProto")
+BlobProtoVector = _message_class(_POOL, "caffe.BlobProtoVector")
 
 
 def array_to_datum(arr: np.ndarray, label: Optional[int] = None, *, encoded_false: bool = False) -> "Datum":
