@@ -24,6 +24,7 @@ from .caffe_params import (
     parse_param_str,
     phase_of,
 )
+from .phase import phase_name
 from .transforms import occlude_batch
 
 try:  # pycaffe instantiates subclasses of caffe.Layer; without Caffe any object will do.
@@ -173,7 +174,7 @@ class DataLayer(_LayerBase):
             raise
         for blob, shape in zip(blob_list(top), self._shapes):
             blob.reshape(*shape)
-        log.info("DataLayer %s phase=%s tops=%s", params.remote or params.source, "TRAIN" if phase == TRAIN else "TEST", self._shapes)
+        log.info("DataLayer %s phase=%s tops=%s", params.remote or params.stream.source, phase_name(phase), self._shapes)
 
     def _restore_if_present(self, path: str) -> None:
         if Path(path).is_file():

@@ -7,6 +7,7 @@ import pytest
 
 from caffe_blobs import blobs
 from feedstock.caffe_layer import DataLayer, OccludeLayer, default_tops
+from feedstock.stream import Stream
 from feedstock.caffe_params import (
     DATA_KEYS,
     DataLayerParams,
@@ -34,18 +35,19 @@ def test_dict_literal_json_and_yaml_parse_alike(text):
 
 def test_brief_prototxt_param_str_validates():
     p = data_layer_params(parse_param_str(BRIEF))
-    assert (p.source, p.batch_size, p.crop_size, p.mirror, p.mean_file, p.workers) == (
+    s = p.stream
+    assert (s.source, s.batch_size, s.crop_size, s.mirror, s.mean_file, s.workers) == (
         "train_lmdb", 64, 227, True, "mean.binaryproto", 4)
-    assert (p.scale, p.shuffle, p.mean_value, p.tops, p.prefetch) == (1.0, False, (), None, 4)
-    assert p.transform_param() == {"scale": 1.0, "mirror": True, "crop_size": 227,
-                                   "mean_file": "mean.binaryproto", "force_color": False, "force_gray": False}
-    assert p.has_transform()
-    assert not DataLayerParams(source="x", batch_size=2).has_transform()
+    assert (s.scale, s.shuffle, s.mean_value, p.tops, s.prefetch) == (1.0, False, (), None, 4)
+    assert s.changed() == {"source": "train_lmdb", "crop_size": 227, "mirror": True,
+                           "mean_file": "mean.binaryproto", "workers": 4}
+    assert DataLayerParams(stream=Stream(source="x", batch_size=2)).stream.changed() == {
+        "source": "x", "batch_size": 2}
 
 
 def test_empty_param_str_is_empty_dict_and_then_missing_keys():
     assert parse_param_str("") == {} and parse_param_str("  \n") == {}
-    with pytest.raises(ValueError, match=r"missing keys \['source', 'batch_size'\].*valid keys: source, batch_size"):
+    with pytest.raises(ValueError, match=r"missing keys \['source', 'batch_size'\].*valid keys: source, source_type"):
         data_layer_params({})
 
 
@@ -123,10 +125,9 @@ def test_bad_values_name_the_key(mapping, match):
 def test_normalised_values():
     p = data_layer_params({"source": "a", "batch_size": 2, "mean_value": 104, "scale": 1,
                            "tops": "data", "backend": "lmdb"})
-    assert p.mean_value == (104.0,) and isinstance(p.scale, float) and p.tops == ("data",)
+    assert p.stream.mean_value == (104.0,) and isinstance(p.stream.scale, float) and p.tops == ("data",)
     p = data_layer_params({"source": "a", "batch_size": 2, "mean_value": [104, 117.0, 123]})
-    assert p.mean_value == (104.0, 117.0, 123.0)
-    assert p.transform_param()["mean_value"] == (104.0, 117.0, 123.0)
+    assert p.stream.mean_value == (104.0, 117.0, 123.0)
 
 
 @pytest.mark.parametrize("value, expected", [(0, 0), (1, 1), ("TRAIN", 0), ("test", 1)])

@@ -195,7 +195,7 @@ def test_caffe_layer_remote_keeps_server_settings_on_the_server():
     with pytest.raises(ValueError, match=r"\['crop_size'\] are the servers' settings"):
         data_layer_params({"remote": ["tcp://127.0.0.1:5555"], "batch_size": 4, "crop_size": 3})
     p = data_layer_params({"remote": "tcp://127.0.0.1:5555", "batch_size": 4, "seed": 3})
-    assert p.remote == ("tcp://127.0.0.1:5555",) and p.source == ""
+    assert p.remote == ("tcp://127.0.0.1:5555",) and p.stream.source == ""
     with pytest.raises(ValueError, match="missing keys \\['source'\\]"):
         data_layer_params({"batch_size": 4})
 

@@ -6,6 +6,11 @@ import signal
 import sys
 from typing import Any, Tuple
 
+from ..stream import add_stream_arguments, stream_from_args
+
+# what a server does unless told otherwise (a client may ask for another seed)
+SERVE_DEFAULTS = {"seed": 0}
+
 DESCRIPTION = """\
 Run a Loader here (decode + augment on this host's CPUs) and stream its batches
 to trainers that read them with feedstock.RemoteLoader([...endpoints]).
@@ -37,42 +42,13 @@ def parse_part(text: str) -> Tuple[int, int]:
     return j, n
 
 
-def _floats(text: str) -> Tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected numbers separated by commas") from None
-
-
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("serve", help="stream a Loader's batches to remote trainers (ZeroMQ)",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", help="LMDB, list file, image folder, CSV table or HDF5 file")
     p.add_argument("--bind", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint (default: loopback)")
     p.add_argument("--part", type=parse_part, default=(0, 1), metavar="j/n", help="serve batches j, j+n, ...")
-    g = p.add_argument_group("the stream (as the Caffe layer's param_str keys)")
-    g.add_argument("--source-type", default="auto", choices=("auto", "lmdb", "list", "folder", "csv", "hdf5"))
-    g.add_argument("--batch-size", type=int, default=64)
-    g.add_argument("--shuffle", action="store_true")
-    g.add_argument("--drop-last", action="store_true", help="drop each epoch's short last batch")
-    g.add_argument("--seed", type=int, default=0, help="default seed (a client may ask for another)")
-    g.add_argument("--phase", choices=("train", "test"), default="train", help="test: no random crop/mirror")
-    g.add_argument("--new-height", type=int, default=0)
-    g.add_argument("--new-width", type=int, default=0)
-    g.add_argument("--gray", action="store_true", help="images as one grey channel (is_color: false)")
-    g.add_argument("--root-folder", default="")
-    g.add_argument("--crop-size", type=int, default=0)
-    g.add_argument("--mirror", action="store_true")
-    g.add_argument("--mean-file")
-    g.add_argument("--mean-value", type=_floats, default=())
-    g.add_argument("--scale", type=float, default=1.0)
-    g.add_argument("--rank", type=int, default=0, help="the trainer rank this feed is for")
-    g.add_argument("--world-size", type=int, default=1)
-    w = p.add_argument_group("workers")
-    w.add_argument("--workers", type=int, default=2)
-    w.add_argument("--prefetch", type=int, default=4)
-    w.add_argument("--on-error", choices=("raise", "skip"), default="raise")
-    w.add_argument("--start-method", default="auto", choices=("auto", "fork", "spawn", "forkserver"))
+    p.add_argument("--phase", choices=("train", "test"), default="train", help="test: no random crop/mirror")
+    add_stream_arguments(p)
     s = p.add_argument_group("security and liveness")
     s.add_argument("--curve-secret", help="server secret key file (feedstock keygen): encrypt and authenticate")
     s.add_argument("--curve-clients", help="folder of client public keys allowed to connect")
@@ -88,18 +64,11 @@ def register(subparsers: Any) -> None:
 
 
 def build_loader(args: argparse.Namespace) -> Any:
-    """The Loader the server runs: the Caffe layer's source and transforms, this server's part."""
-    from ..caffe_params import TEST, TRAIN, DataLayerParams
-    from ..caffe_params import build_loader as layer_loader
+    """The Loader the server runs: the stream of the flags (and --config), this server's part."""
+    stream = stream_from_args(args, defaults=SERVE_DEFAULTS)
+    from ..remote.served import serve_part  # a part of the stream is the server's business, not the Loader's
 
-    p = DataLayerParams(source=args.source, batch_size=args.batch_size, source_type=args.source_type,
-                        root_folder=args.root_folder, shuffle=args.shuffle, new_height=args.new_height,
-                        new_width=args.new_width, is_color=not args.gray, scale=args.scale, mirror=args.mirror,
-                        crop_size=args.crop_size, mean_file=args.mean_file, mean_value=args.mean_value,
-                        workers=args.workers, prefetch=args.prefetch, seed=args.seed, on_error=args.on_error,
-                        rank=args.rank, world_size=args.world_size, start_method=args.start_method)
-    phase = TRAIN if args.phase == "train" else TEST
-    return layer_loader(p, phase, ("data", "label"), drop_last=args.drop_last, part=args.part)
+    return serve_part(stream.build_loader(args.phase), args.part)
 
 
 def run(args: argparse.Namespace) -> int:
