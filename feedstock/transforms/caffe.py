@@ -27,22 +27,13 @@ from ..spec import Sample, Spec
 from ._aligned import IMAGE, MASK, image_of, mask_of, spec_hw
 from .base import Transform, write_rows
 from .color import to_color, to_gray
+from ..phase import parse_phase
 from .crop import center_offsets, check_fits, crop_view, random_offsets
 from .fused import Scratch, build_luts, write_batch, write_float, write_uint8
 from .mean import broadcast_values, mean_values
 from .prototxt import find_blocks, parse_prototxt
 
 PARAMS = ("scale", "mirror", "crop_size", "mean_file", "mean_value", "force_color", "force_gray")
-_PHASES = {"TRAIN": 0, "TEST": 1}
-
-
-def parse_phase(phase: Union[str, int]) -> int:
-    """0 for "TRAIN"/0, 1 for "TEST"/1 (Caffe's ``enum Phase``)."""
-    if isinstance(phase, str) and phase.upper() in _PHASES:
-        return _PHASES[phase.upper()]
-    if isinstance(phase, (int, np.integer)) and not isinstance(phase, bool) and int(phase) in (0, 1):
-        return int(phase)
-    raise ValueError(f"phase={phase!r} must be 'TRAIN', 'TEST', 0 or 1")
 
 
 def _flag(value: Any, name: str) -> bool:
