@@ -115,12 +115,14 @@ class Stream:
         return build_transforms(self, self.kind(), parse_phase(phase))
 
     def build_loader(self, phase: Any = TRAIN, *, fields: Optional[Sequence[str]] = None,
-                     caffe_layout: bool = False, **overrides: Any) -> "Loader":
+                     caffe_layout: bool = False, source: Optional["Source"] = None, **overrides: Any) -> "Loader":
         """The Loader of this stream in ``phase``; ``overrides`` replace loader options for this
-        one Loader (e.g. ``shuffle=False`` for a validation pass)."""
+        one Loader (e.g. ``shuffle=False`` for a validation pass); ``source`` replaces the one
+        the stream would build (e.g. a held-out split of it)."""
         from .stream_build import build_loader
 
-        return build_loader(self, parse_phase(phase), fields=fields, caffe_layout=caffe_layout, **overrides)
+        return build_loader(self, parse_phase(phase), fields=fields, caffe_layout=caffe_layout, source=source,
+                            **overrides)
 
     def fingerprint(self) -> Dict[str, Any]:
         """Source identity, transform and sampler settings, JSON-able: two feeds of one stream

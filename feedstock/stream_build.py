@@ -78,8 +78,9 @@ def _refuse_misplaced(s: "Stream", kind: str) -> None:
 
 
 def build_loader(s: "Stream", phase: int, *, fields: Optional[Sequence[str]] = None, caffe_layout: bool = False,
-                 **overrides: Any) -> "Loader":
-    """The Loader of ``s`` in ``phase``, with ``overrides`` replacing loader options."""
+                 source: Optional["Source"] = None, **overrides: Any) -> "Loader":
+    """The Loader of ``s`` in ``phase``, with ``overrides`` replacing loader options; ``source``: read
+    this Source (a held-out split of the stream's, say) instead of building one."""
     from .pipeline.loader import Loader
     from .stream import resolve_seed
 
@@ -89,5 +90,6 @@ def build_loader(s: "Stream", phase: int, *, fields: Optional[Sequence[str]] = N
                    max_bad_fraction=s.max_bad_fraction, timeout=s.timeout, start_method=s.start_method,
                    rank=s.rank, world_size=s.world_size)
     options.update(overrides)
-    source = build_source(s, kind, fields=fields, caffe_layout=caffe_layout)
+    if source is None:
+        source = build_source(s, kind, fields=fields, caffe_layout=caffe_layout)
     return Loader(source, build_transforms(s, kind, phase), **options)
