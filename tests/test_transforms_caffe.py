@@ -202,23 +202,64 @@ def test_mask_gets_the_same_crop_and_mirror():
     np.testing.assert_array_equal(rows["mask"], out["mask"])
 
 
-def test_force_color_and_force_gray_convert_with_opencv():
-    gray = np.arange(12, dtype=np.uint8).reshape(1, 3, 4)
-    out = CaffeTransform(phase="TEST", force_color=True)({"data": gray}, ScriptedRng())["data"]
-    np.testing.assert_array_equal(out, np.repeat(gray, 3, axis=0).astype(np.float32))
-    bgr = np.zeros((3, 1, 1), np.uint8)
-    bgr[0] = 255  # pure blue: OpenCV gray = round(0.114 * 255) = 29
+@pytest.mark.parametrize("flag, channels", [("force_color", 1), ("force_gray", 3), ("force_color", 4),
+                                            ("force_gray", 2)])
+def test_force_flags_leave_raw_images_as_stored(flag, channels, caplog):
+    """Caffe's Transform(Datum) on a raw Datum: LOG(ERROR) and the stored channels (caffe.md §4)."""
+    x = np.random.default_rng(channels).integers(0, 256, (channels, 5, 6), dtype=np.uint8)
+    t = CaffeTransform(phase="TEST", scale=0.5, mean_value=7, **{flag: True})
+    with caplog.at_level("ERROR", logger="feedstock.transforms.caffe"):
+        outs = [t({"data": x}, ScriptedRng())["data"] for _ in range(3)]
+        rows = {"data": np.empty((channels, 5, 6), np.float32)}
+        t.into({"data": x}, ScriptedRng(), rows)
+    expected = (x.astype(np.float32) - 7) * np.float32(0.5)
+    for out in outs + [rows["data"]]:
+        np.testing.assert_array_equal(out, expected)
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and flag in errors[0] and "encoded" in errors[0]  # once, not per image
+
+
+def test_force_flags_matching_channels_log_nothing(caplog):
+    with caplog.at_level("ERROR", logger="feedstock.transforms.caffe"):
+        CaffeTransform(phase="TEST", force_gray=True)({"data": np.zeros((1, 2, 2), np.uint8)}, ScriptedRng())
+        CaffeTransform(phase="TEST", force_color=True)({"data": np.zeros((3, 2, 2), np.uint8)}, ScriptedRng())
+    assert caplog.records == []
+
+
+def test_force_flags_choose_the_decode_of_encoded_datums():
     t = CaffeTransform(phase="TEST", force_gray=True)
-    assert t({"data": bgr}, ScriptedRng())["data"].ravel().tolist() == [29.0]
-    assert t.imread_flag == cv2.IMREAD_GRAYSCALE
-    assert CaffeTransform(phase="TEST").imread_flag == cv2.IMREAD_UNCHANGED
-    assert CaffeTransform(phase=0, force_color=True).imread_flag == cv2.IMREAD_COLOR
+    assert (t.imread_flag, t.decode_mode) == (cv2.IMREAD_GRAYSCALE, "gray")
+    plain = CaffeTransform(phase="TEST")
+    assert (plain.imread_flag, plain.decode_mode) == (cv2.IMREAD_UNCHANGED, "native")
+    color = CaffeTransform(phase=0, force_color=True)
+    assert (color.imread_flag, color.decode_mode) == (cv2.IMREAD_COLOR, "color")
+
+
+def test_force_gray_through_a_loader_raw_vs_encoded_lmdb(tmp_path, no_leaks):
+    """Raw Datums keep 3 channels; encoded ones decode grey with the transform's decode_mode."""
+    from feedstock.loaders import CaffeLmdb
+    from feedstock.pipeline.loader import Loader
+    from feedstock.testing import make_encoded_lmdb, make_raw_lmdb
+
+    def one_batch(source, transform):
+        with Loader(source, [transform], batch_size=4, workers=0, shuffle=False) as loader:
+            return list(loader)
+
+    t = CaffeTransform(phase="TEST", force_gray=True)
+    images, _ = make_raw_lmdb(str(tmp_path / "raw"), np.random.default_rng(5), 4, (3, 6, 7))
+    (batch,) = one_batch(CaffeLmdb(str(tmp_path / "raw"), mode=t.decode_mode), t)
+    np.testing.assert_array_equal(batch["data"], images.astype(np.float32))
+    hwc = [np.ascontiguousarray(im.transpose(1, 2, 0)) for im in images]
+    payloads = make_encoded_lmdb(str(tmp_path / "enc"), hwc, [0, 1, 2, 3])
+    (batch,) = one_batch(CaffeLmdb(str(tmp_path / "enc"), mode=t.decode_mode), t)
+    gray = [cv2.imdecode(np.frombuffer(p, np.uint8), cv2.IMREAD_GRAYSCALE) for p in payloads]
+    np.testing.assert_array_equal(batch["data"], np.stack(gray)[:, None].astype(np.float32))
 
 
 def test_output_spec():
-    t = CaffeTransform(phase="TRAIN", crop_size=227, force_gray=True)
+    t = CaffeTransform(phase="TRAIN", crop_size=227, force_gray=True)  # decoding's business, not ours
     spec = t.output_spec({"data": ArraySpec((3, None, None), np.uint8), "label": ArraySpec((), np.int64)})
-    assert spec["data"] == ArraySpec((1, 227, 227), np.float32)
+    assert spec["data"] == ArraySpec((3, 227, 227), np.float32)
     assert spec["label"] == ArraySpec((), np.int64)
     full = CaffeTransform(phase="TEST").output_spec({"data": ArraySpec((3, 32, 30), np.uint8)})
     assert full["data"] == ArraySpec((3, 32, 30), np.float32)
@@ -302,6 +343,7 @@ def _rows_of(t, batch, index0=0):
     dict(phase="TEST", crop_size=5, mean_value=[1.5, 2, 3], scale=0.5),
     dict(phase="TEST", crop_size=6, mean_image="random", scale=0.017),
     dict(phase="TEST", crop_size=7, force_color=True),
+    dict(phase="TEST", crop_size=7, force_gray=True),  # raw images keep their channels, as in Caffe
     dict(phase="TRAIN", mean_image="random"),
 ])
 def test_apply_batch_equals_the_rows_bit_for_bit(kwargs, dtype):
@@ -347,8 +389,6 @@ def test_apply_batch_crops_the_mask_like_the_rows():
     (dict(phase="TRAIN", mirror=True), (2, 3, 8, 8)),  # a coin per row
     (dict(phase="TEST", mirror=True), (2, 3, 8, 8)),  # the mirror is drawn in TEST too
     (dict(phase="TRAIN", crop_size=4), (2, 3, 8, 8)),  # random offsets per row
-    (dict(phase="TEST", force_color=True), (2, 1, 8, 8)),  # per-row conversion to colour
-    (dict(phase="TEST", force_gray=True), (2, 3, 8, 8)),
     (dict(phase="TEST", crop_size=9), (2, 3, 8, 8)),  # rejected per row, naming the record
     (dict(phase="TEST", mean_value=[1, 2]), (2, 3, 8, 8)),
     (dict(phase="TEST", mean_image=np.zeros((3, 7, 8), np.float32)), (2, 3, 8, 8)),

@@ -8,25 +8,29 @@ and not mirrored: pixel and mean come from the same source position and go
 to the mirrored destination. Arithmetic is float32; output float32 CHW in
 the input's channel order. A ``"mask"`` field gets the same crop and mirror.
 
+``force_color``/``force_gray`` choose how *encoded* Datums are decoded (``decode_mode``,
+``imread_flag``: give them to the source, e.g. ``CaffeLmdb(path, mode=t.decode_mode)``, as the
+Caffe layer does). Arrays reaching the transform are raw Datums or decoded images, for which
+Caffe ignores both flags (it logs an error and keeps the stored channels): so does this.
+
 ``apply_batch`` (the Loader's batch fast path) handles a whole (N, C, H, W) batch
 when the settings draw nothing: no ``mirror``, and no crop in TRAIN (TEST crops at
 the centre); otherwise it answers ``NotImplemented`` and rows go one by one.
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 from types import NotImplementedType
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
-import cv2
 import numpy as np
 
 from ..caffe_pb import read_mean_file
 from ..spec import Sample, Spec
 from ._aligned import IMAGE, MASK, image_of, mask_of, spec_hw
 from .base import Transform, write_rows
-from .color import to_color, to_gray
 from ..phase import parse_phase
 from .crop import center_offsets, check_fits, crop_view, random_offsets
 from .fused import Scratch, build_luts, write_batch, write_float, write_uint8
@@ -34,6 +38,8 @@ from .mean import broadcast_values, mean_values
 from .prototxt import find_blocks, parse_prototxt
 
 PARAMS = ("scale", "mirror", "crop_size", "mean_file", "mean_value", "force_color", "force_gray")
+
+log = logging.getLogger(__name__)
 
 
 def _flag(value: Any, name: str) -> bool:
@@ -72,6 +78,7 @@ class CaffeTransform(Transform):
         self.mean_values = mean_values(mean_value, "mean_value") if has_values else None
         self._luts: Dict[int, np.ndarray] = {}
         self._scratch = Scratch()
+        self._force_logged = False
 
     def _load_mean(self, mean_image: Optional[np.ndarray]) -> Optional[np.ndarray]:
         mean = read_mean_file(self.mean_file) if self.mean_file is not None else mean_image
@@ -90,9 +97,16 @@ class CaffeTransform(Transform):
     @property
     def imread_flag(self) -> int:
         """The ``cv2.imdecode`` flag Caffe uses for encoded datums with these force_* settings."""
+        import cv2  # only here: the transform itself never calls OpenCV
+
         if self.force_color:
             return cv2.IMREAD_COLOR
         return cv2.IMREAD_GRAYSCALE if self.force_gray else cv2.IMREAD_UNCHANGED
+
+    @property
+    def decode_mode(self) -> str:
+        """The ``CaffeLmdb(mode=...)`` decoding encoded Datums as Caffe does with these force_* flags."""
+        return "color" if self.force_color else "gray" if self.force_gray else "native"
 
     # -- construction from Caffe's configuration --------------------------------------------------
     @classmethod
@@ -126,11 +140,9 @@ class CaffeTransform(Transform):
 
     # -- per-sample work --------------------------------------------------------------------------
     def _prepare(self, x: np.ndarray) -> np.ndarray:
-        """Channel forcing, then Caffe's CHECKs on the uncropped image."""
-        if self.force_color and x.shape[0] != 3:
-            x = to_color(x)
-        elif self.force_gray and x.shape[0] != 1:
-            x = to_gray(x)
+        """Caffe's CHECKs on the uncropped image; force_* never convert an array (see the module doc)."""
+        if (self.force_color and x.shape[0] != 3) or (self.force_gray and x.shape[0] != 1):
+            self._log_force_ignored(x.shape[0])
         c, h, w = x.shape
         if c == 0:
             raise ValueError("CaffeTransform: the image has 0 channels")
@@ -142,6 +154,14 @@ class CaffeTransform(Transform):
                 f"has shape {x.shape}; they must match"
             )
         return x
+
+    def _log_force_ignored(self, channels: int) -> None:
+        if self._force_logged:
+            return
+        self._force_logged = True  # Caffe logs it for every Datum; once per transform is enough
+        flag = "force_color" if self.force_color else "force_gray"
+        log.error("%s applies only to encoded Datums (decode them with CaffeLmdb(mode=%r)); this %d-channel "
+                  "raw or decoded image keeps its channels, as in Caffe", flag, self.decode_mode, channels)
 
     def draw(self, shape: Tuple[int, int, int], rng: np.random.Generator) -> Tuple[bool, int, int]:
         """Caffe's draws: ``do_mirror`` (if mirror), then ``h_off``, ``w_off`` (TRAIN crop only)."""
@@ -245,7 +265,7 @@ class CaffeTransform(Transform):
     def _batch_fits(self, shape: Tuple[int, int, int]) -> bool:
         """What ``_prepare`` would neither convert nor reject, and mean values that fit."""
         c, h, w = shape
-        if c == 0 or (self.force_color and c != 3) or (self.force_gray and c != 1):
+        if c == 0:
             return False
         if self.crop_size > min(h, w) or (self.mean is not None and self.mean.shape != tuple(shape)):
             return False
@@ -256,7 +276,6 @@ class CaffeTransform(Transform):
         if IMAGE not in spec:
             return out
         c, h, w = spec_hw(spec[IMAGE], "CaffeTransform")
-        c = 3 if self.force_color else 1 if self.force_gray else c
         k = self.crop_size
         if k and ((h is not None and k > h) or (w is not None and k > w)):
             raise ValueError(f"crop_size={k} is larger than the image ({h}x{w})")
