@@ -107,7 +107,11 @@ class RandomScale(Geometric):
     For segmentation with class masks (FCN / DeepLab style multiscale training):
     the image is resized with ``interpolation`` (bilinear by default), the mask
     nearest-neighbour, so every mask value is one of the input's class ids. The
-    output is ``scaled_size(H, W, s)``; follow with Pad + RandomCrop for fixed shapes.
+    mask uses ``INTER_NEAREST_EXACT`` (pixel centres aligned, as the bilinear image
+    is; plain ``INTER_NEAREST`` is shifted by up to half a source pixel), so a mask
+    pixel is always one of the image pixel's bilinear neighbours, the one with the
+    largest weight. The output is ``scaled_size(H, W, s)``; follow with Pad +
+    RandomCrop for fixed shapes.
     """
 
     def __init__(self, scales: Sequence[float] = (0.6, 1.0, 1.4), *, interpolation: int = cv2.INTER_LINEAR):
@@ -121,7 +125,7 @@ class RandomScale(Geometric):
         return scaled_size(shape[1], shape[2], s)
 
     def apply(self, x: np.ndarray, params: Tuple[int, int], *, is_mask: bool) -> np.ndarray:
-        return resize_chw(x, params[0], params[1], cv2.INTER_NEAREST if is_mask else self.interpolation)
+        return resize_chw(x, params[0], params[1], cv2.INTER_NEAREST_EXACT if is_mask else self.interpolation)
 
     def out_hw(self, h: Optional[int], w: Optional[int]) -> Tuple[Optional[int], Optional[int]]:
         if h is None or w is None or len(set(self.scales)) != 1:
