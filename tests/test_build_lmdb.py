@@ -210,15 +210,23 @@ def test_real_photos_with_a_space_in_the_name(tmp_path, shared_data):
     photos = shared_data / "photos"
     (tmp_path / "list.txt").write_text("cat.jpg 0\ncat gray.jpg 1\n")
     build(tmp_path / "list.txt", tmp_path / "raw", "--root", f"{photos}/", "--workers", "0")
-    build(tmp_path / "list.txt", tmp_path / "enc", "--root", f"{photos}/", "--encoded", "--workers", "0")
+    out = build(tmp_path / "list.txt", tmp_path / "enc", "--root", f"{photos}/", "--encoded", "--workers", "0")
     raw, enc = read_db(tmp_path / "raw"), read_db(tmp_path / "enc")
-    assert [k for k, _ in raw] == [k for k, _ in enc] == [b"00000000_cat.jpg", b"00000001_cat gray.jpg"]
+    assert [k for k, _ in raw] == [b"00000000_cat.jpg", b"00000001_cat gray.jpg"]
     for (key, value), name in zip(raw, ("cat.jpg", "cat gray.jpg")):
         expected = cv2.imread(str(photos / name), cv2.IMREAD_COLOR)  # grey file -> 3 channels
         np.testing.assert_array_equal(raw_pixels(parse_datum_wire(value)), expected.transpose(2, 0, 1))
-    for (key, value), name in zip(enc, ("cat.jpg", "cat gray.jpg")):
-        assert parse_datum_wire(value)["data"] == (photos / name).read_bytes()
-    assert CaffeLmdb(tmp_path / "enc")[1]["data"].shape[0] == 1  # native decode of the grey JPEG
+    # Kept byte for byte the grey JPEG would decode natively to 1 channel: skipped and named, not kept.
+    assert [k for k, _ in enc] == [b"00000000_cat.jpg"]
+    assert parse_datum_wire(enc[0][1])["data"] == (photos / "cat.jpg").read_bytes()
+    assert "cat gray.jpg" in out and "--reencode" in out
+    build(tmp_path / "list.txt", tmp_path / "re", "--root", f"{photos}/", "--encoded", "--reencode", "--workers", "0")
+    re_db = read_db(tmp_path / "re")
+    assert re_db[0] == enc[0]  # the colour JPEG is still the original file
+    payload = parse_datum_wire(re_db[1][1])["data"]
+    ok, expected = cv2.imencode(".jpg", cv2.imread(str(photos / "cat gray.jpg"), cv2.IMREAD_COLOR))
+    assert payload == expected.tobytes()  # 3 channels, OpenCV's default JPEG quality (Caffe's re-encode)
+    assert CaffeLmdb(tmp_path / "re")[1]["data"].shape[0] == 3
 
 
 @pytest.mark.parametrize("bad", [["--shard", "3/3"], ["--resize", "0x4"]])

@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Callable, List, Optional, Tuple
 
+from ..loaders.csv_classes import read_classes
 from ..writers.build import BuildOptions, BuildReport, build_lmdb
 from ..writers.build_encode import RESIZE_MODES
 from ..writers.build_output import SKIPPED
@@ -75,7 +76,13 @@ def register(subparsers) -> None:
                    help="how to read SRC (default: guess from the path)")
     g.add_argument("--root", default="", help="list files: prefix of every path (Caffe ROOTFOLDER, plain "
                    "concatenation: end it with '/')")
-    g.add_argument("--label-column", help="CSV: label column name or index; HDF5: label dataset name")
+    g.add_argument("--label-column", help="CSV: label column name (default target, which must then exist); "
+                   "HDF5: label dataset name (default label)")
+    g.add_argument("--no-labels", action="store_true", help="CSV/HDF5: the file has no label column (every "
+                   "label 0); without it a missing label column is an error")
+    g.add_argument("--classes", metavar="LABELS", help="CSV: the dataset's class list, labels.txt of the "
+                   "training build (or that build folder): codes follow it, a class outside it is an error; "
+                   "use it for validation and test files")
     g = p.add_argument_group("images (convert_imageset flags)")
     g.add_argument("--resize-height", type=int, default=0, help="resize height; resizing needs both sizes")
     g.add_argument("--resize-width", type=int, default=0, help="resize width; resizing needs both sizes")
@@ -87,6 +94,9 @@ def register(subparsers) -> None:
                    "nothing changes, else re-encoded)")
     g.add_argument("--encode-type", choices=("jpg", "png"), help="re-encode as this format (implies --encoded; "
                    "default with --encoded: each file's own format)")
+    g.add_argument("--reencode", action="store_true", help="with --encoded: re-encode files that readers would "
+                   "decode to another channel count or bit depth (grayscale, alpha, 16-bit) with the dataset's "
+                   "channels and 8 bits; without it they are skipped and listed (or fatal with --strict)")
     g.add_argument("--check-size", action="store_true", help="fail unless every record has the first one's shape")
     g = p.add_argument_group("order, splits, outputs")
     g.add_argument("--shuffle", action="store_true", help="shuffle the records (reproducible from --seed)")
@@ -127,7 +137,8 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
                         encoding=encoding, shuffle=args.shuffle, seed=args.seed, check_size=args.check_size,
                         val_fraction=args.val_fraction, mean=args.mean, strict=args.strict, shard=args.shard,
                         workers=args.workers, txn_size=args.txn_size, throttle_s=args.throttle_ms / 1000.0,
-                        start_method=args.start_method)
+                        start_method=args.start_method, no_labels=args.no_labels, reencode=args.reencode,
+                        classes=read_classes(args.classes) if args.classes else None)
 
 
 def check_engine_args(args: argparse.Namespace) -> None:
@@ -192,6 +203,10 @@ def summary_lines(report: BuildReport) -> List[str]:
     if report.skipped:
         lines.append(f"  skipped {len(report.skipped)} unreadable record(s): see "
                      f"{os.path.join(report.out, SKIPPED)}")
+        kept = [e for e in report.skipped if "--reencode" in e.reason]
+        if kept:
+            lines.append(f"  {len(kept)} of them (e.g. {kept[0].name}) are files --encoded would keep in a form "
+                         "readers reject (grayscale, alpha or 16-bit): rebuild with --reencode to include them")
     rate = report.processed / report.elapsed_s if report.elapsed_s > 0 else 0.0
     lines.append(f"  {report.processed} records processed in {report.elapsed_s:.2f} s "
                  f"({rate:.1f} records/s, {report.workers} workers)")

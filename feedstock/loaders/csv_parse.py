@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -32,12 +31,41 @@ class Columns:
 
 @dataclass
 class Parsed:
-    """The table as flat arrays; ``lines`` maps rows to file line numbers (None: row i is line i+2)."""
+    """The table as flat arrays; ``lines`` maps rows to file line numbers (None: row i is line i+2).
+
+    ``bad`` lists the rows left out under ``skip=True`` as (line, reason)."""
 
     features: np.ndarray
     labels: Optional[np.ndarray]
     ids: Optional[np.ndarray]
     lines: Optional[np.ndarray]
+    bad: List[Tuple[int, str]] = field(default_factory=list)
+
+    def line_numbers(self) -> np.ndarray:
+        """The file line of every row."""
+        n = self.features.shape[0]
+        return self.lines if self.lines is not None else np.arange(2, n + 2, dtype=np.int64)
+
+    def keep(self, rows: np.ndarray) -> "Parsed":
+        """Only the rows where the boolean mask ``rows`` is True (line numbers kept)."""
+        take = lambda a: None if a is None else a[rows]  # noqa: E731
+        return Parsed(self.features[rows], take(self.labels), take(self.ids), self.line_numbers()[rows], self.bad)
+
+
+@dataclass(frozen=True)
+class SkippedRow:
+    """A row left out under ``on_error="skip"``: where it is and why (as the Loader's skipped records)."""
+
+    path: str
+    line: int
+    reason: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.path}:{self.line}"
+
+    def as_record(self) -> dict:
+        return {"key": self.key, "line": self.line, "error": self.reason}
 
 
 def _where(path: str, line: int, columns: Columns, j: Optional[int] = None) -> str:
@@ -57,39 +85,60 @@ def _parse_id(cell: str | bytes, where: str) -> int:
     return value
 
 
-def parse_slow(path: str, text: str, columns: Columns) -> Parsed:
-    """Reference parser with the csv module; every bad cell raises naming file, line, column."""
+def _parse_row(path: str, row: List[str], line: int, columns: Columns) -> Tuple[List[float], Optional[int]]:
+    """(features, id) of one csv row; ValueError naming file, line and column."""
+    if len(row) != len(columns.names):
+        kind = "short" if len(row) < len(columns.names) else "long"
+        raise ValueError(f"{path}:{line}: {kind} row: {len(row)} fields, the header has {len(columns.names)}")
+    values = []
+    for j in columns.features:
+        try:
+            values.append(float(row[j]))
+        except ValueError:
+            raise ValueError(f"{_where(path, line, columns, j)}: {row[j]!r} is not a number") from None
+    row_id = None if columns.id is None else _parse_id(row[columns.id], _where(path, line, columns, columns.id))
+    return values, row_id
+
+
+def parse_slow(path: str, text: str, columns: Columns, *, skip: bool = False) -> Parsed:
+    """Reference parser with the csv module; a bad cell or row raises naming file, line, column,
+    or with ``skip`` is left out and listed in ``Parsed.bad``."""
     reader = csv.reader(io.StringIO(text))
     next(reader)  # header, already parsed
-    feature_cols = columns.features
     features: List[List[float]] = []
     labels: List[str] = []
     ids: List[int] = []
     lines: List[int] = []
-    for row in reader:
+    bad: List[Tuple[int, str]] = []
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:  # e.g. a NUL byte or an unclosed quote: the rest cannot be split into rows
+            raise ValueError(f"{path}:{reader.line_num}: {e}") from None
         line = reader.line_num
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
-        if len(row) != len(columns.names):
-            kind = "short" if len(row) < len(columns.names) else "long"
-            raise ValueError(f"{path}:{line}: {kind} row: {len(row)} fields, the header has {len(columns.names)}")
-        values = []
-        for j in feature_cols:
-            try:
-                values.append(float(row[j]))
-            except ValueError:
-                raise ValueError(f"{_where(path, line, columns, j)}: {row[j]!r} is not a number") from None
+        try:
+            values, row_id = _parse_row(path, row, line, columns)
+        except ValueError as e:
+            if not skip:
+                raise
+            bad.append((line, str(e)[len(f"{path}:{line}"):].lstrip(":, ")))
+            continue
         features.append(values)
         if columns.label is not None:
             labels.append(row[columns.label])
-        if columns.id is not None:
-            ids.append(_parse_id(row[columns.id], _where(path, line, columns, columns.id)))
+        if row_id is not None:
+            ids.append(row_id)
         lines.append(line)
     return Parsed(
-        features=np.asarray(features, dtype=np.float32).reshape(len(lines), len(feature_cols)),
+        features=np.asarray(features, dtype=np.float32).reshape(len(lines), len(columns.features)),
         labels=np.asarray(labels, dtype=str) if columns.label is not None else None,
         ids=np.asarray(ids, dtype=np.int64) if columns.id is not None else None,
         lines=np.asarray(lines, dtype=np.int64),
+        bad=bad,
     )
 
 
@@ -169,34 +218,13 @@ def parse_fast(path: str, body: bytes, columns: Columns) -> Optional[Parsed]:
         labels = _column_cells(b, starts, ends, commas, columns.label, ncols)
     if columns.id is not None:
         cells = _column_cells(b, starts, ends, commas, columns.id, ncols)
-        ids = parse_ids(cells, lambda r: _where(path, r + 2, columns, columns.id))
+        try:
+            ids = parse_ids(cells, lambda r: _where(path, r + 2, columns, columns.id))
+        except (ValueError, OverflowError):
+            return None  # the reference parser names (or skips) the bad id
     return Parsed(features=features, labels=labels, ids=ids, lines=None)
 
 
-def natural_key(text: str) -> Tuple:
-    """Sort key comparing digit runs as numbers: Class_2 < Class_10."""
-    parts = re.split(r"([0-9]+)", text)
-    return tuple(int(p) if k % 2 else p for k, p in enumerate(parts)), text
-
-
-def label_codes(labels: np.ndarray, where: Callable[[int], str]) -> Tuple[np.ndarray, Optional[List[str]]]:
-    """Integer labels kept as int64 (classes None); other strings -> 0-based codes in natural order.
-
-    ``labels`` holds raw cells (bytes or str); only the distinct values are decoded.
-    ``where(row)`` names a row for the empty-label error.
-    """
-    raw, inverse = np.unique(labels, return_inverse=True)
-    names = [(r.decode("utf-8", "replace") if isinstance(r, bytes) else str(r)).strip() for r in raw.tolist()]
-    if "" in names:
-        row = int(np.flatnonzero(inverse.reshape(-1) == names.index(""))[0])
-        raise ValueError(f"{where(row)}: empty label")
-    try:
-        values = [int(n) for n in names]
-    except ValueError:
-        values = None
-    if values is not None:
-        return np.asarray(values, dtype=np.int64)[inverse].reshape(-1), None
-    classes = sorted(set(names), key=natural_key)
-    code = {name: k for k, name in enumerate(classes)}
-    rank = np.asarray([code[n] for n in names], dtype=np.int64)
-    return rank[inverse].reshape(-1), classes
+def label_where(path: str, columns: Columns, line: int) -> str:
+    """``file:line, column k ('name')`` of a row's label cell."""
+    return _where(path, line, columns, columns.label)

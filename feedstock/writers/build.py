@@ -14,17 +14,18 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import RecordError
 from ..loaders.caffe_lmdb import CaffeLmdb, read_keys, release_env
+from ..loaders.csv_classes import check_classes
 from ..pipeline.pool import ordered_map
 from . import build_output as bo
 from .build_encode import RESIZE_MODES, ChunkResult, ImageJob, encode_images, encode_table
-from .build_plan import (IMAGE_KINDS, KINDS, Listing, Split, chunks, detect_kind, key_line_id, make_listing, make_splits,
-                         record_key)
+from .build_plan import IMAGE_KINDS, KINDS, Listing, Split, chunks, detect_kind, key_line_id, make_splits, record_key
+from .build_safety import check_not_source, output_paths, safe_listing
 from .lmdb_writer import LmdbWriter, is_lmdb
 from .mean import ExactMean, write_mean_outputs
 
@@ -56,8 +57,17 @@ class BuildOptions:
     chunk_size: int = 16
     throttle_s: float = 0.0  # test hook: seconds slept per record
     start_method: str = "auto"  # worker start: auto (the pool's choice), fork or spawn
+    no_labels: bool = False  # CSV/HDF5 without a label column: every label 0 (else a missing column is an error)
+    classes: Optional[Tuple[str, ...]] = None  # CSV: the dataset's class list (labels.txt of the training build)
+    reencode: bool = False  # --encoded: re-encode files a reader would get in another channel count or depth
 
     def __post_init__(self) -> None:
+        if self.classes is not None:
+            object.__setattr__(self, "classes", tuple(check_classes(self.classes, "classes")))
+        if self.no_labels and (self.label_column is not None or self.classes is not None):
+            raise ValueError("no_labels=True (--no-labels) excludes label_column and classes")
+        if self.reencode and self.encoding is None:
+            raise ValueError("reencode=True (--reencode) applies to encoded builds (--encoded or --encode-type)")
         if self.kind != "auto" and self.kind not in KINDS:
             raise ValueError(f"kind={self.kind!r} must be 'auto' or one of {KINDS}")
         if self.resize_mode not in RESIZE_MODES:
@@ -81,12 +91,17 @@ class BuildOptions:
     def plan(self) -> dict:
         """The options that decide the content (not workers, transaction or chunk sizes)."""
         skip = {"workers", "txn_size", "chunk_size", "throttle_s", "strict", "shard", "start_method"}
-        return {k: v for k, v in asdict(self).items() if k not in skip}
+        plan = {k: v for k, v in asdict(self).items() if k not in skip}
+        plan["classes"] = list(self.classes) if self.classes is not None else None
+        for name in ("no_labels", "classes", "reencode"):  # absent when unset: older partial builds still resume
+            if not plan[name]:
+                del plan[name]
+        return plan
 
     def image_job(self) -> ImageJob:
         return ImageJob(color=self.color, height=self.resize_height, width=self.resize_width,
                         resize_mode=self.resize_mode, encoding=self.encoding, want_sum=self.mean,
-                        seed=self.seed, throttle_s=self.throttle_s)
+                        seed=self.seed, throttle_s=self.throttle_s, reencode=self.reencode)
 
 
 @dataclass
@@ -106,17 +121,25 @@ class BuildReport:
 
 
 def build_lmdb(src: str, out: str, options: BuildOptions, *, force: bool = False, resume: bool = False,
-               progress: Optional[Progress] = None, on_total: Optional[Callable[[int, int], None]] = None) -> BuildReport:
-    """Build the LMDB(s) of ``src`` at ``out``; ``on_total(total, already_done)`` precedes progress calls."""
+               progress: Optional[Progress] = None, on_total: Optional[Callable[[int, int], None]] = None,
+               exclude: Sequence[str] = ()) -> BuildReport:
+    """Build the LMDB(s) of ``src`` at ``out``; ``on_total(total, already_done)`` precedes progress calls.
+
+    ``out``, ``out.partial``, ``out.parts`` and the paths in ``exclude`` (a ray partition
+    passes its final OUT's) are never scanned; an output that is or holds the source,
+    or would hide source records, is refused before anything is removed.
+    """
     if force and resume:
         raise ValueError("force=True (--force) and resume=True (--resume) exclude each other")
     started = time.monotonic()
     src, out = os.path.abspath(src), os.path.abspath(out)
+    outputs = output_paths(out) + [os.path.abspath(p) for p in exclude]
+    check_not_source(src, outputs)
     if resume and not os.path.exists(bo.partial_path(out)) and bo.is_build_output(out):
         return _report_from_manifest(out)
     kind = detect_kind(src) if options.kind == "auto" else options.kind
     check_kind_options(kind, options)
-    listing = make_listing(src, kind, options)
+    listing = safe_listing(src, kind, options, outputs)
     splits = make_splits(listing, shuffle=options.shuffle, seed=options.seed,
                          val_fraction=options.val_fraction, shard=options.shard)
     plan = {"options": options.plan(), "kind": kind, "records": len(listing),
@@ -146,6 +169,12 @@ def check_kind_options(kind: str, options: BuildOptions) -> None:
         for name, default in image_only.items():
             if getattr(options, name) != default:
                 raise ValueError(f"{name}={getattr(options, name)!r} applies to image sources only, not {kind}")
+    else:
+        for name in ("no_labels", "label_column"):
+            if getattr(options, name):
+                raise ValueError(f"{name}={getattr(options, name)!r} applies to CSV and HDF5 sources, not {kind}")
+    if options.classes is not None and kind != "csv":
+        raise ValueError(f"classes applies to CSV sources (class names in a column), not {kind}")
 
 
 class _Run:

@@ -45,6 +45,12 @@ class ImageJob:
     want_sum: bool = False  # return per-chunk pixel sums for the mean image
     seed: int = 0
     throttle_s: float = 0.0  # test hook: sleep per record so a test can kill a build mid-way
+    reencode: bool = False  # re-encode kept files a reader would decode to other channels or bit depth
+
+    @property
+    def channels(self) -> int:
+        """The dataset's channel count: 3 (BGR) or 1 (--gray)."""
+        return 3 if self.color else 1
 
     @property
     def resizes(self) -> bool:
@@ -111,11 +117,43 @@ def resize_image(hwc: np.ndarray, job: ImageJob, index: int) -> np.ndarray:
     return to_hwc(out["data"])
 
 
+def keeps_file(job: ImageJob, path: str) -> bool:
+    """Caffe keeps the file's bytes when nothing changes: no resize and the extension is the encoding."""
+    return job.encoding is not None and not job.resizes and extension_matches(path, job.encoding or guess_encoding(path))
+
+
+def native_problem(buf: bytes, job: ImageJob, path: str) -> Tuple[str, Optional[np.ndarray]]:
+    """What a reader decoding the kept bytes natively (IMREAD_UNCHANGED, as Caffe's DecodeDatumNative,
+    verify and the default Loader) would get: ("", CHW pixels) when it matches the dataset's
+    8-bit channel count, else (the problem, None)."""
+    limit_opencv_threads()
+    hwc = cv2.imdecode(np.frombuffer(buf, dtype=np.uint8), cv2.IMREAD_UNCHANGED) if buf else None
+    if hwc is None:
+        raise RecordError(path, f"cannot decode image ({len(buf)} bytes; not a JPEG/PNG/BMP/PPM?)")
+    channels = hwc.shape[2] if hwc.ndim == 3 else 1
+    problems = []
+    if channels != job.channels:
+        kind = {1: "grayscale", 2: "grayscale+alpha", 4: "BGRA (alpha)"}.get(channels, f"{channels}-channel")
+        problems.append(f"a {kind} file ({channels} channels; the dataset has {job.channels})")
+    if hwc.dtype != np.uint8:
+        problems.append(f"{hwc.dtype.itemsize * 8}-bit samples (readers take 8-bit)")
+    if not problems:
+        return "", to_chw(hwc)
+    return " and ".join(problems), None
+
+
 def encode_image(job: ImageJob, item: ImageItem, result: ChunkResult) -> Encoded:
     """One image to Datum bytes; read/decode/encode failures become ``Encoded.error``."""
     line_id, index, path, label = item
     try:
         buf = read_bytes(path)
+        if keeps_file(job, path):
+            kept = _kept_value(job, path, buf, label)
+            if kept is not None:
+                value, native = kept
+                if job.want_sum:
+                    result.add_pixels(native, line_id)
+                return Encoded(line_id, value, tuple(int(s) for s in native.shape))
         chw = decode_image(buf, mode=color_mode(job.color), key=path)
         hwc = to_hwc(chw)
         if job.resizes:
@@ -132,26 +170,33 @@ def encode_image(job: ImageJob, item: ImageItem, result: ChunkResult) -> Encoded
     return Encoded(line_id, value, tuple(int(s) for s in to_chw(hwc).shape))
 
 
+def _kept_value(job: ImageJob, path: str, buf: bytes, label: int) -> Optional[Tuple[bytes, np.ndarray]]:
+    """(Datum bytes of the file as it is, the pixels a reader gets) when a reader gets the dataset's
+    channels in 8 bits; None to re-encode it (``job.reencode``); else a RecordError naming the file."""
+    problem, native = native_problem(buf, job, path)
+    if native is not None:
+        return encoded_datum(buf, label).SerializeToString(), native
+    if job.reencode:
+        return None
+    raise RecordError(path, f"--encoded would keep {problem} byte for byte and readers would reject it; "
+                            f"pass --reencode to store it re-encoded with {job.channels} channels, 8 bits")
+
+
 def _encoded_value(job: ImageJob, path: str, buf: bytes, hwc: np.ndarray, label: int) -> Tuple[bytes, np.ndarray]:
-    """(Datum bytes, the pixels a reader decodes natively from them) for an encoded record."""
+    """(Datum bytes, the pixels a reader decodes natively from them) for a re-encoded record
+    (kept files are :func:`_kept_value`'s): the decoded pixels, 8 bits, the dataset's channels."""
     encoding = job.encoding or guess_encoding(path)
-    channels = hwc.shape[2] if hwc.ndim == 3 else 1
-    if not job.resizes and extension_matches(path, encoding) and (channels == 3) == job.color:
-        payload = buf  # Caffe keeps the original file when nothing changed
-    else:
-        try:
-            ok, out = cv2.imencode("." + encoding, hwc)
-        except cv2.error as e:
-            raise RecordError(path, f"cannot encode as {encoding!r}: {e}") from None
-        if not ok:
-            raise RecordError(path, f"OpenCV could not encode the image as {encoding!r}")
-        payload = out.tobytes()
-        if encoding.lower() in _LOSSLESS:
-            return encoded_datum(payload, label).SerializeToString(), to_chw(hwc)
+    try:
+        ok, out = cv2.imencode("." + encoding, hwc)
+    except cv2.error as e:
+        raise RecordError(path, f"cannot encode as {encoding!r}: {e}") from None
+    if not ok:
+        raise RecordError(path, f"OpenCV could not encode the image as {encoding!r}")
+    payload = out.tobytes()
     value = encoded_datum(payload, label).SerializeToString()
-    if not job.want_sum:
+    if encoding.lower() in _LOSSLESS or not job.want_sum:
         return value, to_chw(hwc)
-    # compute_image_mean decodes natively (IMREAD_UNCHANGED): lossy or original bytes must be decoded.
+    # compute_image_mean decodes natively (IMREAD_UNCHANGED): lossy bytes must be decoded.
     return value, decode_image(payload, mode="native", key=path)
 
 

@@ -66,11 +66,12 @@ def detect_kind(src: str) -> str:
     return kind
 
 
-def list_folder(root: str) -> Listing:
-    """Class-per-subfolder images; names are paths relative to ``root`` (the key suffix)."""
+def list_folder(root: str, exclude: Sequence[str] = ()) -> Listing:
+    """Class-per-subfolder images; names are paths relative to ``root`` (the key suffix).
+    Folders in ``exclude`` (the build's own outputs) are never scanned."""
     from ..loaders.image_folder import scan_image_folder
 
-    classes, paths, labels = scan_image_folder(root)
+    classes, paths, labels = scan_image_folder(root, exclude=exclude)
     names = [os.path.relpath(p, root) for p in paths]
     return Listing("folder", names, np.asarray(labels, dtype=np.int64), paths=paths, class_names=classes)
 
@@ -83,20 +84,37 @@ def list_file(path: str, root: str) -> Listing:
     return Listing("list", names, np.asarray(labels, dtype=np.int64), paths=[root + n for n in names])
 
 
-def list_table(path: str, kind: str, label_column: Optional[str]) -> Listing:
-    """A CSV table or HDF5 file/list: one Datum per row, named by the row's id (CSV) or unnamed (HDF5)."""
-    if kind == "csv":
-        from ..loaders.csv_table import DEFAULT_LABEL, CsvTable
+def list_table(path: str, kind: str, options: Any) -> Listing:
+    """A CSV table or HDF5 file/list: one Datum per row, named by the row's id (CSV) or unnamed (HDF5).
 
-        table = CsvTable(path, label_column=DEFAULT_LABEL if label_column is None else label_column)
-        labels = table.labels if table.labels is not None else np.zeros(len(table), dtype=np.int64)
-        names = [str(i) for i in table.ids.tolist()] if table.ids is not None else [""] * len(table)
-        return Listing("csv", names, np.asarray(labels, dtype=np.int64), table=table, class_names=table.classes)
+    The label column (CSV ``target``, HDF5 ``label`` unless ``label_column``) must exist
+    unless ``no_labels`` (every label 0); CSV class codes follow ``classes`` when given."""
+    no_labels = bool(getattr(options, "no_labels", False))
+    if kind == "csv":
+        return list_csv(path, options.label_column, no_labels, getattr(options, "classes", None))
     from ..loaders.hdf5 import Hdf5
 
-    label_field = label_column or "label"
+    if no_labels:
+        table = Hdf5(path, fields=("data",))
+        return Listing("hdf5", [""] * len(table), np.zeros(len(table), dtype=np.int64), table=table)
+    label_field = options.label_column or "label"
     table = Hdf5(path, fields=("data", label_field))
     return Listing("hdf5", [""] * len(table), hdf5_labels(table, label_field), table=table)
+
+
+def list_csv(path: str, label_column: Optional[str], no_labels: bool, classes: Optional[Sequence[str]]) -> Listing:
+    """A CSV table whose label column must exist unless ``no_labels`` (a missing one is never read as all-0)."""
+    from ..loaders.csv_table import DEFAULT_LABEL, CsvTable
+
+    column = None if no_labels else DEFAULT_LABEL if label_column is None else label_column
+    table = CsvTable(path, label_column=column, classes=classes)
+    if table.labels is None and not no_labels:
+        raise ValueError(f"{path}: no label column {str(column)!r}; the columns are {table.header[:12]}"
+                         f"{'...' if len(table.header) > 12 else ''}: pass --label-column NAME (label_column=), "
+                         "or --no-labels (no_labels=True) for a file without labels")
+    labels = table.labels if table.labels is not None else np.zeros(len(table), dtype=np.int64)
+    names = [str(i) for i in table.ids.tolist()] if table.ids is not None else [""] * len(table)
+    return Listing("csv", names, np.asarray(labels, dtype=np.int64), table=table, class_names=table.classes)
 
 
 def hdf5_labels(table: Any, field_name: str) -> np.ndarray:
@@ -118,13 +136,14 @@ def hdf5_labels(table: Any, field_name: str) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def make_listing(src: str, kind: str, options: Any) -> Listing:
-    """The listing of ``src`` read as ``kind`` (``options`` supplies root and label_column)."""
+def make_listing(src: str, kind: str, options: Any, *, exclude: Sequence[str] = ()) -> Listing:
+    """The listing of ``src`` read as ``kind`` (``options`` supplies root and label_column);
+    a folder source never scans the folders in ``exclude``."""
     if kind == "folder":
-        return list_folder(src)
+        return list_folder(src, exclude)
     if kind == "list":
         return list_file(src, options.root)
-    return list_table(src, kind, options.label_column)
+    return list_table(src, kind, options)
 
 
 def line_order(n: int, *, shuffle: bool, seed: int) -> np.ndarray:

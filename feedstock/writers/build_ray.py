@@ -40,7 +40,7 @@ import os
 import shutil
 import time
 import traceback
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -48,7 +48,8 @@ from ..errors import RecordError, WorkerError
 from . import build_output as bo
 from .build import BuildOptions, BuildReport, check_kind_options, build_lmdb
 from .build_merge import merge_lmdb
-from .build_plan import Split, detect_kind, make_listing, make_splits, shard_range
+from .build_plan import Split, detect_kind, make_splits, shard_range
+from .build_safety import check_not_source, output_paths, parts_path, safe_listing
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int], None]
@@ -57,11 +58,6 @@ STATE_FORMAT = "feedstock.build-ray/1"
 MIN_RECORDS_PER_PARTITION = 256  # each partition re-lists SRC and opens its LMDB: keep them worth it
 PARTITIONS_PER_CPU = 4  # enough tasks per CPU to even out slow images and slow nodes
 INSTALL_HINT = "the ray engine needs Ray Data: pip install 'feedstock[ray]'"
-
-
-def parts_path(out: str) -> str:
-    """The work folder of a Ray build of ``out``: one shard build per partition."""
-    return out.rstrip("/") + ".parts"
 
 
 def part_dir(parts: str, index: int) -> str:
@@ -98,9 +94,10 @@ def build_lmdb_ray(src: str, out: str, options: BuildOptions, *, address: Option
     started = time.monotonic()
     src, out = os.path.abspath(src), os.path.abspath(out)
     parts = parts_path(out)
+    check_not_source(src, output_paths(out))
     if resume and not os.path.isdir(parts) and bo.is_build_output(out):
         return _complete_report(out)
-    plan, splits = _plan(src, options)
+    plan, splits = _plan(src, out, options)
     old_state = _prepare_parts(out, parts, plan, force=force, resume=resume)
     with _ray_session(ray, address, options.workers, init_kwargs or {}) as cpus:
         count = _partition_count(old_state, partitions, plan["records"], cpus)
@@ -111,18 +108,19 @@ def build_lmdb_ray(src: str, out: str, options: BuildOptions, *, address: Option
             on_total(sum(sizes), 0)
         log.info("building %d records in %d partitions on %d Ray CPUs (work folder %s)", sum(sizes), count, cpus,
                  parts)
-        processed = _run_partitions(ray, src, parts, options, sizes, progress)
+        processed = _run_partitions(ray, src, parts, options, sizes, progress, output_paths(out))
     _merge_parts(parts, count, out, options.txn_size)
     report = _report(out, processed, time.monotonic() - started, cpus)
     report.resumed = old_state is not None
     return report
 
 
-def _plan(src: str, options: BuildOptions) -> Tuple[dict, List[Split]]:
-    """The plan every partition will recompute (as ``build_lmdb`` records it) and its splits."""
+def _plan(src: str, out: str, options: BuildOptions) -> Tuple[dict, List[Split]]:
+    """The plan every partition will recompute (as ``build_lmdb`` records it) and its splits;
+    refuses an output that is, holds or hides the source before ``force`` removes anything."""
     kind = detect_kind(src) if options.kind == "auto" else options.kind
     check_kind_options(kind, options)  # fail here, before Ray starts, rather than in every task
-    listing = make_listing(src, kind, options)
+    listing = safe_listing(src, kind, options, output_paths(out))
     splits = make_splits(listing, shuffle=options.shuffle, seed=options.seed, val_fraction=options.val_fraction)
     plan = {"options": options.plan(), "kind": kind, "records": len(listing),
             "splits": [{"name": s.name, "digest": s.digest, "total": len(s.order)} for s in splits]}
@@ -210,14 +208,15 @@ def _ray_session(ray: Any, address: Optional[str], workers: int, init_kwargs: Di
 
 
 def _run_partitions(ray: Any, src: str, parts: str, options: BuildOptions, sizes: List[int],
-                    progress: Optional[Progress]) -> int:
+                    progress: Optional[Progress], exclude: List[str]) -> int:
     """Run every partition as a Ray Data task; re-raise the first task error; returns records processed."""
     context = ray.data.DataContext.get_current()
     bars, context.enable_progress_bars = context.enable_progress_bars, False  # our own progress instead
     try:
         count = len(sizes)
         dataset = ray.data.range(count, override_num_blocks=count).map(
-            build_partition, fn_kwargs={"src": src, "parts": parts, "options": options, "count": count}, num_cpus=1)
+            build_partition, fn_kwargs={"src": src, "parts": parts, "options": options, "count": count,
+                                        "exclude": exclude}, num_cpus=1)
         processed = 0
         for row in dataset.iter_rows():  # in completion order
             if row["error_kind"]:
@@ -230,14 +229,17 @@ def _run_partitions(ray: Any, src: str, parts: str, options: BuildOptions, sizes
         context.enable_progress_bars = bars
 
 
-def build_partition(row: Dict[str, Any], *, src: str, parts: str, options: BuildOptions, count: int) -> Dict[str, Any]:
-    """Ray Data task: shard ``row['id']`` of ``count`` into ``OUT.parts``; exceptions come back as data."""
+def build_partition(row: Dict[str, Any], *, src: str, parts: str, options: BuildOptions, count: int,
+                    exclude: Sequence[str] = ()) -> Dict[str, Any]:
+    """Ray Data task: shard ``row['id']`` of ``count`` into ``OUT.parts``; exceptions come back as data.
+    ``exclude``: the final OUT's paths, never scanned (the task's own output is a part folder)."""
     index = int(row["id"])
     outcome: Dict[str, Any] = {"id": index, "processed": 0, "error_kind": "", "key": "", "message": "",
                                "traceback": ""}
     shard_options = dataclasses.replace(options, shard=(index, count), workers=0)
     try:
-        outcome["processed"] = build_lmdb(src, part_dir(parts, index), shard_options, resume=True).processed
+        outcome["processed"] = build_lmdb(src, part_dir(parts, index), shard_options, resume=True,
+                                          exclude=exclude).processed
     except Exception as e:  # noqa: BLE001 (every failure goes back to the driver, which re-raises it)
         kind = "record" if isinstance(e, RecordError) else "value" if isinstance(e, ValueError) else \
             "os" if isinstance(e, OSError) else "other"
