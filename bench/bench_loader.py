@@ -6,9 +6,9 @@ and applying the same transform per sample). Both use the fork start method.
 
 1. MNIST-shaped raw Datum LMDB (60k x 1x28x28 uint8) -> float32 scaled by 1/256:
    feedstock samples/s over DataLoader's (target >= 5x). feedstock takes its batch
-   fast path here (``CaffeLmdb.get_batch`` + ``CaffeTransform.apply_batch``, checked
+   fast path here (``CaffeLmdb.read_batch`` + ``CaffeTransform.apply_batch``, checked
    bit-identical to the row path, whose rate is printed too: ``RowByRow`` hides
-   ``get_batch``); DataLoader gets the same objects per sample.
+   ``read_batch``); DataLoader gets the same objects per sample.
 2. Encoded JPEG Datum LMDB (the real 500x375 photos, repeated) -> resize 256,
    random 227 crop + mirror + mean: over DataLoader (target >= 1.2x) and over
    ``workers x`` the single-process rate of the same decode+transform loop (>= 0.9).
@@ -38,6 +38,7 @@ import numpy as np
 from feedstock.caffe_pb import encoded_datum
 from feedstock.loaders import CaffeLmdb, CsvTable
 from feedstock.pipeline.loader import Loader
+from feedstock.pipeline.run import Run
 from feedstock.rng import sample_rng
 from feedstock.testing import make_otto_csv, make_raw_lmdb
 from feedstock.transforms import CaffeTransform, Compose, Resize
@@ -58,9 +59,22 @@ def make_jpeg_lmdb(path: str, records: int) -> None:
 
 
 class RowByRow(CaffeLmdb):
-    """The baseline: CaffeLmdb without ``get_batch``, so the Loader reads and transforms row by row."""
+    """The baseline: CaffeLmdb without ``read_batch``, so the Loader reads and transforms row by row."""
 
-    get_batch = None
+    read_batch = None
+
+
+class SplitLoader(Loader):
+    """The Loader with a fixed work split (see feedstock/pipeline/run.py) through its ``_new_run`` hook."""
+
+    def __init__(self, *args, split: str = "auto", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.split = split
+
+    def _new_run(self, pool, epoch: int, start: int, ctl) -> Run:
+        slots = 1 if self.workers == 0 else self.prefetch
+        return Run(pool, self.sampler, epoch, start, slots=slots, workers=self.workers, bad=self._bad, ctl=ctl,
+                   split=self.split)
 
 
 def check_fast_path_equal(path: str) -> None:
@@ -79,9 +93,8 @@ def check_fast_path_equal(path: str) -> None:
 def feedstock_rate(source, transforms, *, workers: int, batch_size: int, epochs: int = 1,
                    split: str = "auto", prefetch: int = 4) -> Dict[str, float]:
     """Samples/s of full epochs, worker start included; also the time to the first batch."""
-    with Loader(source, transforms, batch_size=batch_size, workers=workers, seed=0, start_method="fork",
-                prefetch=prefetch) as loader:
-        loader._split = split
+    with SplitLoader(source, transforms, batch_size=batch_size, workers=workers, seed=0, start_method="fork",
+                     prefetch=prefetch, split=split) as loader:
         start = time.perf_counter()
         first, samples, marks = None, 0, []
         for _ in range(epochs):

@@ -51,7 +51,7 @@ def ours_lmdb(src: CaffeLmdb, order: np.ndarray, batched: bool) -> Callable[[], 
     def run() -> None:
         if batched:
             for lo in range(0, len(order), 256):
-                src.get_many(order[lo:lo + 256].tolist())
+                src.read_batch(order[lo:lo + 256])
         else:
             for i in order.tolist():
                 src[i]
@@ -79,7 +79,7 @@ def bench_lmdb(tmp: str, records: int, rounds: int) -> None:
     print(f"  bare txn.get+ParseFromString+frombuffer : {per(bare):6.2f} us/record")
     print(f"  CaffeLmdb key index built once          : {index_s * 1e3:6.1f} ms for {records} keys")
     print(f"  CaffeLmdb[i] (env opened lazily)        : {per(ours):6.2f} us/record   ratio vs bare {bare / ours:.2f}x")
-    print(f"  CaffeLmdb.get_many(256 per call)        : {per(many):6.2f} us/record   ratio vs bare {bare / many:.2f}x")
+    print(f"  CaffeLmdb.read_batch(256 per call)      : {per(many):6.2f} us/record   ratio vs bare {bare / many:.2f}x")
     print(f"  requirement CaffeLmdb >= 0.5x bare: {'PASS' if bare / ours >= 0.5 else 'FAIL'}")
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from feedstock.loaders.base import Source
+from feedstock.protocols import BatchReadable
 
 
 def assert_same_sample(a: Dict[str, np.ndarray], b: Dict[str, np.ndarray], where: str = "") -> None:
@@ -57,11 +58,21 @@ def check_spec(source: Source) -> None:
             assert spec[name].matches(value), f"{name}: shape {value.shape} vs spec {spec[name]}"
 
 
-def check_get_many(source: Source) -> None:
+def check_read_batch(source: Source) -> None:
+    """A batched read (when the source has one) equals the records stacked, also written into ``out``."""
+    if not isinstance(source, BatchReadable):
+        return
     n = len(source)
     indices = [n - 1, 0, n // 2, 0, -1]
-    for got, i in zip(source.get_many(indices), indices):
-        assert_same_sample(got, source[i], f"get_many [{i}]")
+    rows = [source[i] for i in indices]
+    got = source.read_batch(indices)
+    if got is NotImplemented:  # records that cannot be stacked (encoded images): read one by one
+        return
+    stacked = {name: np.stack([np.asarray(r[name]) for r in rows]) for name in rows[0]}
+    assert_same_sample(got, stacked, "read_batch")
+    out = {name: np.zeros_like(v) for name, v in stacked.items()}
+    assert source.read_batch(indices, out=out) is not NotImplemented
+    assert_same_sample(out, stacked, "read_batch(out=...)")
 
 
 def check_pickle(source: Source) -> None:
@@ -120,5 +131,5 @@ def check_contract(source: Source) -> None:
     """All in-process parts of the contract."""
     check_indexing(source)
     check_spec(source)
-    check_get_many(source)
+    check_read_batch(source)
     check_pickle(source)

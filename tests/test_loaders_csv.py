@@ -156,13 +156,13 @@ def test_missing_file(tmp_path):
 
 
 @pytest.mark.parametrize("caffe_shape, with_target", [(False, True), (True, False)])
-def test_get_batch_equals_the_rows_stacked(tmp_path, caffe_shape, with_target):
+def test_read_batch_equals_the_rows_stacked(tmp_path, caffe_shape, with_target):
     path = tmp_path / "t.csv"
     counts, labels = make_otto_csv(str(path), np.random.default_rng(4), rows=30, features=6,
                                    with_target=with_target)
     src = CsvTable(path, caffe_shape=caffe_shape)
     order = [29, 0, 5, 5, -2]
-    batch = src.get_batch(np.asarray(order))
+    batch = src.read_batch(np.asarray(order))
     assert sorted(batch) == sorted(src[0])
     for name, value in batch.items():
         expected = np.stack([src[i][name] for i in order])
@@ -173,4 +173,4 @@ def test_get_batch_equals_the_rows_stacked(tmp_path, caffe_shape, with_target):
     if with_target:  # codes of the class names actually present
         assert [src.classes[c] for c in batch["label"]] == [f"Class_{labels[i] + 1}" for i in order]
     with pytest.raises(IndexError, match="index 30 out of range"):
-        src.get_batch([1, 30])
+        src.read_batch([1, 30])

@@ -64,27 +64,68 @@ class _CountingReads:
         monkeypatch.setattr(h5py.Dataset, "__getitem__", counted)
 
 
-def test_get_many_reads_slices_not_rows(tmp_path, monkeypatch):
+def _two_files(tmp_path):
     rng = np.random.default_rng(0)
     parts = [rng.normal(size=(n, 3)).astype(np.float32) for n in (100, 50)]
     for k, part in enumerate(parts):
         _write(tmp_path / f"p{k}.h5", data=part, label=np.arange(len(part), dtype=np.float64) + 1000 * k)
     (tmp_path / "list.txt").write_text("p0.h5   p1.h5\n\n")  # whitespace-separated tokens
-    src = Hdf5(tmp_path / "list.txt")
-    indices = [120, 3, 90, 4, 5, 140, 3, 60]
+    return Hdf5(tmp_path / "list.txt"), parts
+
+
+def test_read_batch_reads_slices_not_rows(tmp_path, monkeypatch):
+    src, parts = _two_files(tmp_path)
+    indices = [120, 3, 90, 4, 5, 140, 3, 60, -1]
     src[0]  # open the files before counting
     counter = _CountingReads(monkeypatch)
-    got = src.get_many(indices)
+    got = src.read_batch(indices)
     assert counter.calls == 4  # one bounding slice per file and field
-    for sample, i in zip(got, indices):
-        f, row = (0, i) if i < 100 else (1, i - 100)
-        np.testing.assert_array_equal(sample["data"], parts[f][row])
-        assert sample["label"] == row + 1000 * f
-    monkeypatch.setattr(hdf5_module, "_SLICE_BYTES", 0)  # force one slice per run of rows
+    where = [(0, i) if 0 <= i < 100 else (1, i % 150 - 100) for i in indices]
+    np.testing.assert_array_equal(got["data"], np.stack([parts[f][row] for f, row in where]))
+    np.testing.assert_array_equal(got["label"], [row + 1000.0 * f for f, row in where])
+    assert got["data"].dtype == got["label"].dtype == np.float32
+    monkeypatch.setattr(hdf5_module, "_BYTES_PER_CALL", 0)  # force one slice per run of rows
     counter.calls = 0
-    got = src.get_many([3, 4, 5, 60, 61, 90])
+    got = src.read_batch([3, 4, 5, 60, 61, 90])
     assert counter.calls == 2 * 3  # runs 3-5, 60-61, 90 for each of the two fields
-    np.testing.assert_array_equal(np.stack([g["data"] for g in got]), parts[0][[3, 4, 5, 60, 61, 90]])
+    np.testing.assert_array_equal(got["data"], parts[0][[3, 4, 5, 60, 61, 90]])
+    counter.calls = 0
+    out = {"data": np.zeros((4, 3), np.float32), "label": np.zeros(4, np.float64)}
+    assert src.read_batch([10, 11, 12, 13], out=out)["data"] is out["data"]
+    assert counter.calls == 2  # one run: one slice per field
+    np.testing.assert_array_equal(out["data"], parts[0][10:14])
+    np.testing.assert_array_equal(out["label"], [10, 11, 12, 13])
+    with pytest.raises(IndexError, match="index 150 out of range"):
+        src.read_batch([0, 150])
+
+
+class _RowsOnly(Hdf5):
+    read_batch = None  # the Loader reads record by record
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_loader_reads_hdf5_through_the_batch_path(tmp_path, monkeypatch, no_leaks, shuffle):
+    from feedstock.pipeline.loader import Loader
+
+    _two_files(tmp_path)
+    kw = dict(batch_size=16, shuffle=shuffle, seed=3, drop_last=False)
+    with Loader(_RowsOnly(tmp_path / "list.txt"), workers=0, **kw) as rows_loader:
+        want = [{k: v.copy() for k, v in b.items()} for b in rows_loader]
+    counter = _CountingReads(monkeypatch)
+    with Loader(Hdf5(tmp_path / "list.txt"), workers=0, **kw) as loader:
+        got = [{k: v.copy() for k, v in b.items()} for b in loader]
+    assert len(got) == len(want) == 10
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a["data"], b["data"])
+        np.testing.assert_array_equal(a["label"], b["label"])
+    if not shuffle:  # batch 6 spans both files: two files x two fields; every other batch: one run each
+        assert counter.calls == 2 * 10 + 2
+    else:
+        assert counter.calls <= 4 * 10 < 2 * 150  # at most two files x two fields per batch; never per row
+    with Loader(Hdf5(tmp_path / "list.txt"), workers=2, **kw) as loader:
+        got2 = [{k: v.copy() for k, v in b.items()} for b in loader]
+    for a, b in zip(got2, want):
+        np.testing.assert_array_equal(a["data"], b["data"])
 
 
 def test_list_paths_fall_back_to_cwd_like_caffe(tmp_path, monkeypatch):

@@ -182,12 +182,12 @@ def test_empty_database(tmp_path):
         src.spec()
 
 
-# ----- get_batch: the Loader's vectorised read -------------------------------------------------
-def test_get_batch_equals_the_records_stacked_bit_for_bit(tmp_path):
+# ----- read_batch: the Loader's vectorised read -------------------------------------------------
+def test_read_batch_equals_the_records_stacked_bit_for_bit(tmp_path):
     images, labels = make_raw_lmdb(str(tmp_path / "db"), np.random.default_rng(7), 9, (3, 4, 5))
     src = CaffeLmdb(tmp_path / "db")
     order = [8, 0, 3, 3, -1]
-    batch = src.get_batch(np.asarray(order))
+    batch = src.read_batch(np.asarray(order))
     assert batch["data"].dtype == np.uint8 and batch["data"].shape == (5, 3, 4, 5)
     np.testing.assert_array_equal(batch["data"], images[order])
     np.testing.assert_array_equal(batch["data"], np.stack([src[i]["data"] for i in order]))
@@ -195,7 +195,7 @@ def test_get_batch_equals_the_records_stacked_bit_for_bit(tmp_path):
     with pytest.raises(ValueError):
         batch["data"][0, 0, 0, 0] = 1  # a read-only view, like the records
     with pytest.raises(IndexError, match="out of range"):
-        src.get_batch([0, 9])
+        src.read_batch([0, 9])
 
 
 @pytest.mark.parametrize("second", [
@@ -203,23 +203,23 @@ def test_get_batch_equals_the_records_stacked_bit_for_bit(tmp_path):
     Datum(channels=1, height=2, width=2, float_data=[1.0, 2.0, 3.0, 4.0]),  # float_data
     array_to_datum(np.zeros((1, 4, 1), np.uint8), 1),  # same byte count, another shape
 ])
-def test_get_batch_declines_records_it_cannot_stack(tmp_path, second):
+def test_read_batch_declines_records_it_cannot_stack(tmp_path, second):
     first = array_to_datum(np.full((1, 2, 2), 9, np.uint8), 0)
     _write(tmp_path / "db", [("0", first.SerializeToString()), ("1", second.SerializeToString())])
     src = CaffeLmdb(tmp_path / "db", mode="color")
-    assert src.get_batch([0, 1]) is NotImplemented
-    assert src.get_batch([0, 0])["data"].shape == (2, 1, 2, 2)
+    assert src.read_batch([0, 1]) is NotImplemented
+    assert src.read_batch([0, 0])["data"].shape == (2, 1, 2, 2)
 
 
 @pytest.mark.parametrize("value, message", [
     (b"\xff\xff\xff", "not a Caffe Datum"),
     (Datum(channels=1, height=2, width=2, data=b"abc").SerializeToString(), "C,H,W"),
 ])
-def test_get_batch_names_a_bad_record(tmp_path, value, message):
+def test_read_batch_names_a_bad_record(tmp_path, value, message):
     good = array_to_datum(np.zeros((1, 2, 2), np.uint8), 0).SerializeToString()
     _write(tmp_path / "db", [("00000000_ok", good), ("00000001_bad", value), ("00000002_ok", good)])
     with pytest.raises(RecordError, match=message) as info:
-        CaffeLmdb(tmp_path / "db").get_batch([0, 1, 2])
+        CaffeLmdb(tmp_path / "db").read_batch([0, 1, 2])
     assert info.value.key == f"{tmp_path / 'db'}:00000001_bad"
 
 
@@ -228,5 +228,5 @@ def test_decode_seconds_count_encoded_records_only(tmp_path):
     rng = np.random.default_rng(9)
     make_encoded_lmdb(str(tmp_path / "enc"), [rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)] * 2, [0, 1])
     raw, enc = CaffeLmdb(tmp_path / "raw"), CaffeLmdb(tmp_path / "enc")
-    raw[0], raw.get_batch([0, 1]), enc[0], enc[1]
+    raw[0], raw.read_batch([0, 1]), enc[0], enc[1]
     assert raw.decode_s == 0.0 and enc.decode_s > 0.0

@@ -1,4 +1,4 @@
-"""ArraySource: indexing, spec, get_batch, read-only records, pickling, validation."""
+"""ArraySource: indexing, spec, read_batch, read-only records, pickling, validation."""
 from __future__ import annotations
 
 import pickle
@@ -22,12 +22,12 @@ def test_records_spec_and_keys():
         src[4]
 
 
-def test_get_batch_gathers_rows_in_order():
+def test_read_batch_gathers_rows_in_order():
     x = np.arange(10) * 10
     src = ArraySource(v=x)
-    assert src.get_batch([7, 0, 7, 3])["v"].tolist() == [70, 0, 70, 30]
+    assert src.read_batch([7, 0, 7, 3])["v"].tolist() == [70, 0, 70, 30]
     with pytest.raises(IndexError):
-        src.get_batch([10])
+        src.read_batch([10])
 
 
 def test_records_are_read_only_and_the_caller_array_is_untouched():
@@ -54,13 +54,13 @@ def test_validation():
         ArraySource(a=np.float32(1))
 
 
-def test_get_batch_gathers_into_given_arrays():
+def test_read_batch_gathers_into_given_arrays():
     data = np.arange(30, dtype=np.int16).reshape(10, 3)
     src = ArraySource(data=data, label=np.arange(10, dtype=np.int64) * 2)
     out = {"data": np.zeros((3, 3), np.int16), "label": np.zeros(3, np.int64)}
-    got = src.get_batch([7, 0, 9], out=out)
+    got = src.read_batch([7, 0, 9], out=out)
     assert got["data"] is out["data"] and got["label"] is out["label"]
     np.testing.assert_array_equal(out["data"], [[21, 22, 23], [0, 1, 2], [27, 28, 29]])
     np.testing.assert_array_equal(out["label"], [14, 0, 18])
     with pytest.raises(IndexError, match="outside"):
-        src.get_batch([10], out=out)  # no wrap-around, though the gather itself runs in 'wrap' mode
+        src.read_batch([10], out=out)  # no wrap-around, though the gather itself runs in 'wrap' mode

@@ -16,11 +16,11 @@ from pipeline_helpers import assert_same, collect
 
 
 class RowLmdb(CaffeLmdb):
-    get_batch = None  # one read per record
+    read_batch = None  # one read per record
 
 
 class RowTable(CsvTable):
-    get_batch = None
+    read_batch = None
 
 
 class RowCaffe(CaffeTransform):
@@ -60,7 +60,7 @@ def test_the_fast_path_batch_is_the_sampled_records_transformed(no_leaks, tmp_pa
 
 
 @pytest.mark.parametrize("encoded, kwargs", [
-    (True, dict(phase="TEST", crop_size=3)),  # encoded records: get_batch declines
+    (True, dict(phase="TEST", crop_size=3)),  # encoded records: read_batch declines
     (False, dict(phase="TRAIN", crop_size=3, mirror=True)),  # random per row: apply_batch declines
 ])
 def test_what_cannot_be_batched_goes_row_by_row(no_leaks, tmp_path, encoded, kwargs):

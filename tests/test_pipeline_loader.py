@@ -6,10 +6,10 @@ import pytest
 
 from feedstock.errors import WorkerError
 from feedstock.loaders.array import ArraySource
-from feedstock.pipeline.fill import SampleRngs
 from feedstock.pipeline.loader import Loader
+from feedstock.pipeline.run import Run
 from feedstock.pipeline.sampler import Sampler
-from feedstock.rng import sample_rng
+from feedstock.rng import SampleRngs, sample_rng
 from pipeline_helpers import reference_batches, CropTo, Jitter, ReportThreads, SizedSource, Times2, assert_same, collect, make_source
 
 
@@ -34,12 +34,22 @@ def test_identical_for_0_1_2_and_4_workers_over_two_epochs(no_leaks):
     assert not np.array_equal(runs[0][0][0]["label"], runs[0][1][0]["label"])  # reshuffled
 
 
+class SplitLoader(Loader):
+    """The bench hook: every batch's rows spread over the workers ("all"), or none split."""
+
+    split = "auto"
+
+    def _new_run(self, pool, epoch, start, ctl):
+        return Run(pool, self.sampler, epoch, start, slots=self.prefetch, workers=self.workers, bad=self._bad,
+                   ctl=ctl, split=self.split)
+
+
 @pytest.mark.parametrize("split", ["all", "none"])
 def test_splitting_batches_across_workers_changes_nothing(no_leaks, split):
     source = make_source(30)
     with Loader(source, [Jitter()], batch_size=7, workers=0, seed=4, drop_last=False) as ref, \
-            Loader(source, [Jitter()], batch_size=7, workers=3, seed=4, drop_last=False) as split_loader:
-        split_loader._split = split  # rows of every batch spread over the 3 workers, or none split
+            SplitLoader(source, [Jitter()], batch_size=7, workers=3, seed=4, drop_last=False) as split_loader:
+        split_loader.split = split
         assert_same(collect(split_loader), collect(ref))
 
 
@@ -163,8 +173,8 @@ def test_unknown_dims_are_fixed_by_probing_sample_zero(no_leaks):
 def test_batch_fast_path_matches_the_row_path(no_leaks):
     source = make_source(32)
 
-    class RowsOnly(ArraySource):  # hides get_batch: forces one read per record
-        get_batch = None
+    class RowsOnly(ArraySource):  # hides read_batch: forces one read per record
+        read_batch = None
 
     rows_only = RowsOnly(**source.arrays)
     with Loader(source, [Times2()], batch_size=8, workers=2, seed=1) as fast, \
@@ -213,35 +223,8 @@ def test_invalid_options_are_named(kwargs, match):
 
 def test_reused_generator_draws_exactly_like_sample_rng():
     rngs = SampleRngs(seed=123)
-    assert rngs.fast
     for epoch, index in [(0, 0), (1, 7), (5, 2**39), (2**24 - 1, 2**40 - 1)]:
         reference = sample_rng(123, epoch, index)
         assert np.array_equal(rngs(epoch, index).integers(0, 2**62, 6), reference.integers(0, 2**62, 6))
         reference = sample_rng(123, epoch, index)
         assert np.array_equal(rngs(epoch, index).normal(size=3), reference.normal(size=3))
-
-
-def test_leased_batches_stay_valid_until_released(no_leaks):
-    from feedstock.loaders.array import ArraySource
-
-    data = np.arange(40 * 3, dtype=np.int32).reshape(40, 3)
-    with Loader(ArraySource(data=data), batch_size=4, workers=1, shuffle=False, prefetch=4) as loader:
-        held = []
-        for k, (batch, release) in enumerate(loader.leased()):
-            held.append((k, batch, release))
-            if len(held) == 3:  # three of four slots held: the fourth keeps the worker going
-                k0, b0, r0 = held.pop(0)
-                np.testing.assert_array_equal(b0["data"], data[4 * k0 : 4 * k0 + 4])  # not overwritten
-                r0()
-                r0()  # a second release is harmless
-        assert k == 9
-        # a repositioned loader drops its leases: late releases change nothing
-        loader.set_epoch(1)
-        assert [b["data"][0, 0] for b in loader] == [12 * k for k in range(10)]
-        for _, _, release in held:
-            release()
-        it = loader.leased()
-        leases = [next(it) for _ in range(4)]
-        with pytest.raises(RuntimeError, match="all 4 slots are held"):
-            next(it)
-        del leases

@@ -15,6 +15,7 @@ from feedstock.loaders.array import ArraySource
 from feedstock.pipeline.shm import sweep_stale
 from feedstock.remote import FeedServer, RemoteLoader
 from feedstock.remote.security import check_bind, is_loopback
+from feedstock.remote.served import serve_part
 from feedstock.testing import make_raw_lmdb
 
 from remote_helpers import ServeProcess, ThreadServer, assert_same_batches, copies, local_loader, serve_args
@@ -79,7 +80,7 @@ class _Broken(ArraySource):
             raise ValueError("corrupt record")
         return super().__getitem__(i)
 
-    def get_batch(self, indices):
+    def read_batch(self, indices, out=None):
         return NotImplemented  # row by row, through __getitem__
 
     def key(self, i):
@@ -103,7 +104,7 @@ def test_a_server_error_reaches_the_trainer_with_the_record_key():
 
 
 def _loader(part=(0, 1), n=40, **kw):
-    return Loader(ArraySource(data=np.zeros((n, 2), np.uint8)), batch_size=4, workers=0, part=part, **kw)
+    return serve_part(Loader(ArraySource(data=np.zeros((n, 2), np.uint8)), batch_size=4, workers=0, **kw), part)
 
 
 def test_servers_of_different_streams_are_refused():

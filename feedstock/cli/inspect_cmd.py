@@ -14,6 +14,7 @@ from ..caffe_pb import Datum
 from ..loaders import CaffeLmdb, open_source
 from ..loaders.caffe_lmdb import release_env
 from ..loaders.base import Source
+from ..protocols import BatchReadable
 from ..rng import sample_rng
 from ..transforms import CenterCrop, Compose, Resize
 from ..writers.build_output import iter_db
@@ -123,7 +124,9 @@ def labels_of(source: Source, limit: int) -> Tuple[Optional[np.ndarray], int]:
         return np.asarray(out, dtype=np.int64), len(out)
     if "label" not in source.spec():
         return None, 0
-    values = [np.asarray(s["label"]).reshape(-1)[0] for s in source.get_many(range(n))]
+    batch = source.read_batch(np.arange(n)) if isinstance(source, BatchReadable) else NotImplemented
+    labels = [source[i]["label"] for i in range(n)] if batch is NotImplemented else batch["label"]
+    values = [np.asarray(v).reshape(-1)[0] for v in labels]
     return np.asarray(values), n
 
 

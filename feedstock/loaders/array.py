@@ -6,7 +6,7 @@ from typing import Dict, Mapping, Optional, Sequence
 import numpy as np
 
 from ..spec import ArraySpec, Sample, Spec
-from .base import Source
+from .base import Source, deliver
 
 
 class ArraySource(Source):
@@ -14,7 +14,7 @@ class ArraySource(Source):
 
     Records are read-only views (a transform that writes into its input fails loudly
     instead of corrupting the dataset). Picklable; under ``fork`` the workers share
-    the arrays copy-on-write. ``get_batch`` is the Loader's vectorised fast path.
+    the arrays copy-on-write. ``read_batch`` is the Loader's vectorised fast path.
     """
 
     def __init__(self, **fields: np.ndarray):
@@ -47,17 +47,19 @@ class ArraySource(Source):
     def spec(self) -> Spec:
         return {name: ArraySpec(a.shape[1:], a.dtype) for name, a in self.arrays.items()}
 
-    gathers_into = True  # get_batch(indices, out=...) writes into given arrays (the loader's slot rows)
-
-    def get_batch(self, indices: Sequence[int], out: Optional[Mapping[str, np.ndarray]] = None) -> Sample:
-        """Rows ``indices`` of every field, by one gather per field (into ``out``'s arrays when given)."""
-        idx = np.asarray(indices, dtype=np.int64)
+    def read_batch(self, indices: Sequence[int], out: Optional[Mapping[str, np.ndarray]] = None) -> Sample:
+        """Rows ``indices`` of every field, by one gather per field (straight into ``out``'s arrays when given)."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < -self._length or idx.max() >= self._length):
             raise IndexError(f"indices outside [0, {self._length}) for ArraySource")
         if out is None:
             return {name: np.take(a, idx, axis=0) for name, a in self.arrays.items()}
-        for name, a in self.arrays.items():  # bounds are checked: 'wrap' only avoids take's buffering
-            np.take(a, idx, axis=0, out=out[name], mode="wrap")
+        for name, dst in out.items():
+            a = self.arrays.get(name)
+            if a is None or a.dtype != dst.dtype or dst.shape != (len(idx), *a.shape[1:]):
+                deliver({name: np.take(a, idx, axis=0)} if a is not None else {}, {name: dst})  # names the problem
+            else:  # equal dtypes only (take casts unsafely); 'wrap' avoids take's buffering (bounds checked above)
+                np.take(a, idx, axis=0, out=dst, mode="wrap")
         return dict(out)
 
     def __setstate__(self, state) -> None:

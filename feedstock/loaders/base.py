@@ -1,10 +1,11 @@
 """The Source contract: random access by index, a key per record, picklable without handles."""
 from __future__ import annotations
 
-from typing import Iterable, List
+from typing import Mapping, Optional
 
 import numpy as np
 
+from ..casting import write_fields
 from ..spec import Sample, Spec
 
 
@@ -13,7 +14,8 @@ class Source:
 
     Subclasses store paths and a compact (numpy) index only. Handles (LMDB env,
     HDF5 file) open lazily in the reading process and are dropped by
-    ``__getstate__`` (list their attribute names in ``_handles``).
+    ``__getstate__`` (list their attribute names in ``_handles``). Sources with a
+    vectorised read add ``read_batch`` (:class:`feedstock.protocols.BatchReadable`).
     """
 
     _handles: tuple = ()
@@ -31,10 +33,6 @@ class Source:
     def spec(self) -> Spec:
         """Per-field ArraySpec; ``None`` dims where only decoding tells (image sizes)."""
         raise NotImplementedError
-
-    def get_many(self, indices: Iterable[int]) -> List[Sample]:
-        """Read several records; sources with faster bulk paths override this."""
-        return [self[i] for i in indices]
 
     def _check_index(self, i: int) -> int:
         n = len(self)
@@ -58,3 +56,11 @@ class Source:
 def as_label(value: int) -> np.ndarray:
     """Classification labels travel as int64 scalars (Caffe: int32 in the Datum, float in the blob)."""
     return np.asarray(value, dtype=np.int64)
+
+
+def deliver(fields: Sample, out: Optional[Mapping[str, np.ndarray]]) -> Sample:
+    """A batched read's result: ``fields`` itself, or written into ``out`` (never cast unsafely) and ``out``."""
+    if out is None:
+        return fields
+    write_fields(fields, out)
+    return dict(out)

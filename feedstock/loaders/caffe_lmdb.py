@@ -6,7 +6,7 @@ from ``float_data``); encoded ones are decoded with OpenCV like Caffe's
 DataTransformer: ``mode="color"``/``"gray"``/``"native"`` = force_color /
 force_gray / IMREAD_UNCHANGED (caffe.md §4, traps 1-4, 6). Raw arrays are
 read-only views of the parsed record (no extra copy); do not modify them in place.
-``get_batch`` reads fixed-shape raw Datums in one vectorised step (the Loader's batch
+``read_batch`` reads fixed-shape raw Datums in one vectorised step (the Loader's batch
 fast path) and answers ``NotImplemented`` for encoded, float or mixed-shape records,
 which then go record by record. ``decode_s`` counts the seconds spent decoding
 encoded records in this process (the Loader reports it apart from reading).
@@ -23,7 +23,7 @@ import os
 import threading
 import time
 from types import NotImplementedType
-from typing import Dict, Iterable, List, Optional, Sequence, Union
+from typing import Dict, Mapping, Optional, Sequence, Union
 
 import lmdb
 import numpy as np
@@ -32,7 +32,7 @@ from google.protobuf.message import DecodeError
 from ..caffe_pb import Datum
 from ..errors import RecordError
 from ..spec import ArraySpec, Sample, Spec
-from .base import Source, as_label
+from .base import Source, as_label, deliver
 from .decode import channels_of, check_mode, decode_datum
 from .strings import StringTable
 
@@ -198,12 +198,9 @@ class CaffeLmdb(Source):
         i = self._index(i)
         return self._sample(self._txn().get(self._keys.raw(i)), i)
 
-    def get_many(self, indices: Iterable[int]) -> List[Sample]:
-        txn, raw, index, sample = self._txn(), self._keys.raw, self._index, self._sample
-        return [sample(txn.get(raw(j)), j) for j in map(index, indices)]
-
-    def get_batch(self, indices: Sequence[int]) -> Union[Sample, NotImplementedType]:
-        """``{"data": (N, C, H, W) uint8, "label": (N,) int64}`` of raw same-shape Datums, read-only.
+    def read_batch(self, indices: Sequence[int], out: Optional[Mapping[str, np.ndarray]] = None
+                   ) -> Union[Sample, NotImplementedType]:
+        """``{"data": (N, C, H, W) uint8, "label": (N,) int64}`` of raw same-shape Datums, read-only (or ``out``).
 
         Equal to stacking ``self[i]``; ``NotImplemented`` when a record is encoded,
         holds ``float_data`` or differs in shape from the first (read those one by one).
@@ -211,7 +208,7 @@ class CaffeLmdb(Source):
         """
         rows = [self._index(i) for i in np.asarray(indices, dtype=np.int64).reshape(-1).tolist()]
         if not rows:
-            raise ValueError("get_batch needs at least one index")
+            raise ValueError("read_batch needs at least one index")
         txn, raw, datum = self._txn(), self._keys.raw, self._datum
         datums = [datum(txn.get(raw(j)), j) for j in rows]
         first = datums[0]
@@ -227,7 +224,7 @@ class CaffeLmdb(Source):
                 if len(part) != size:
                     raise RecordError(self.key(j), f"datum holds {len(part)} bytes but C,H,W = {shape}")
         data = np.frombuffer(b"".join(parts), dtype=np.uint8).reshape(len(rows), *shape)
-        return {"data": data, "label": np.fromiter((d.label for d in datums), np.int64, len(rows))}
+        return deliver({"data": data, "label": np.fromiter((d.label for d in datums), np.int64, len(rows))}, out)
 
     def spec(self) -> Spec:
         """From the first record: exact shape for raw Datums, (C or None, None, None) for encoded."""

@@ -2,19 +2,19 @@
 
 Parsed once into one float32 (rows, features) array, an int64 label array and an
 int64 id array (see :mod:`.csv_parse`); reads are row views, read-only.
-``get_batch`` gathers many rows with one fancy index (the Loader's batch fast path).
+``read_batch`` gathers many rows with one fancy index (the Loader's batch fast path).
 """
 from __future__ import annotations
 
 import csv
 import logging
 import os
-from typing import List, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence
 
 import numpy as np
 
 from ..spec import ArraySpec, Sample, Spec
-from .base import Source
+from .base import Source, deliver
 from .csv_classes import check_classes, label_rows
 from .csv_parse import Columns, Parsed, SkippedRow, parse_fast, parse_slow
 
@@ -179,20 +179,20 @@ class CsvTable(Source):
             out["id"] = self._ids[i, ...]
         return out
 
-    def get_batch(self, indices: Sequence[int]) -> Sample:
-        """The rows ``indices`` stacked: equal to ``np.stack`` of ``self[i]`` per field (new arrays)."""
+    def read_batch(self, indices: Sequence[int], out: Optional[Mapping[str, np.ndarray]] = None) -> Sample:
+        """The rows ``indices`` stacked: equal to ``np.stack`` of ``self[i]`` per field (new arrays, or ``out``)."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         try:
             rows = self._features.take(idx, axis=0)  # checks the bounds; faster than fancy indexing
         except IndexError:
             bad = idx[(idx < -len(self)) | (idx >= len(self))]
             raise IndexError(f"index {int(bad[0])} out of range for CsvTable of length {len(self)}") from None
-        out = {"data": rows.reshape(len(idx), -1, 1, 1) if self.caffe_shape else rows}
+        fields = {"data": rows.reshape(len(idx), -1, 1, 1) if self.caffe_shape else rows}
         if self._labels is not None:
-            out["label"] = self._labels.take(idx)
+            fields["label"] = self._labels.take(idx)
         if self._ids is not None:
-            out["id"] = self._ids.take(idx)
-        return out
+            fields["id"] = self._ids.take(idx)
+        return deliver(fields, out)
 
     def key(self, i: int) -> str:
         return f"{self.path}:{self._line(self._check_index(i))}"

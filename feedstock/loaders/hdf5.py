@@ -10,17 +10,20 @@ file must have the same number of rows; row shapes are kept as stored ((N,) vs
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Dict, Iterable, List, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..spec import ArraySpec, Sample, Spec
-from .base import Source
+from .base import Source, deliver
 
 if TYPE_CHECKING:  # h5py's bundled libhdf5 clashes with Caffe's: imported only when HDF5 is read
     import h5py
 
-_SLICE_BYTES = 32 << 20  # read a bounding slice when it is at most this big (one call, then take rows)
+# An h5py call costs about as much as reading this many more bytes in one slice (~25 us vs ~2.5 GB/s
+# here): rows are read as one bounding slice when it spans at most this much per run of rows it
+# replaces, else as one slice per run (rows of a shuffled batch scattered over a large file).
+_BYTES_PER_CALL = 64 << 10
 
 Meta = Dict[str, Tuple[Tuple[int, ...], np.dtype]]
 
@@ -138,31 +141,43 @@ class Hdf5(Source):
         return {name: np.asarray(ds[row], dtype=np.float32) for name, ds in self._datasets(f).items()}
 
     def _read_rows(self, f: int, rows: np.ndarray) -> Dict[str, np.ndarray]:
-        """Rows (sorted, unique) of file ``f``: one bounding slice when small, else one slice per run."""
+        """Rows (sorted, unique) of file ``f``: one bounding slice when it is cheaper than one call per run
+        of consecutive rows, else one slice per run."""
         out = {}
+        lo, hi = int(rows[0]), int(rows[-1]) + 1
+        cuts = np.flatnonzero(np.diff(rows) != 1) + 1
         for name, ds in self._datasets(f).items():
-            lo, hi = int(rows[0]), int(rows[-1]) + 1
             row_bytes = int(np.prod(ds.shape[1:], dtype=np.int64)) * ds.dtype.itemsize
-            if (hi - lo) * row_bytes <= _SLICE_BYTES or hi - lo <= 2 * len(rows):
+            if len(cuts) == 0:
+                block = ds[lo:hi]  # one run: the common sequential case
+            elif (hi - lo) * row_bytes <= (len(cuts) + 1) * _BYTES_PER_CALL or hi - lo <= 2 * len(rows):
                 block = ds[lo:hi][rows - lo]
             else:
-                cuts = np.flatnonzero(np.diff(rows) != 1) + 1
                 block = np.concatenate([ds[int(r[0]) : int(r[-1]) + 1] for r in np.split(rows, cuts)])
             out[name] = block.astype(np.float32, copy=False)
         return out
 
-    def get_many(self, indices: Iterable[int]) -> List[Sample]:
-        """Records grouped by file, read as whole slices (never one h5py call per record)."""
-        idx = np.asarray([self._check_index(i) for i in indices], dtype=np.int64)
-        out: List[Sample] = [{} for _ in range(len(idx))]
+    def _check_indices(self, indices: Sequence[int]) -> np.ndarray:
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        idx = np.where(idx < 0, idx + len(self), idx)
+        bad = idx[(idx < 0) | (idx >= len(self))]
+        if bad.size:
+            raise IndexError(f"index {int(bad[0])} out of range for Hdf5 of length {len(self)}")
+        return idx
+
+    def read_batch(self, indices: Sequence[int], out: Optional[Mapping[str, np.ndarray]] = None) -> Sample:
+        """Records ``indices`` stacked per field (float32), read as whole slices grouped by file: never one
+        h5py call per record. Equal to ``np.stack`` of ``self[i]``; written into ``out`` when given."""
+        idx = self._check_indices(indices)
         files = np.searchsorted(self._offsets, idx, side="right") - 1
+        fields = {name: np.empty((len(idx), *self._row_shapes[name]), np.float32) for name in self.fields}
         for f in np.unique(files):
             sel = np.flatnonzero(files == f)
             rows, where = np.unique(idx[sel] - self._offsets[f], return_inverse=True)
             block = self._read_rows(int(f), rows)
-            for s, w in zip(sel.tolist(), where.reshape(-1).tolist()):
-                out[s] = {name: block[name][w] for name in self.fields}
-        return out
+            for name in self.fields:
+                fields[name][sel] = block[name][where.reshape(-1)]
+        return deliver(fields, out)
 
     def spec(self) -> Spec:
         return {name: ArraySpec(self._row_shapes[name], np.float32) for name in self.fields}

@@ -7,11 +7,16 @@ A chunk whose generation ``gen`` is no longer the one published in the ring's la
 control entry was discarded by the main process (the consumer moved elsewhere):
 it is skipped without reading anything.
 
-Batch fast path: ``source.get_batch(indices)`` then each transform's
-``apply_batch(fields)``. Either may answer ``NotImplemented`` (encoded records, a
-random transform): that chunk and every later one of this worker go row by row.
-Any exception in the fast path also sends the chunk row by row, which re-reads
-the records one at a time and so reports the bad record's key.
+Batch fast path, for a :class:`~feedstock.protocols.BatchReadable` source whose
+transforms are all :class:`~feedstock.protocols.BatchTransform` (or none):
+``source.read_batch(indices)`` then each transform's ``apply_batch(fields)``;
+with no transforms the source reads straight into the slot rows (``out=``).
+Either may answer ``NotImplemented`` (encoded records, a random transform): that
+chunk and every later one of this worker go row by row. Any exception in the fast
+path also sends the chunk row by row, which re-reads the records one at a time and
+so reports the bad record's key. Both paths write by :mod:`feedstock.casting`'s
+rule: a record whose shape or dtype does not fit the batch spec is an error
+naming its key (skipped and reported under ``on_error="skip"``), never cast.
 """
 from __future__ import annotations
 
@@ -19,12 +24,14 @@ import copy
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, cast
 
 import numpy as np
 
-from .. import rng as rng_module
+from ..casting import write_fields
 from ..errors import TooManyBadRecords
+from ..protocols import BatchReadable, BatchTransform, DecodeTimed, Source, Transform
+from ..rng import SampleRngs, sample_rng
 from ..spec import Spec, merge_unknown, spec_of
 from ..transforms.base import Compose
 from .sampler import Sampler
@@ -39,51 +46,11 @@ SKIPPED: FillResult = (0.0, 0.0, 0.0, ())
 _MAX_MESSAGE = 300
 
 
-class SampleRngs:
-    """``rng.sample_rng(seed, epoch, i)`` without building a generator per sample.
-
-    Constructing ``Generator(Philox(key=...))`` costs ~20 us (Philox draws OS
-    entropy for its unused seed); re-keying one Philox costs ~3 us and yields the
-    identical stream. Verified against ``sample_rng`` at construction, with a
-    fallback to it should the key layout ever change. The generator returned is
-    reused: it is valid for the duration of one sample's transforms.
-    """
-
-    def __init__(self, seed: int):
-        self.seed = int(seed)
-        self._bitgen = np.random.Philox(key=0)
-        self._gen = np.random.Generator(self._bitgen)
-        self._state = self._bitgen.state
-        self._shift = getattr(rng_module, "_INDEX_BITS", 40)
-        self._zeros = np.zeros(4, dtype=np.uint64)
-        self.fast = all(self._same_as_reference(e, i) for e, i in ((0, 0), (3, 12345), (2**20, 2**39 + 7)))
-        if not self.fast:
-            log.warning("per-sample rng fast path disabled: it disagrees with feedstock.rng.sample_rng")
-
-    def _same_as_reference(self, epoch: int, index: int) -> bool:
-        ours = self._rekey(epoch, index).random(4)
-        return bool(np.array_equal(ours, rng_module.sample_rng(self.seed, epoch, index).random(4)))
-
-    def __call__(self, epoch: int, index: int) -> np.random.Generator:
-        if self.fast:
-            return self._rekey(epoch, index)
-        return rng_module.sample_rng(self.seed, epoch, index)
-
-    def _rekey(self, epoch: int, index: int) -> np.random.Generator:
-        key = (self.seed << 64) | (int(epoch) << self._shift) | int(index)
-        state = self._state
-        state["state"]["key"] = np.array([key & 0xFFFFFFFFFFFFFFFF, key >> 64], dtype=np.uint64)
-        state["state"]["counter"] = self._zeros
-        state["buffer_pos"], state["has_uint32"], state["uinteger"] = 4, 0, 0
-        self._bitgen.state = state
-        return self._gen
-
-
 @dataclass
 class FillPlan:
     """What a worker needs, built in the main process; calling it in a worker attaches the slots."""
 
-    source: Any
+    source: Source
     compose: Compose
     sampler: Sampler
     layout: SlotLayout
@@ -98,7 +65,7 @@ class FillPlan:
         return Filler(self, ring, wid, copy.copy(self.source))
 
 
-def record_key(source: Any, index: int) -> str:
+def record_key(source: Source, index: int) -> str:
     """``source.key(i)``, or the index when the source cannot name it."""
     try:
         return str(source.key(index))
@@ -106,22 +73,21 @@ def record_key(source: Any, index: int) -> str:
         return f"index {index}"
 
 
-def _fast_path_ok(source: Any, compose: Compose) -> bool:
-    return callable(getattr(source, "get_batch", None)) and all(
-        callable(getattr(t, "apply_batch", None)) for t in compose.transforms
-    )
+def _fast_path_ok(source: Source, compose: Compose) -> bool:
+    return isinstance(source, BatchReadable) and all(isinstance(t, BatchTransform) for t in compose.transforms)
 
 
 class Filler:
     """The handler run per task in a worker (or in-process when ``workers=0``)."""
 
-    def __init__(self, plan: FillPlan, ring: SlotRing, wid: int, source: Any):
+    def __init__(self, plan: FillPlan, ring: SlotRing, wid: int, source: Source):
         self.plan, self.ring, self.wid, self.source = plan, ring, wid, source
         self.sampler, self.compose = plan.sampler, plan.compose
         self.rngs = SampleRngs(plan.sampler.seed)
         self.fast = _fast_path_ok(source, plan.compose)
-        # no transforms and a source that gathers into given arrays: rows go straight into the slot
-        self.into = self.fast and not plan.compose.transforms and getattr(source, "gathers_into", False)
+        # no transforms: the source reads straight into the slot rows
+        self.into = self.fast and not plan.compose.transforms
+        self.timed = isinstance(source, DecodeTimed)  # the source counts its decode seconds
         self._rows: Dict[Tuple[int, int], Dict[str, np.ndarray]] = {}
 
     def __call__(self, chunks: Tuple[Task, ...]) -> Tuple[FillResult, ...]:
@@ -136,13 +102,13 @@ class Filler:
         order = self.sampler.shard(epoch)
         base = k * self.sampler.batch_size
         times = [0.0, 0.0]
-        decoded = getattr(self.source, "decode_s", 0.0)
+        decoded = self.source.decode_s if self.timed else 0.0
         bad: List[BadRecord] = []
         if not (self.fast and self._fill_fast(order[base + lo : base + hi], slot, lo, hi, times)):
             for j in range(lo, hi):
                 self._fill_row(epoch, order, base + j, slot, j, times, bad)
         self._progress(-1)
-        return times[0], getattr(self.source, "decode_s", 0.0) - decoded, times[1], tuple(bad)
+        return times[0], (self.source.decode_s - decoded) if self.timed else 0.0, times[1], tuple(bad)
 
     def _progress(self, index: int) -> None:
         if self.ring.ctl is not None:
@@ -190,32 +156,22 @@ class Filler:
         return index, record_key(self.source, index), message[:_MAX_MESSAGE]
 
     def _fill_fast(self, indices: np.ndarray, slot: int, lo: int, hi: int, times: List[float]) -> bool:
-        """Whole chunk at once: ``get_batch`` then each transform's ``apply_batch``; False -> per row."""
+        """Whole chunk at once: ``read_batch`` then each transform's ``apply_batch``; False -> per row."""
         self._progress(int(indices[0]))
+        rows = {name: view[lo:hi] for name, view in self.ring.slots[slot].items()}
         try:
             t0 = time.perf_counter()
-            if self.into:
-                try:
-                    self.source.get_batch(indices, out={n: v[lo:hi] for n, v in self.ring.slots[slot].items()})
-                except Exception:
-                    self.into = False  # from now on get_batch + copy (this chunk: the per-row path)
-                    raise
-                times[0] += time.perf_counter() - t0
-                return True
-            fields = self.source.get_batch(indices)
+            fields = cast(BatchReadable, self.source).read_batch(indices, out=rows if self.into else None)
             t1 = time.perf_counter()
             for t in self.compose.transforms:
                 if fields is NotImplemented:
                     break
-                fields = t.apply_batch(fields)
+                fields = cast(BatchTransform, t).apply_batch(fields)
             if fields is NotImplemented:  # encoded records, a random transform: rows from now on
                 self.fast = False
                 return False
-            for name, view in self.ring.slots[slot].items():
-                value = np.asarray(fields[name])
-                if value.shape != view[lo:hi].shape:
-                    return False  # the per-row path names the offending record
-                np.copyto(view[lo:hi], value, casting="unsafe")
+            if not self.into:
+                write_fields(fields, rows)  # shape or dtype off: the per-row path names the record
         except Exception as exc:  # the per-row path re-reads and reports with record keys
             log.debug("batch fast path failed (%s); filling row by row", exc)
             return False
@@ -224,18 +180,17 @@ class Filler:
         return True
 
 
-def batch_spec(source: Any, compose: Any, seed: int) -> Spec:
+def batch_spec(source: Source, compose: Transform, seed: int) -> Spec:
     """Per-sample shapes and dtypes of a batch: declared by the transforms, or fixed by probing record 0
     (rng of (seed, 0, 0)) where a dim is known only per record."""
-    source_spec = getattr(source, "spec", None)
     try:
-        declared: Optional[Spec] = compose.output_spec(source_spec()) if source_spec else None
-    except NotImplementedError:
+        declared: Optional[Spec] = compose.output_spec(source.spec())
+    except NotImplementedError:  # a source or transform that declares nothing
         declared = None
     if declared is not None and all(s.fixed for s in declared.values()):
         return dict(declared)
     try:
-        probe = compose(source[0], rng_module.sample_rng(seed, 0, 0))
+        probe = compose(source[0], sample_rng(seed, 0, 0))
     except Exception as exc:
         raise ValueError(f"could not fix the batch shapes by probing record {record_key(source, 0)}: {exc}") from exc
     probed = spec_of(probe)

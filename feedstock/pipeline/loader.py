@@ -36,14 +36,20 @@ skip what they had not started; batches are unchanged) and, as the loader is
 evidently repositioned each time (an evaluation loader at epoch 0, say), it stops
 issuing ahead until a pass again continues where the previous one stopped.
 
-Batch fast path. When the source has ``get_batch(indices) -> dict`` and every
-transform has a deterministic, row-wise ``apply_batch(fields) -> fields``
-(or there are none), a chunk is filled with one vectorised read (ArraySource,
-CsvTable, CaffeLmdb of raw Datums with CaffeTransform in settings that draw
-nothing). A source whose records cannot be stacked (encoded Datums) or a
-transform whose settings are random answers ``NotImplemented``; rows are then
-filled one by one, with per-sample rngs. Batches are the same either way; an
-error in a batch read is reported by the per-row path, naming the record.
+Batch fast path. When the source is :class:`~feedstock.protocols.BatchReadable`
+(``read_batch(indices, out=None)``) and every transform is a
+:class:`~feedstock.protocols.BatchTransform` (deterministic, row-wise
+``apply_batch``) or there are none, a chunk is filled with one vectorised read
+(ArraySource, CsvTable, Hdf5's slice reads, CaffeLmdb of raw Datums with
+CaffeTransform in settings that draw nothing). A source whose records cannot be
+stacked (encoded Datums) or a transform whose settings are random answers
+``NotImplemented``; rows are then filled one by one, with per-sample rngs.
+Batches are the same either way; an error in a batch read is reported by the
+per-row path, naming the record. A record whose shape or dtype does not fit the
+batch (a float Datum among uint8 ones, another size or channel count, a value
+that overflows the batch dtype) is an error naming its key, or skipped and
+reported under ``on_error="skip"``: values are never cast unsafely (see
+:mod:`feedstock.casting`).
 
 Options (keyword-only; invalid values raise ValueError naming them):
 
@@ -61,17 +67,22 @@ Options (keyword-only; invalid values raise ValueError naming them):
   (None: no limit). ``replace_dead_workers``: a killed worker is replaced and
   its tasks redone (the epoch's batches do not change), else WorkerDied.
 * ``copy``: yield owned arrays. ``progress``: a tqdm bar per pass.
-* ``part=(j, n)``: yield only batches j, j+n, ... of each epoch (a remote feed
-  server's share, see :mod:`feedstock.remote`); positions count these batches.
+
+A feed server narrows a Loader to its part of the stream and leases batches
+through :mod:`feedstock.remote.served` (private hooks ``_use_sampler`` and
+``_iterate(keep=True)``); a benchmark picks how batches are split across
+workers by overriding ``_new_run``.
 """
 from __future__ import annotations
 
 import functools
 import weakref
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..protocols import Source, TaskPool, Transform
+from ..rng import check_seed
 from ..spec import Spec
 from ..transforms.base import as_compose
 from .fill import Filler, FillPlan, batch_spec
@@ -91,8 +102,8 @@ class Loader:
 
     def __init__(
         self,
-        source: Any,
-        transforms: Any = None,
+        source: Source,
+        transforms: Union[Transform, Sequence[Transform], None] = None,
         *,
         batch_size: int = 64,
         workers: int = 4,
@@ -109,14 +120,13 @@ class Loader:
         copy: bool = False,
         progress: bool = False,
         start_method: str = "auto",
-        part: Tuple[int, int] = (0, 1),
     ):
         check_options(workers=workers, prefetch=prefetch, on_error=on_error, max_bad_fraction=max_bad_fraction,
                       timeout=timeout, seed=seed)
         self.source, self.transforms = source, as_compose(transforms)
         rank, world_size = dist_from_env(rank, world_size)  # torchrun's env, read here only
-        self.sampler = Sampler(len(source), batch_size=batch_size, shuffle=shuffle, seed=seed,
-                               drop_last=drop_last, rank=rank, world_size=world_size, part=part)
+        self.sampler = Sampler(len(source), batch_size=batch_size, shuffle=shuffle, seed=check_seed(seed),
+                               drop_last=drop_last, rank=rank, world_size=world_size)
         self.workers, self.prefetch, self.on_error = int(workers), int(prefetch), on_error
         self.timeout, self.replace_dead_workers, self.start_method = timeout, replace_dead_workers, start_method
         self.copy, self.progress = bool(copy), bool(progress)
@@ -132,7 +142,6 @@ class Loader:
         self._left_at: Optional[Tuple[int, int]] = None  # where the last pass stopped (None: no pass yet)
         self._live: Optional[RunStats] = None
         self._last_stats: Dict[str, float] = {}
-        self._split = "auto"  # how batches are split across workers (see run.py); a bench knob
 
     # ----- resources -------------------------------------------------------------------------
     def _start(self) -> Resources:
@@ -204,13 +213,9 @@ class Loader:
     def __iter__(self) -> Iterator[Batch]:
         return self._iterate()
 
-    def leased(self) -> Iterator[Tuple[Batch, Callable[[], None]]]:
-        """One pass like ``iter(loader)``, yielding ``(batch, release)``: the batch's slot stays valid
-        until ``release()`` (fewer than ``prefetch`` may be held at once; a repositioned loader
-        drops its leases). A server sending batches zero-copy holds several this way."""
-        return self._iterate(keep=True)
-
     def _iterate(self, keep: bool = False) -> Iterator[Any]:
+        """One pass from the current position; ``keep``: yield ``(batch, release)`` leases instead of
+        batches (:func:`feedstock.remote.served.leased` documents them)."""
         self._token += 1
         token = self._token
         epoch, start = self._epoch, self._next
@@ -253,13 +258,25 @@ class Loader:
                 self._res.close()  # a worker would not finish: start afresh
                 res, run = self._start(), None
         if run is None:
-            slots = 1 if self.workers == 0 else self.prefetch
-            run = self._run = Run(res.pool, self.sampler, epoch, start, slots=slots, workers=self.workers,
-                                  split=self._split, bad=self._bad, ctl=res.ring.ctl)
+            run = self._run = self._new_run(res.pool, epoch, start, res.ring.ctl)
         # Issue into the next epoch only while passes continue where the last one stopped.
         continues = self._left_at is None or self._left_at == (epoch, start)
         run.horizon = None if continues else (epoch + 1, 0)
         return run, res
+
+    def _new_run(self, pool: TaskPool, epoch: int, start: int, ctl: Optional[np.ndarray]) -> Run:
+        """The run issuing batches from ``(epoch, start)`` (a hook: bench/bench_loader.py's split study)."""
+        slots = 1 if self.workers == 0 else self.prefetch
+        return Run(pool, self.sampler, epoch, start, slots=slots, workers=self.workers, bad=self._bad, ctl=ctl)
+
+    def _use_sampler(self, sampler: Sampler) -> None:
+        """Batches from ``sampler`` from now on (a new seed; a feed server's part of the stream)."""
+        if sampler.length != len(self.source) or sampler.batch_size != self._layout.batch_size:
+            raise ValueError(f"{sampler!r} does not fit this loader's source and batch size")
+        self.close()  # workers hold the old sampler
+        self.sampler = sampler
+        self._bad.shard_size = sampler.shard_size  # the budget of bad records per epoch; totals carry on
+        self._epoch, self._next, self._left_at = 0, 0, None
 
     def _batch(self, views: Mapping[str, np.ndarray], rows: int) -> Batch:
         full = rows == self.sampler.batch_size
@@ -288,11 +305,7 @@ class Loader:
         st = LoaderState.from_dict(state)
         st.check(self.sampler)
         if st.seed != self.sampler.seed:
-            self.close()  # workers hold the old seed
-            self.sampler = Sampler(self.sampler.length, batch_size=self.sampler.batch_size,
-                                   shuffle=self.sampler.shuffle, seed=st.seed, drop_last=self.sampler.drop_last,
-                                   rank=self.sampler.rank, world_size=self.sampler.world_size,
-                                   part=self.sampler.part)
+            self._use_sampler(self.sampler.replace(seed=st.seed))
         self._epoch, self._next = st.position(self.sampler.num_batches)
 
     def stats(self) -> Dict[str, float]:

@@ -9,24 +9,10 @@ published in the ring's last control entry moves on, workers skip the chunks sti
 queued for them (see :mod:`.fill`), and the few chunks being filled are waited out.
 A task error is raised when its batch is due, so batches before it are delivered.
 
-Work split ("auto"), measured with ``bench/bench_loader.py --split-study`` and
-variants on the 2-core machine, 2 workers (rates are noisy there, +-30%):
-
-* Heavy samples (JPEG decode + resize + crop, ~2 ms a row, batches of 256):
-  splitting every batch's rows across the workers brought the first batch in
-  0.75-0.83 s instead of 1.06 s with whole batches per worker, and raised
-  throughput (474-486 -> 562-620/s) because the epoch's last batches no longer
-  leave a worker idle. So a batch is split across workers when it holds at least
-  ``MIN_CHUNK_S`` of work per part (estimated from the chunks finished so far);
-  the batch the consumer is waiting for when it is issued is always split (the
-  first batch of a pass: no estimate yet; arrives early).
-* Cheap batches (MNIST rows ~25 us, the batch fast path ~4 us, CSV rows <1 us):
-  a round trip through a pipe costs 120-200 us on this VM, so splitting only
-  adds messages (MNIST rows: 37-57k/s split vs 41-60k/s whole, no gain).
-  With enough slots (``prefetch >= 3 x workers``) several whole batches go in
-  one task: Otto-shaped table, prefetch 8: 0.8-2.6M rows/s grouped vs
-  0.7-1.7M one batch per task (prefetch 16, grouped: 1.1-2.0M). With fewer slots grouping would starve workers
-  (it waits for free slots), so it is off.
+Work split ("auto"): a batch holding at least ``MIN_CHUNK_S`` of work per part is split
+across workers (the first batch of a pass arrives early, an epoch's end leaves no worker
+idle); cheap batches go whole, several to a task when there are slots enough. The
+measurements behind this are in bench/README.md; the design in docs/pipeline.md.
 """
 from __future__ import annotations
 
@@ -35,15 +21,16 @@ import traceback
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
+import numpy as np
+
 from ..errors import WorkerError
-from .fill import Filler
+from ..protocols import TaskPool
+from ..rng import MAX_EPOCH  # the per-sample rng key's epoch bits bound the epochs a run issues
 from .sampler import Sampler
 from .stats import BadRecords, RunStats
 
 # A task should carry at least this much work: a pipe round trip costs 0.1-0.2 ms here.
 MIN_CHUNK_S = 0.005
-# Epochs are < 2**24: the per-sample rng key holds the epoch in 24 bits (see feedstock.rng).
-MAX_EPOCH = 2**24
 
 Pos = Tuple[int, int]  # (epoch, batch k)
 
@@ -51,7 +38,7 @@ Pos = Tuple[int, int]  # (epoch, batch k)
 class InlinePool:
     """``workers=0``: the ProcessPool interface, running each task in this process when awaited."""
 
-    def __init__(self, handler: Filler, describe: Callable[[int, Any], str]):
+    def __init__(self, handler: Callable[[Any], Any], describe: Callable[[int, Any], str]):
         self.handler, self.describe = handler, describe
         self._pending: Deque[Tuple[int, Any]] = deque()
         self._next_tid = 0
@@ -99,8 +86,8 @@ def split_rows(rows: int, parts: int) -> List[Tuple[int, int]]:
 class Run:
     """Issues tasks into free slots and hands out ``(epoch, k, slot, rows)`` in order, across epochs."""
 
-    def __init__(self, pool: Any, sampler: Sampler, epoch: int, start: int, *, slots: int, workers: int,
-                 split: str, bad: BadRecords, ctl: Any = None):
+    def __init__(self, pool: TaskPool, sampler: Sampler, epoch: int, start: int, *, slots: int, workers: int,
+                 bad: BadRecords, ctl: Optional[np.ndarray] = None, split: str = "auto"):
         self.pool, self.sampler, self.slots, self.bad, self.ctl = pool, sampler, slots, bad, ctl
         self.workers, self.split = max(1, workers), split
         self.horizon: Optional[Pos] = None  # first position not to issue (None: go on into later epochs)

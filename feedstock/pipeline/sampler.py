@@ -27,6 +27,8 @@ from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
+from ..rng import check_seed
+
 _ORDER_TAG = 0x53414D50  # "SAMP": keeps the order stream apart from any per-sample stream
 
 
@@ -76,8 +78,7 @@ class Sampler:
             raise ValueError(f"the source is empty ({length=})")
         if batch_size < 1:
             raise ValueError(f"{batch_size=} must be positive")
-        if not 0 <= seed < 2**64:
-            raise ValueError(f"{seed=} must be in [0, 2**64)")
+        seed = check_seed(seed)
         rank, world_size = dist_from_env(rank, world_size, env={})
         self.length, self.batch_size = int(length), int(batch_size)
         self.shuffle, self.seed, self.drop_last = bool(shuffle), int(seed), bool(drop_last)
@@ -107,6 +108,17 @@ class Sampler:
 
     def __len__(self) -> int:
         return self.num_batches
+
+    def replace(self, **changes: object) -> "Sampler":
+        """A sampler with the same settings but ``changes`` (e.g. another seed)."""
+        settings = dict(length=self.length, batch_size=self.batch_size, shuffle=self.shuffle, seed=self.seed,
+                        drop_last=self.drop_last, rank=self.rank, world_size=self.world_size, part=self.part)
+        unknown = set(changes) - set(settings)
+        if unknown:
+            raise TypeError(f"Sampler has no settings {sorted(unknown)}")
+        settings.update(changes)
+        length = settings.pop("length")
+        return Sampler(length, **settings)  # type: ignore[arg-type]
 
     def global_order(self, epoch: int) -> np.ndarray:
         """All indices in this epoch's order (before sharding)."""

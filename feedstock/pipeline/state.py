@@ -4,16 +4,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Dict, Mapping
 
+from ..rng import check_epoch, check_seed  # the rng's limits; check_epoch is re-exported for the loaders
 from .sampler import Sampler
-
-
-def check_epoch(epoch: int) -> int:
-    """``epoch`` as an int in [0, MAX_EPOCH); ValueError naming it otherwise."""
-    from .run import MAX_EPOCH
-
-    if isinstance(epoch, bool) or int(epoch) != epoch or not 0 <= epoch < MAX_EPOCH:
-        raise ValueError(f"{epoch=} must be an integer in [0, 2**24)")
-    return int(epoch)
 
 
 @dataclass(frozen=True)
@@ -46,6 +38,8 @@ class LoaderState:
             if isinstance(value, bool) or int(value) != value or value < 0:
                 raise ValueError(f"loader state {name}={value!r} must be a non-negative integer")
             values[name] = int(value)
+        check_seed(values["seed"], name="loader state seed")
+        check_epoch(values["epoch"], name="loader state epoch")
         return cls(**values)
 
     def position(self, num_batches: int) -> "tuple[int, int]":

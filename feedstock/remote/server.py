@@ -24,6 +24,7 @@ from ..errors import RemoteError
 from . import protocol
 from .protocol import tune
 from .security import check_bind, server_curve
+from .served import leased
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ class FeedServer:
         state = dict(self.loader.state_dict(), seed=int(msg["seed"]), epoch=int(msg["epoch"]),
                      next_batch=int(msg["batch"]))
         self.loader.load_state_dict(state)
-        self._stream = _Stream(ident, int(msg["session"]), int(msg["credits"]), self.loader.leased())
+        self._stream = _Stream(ident, int(msg["session"]), int(msg["credits"]), leased(self.loader))
         log.info("stream %d: epoch %d batch %d for client %s", msg["session"], msg["epoch"], msg["batch"],
                  ident.hex())
 
@@ -148,7 +149,7 @@ class FeedServer:
             try:
                 batch, release = next(stream.it)
             except StopIteration:  # an epoch ended: the stream goes on with the next
-                stream.it = self.loader.leased()
+                stream.it = leased(self.loader)
                 pos = self.loader.state_dict()
                 batch, release = next(stream.it)
         except Exception as exc:  # the loader's error (it names the record) goes to the client

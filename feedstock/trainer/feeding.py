@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Iterator, List, Mapping, Sequence, Tuple
+from types import NotImplementedType
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..loaders import ArraySource, open_source
 from ..loaders.base import Source
+from ..protocols import BatchLoader, BatchReadable
 from ..spec import Spec
 
 
@@ -32,8 +34,12 @@ class Subset(Source):
     def spec(self) -> Spec:
         return self.source.spec()
 
-    def get_many(self, indices: Sequence[int]) -> List[Dict[str, np.ndarray]]:
-        return self.source.get_many(self.indices[np.asarray(indices, dtype=np.int64)])
+    def read_batch(self, indices: Sequence[int], out: Optional[Mapping[str, np.ndarray]] = None
+                   ) -> Union[Dict[str, np.ndarray], NotImplementedType]:
+        """The source's batched read of the mapped records (NotImplemented when it has none)."""
+        if not isinstance(self.source, BatchReadable):
+            return NotImplemented
+        return self.source.read_batch(self.indices[np.asarray(indices, dtype=np.int64)], out=out)
 
 
 def holdout_split(source: Source, fraction: float, *, seed: int) -> Tuple[Subset, Subset]:
@@ -70,7 +76,7 @@ class LoaderBatches:
     """A Loader (in-process for ``workers=0``) or a RemoteLoader, positioned explicitly for every epoch;
     closing the batches closes the loader."""
 
-    def __init__(self, loader: Any) -> None:
+    def __init__(self, loader: BatchLoader) -> None:
         self.loader = loader
 
     @property
@@ -79,8 +85,7 @@ class LoaderBatches:
 
     def slot_arrays(self) -> List[Mapping[str, np.ndarray]]:
         """The loader's slot arrays once its ring exists; [] when it cannot tell (copies stay pageable)."""
-        get = getattr(self.loader, "slot_arrays", None)
-        return list(get()) if get is not None else []
+        return list(self.loader.slot_arrays())
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Mapping[str, np.ndarray]]:
         """Batches ``start..`` of ``epoch``: the same ones for any worker count and after a resume."""
@@ -93,7 +98,7 @@ class LoaderBatches:
 
 def is_loader(obj: Any) -> bool:
     """A ready loader (Loader, RemoteLoader) rather than something to make a source of."""
-    return all(hasattr(obj, name) for name in ("state_dict", "load_state_dict", "slot_arrays", "__iter__"))
+    return isinstance(obj, BatchLoader)
 
 
 def remote_stream(loader: Any, *, batch_size: int, seed: int) -> LoaderBatches:
@@ -111,7 +116,7 @@ def batch_stream(source: Source, *, batch_size: int, workers: int, shuffle: bool
     """The Loader as the trainer reads it: ``epoch(e, start)`` iterators over its batches."""
     if batch_size <= 0:
         raise ValueError(f"{batch_size=} must be positive")
-    if workers < 0:
+    if not isinstance(workers, str) and workers < 0:  # "auto": the Loader picks
         raise ValueError(f"{workers=} must be >= 0")
     from ..pipeline.loader import Loader
 

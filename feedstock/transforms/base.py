@@ -10,6 +10,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ..casting import write_fields
 from ..spec import Sample, Spec
 
 
@@ -44,16 +45,9 @@ class Transform:
 
 
 def write_rows(sample: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray]) -> None:
-    """Copy each field into its preallocated row; a shape mismatch is a clear error."""
-    for name, row in out.items():
-        if name not in sample:
-            raise ValueError(f"sample has no field {name!r} (fields: {sorted(sample)})")
-        value = np.asarray(sample[name])
-        if value.shape != row.shape:
-            raise ValueError(
-                f"field {name!r} has shape {value.shape}, the batch expects {row.shape}"
-            )
-        np.copyto(row, value, casting="unsafe")
+    """Copy each field into its preallocated row; a shape mismatch or a cast that would change a value
+    (see :mod:`feedstock.casting`) is a clear error."""
+    write_fields(sample, out)
 
 
 class Compose(Transform):

@@ -1,0 +1,53 @@
+"""The one rule for writing a record's values into a batch row of a fixed dtype: never change a value silently.
+
+Allowed: the same dtype; a safe cast (uint8 into float32, int32 into int64);
+a float into a narrower float (rounding, as any float32 pipeline does); an
+integer array into a narrower integer type when every value fits. Anything else
+(a float into integers, a negative into unsigned, a value that overflows) is a
+ValueError naming the field and both dtypes; the pipeline adds the record's key.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+
+def cast_problem(value: np.ndarray, dtype: np.dtype) -> str:
+    """Why ``value`` cannot be written into an array of ``dtype`` without changing it ("" when it can)."""
+    src = value.dtype
+    if src == dtype or np.can_cast(src, dtype, "safe"):
+        return ""
+    if src.kind == "f" and dtype.kind == "f":
+        finite = value[np.isfinite(value)]
+        if finite.size and float(np.abs(finite).max()) > float(np.finfo(dtype).max):
+            return f"values up to {float(np.abs(finite).max()):g} overflow {dtype}"
+        return ""
+    if src.kind in "iu" and dtype.kind in "iu":
+        if value.size == 0:
+            return ""
+        info = np.iinfo(dtype)
+        lo, hi = int(value.min()), int(value.max())
+        if info.min <= lo and hi <= info.max:
+            return ""
+        return f"values {lo}..{hi} do not fit {dtype} [{info.min}, {info.max}]"
+    return f"a {src} value cannot be stored as {dtype} without changing it"
+
+
+def copy_checked(name: str, dst: np.ndarray, value: np.ndarray) -> None:
+    """``dst[...] = value`` when shapes are equal and no value changes; ValueError naming ``name`` otherwise."""
+    value = np.asarray(value)
+    if value.shape != dst.shape:
+        raise ValueError(f"field {name!r} has shape {value.shape}, the batch expects {dst.shape}")
+    problem = cast_problem(value, dst.dtype)
+    if problem:
+        raise ValueError(f"field {name!r} is {value.dtype}, the batch holds {dst.dtype}: {problem}")
+    np.copyto(dst, value, casting="unsafe")  # checked above: no value changes (floats may round)
+
+
+def write_fields(fields: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray]) -> None:
+    """Every field named in ``out`` copied in by :func:`copy_checked`; a missing field is a ValueError."""
+    for name, dst in out.items():
+        if name not in fields:
+            raise ValueError(f"sample has no field {name!r} (fields: {sorted(fields)})")
+        copy_checked(name, dst, fields[name])

@@ -1,0 +1,68 @@
+"""The feed server's view of a Loader: one part of the stream (serve_part) and leased batches (leased)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from feedstock.loaders.array import ArraySource
+from feedstock.pipeline.loader import Loader
+from feedstock.remote.served import leased, serve_part
+from pipeline_helpers import Jitter, collect, make_source
+
+
+def test_public_loader_has_no_part_option_and_no_leases():
+    with pytest.raises(TypeError, match="part"):
+        Loader(make_source(8), batch_size=2, part=(0, 2))  # type: ignore[call-arg]
+    assert not hasattr(Loader, "leased") and not hasattr(Loader, "_split")
+
+
+@pytest.mark.parametrize("n,drop_last", [(2, True), (3, False)])
+def test_parts_interleaved_give_back_the_whole_stream(no_leaks, n, drop_last):
+    source = make_source(30)
+    kw = dict(batch_size=4, seed=5, drop_last=drop_last)
+    with Loader(source, [Jitter()], workers=0, **kw) as whole:
+        want = [collect(whole), collect(whole)]  # epochs 0 and 1
+    parts = [serve_part(Loader(source, [Jitter()], workers=2 if j == 0 else 0, **kw), (j, n)) for j in range(n)]
+    try:
+        for epoch in (0, 1):
+            got = [collect(p) for p in parts]
+            assert sum(len(g) for g in got) == len(want[epoch])
+            for k, batch in enumerate(want[epoch]):
+                part = got[k % n][k // n]
+                for name in batch:
+                    np.testing.assert_array_equal(part[name], batch[name])
+        assert [len(p) for p in parts] == [len(range(j, len(want[0]), n)) for j in range(n)]
+        assert parts[1].state_dict()["epoch"] == 2
+    finally:
+        for p in parts:
+            p.close()
+
+
+def test_serve_part_rejects_a_bad_part():
+    for part in [(2, 2), (-1, 2), (0, 0), "0/2"]:
+        with pytest.raises(ValueError, match="part="):
+            serve_part(Loader(make_source(8), batch_size=2, workers=0), part)  # type: ignore[arg-type]
+
+
+def test_leased_batches_stay_valid_until_released(no_leaks):
+    data = np.arange(40 * 3, dtype=np.int32).reshape(40, 3)
+    with Loader(ArraySource(data=data), batch_size=4, workers=1, shuffle=False, prefetch=4) as loader:
+        held = []
+        for k, (batch, release) in enumerate(leased(loader)):
+            held.append((k, batch, release))
+            if len(held) == 3:  # three of four slots held: the fourth keeps the worker going
+                k0, b0, r0 = held.pop(0)
+                np.testing.assert_array_equal(b0["data"], data[4 * k0 : 4 * k0 + 4])  # not overwritten
+                r0()
+                r0()  # a second release is harmless
+        assert k == 9
+        # a repositioned loader drops its leases: late releases change nothing
+        loader.set_epoch(1)
+        assert [b["data"][0, 0] for b in loader] == [12 * k for k in range(10)]
+        for _, _, release in held:
+            release()
+        it = leased(loader)
+        leases = [next(it) for _ in range(4)]
+        with pytest.raises(RuntimeError, match="all 4 slots are held"):
+            next(it)
+        del leases
