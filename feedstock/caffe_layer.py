@@ -94,8 +94,10 @@ class BatchFeed:
                 self._advance()
             take = min(self._batch_size - row, self._rows_left())
             src = slice(self._offset, self._offset + take)
+            pending = self._pending
+            assert pending is not None  # _advance() made a batch pending
             for out, field in zip(outs, self._fields):
-                np.copyto(out[row : row + take], self._pending[field][src], casting="unsafe")
+                np.copyto(out[row : row + take], pending[field][src], casting="unsafe")
             row += take
             self._offset += take
 
@@ -293,5 +295,5 @@ class OccludeLayer(_LayerBase):
             return
         if not self._active:
             np.copyto(bottom[0].diff, top[0].diff)
-        else:
+        elif self._mask is not None:  # a forward ran: its mask says what was kept
             np.multiply(top[0].diff, self._mask, out=bottom[0].diff)

@@ -146,7 +146,9 @@ def resolve_seed(seed: Optional[int]) -> int:
     """An unset seed becomes fresh OS entropy (like Caffe's /dev/urandom seeding); saved states keep it."""
     import numpy as np
 
-    return int(np.random.SeedSequence().entropy % 2**63) if seed is None else seed
+    if seed is not None:
+        return seed
+    return int(np.random.SeedSequence().entropy) % 2**63  # type: ignore[arg-type]  # an int when unseeded
 
 
 # The forms' parsers live in stream_forms (they import Stream); re-exported here for one import path.

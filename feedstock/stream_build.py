@@ -1,7 +1,7 @@
 """A Stream's Source, transforms and Loader: the one place each source kind and transform is chosen."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from .phase import TRAIN
 from .stream_check import StreamKeyError
@@ -85,7 +85,7 @@ def build_loader(s: "Stream", phase: int, *, fields: Optional[Sequence[str]] = N
     from .stream import resolve_seed
 
     kind = s.kind()
-    options = dict(batch_size=s.batch_size, workers=s.workers, shuffle=s.shuffle, seed=resolve_seed(s.seed),
+    options: Dict[str, Any] = dict(batch_size=s.batch_size, workers=s.workers, shuffle=s.shuffle, seed=resolve_seed(s.seed),
                    drop_last=s.drop_last, prefetch=s.prefetch, on_error=s.on_error,
                    max_bad_fraction=s.max_bad_fraction, timeout=s.timeout, start_method=s.start_method,
                    rank=s.rank, world_size=s.world_size)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from feedstock.caffe_params import data_layer_params
+from feedstock.caffe_pb import array_to_datum
 from feedstock.stream import (
     Stream,
     add_stream_arguments,
@@ -18,7 +19,6 @@ from feedstock.stream import (
 )
 from feedstock.transforms import CaffeTransform, Occlude, Scale
 from feedstock.writers import LmdbWriter
-from feedstock.caffe_pb import array_to_datum
 
 
 @pytest.fixture(scope="module")
