@@ -10,9 +10,9 @@ from dataclasses import dataclass, fields
 from typing import Any, Mapping, Optional, Tuple
 
 from .phase import TEST, TRAIN, parse_phase
-from .stream import STREAM_KEYS, Stream
-from .stream_check import StreamKeyError, as_seed, as_str, echo
-from .stream_forms import check_keys, parse_param_str, stream_from_mapping
+from .stream import STREAM_KEYS, Stream, parse_param_str, stream_from_mapping
+from .stream.check import StreamKeyError, as_seed, as_str, echo
+from .stream.forms import check_keys
 
 __all__ = ["TRAIN", "TEST", "DataLayerParams", "data_layer_params", "occlude_layer_params", "parse_param_str",
            "phase_of", "build_loader", "check_keys", "DATA_KEYS", "OCCLUDE_KEYS"]

@@ -1,22 +1,23 @@
 """A Stream's Source, transforms and Loader: the one place each source kind and transform is chosen."""
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
-from .phase import TRAIN
-from .stream_check import StreamKeyError
+from ..phase import TRAIN
+from .check import CAFFE_TRANSFORM_KEYS, StreamKeyError
 
 if TYPE_CHECKING:
-    from .loaders.base import Source
-    from .pipeline.loader import Loader
-    from .stream import Stream
-    from .transforms.base import Transform
+    from ..loaders.base import Source
+    from ..pipeline.loader import Loader
+    from ..transforms.base import Transform
+    from .definition import Stream
 
 
 def build_source(s: "Stream", kind: str, *, fields: Optional[Sequence[str]] = None,
                  caffe_layout: bool = False) -> "Source":
     """The Source of ``s.source`` read as ``kind``."""
-    from . import loaders
+    from .. import loaders
 
     if kind == "lmdb":
         # force_color/force_gray choose how *encoded* Datums decode; Caffe ignores them for raw ones.
@@ -33,7 +34,7 @@ def build_source(s: "Stream", kind: str, *, fields: Optional[Sequence[str]] = No
         # Caffe's HDF5Data: the dataset names are the layer's top names
         return loaders.Hdf5(s.source, fields=tuple(fields) if fields else ("data", "label"))
     if kind == "pairs":
-        from .loaders.pairs_source import pairs_source
+        from ..loaders.pairs_source import pairs_source
 
         return pairs_source(s)
     raise StreamKeyError("source_type", f"={kind!r} is not a source type")
@@ -45,10 +46,10 @@ def build_transforms(s: "Stream", kind: str, phase: int) -> List["Transform"]:
     if kind == "hdf5":
         return []
     if kind == "pairs":
-        from .transforms.pairs import pairs_transforms
+        from ..transforms.pairs import pairs_transforms
 
         return pairs_transforms(s, phase)
-    from .transforms import CaffeTransform, Occlude, Resize, Scale
+    from ..transforms import CaffeTransform, Occlude, Resize, Scale
 
     out: List[Transform] = [Resize(s.new_height, s.new_width)] if s.new_height else []
     out.append(CaffeTransform(phase=phase, scale=s.scale, mirror=s.mirror, crop_size=s.crop_size,
@@ -65,13 +66,11 @@ def build_transforms(s: "Stream", kind: str, phase: int) -> List["Transform"]:
 
 
 def _refuse_misplaced(s: "Stream", kind: str) -> None:
-    from .stream import CAFFE_TRANSFORM_KEYS, Stream
-
     if s.new_height and kind not in ("lmdb", "list", "folder"):
         raise StreamKeyError("new_height", f": new_height/new_width resize images; source {s.source!r} is {kind}")
     if kind == "hdf5":
-        default = Stream()
-        changed = [k for k in CAFFE_TRANSFORM_KEYS + ("occlude", "to_range") if getattr(s, k) != getattr(default, k)]
+        defaults = {f.name: f.default for f in dataclasses.fields(s)}
+        changed = [k for k in CAFFE_TRANSFORM_KEYS + ("occlude", "to_range") if getattr(s, k) != defaults[k]]
         if changed:
             raise StreamKeyError(changed[0], ": HDF5 sources take no transform keys (Caffe's HDF5Data "
                                              f"refuses them too); set: {changed}")
@@ -81,8 +80,7 @@ def build_loader(s: "Stream", phase: int, *, fields: Optional[Sequence[str]] = N
                  source: Optional["Source"] = None, **overrides: Any) -> "Loader":
     """The Loader of ``s`` in ``phase``, with ``overrides`` replacing loader options; ``source``: read
     this Source (a held-out split of the stream's, say) instead of building one."""
-    from .pipeline.loader import Loader
-    from .stream import resolve_seed
+    from ..pipeline.loader import Loader
 
     kind = s.kind()
     options: Dict[str, Any] = dict(batch_size=s.batch_size, workers=s.workers, shuffle=s.shuffle, seed=resolve_seed(s.seed),
@@ -93,3 +91,12 @@ def build_loader(s: "Stream", phase: int, *, fields: Optional[Sequence[str]] = N
     if source is None:
         source = build_source(s, kind, fields=fields, caffe_layout=caffe_layout)
     return Loader(source, build_transforms(s, kind, phase), **options)
+
+
+def resolve_seed(seed: Optional[int]) -> int:
+    """An unset seed becomes fresh OS entropy (like Caffe's /dev/urandom seeding); saved states keep it."""
+    import numpy as np
+
+    if seed is not None:
+        return seed
+    return int(np.random.SeedSequence().entropy) % 2**63  # type: ignore[arg-type]  # an int when unseeded

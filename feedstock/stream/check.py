@@ -4,6 +4,11 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Dict, Optional, Tuple
 
+# Caffe's TransformationParameter fields, copied by name from a prototxt's transform_param.
+CAFFE_TRANSFORM_KEYS = ("scale", "mirror", "crop_size", "mean_file", "mean_value", "force_color", "force_gray")
+# what changes the samples (the remote setup check compares these)
+TRANSFORM_KEYS = CAFFE_TRANSFORM_KEYS + ("new_height", "new_width", "is_color", "scales", "pad_value",
+                                         "ignore_label", "occlude", "to_range")
 SOURCE_TYPES = ("auto", "lmdb", "list", "folder", "csv", "hdf5", "pairs")
 START_METHODS = ("auto", "fork", "spawn", "forkserver")
 ON_ERROR = ("raise", "skip")

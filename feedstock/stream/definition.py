@@ -1,4 +1,4 @@
-"""The one stream definition: source, transforms and loader options, and the one way to build its Loader.
+"""The stream definition: source, transforms and loader options, and the one way to build its Loader.
 
 Every entry point (``feedstock train``/``serve``/``bench``/``predict``/``inspect``,
 the Caffe DataLayer) describes what it reads with a :class:`Stream` and builds
@@ -15,23 +15,14 @@ import os
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from .phase import TEST, TRAIN, parse_phase
-from .stream_check import RULES, StreamKeyError, check_together
+from ..phase import TRAIN, parse_phase
+from .check import RULES, TRANSFORM_KEYS, StreamKeyError, check_together
 
 if TYPE_CHECKING:
-    from .loaders.base import Source
-    from .pipeline.loader import Loader
-    from .transforms.base import Transform
+    from ..loaders.base import Source
+    from ..pipeline.loader import Loader
+    from ..transforms.base import Transform
 
-__all__ = ["Stream", "TRAIN", "TEST", "parse_phase", "STREAM_KEYS", "TRANSFORM_KEYS", "resolve_seed",
-           "add_stream_arguments", "stream_from_args", "stream_from_mapping", "stream_from_yaml", "parse_param_str"]
-
-# Caffe's TransformationParameter fields, copied by name from a prototxt's transform_param.
-CAFFE_TRANSFORM_KEYS = ("scale", "mirror", "crop_size", "mean_file", "mean_value", "force_color", "force_gray")
-# what changes the samples (the remote setup check compares these)
-TRANSFORM_KEYS = CAFFE_TRANSFORM_KEYS + ("new_height", "new_width", "is_color", "scales", "pad_value",
-                                         "ignore_label", "occlude", "to_range")
-IMAGE_SOURCES = ("lmdb", "list", "folder", "pairs")
 
 
 @dataclass(frozen=True)
@@ -97,20 +88,20 @@ class Stream:
             raise StreamKeyError("source", " must name the data to read (a path)")
         if self.source_type != "auto":
             return self.source_type
-        from .loaders.open_source import guess_kind
+        from ..loaders.open_source import guess_kind
 
         return guess_kind(self.source)
 
     def build_source(self, *, fields: Optional[Sequence[str]] = None, caffe_layout: bool = False) -> "Source":
         """The Source reading ``source``; ``fields``: HDF5 dataset names (Caffe's HDF5Data tops);
         ``caffe_layout``: CSV rows as (F, 1, 1) blobs, the shape Caffe's layers take."""
-        from .stream_build import build_source
+        from .build import build_source
 
         return build_source(self, self.kind(), fields=fields, caffe_layout=caffe_layout)
 
     def build_transforms(self, phase: Any = TRAIN) -> List["Transform"]:
         """The transforms of ``phase``: TEST draws nothing (centre crop, no mirror, no occlusion)."""
-        from .stream_build import build_transforms
+        from .build import build_transforms
 
         return build_transforms(self, self.kind(), parse_phase(phase))
 
@@ -119,7 +110,7 @@ class Stream:
         """The Loader of this stream in ``phase``; ``overrides`` replace loader options for this
         one Loader (e.g. ``shuffle=False`` for a validation pass); ``source`` replaces the one
         the stream would build (e.g. a held-out split of it)."""
-        from .stream_build import build_loader
+        from .build import build_loader
 
         return build_loader(self, parse_phase(phase), fields=fields, caffe_layout=caffe_layout, source=source,
                             **overrides)
@@ -141,21 +132,3 @@ class Stream:
 
 STREAM_KEYS = tuple(f.name for f in fields(Stream))
 
-
-def resolve_seed(seed: Optional[int]) -> int:
-    """An unset seed becomes fresh OS entropy (like Caffe's /dev/urandom seeding); saved states keep it."""
-    import numpy as np
-
-    if seed is not None:
-        return seed
-    return int(np.random.SeedSequence().entropy) % 2**63  # type: ignore[arg-type]  # an int when unseeded
-
-
-# The forms' parsers live in stream_forms (they import Stream); re-exported here for one import path.
-from .stream_forms import (  # noqa: E402
-    add_stream_arguments,
-    parse_param_str,
-    stream_from_args,
-    stream_from_mapping,
-    stream_from_yaml,
-)

@@ -12,8 +12,8 @@ import json
 import os
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
-from .stream import STREAM_KEYS, Stream
-from .stream_check import SOURCE_TYPES, START_METHODS, StreamKeyError, echo
+from .check import SOURCE_TYPES, START_METHODS, StreamKeyError, echo
+from .definition import STREAM_KEYS, Stream
 
 
 # ----- mappings: param_str and YAML ----------------------------------------------------------------
