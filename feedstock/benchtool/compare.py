@@ -1,0 +1,74 @@
+"""``--compare torch``: torch's DataLoader over the same source and transforms, timed like the Loader."""
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, Optional, Sequence
+
+import numpy as np
+
+from ..rng import sample_rng
+from ..transforms.base import Compose
+from .sweep import Tick
+
+
+def have_torch() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class SourceDataset:
+    """A map-style torch Dataset: ``source[i]`` through the transforms with the Loader's per-sample rng."""
+
+    def __init__(self, source: Any, compose: Compose, seed: int):
+        self.source, self.compose, self.seed = source, compose, seed
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> Dict[str, np.ndarray]:
+        sample = self.compose(self.source[i], sample_rng(self.seed, 0, i))
+        return {k: np.ascontiguousarray(v) for k, v in sample.items()}
+
+
+def torch_rate(source: Any, compose: Compose, workers: int, *, batch_size: int, seconds: float, seed: int = 0,
+               tick: Optional[Tick] = None) -> float:
+    """Samples/s of ``torch.utils.data.DataLoader`` after its first batch, for about ``seconds``."""
+    import torch.utils.data as tud
+
+    loader = tud.DataLoader(SourceDataset(source, compose, seed), batch_size=batch_size, shuffle=True,
+                            num_workers=workers, drop_last=True, pin_memory=False,
+                            generator=_torch_generator(seed), persistent_workers=workers > 0,
+                            multiprocessing_context="fork" if workers else None)
+    t0, samples, deadline = None, 0, float("inf")
+    while t0 is None or time.perf_counter() < deadline:
+        for batch in loader:
+            if t0 is None:
+                t0, deadline = time.perf_counter(), time.perf_counter() + seconds
+            else:
+                samples += len(next(iter(batch.values())))
+            if tick is not None:
+                tick()
+            if time.perf_counter() >= deadline and samples:
+                break
+    del loader  # persistent workers stop with the iterator
+    return samples / (time.perf_counter() - t0)
+
+
+def _torch_generator(seed: int) -> Any:
+    import torch
+
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g
+
+
+def compare_torch(source: Any, compose: Compose, counts: Sequence[int], *, batch_size: int, seconds: float,
+                  seed: int = 0, tick: Optional[Tick] = None) -> Dict[int, float]:
+    """Torch DataLoader samples/s by worker count; ImportError naming the extra when torch is absent."""
+    if not have_torch():
+        raise ImportError("--compare torch needs PyTorch: pip install 'feedstock[torch]'")
+    return {n: torch_rate(source, compose, n, batch_size=batch_size, seconds=seconds, seed=seed, tick=tick)
+            for n in counts}

@@ -1,0 +1,137 @@
+"""The verdict: which stage bounds throughput, and the worker count to use, each with its reason.
+
+Pure functions of the measured numbers (tests build the inputs by hand):
+
+* ``stage_s``: seconds per record of read, decode, transforms on one core;
+  ``stage_cpu``: the CPU fraction of each (a read that waits on storage is low);
+* ``rates``: samples/s of the Loader by worker count (0 = in-process, the 1-core rate);
+* ``cores``: the cores this process may use.
+
+Bound, in order: **hand-off** when the workers deliver less than half of what their
+cores compute on their own (batches are too cheap to be worth sending: read them
+in-process); else the **stage** taking at least half of a record's time; else
+**cores** when the workers already reach 80% of the machine ceiling (cores x the
+1-core rate) with no stage dominating; else the heaviest stage.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional
+
+from ..pipeline.auto import NEAR_BEST
+
+STAGES = ("read", "decode", "transforms")
+BOUNDS = STAGES + ("hand-off", "cores")
+HANDOFF_EFFICIENCY = 0.5  # workers below this share of their cores' 1-core rate: hand-off bound
+DOMINANT_SHARE = 0.5  # a stage with this share of a record's time bounds the pipeline
+SATURATED = 0.8  # of the machine ceiling: the cores are the limit
+IO_BOUND_CPU = 0.5  # a stage using less CPU than this while it runs waits on storage
+
+
+@dataclass(frozen=True)
+class Verdict:
+    bound: str
+    why: str
+    workers: int
+    workers_why: str
+    ceiling: float  # samples/s: cores x the 1-core rate
+    one_core: float
+    shares: Dict[str, float] = field(default_factory=dict)  # of a record's one-core time, per stage
+
+    def lines(self) -> List[str]:
+        return [f"verdict: bound by {self.bound}: {self.why}", f"recommended workers: {self.workers}: {self.workers_why}"]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"bound": self.bound, "why": self.why, "workers": self.workers, "workers_why": self.workers_why,
+                "ceiling_samples_per_s": self.ceiling, "one_core_samples_per_s": self.one_core,
+                "stage_shares": dict(self.shares)}
+
+
+def io_bound(stage_s: Mapping[str, float], stage_cpu: Mapping[str, float]) -> bool:
+    """True when the pipeline's one-core time is mostly spent off the CPU (waiting on storage)."""
+    total = sum(stage_s.values())
+    cpu = sum(stage_s[k] * stage_cpu.get(k, 1.0) for k in stage_s)
+    return total > 0 and cpu / total < IO_BOUND_CPU
+
+
+def expected(n: int, one_core: float, cores: int, io: bool) -> float:
+    """Samples/s ``n`` workers would deliver if nothing but their own work limited them."""
+    return (n if io else min(n, cores)) * one_core
+
+
+def recommend(rates: Mapping[int, float], max_workers: Optional[int] = None) -> tuple:
+    """(count, reason): the fewest workers within 5% of the best measured rate that memory allows."""
+    allowed = {n: r for n, r in rates.items() if max_workers is None or n <= max_workers}
+    if not allowed:
+        allowed = {min(rates): rates[min(rates)]}
+    best_n = max(allowed, key=lambda n: allowed[n])
+    best = allowed[best_n]
+    pick = min(n for n, r in allowed.items() if r >= NEAR_BEST * best)
+    name = lambda n: "in-process (0)" if n == 0 else f"{n}"  # noqa: E731
+    if pick == best_n:
+        why = f"the best measured rate, {best:,.0f} samples/s"
+    else:
+        why = (f"{allowed[pick]:,.0f} samples/s, within {1 - allowed[pick] / best:.0%} of the best measured "
+               f"({name(best_n)} workers: {best:,.0f}/s) with fewer processes")
+    skipped = sorted(n for n in rates if n not in allowed)
+    if skipped:
+        why += f"; {', '.join(map(str, skipped))} workers would not fit in memory"
+    return pick, why
+
+
+def judge(stage_s: Mapping[str, float], stage_cpu: Mapping[str, float], rates: Mapping[int, float], cores: int,
+          max_workers: Optional[int] = None) -> Verdict:
+    """See the module doc."""
+    if not rates:
+        raise ValueError("no Loader rates to judge")
+    total = sum(stage_s.values())
+    shares = {k: (v / total if total > 0 else 0.0) for k, v in stage_s.items()}
+    one_core = rates.get(0, 1.0 / total if total > 0 else 0.0)
+    io = io_bound(stage_s, stage_cpu)
+    ceiling = cores * one_core
+    workers, workers_why = recommend(rates, max_workers)
+    worker_rates = {n: r for n, r in rates.items() if n > 0}
+    eff = max((r / expected(n, one_core, cores, io) for n, r in worker_rates.items()), default=1.0) if one_core else 1.0
+    heaviest = max(shares, key=lambda k: shares[k]) if shares else "read"
+    best_rate = max(worker_rates.values(), default=0.0)
+    if worker_rates and eff < HANDOFF_EFFICIENCY:
+        bound = "hand-off"
+        why = (f"workers deliver {best_rate:,.0f} samples/s, {eff:.0%} of what their cores do on their own "
+               f"({one_core:,.0f}/s per core in-process): each batch costs more to hand over than to make")
+    elif shares and shares[heaviest] >= DOMINANT_SHARE:
+        bound, why = heaviest, _stage_why(heaviest, shares, stage_s, stage_cpu)
+    elif not io and best_rate >= SATURATED * ceiling:
+        bound = "cores"
+        why = (f"the workers reach {best_rate / ceiling:.0%} of the ceiling ({cores} cores x {one_core:,.0f}/s) "
+               f"and no stage dominates ({_shares_text(shares)}): more cores or cheaper stages would help")
+    else:
+        bound, why = heaviest, _stage_why(heaviest, shares, stage_s, stage_cpu)
+    if worker_rates and bound != "hand-off":
+        why += _scaling_note(worker_rates, cores, io)
+    return Verdict(bound, why, workers, workers_why, ceiling, one_core, shares)
+
+
+def _shares_text(shares: Mapping[str, float]) -> str:
+    return ", ".join(f"{k} {v:.0%}" for k, v in shares.items())
+
+
+def _stage_why(stage: str, shares: Mapping[str, float], stage_s: Mapping[str, float],
+               stage_cpu: Mapping[str, float]) -> str:
+    total_us = sum(stage_s.values()) * 1e6
+    why = (f"{stage} takes {shares[stage]:.0%} of each record's one-core time "
+           f"({stage_s[stage] * 1e6:,.0f} of {total_us:,.0f} us; {_shares_text(shares)})")
+    if stage_cpu.get(stage, 1.0) < IO_BOUND_CPU:
+        why += (f"; it is on the CPU only {stage_cpu[stage]:.0%} of that time (waiting on storage): "
+                "workers beyond the core count can overlap the waits")
+    return why
+
+
+def _scaling_note(worker_rates: Mapping[int, float], cores: int, io: bool) -> str:
+    """A note when throughput still grows at the largest count measured and that count uses every core."""
+    counts = sorted(worker_rates)
+    if len(counts) < 2 or io:
+        return ""
+    top, below = counts[-1], counts[-2]
+    if top >= cores and worker_rates[top] >= 1.2 * worker_rates[below]:
+        return f"; throughput still grows at {top} workers = all {cores} usable cores: more cores would help"
+    return ""
