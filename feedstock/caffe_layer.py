@@ -1,7 +1,9 @@
 """Drop-in Caffe Python layers: a prefetching DataLayer fed by feedstock's Loader, and OccludeLayer.
 
 Use from any prototxt (``type: "Python"``, ``module: "feedstock.caffe_layer"``,
-``layer: "DataLayer"``); see docs/caffe_layer.md. Without Caffe installed the
+``layer: "DataLayer"``). Its param_str holds the stream keys of docs/stream.md plus
+the layer's own (``tops``, ``state_file``, ``backend``, ``remote``: see the README);
+docs/caffe-compat.md lists the Caffe behaviours it keeps. Without Caffe installed the
 layers work with any blob objects offering ``.data`` (a numpy array),
 ``.diff`` and ``.reshape(*dims)``, the way pycaffe's blobs behave.
 """
