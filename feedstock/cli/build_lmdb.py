@@ -72,8 +72,11 @@ def register(subparsers) -> None:
     p.add_argument("out", metavar="OUT", help="output LMDB directory (a folder with train_lmdb/val_lmdb "
                    "when --val-fraction is set)")
     g = p.add_argument_group("source")
-    g.add_argument("--kind", choices=("auto", "folder", "list", "csv", "hdf5"), default="auto",
-                   help="how to read SRC (default: guess from the path)")
+    g.add_argument("--kind", choices=("auto", "folder", "list", "csv", "hdf5", "pairs"), default="auto",
+                   help="how to read SRC (default: guess from the path); pairs: SRC is a pairs list file "
+                   "('<image> <mask>' lines) or, with --masks, an images folder")
+    g.add_argument("--masks", help="segmentation pairs: the masks folder (matched to SRC's images by stem); "
+                   "writes OUT/images_lmdb and OUT/labels_lmdb with the same keys")
     g.add_argument("--root", default="", help="list files: prefix of every path (Caffe ROOTFOLDER, plain "
                    "concatenation: end it with '/')")
     g.add_argument("--label-column", help="CSV: label column name (default target, which must then exist); "
@@ -167,6 +170,10 @@ def engine(args: argparse.Namespace) -> Callable[..., BuildReport]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from . import pairs_cmds
+
+    if pairs_cmds.wants_pairs(args):
+        return pairs_cmds.run_build(args)
     check_engine_args(args)
     options = options_from_args(args)
     try:

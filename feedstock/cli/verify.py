@@ -45,6 +45,8 @@ def register(subparsers) -> None:
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("db", metavar="DB", help="LMDB directory, or a build folder holding train_lmdb/val_lmdb")
     p.add_argument("--num-classes", type=int, help="labels must lie in [0, N)")
+    p.add_argument("--masks", metavar="LABELS", help="segmentation pairs: DB is the image LMDB and LABELS the "
+                   "label LMDB; both must match key for key (a build-lmdb --masks folder is found by itself)")
     add_quiet_flag(p)
     p.set_defaults(func=run)
 
@@ -103,6 +105,11 @@ def expected_checksum(root: str, split: str) -> Optional[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from . import pairs_cmds
+
+    pairs = pairs_cmds.pairs_databases(args.db, args.masks)
+    if pairs is not None:
+        return pairs_cmds.run_verify(*pairs, args)
     failed = False
     from ..loaders.caffe_lmdb import release_env, shared_env
 
