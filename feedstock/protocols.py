@@ -97,6 +97,7 @@ class BatchLoader(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
 class TaskPool(Protocol):
     """Runs small task payloads in workers; results come back by task id (ProcessPool, InlinePool)."""
 
