@@ -33,11 +33,11 @@ from .rng import sample_rng
 
 CLASSES = ("background", "circle", "square", "triangle")
 HEIGHT, WIDTH = 96, 128
-# Palette of the mask PNGs (RGB per index): VOC-like colours; 255 (ignore) white.
-PALETTE = {0: (0, 0, 0), 1: (128, 0, 0), 2: (0, 128, 0), 3: (0, 0, 128), 255: (255, 255, 255)}
+# Palette of the mask PNGs (RGB per index): PASCAL VOC's colours; 255 (ignore) white.
+PALETTE = {0: (0, 0, 0), 1: (128, 0, 0), 2: (0, 128, 0), 3: (128, 128, 0), 255: (255, 255, 255)}
 _CLASS_HUE = {1: 0, 2: 60, 3: 120}  # OpenCV hue units (0-180): red, green, blue
 SPLITS = {"train": (256, 0), "test": (64, 1)}  # name -> (n, seed)
-VERSION = 1  # bump when the generator changes: the cache folder name carries it
+VERSION = 2  # bump when the generator changes: the cache folder name carries it
 
 Images = Tuple[Path, Path]
 

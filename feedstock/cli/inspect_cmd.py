@@ -45,10 +45,17 @@ def register(subparsers) -> None:
     p.add_argument("--crop", type=int, metavar="N", help="centre-crop samples to NxN before drawing")
     p.add_argument("--max-scan", type=int, default=1_000_000, help="records read for the label "
                    "histogram when labels are not indexed (default 1000000)")
+    from .inspect_pairs import add_pairs_arguments
+
+    add_pairs_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from . import inspect_pairs
+
+    if inspect_pairs.wants_pairs(args):
+        return inspect_pairs.run(args)
     kwargs = {"root": args.root} if args.root else {}
     source = open_source(args.path, **kwargs)
     try:

@@ -1,0 +1,173 @@
+"""``feedstock inspect`` for segmentation pairs: counts, a class-frequency table and an overlay contact sheet.
+
+Pairs are named as everywhere else: an images folder with ``--masks`` (matched by
+stem), a pairs list file with ``--pairs`` (``--root`` prefix), or an image LMDB with
+``--masks`` the label LMDB. Without ``--masks``, a folder holding ``images/`` and
+``masks/``, or an images folder with a ``masks`` folder beside it, is taken as pairs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from collections import Counter
+from typing import List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from ..errors import RecordError
+from ..loaders.caffe_lmdb import release_env
+from ..loaders.decode import IMAGE_EXTENSIONS
+from ..loaders.lmdb_pairs import LmdbPairs
+from ..loaders.pairs_source import PairsSource, open_pairs
+from .inspect_cmd import contact_sheet, pick, to_display
+
+ALPHA = 0.6  # weight of the class colour over the image
+
+
+def class_colour(k: int, ignore_label: int = 255) -> Tuple[int, int, int]:
+    """PASCAL VOC's colour of class ``k`` (bit-interleaved palette) as BGR; the ignore label white."""
+    if k == ignore_label:
+        return 255, 255, 255
+    r = g = b = 0
+    for bit in range(8):
+        r |= ((k >> 0) & 1) << (7 - bit)
+        g |= ((k >> 1) & 1) << (7 - bit)
+        b |= ((k >> 2) & 1) << (7 - bit)
+        k >>= 3
+    return b, g, r
+
+
+def guess_pairs(path: str) -> Optional[Tuple[str, str]]:
+    """(images, masks) of a pairs layout: PATH/images + PATH/masks, or PATH with a sibling masks folder."""
+    path = os.path.normpath(path)
+    if os.path.isdir(os.path.join(path, "images")) and os.path.isdir(os.path.join(path, "masks")):
+        return os.path.join(path, "images"), os.path.join(path, "masks")
+    sibling = os.path.join(os.path.dirname(path) or ".", "masks")
+    if os.path.isdir(path) and os.path.isdir(sibling) and os.path.normpath(sibling) != path:
+        with os.scandir(path) as entries:
+            if any(e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS) for e in entries):
+                return path, sibling
+    return None
+
+
+def wants_pairs(args: argparse.Namespace) -> bool:
+    return bool(args.masks or args.pairs) or guess_pairs(args.path) is not None
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.masks or args.pairs:
+        images, masks = args.path, args.masks or ""
+    else:
+        images, masks = guess_pairs(args.path)  # type: ignore[misc]
+        print(f"pairs: images {images} with masks {masks} (a pairs layout; --masks chooses others)")
+    source = open_pairs(images, masks, root_folder=args.root or "", allow_missing=True)
+    try:
+        return _inspect(source, args)
+    finally:
+        if isinstance(source, LmdbPairs):
+            release_env(source.images)
+            release_env(source.labels)
+
+
+def _inspect(source: PairsSource, args: argparse.Namespace) -> int:
+    n = min(len(source), args.max_scan)
+    pixels, images_with, sizes, bad = class_frequencies(source, n)
+    print(f"{source!r}\nrecords: {len(source)}\nkeys: {source.key(0)} .. {source.key(len(source) - 1)}")
+    if sizes:
+        (h0, w0), (h1, w1) = min(sizes), max(sizes)
+        print(f"image sizes (H x W): {len(sizes)} distinct, {h0}x{w0} .. {h1}x{w1}")
+    print("\n".join(frequency_table(pixels, images_with, n - len(bad), args.ignore_label,
+                                    names=args.class_names.split(",") if args.class_names else None)))
+    if n < len(source):
+        print(f"(first {n} of {len(source)} records; raise --max-scan)")
+    for key, error in bad[:20]:
+        print(f"unreadable pair {key}: {error}")
+    if args.grid:
+        indices = pick(len(source), args.samples, args.seed)
+        tiles, captions = overlay_tiles(source, indices, args.ignore_label)
+        sheet = contact_sheet(tiles, captions)
+        if not cv2.imwrite(args.grid, sheet):
+            raise ValueError(f"cannot write the grid image {args.grid!r} (unknown extension?)")
+        print(f"grid of {len(tiles)} pairs (mask overlaid, a colour per class) written to {args.grid} "
+              f"({sheet.shape[1]}x{sheet.shape[0]})")
+    return 0
+
+
+def class_frequencies(source: PairsSource, n: int):
+    """Pixels per class, images holding each class, distinct (H, W) sizes, and the unreadable (key, error)."""
+    pixels: Counter = Counter()
+    images_with: Counter = Counter()
+    sizes = set()
+    bad: List[Tuple[str, str]] = []
+    for i in range(n):
+        try:
+            mask = source[i]["mask"]
+        except RecordError as e:
+            bad.append((source.key(i), str(e)))
+            continue
+        counts = np.bincount(mask.ravel(), minlength=1)
+        present = np.flatnonzero(counts)
+        pixels.update(dict(zip(present.tolist(), counts[present].tolist())))
+        images_with.update(present.tolist())
+        sizes.add(tuple(mask.shape[1:]))
+    return pixels, images_with, sorted(sizes), bad
+
+
+def frequency_table(pixels: Counter, images_with: Counter, n_images: int, ignore_label: int,
+                    names: Optional[Sequence[str]] = None) -> List[str]:
+    """The class-frequency table: class, name, pixels, share of pixels, images holding it."""
+    total = sum(pixels.values()) or 1
+    lines = [f"classes: {len(pixels)} distinct over {n_images} masks ({total} pixels)",
+             f"  {'class':>5}  {'name':<12} {'pixels':>12} {'share':>7}  images"]
+    for k in sorted(pixels):
+        name = "(ignore)" if k == ignore_label else (names[k] if names and k < len(names) else "")
+        lines.append(f"  {k:>5}  {name:<12} {pixels[k]:>12} {100 * pixels[k] / total:>6.2f}%  {images_with[k]}")
+    return lines
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, ignore_label: int = 255) -> np.ndarray:
+    """HWC BGR picture of a CHW image with its (1, H, W) mask blended in a colour per class (0 left clear)."""
+    pic = to_display(image).astype(np.float32)
+    m = np.asarray(mask)[0]
+    colours = np.zeros((256, 3), np.float32)
+    for k in np.unique(m).tolist():
+        colours[k] = class_colour(k, ignore_label)
+    labelled = (m != 0)[..., None]
+    blended = np.where(labelled, (1 - ALPHA) * pic + ALPHA * colours[m], pic)
+    # region borders in the full class colour, so a mask that is off by a pixel shows
+    edge = np.zeros(m.shape, bool)
+    edge[:, 1:] |= m[:, 1:] != m[:, :-1]
+    edge[1:, :] |= m[1:, :] != m[:-1, :]
+    edge &= m != 0
+    blended[edge] = colours[m[edge]]
+    return blended.round().astype(np.uint8)
+
+
+def overlay_tiles(source: PairsSource, indices: Sequence[int],
+                  ignore_label: int) -> Tuple[List[Optional[np.ndarray]], List[str]]:
+    tiles: List[Optional[np.ndarray]] = []
+    captions: List[str] = []
+    for i in indices:
+        try:
+            sample = source[i]
+        except RecordError:
+            tiles.append(None)
+            captions.append(f"#{i} unreadable")
+            continue
+        tiles.append(overlay(sample["data"], sample["mask"], ignore_label).transpose(2, 0, 1))
+        present = np.unique(sample["mask"]).tolist()
+        captions.append(f"#{i} " + ",".join(map(str, present)))
+    return tiles, captions
+
+
+def add_pairs_arguments(p: argparse.ArgumentParser) -> None:
+    """inspect's pairs flags."""
+    g = p.add_argument_group("segmentation pairs")
+    g.add_argument("--masks", help="PATH is an images folder (or image LMDB) and MASKS its masks folder "
+                   "(or label LMDB)")
+    g.add_argument("--pairs", action="store_true", help="PATH is a pairs list file ('<image> <mask>' lines)")
+    g.add_argument("--ignore-label", type=int, default=255, help="the mask value drawn white and listed as "
+                   "(ignore) (default 255)")
+    g.add_argument("--class-names", metavar="A,B,...", help="names of classes 0, 1, ... for the table")
+

@@ -1,0 +1,92 @@
+"""feedstock inspect with pairs: class-frequency table, overlay contact sheet, pairs layouts found by themselves."""
+from __future__ import annotations
+
+import contextlib
+import io
+
+import cv2
+import numpy as np
+import pytest
+
+from feedstock.cli.inspect_pairs import ALPHA, class_colour, overlay
+from feedstock.cli.main import main
+from feedstock.loaders.caffe_lmdb import release_env
+
+from pairs_helpers import write_threshold_pairs
+
+SIZES = [(40, 52), (64, 48), (30, 30)]
+
+
+def _cli(*argv) -> tuple:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def _expected_rows(written) -> dict:
+    """class -> (pixels, images holding it), counted by hand from the written masks."""
+    rows = {}
+    for _, mask in written:
+        for k in np.unique(mask).tolist():
+            pixels, images = rows.get(k, (0, 0))
+            rows[k] = (pixels + int((mask == k).sum()), images + 1)
+    return rows
+
+
+def _table(stdout: str) -> dict:
+    rows = {}
+    for line in stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 4 and parts[0].isdigit() and parts[-2].endswith("%"):
+            rows[int(parts[0])] = (int(parts[-3]), int(parts[-1]))
+    return rows
+
+
+@pytest.mark.parametrize("layout", ["masks flag", "dataset folder", "images folder"])
+def test_table_counts_pixels_per_class_and_grid_overlays(tmp_path, layout):
+    images, masks, written = write_threshold_pairs(tmp_path, SIZES)
+    path = {"masks flag": images, "dataset folder": tmp_path, "images folder": images}[layout]
+    extra = ["--masks", masks] if layout == "masks flag" else []
+    code, stdout, err = _cli("inspect", path, *extra, "--grid", tmp_path / "grid.png", "--class-names", "a,b,c,d")
+    assert code == 0, err
+    assert "records: 3" in stdout and "image sizes (H x W): 3 distinct, 30x30 .. 64x48" in stdout
+    assert _table(stdout) == _expected_rows(written)
+    total = sum(h * w for h, w in SIZES)
+    assert f"over 3 masks ({total} pixels)" in stdout and "  0  a " in stdout
+    sheet = cv2.imread(str(tmp_path / "grid.png"))
+    assert sheet is not None and sheet.shape == (2 * (128 + 18 + 4) + 4, 2 * (128 + 4) + 4, 3)
+
+
+def test_overlay_blends_a_colour_per_class_and_leaves_background():
+    image = np.full((3, 6, 6), 100, np.uint8)
+    mask = np.zeros((1, 6, 6), np.uint8)
+    mask[0, 1:5, 1:5] = 2
+    mask[0, 2:4, 2:4] = 255
+    out = overlay(image, mask).astype(int)
+    np.testing.assert_array_equal(out[0, 0], [100, 100, 100])  # class 0: the image as it is
+    assert class_colour(1) == (0, 0, 128) and class_colour(2) == (0, 128, 0) and class_colour(3) == (0, 128, 128)
+    np.testing.assert_array_equal(out[1, 1], class_colour(2))  # a region's border: the full colour
+    np.testing.assert_array_equal(out[2, 2], class_colour(255))  # ignore: white border
+    inner = np.zeros((1, 6, 6), np.uint8)
+    inner[0, 1:5, 1:5] = 1
+    blended = overlay(image, inner).astype(int)[2, 2]
+    np.testing.assert_array_equal(blended, np.round((1 - ALPHA) * 100 + ALPHA * np.array(class_colour(1))))
+
+
+def test_pairs_list_lmdb_and_unreadable_pairs(tmp_path):
+    images, masks, written = write_threshold_pairs(tmp_path, SIZES, spaces=True)
+    cv2.imwrite(str(masks / "p 002.png"), np.zeros((3, 3), np.uint8))
+    (tmp_path / "l.txt").write_text("".join(f"my images/p {i:03d}.png\tmy masks/p {i:03d}.png\n" for i in range(3)))
+    code, stdout, err = _cli("inspect", tmp_path / "l.txt", "--pairs", "--root", f"{tmp_path}/")
+    assert code == 0, err
+    assert _table(stdout) == _expected_rows(written[:2])
+    assert "unreadable pair" in stdout and "is 3x3 but the image is 30x30" in stdout
+    code, _, err = _cli("build-lmdb", tmp_path / "l.txt", tmp_path / "db", "--kind", "pairs", "--root",
+                        f"{tmp_path}/", "-q")
+    assert code == 0, err
+    code, stdout, err = _cli("inspect", tmp_path / "db" / "images_lmdb", "--masks", tmp_path / "db" / "labels_lmdb")
+    assert code == 0, err
+    assert "LmdbPairs(" in stdout and _table(stdout) == _expected_rows(written[:2])
+    release_env(str(tmp_path / "db" / "images_lmdb"))
+    release_env(str(tmp_path / "db" / "labels_lmdb"))
