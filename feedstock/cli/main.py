@@ -9,9 +9,10 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 from typing import List, Optional
 
-from ..errors import FeedstockError
+from .env_errors import describe
 
 # Subcommand modules, in the order --help lists them.
 SUBCOMMANDS = [
@@ -28,10 +29,17 @@ SUBCOMMANDS = [
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="feedstock", description="Keeps neural-network trainers fed.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    verbose_help = "log debug messages; show the traceback of an error"
+    parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(name).register(sub)
+    for command in set(sub.choices.values()):  # `feedstock CMD ... -v` too; SUPPRESS keeps a global -v
+        try:
+            command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                                 help=verbose_help)
+        except argparse.ArgumentError:  # the command has its own -v
+            pass
     return parser
 
 
@@ -47,8 +55,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, FeedstockError) as e:
-        print(f"feedstock {args.command}: error: {e}", file=sys.stderr)
+    except Exception as e:
+        # Environment and input errors (disk full, permissions, a missing path, LMDB, a port in
+        # use): one line naming the path or endpoint and what to do; the traceback only with -v.
+        message = describe(e, args)
+        if message is None:
+            raise  # a bug: the traceback is the useful report
+        if args.verbose:
+            traceback.print_exc()
+        print(f"feedstock {args.command}: error: {message}", file=sys.stderr)
         return 1
 
 

@@ -1,0 +1,112 @@
+"""One-line messages for the errors a CLI user can act on: disk, permissions, paths, LMDB, ports."""
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+from typing import Dict, List, Optional
+
+from ..errors import FeedstockError
+
+_FREE_SPACE = "free space on that disk or write somewhere else"
+_HINTS: Dict[int, str] = {
+    errno.ENOSPC: _FREE_SPACE,
+    errno.EDQUOT: "your disk quota is used up: " + _FREE_SPACE,
+    errno.EFBIG: "the file size limit was reached (ulimit -f, or the filesystem's): raise it or write elsewhere",
+    errno.EACCES: "check the permissions of the path and its folders, or choose another path",
+    errno.EPERM: "check the permissions of the path and its folders, or choose another path",
+    errno.EROFS: "the filesystem is read-only: choose another path",
+    errno.ENOENT: "check the path (and that its folder exists)",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
+    errno.EISDIR: "the path is a folder: give a file path",
+    errno.EEXIST: "it already exists: remove it, choose another path or pass --force where offered",
+    errno.EMFILE: "too many open files: raise `ulimit -n` or use fewer workers",
+    errno.ENOMEM: "out of memory: use fewer workers, a smaller batch or prefetch",
+    errno.EADDRINUSE: "another process already uses that port: stop it or choose another port",
+    errno.EADDRNOTAVAIL: "that address is not one of this host's: bind to one of its addresses or 0.0.0.0",
+    errno.EIO: "a write or read failed (often a full disk or a file size limit): " + _FREE_SPACE,
+    errno.ENODEV: "no interface has that address: check the endpoint's host",
+    errno.ECONNREFUSED: "nothing listens there: start `feedstock serve` first or check the endpoint",
+}
+_STRERRORS = {os.strerror(code): code for code in _HINTS}
+# Arguments that name what a command writes (where a full disk or a permission error strikes when
+# the error itself names no file), then what it reads.
+_OUTPUT_ARGS = ("out", "npy", "grid", "predict", "snapshot_out")
+_INPUT_ARGS = ("src", "db", "path", "data", "snapshot", "train", "source", "shards")
+_ENDPOINT_ARGS = ("bind", "remote", "endpoint", "connect")
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line (multi-line messages joined with "; ")."""
+    return "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _arg_values(args: argparse.Namespace, names: tuple) -> List[str]:
+    out: List[str] = []
+    for name in names:
+        value = getattr(args, name, None)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        out += [os.fspath(v) for v in values if isinstance(v, (str, os.PathLike)) and os.fspath(v)]
+    return out
+
+
+def _where(args: argparse.Namespace, names: tuple, label: str) -> str:
+    values = _arg_values(args, names)
+    return f" ({label} {', '.join(values)})" if values else ""
+
+
+def _code_of(e: BaseException) -> Optional[int]:
+    code = getattr(e, "errno", None)
+    if isinstance(code, int) and code in _HINTS:
+        return code
+    text = str(e)
+    return next((c for s, c in _STRERRORS.items() if s in text), None)
+
+
+def _with_hint(message: str, code: Optional[int]) -> str:
+    return f"{message}: {_HINTS[code]}" if code in _HINTS else message
+
+
+def _os_message(e: OSError, args: argparse.Namespace) -> str:
+    reason = e.strerror or one_line(str(e))
+    paths = [repr(os.fspath(p)) for p in (e.filename, e.filename2) if p is not None]
+    if paths:
+        message = f"{reason}: {' -> '.join(paths)}"
+    else:  # e.g. a write that fills the disk: the error names no file, the command's outputs are likely
+        message = reason + (_where(args, _OUTPUT_ARGS, "writing") or _where(args, _INPUT_ARGS, "reading"))
+    return _with_hint(message, _code_of(e))
+
+
+def _lmdb_message(e: Exception, args: argparse.Namespace) -> str:
+    import lmdb  # a subclass of lmdb.Error was raised: lmdb is loaded already
+
+    text = one_line(str(e))
+    where = "" if text.startswith(("/", ".")) else (
+        _where(args, _OUTPUT_ARGS, "database") or _where(args, _INPUT_ARGS, "database"))
+    message = f"LMDB error{where}: {text}"
+    if isinstance(e, lmdb.MapFullError):
+        return f"{message}: the database's map size is used up; " + _FREE_SPACE
+    if isinstance(e, lmdb.ReadonlyError):
+        return f"{message}: the database was opened read-only or its folder is not writable"
+    if isinstance(e, (lmdb.CorruptedError, lmdb.InvalidError, lmdb.VersionMismatchError)):
+        return f"{message}: this is not a readable LMDB (corrupt, or written by another LMDB version); rebuild it"
+    return _with_hint(message, _code_of(e))
+
+
+def _zmq_message(e: Exception, args: argparse.Namespace) -> str:
+    where = _where(args, _ENDPOINT_ARGS, "endpoint")
+    return _with_hint(f"ZeroMQ error{where}: {one_line(str(e))}", _code_of(e))
+
+
+def describe(e: BaseException, args: argparse.Namespace) -> Optional[str]:
+    """The one-line message for an error a user can act on; None for anything else (a bug)."""
+    module = type(e).__module__.split(".")[0]
+    if module == "lmdb" and isinstance(e, Exception):
+        return _lmdb_message(e, args)
+    if module == "zmq" and isinstance(e, Exception):
+        return _zmq_message(e, args)
+    if isinstance(e, OSError):
+        return _os_message(e, args)
+    if isinstance(e, (ValueError, FeedstockError)):
+        return one_line(str(e))
+    return None
