@@ -91,13 +91,15 @@ def judge(stage_s: Mapping[str, float], stage_cpu: Mapping[str, float], rates: M
     ceiling = cores * one_core
     workers, workers_why = recommend(rates, max_workers)
     worker_rates = {n: r for n, r in rates.items() if n > 0}
-    eff = max((r / expected(n, one_core, cores, io) for n, r in worker_rates.items()), default=1.0) if one_core else 1.0
+    effs = {n: r / expected(n, one_core, cores, io) for n, r in worker_rates.items()} if one_core else {}
+    eff_n = max(effs, key=lambda n: effs[n]) if effs else 0
     heaviest = max(shares, key=lambda k: shares[k]) if shares else "read"
     best_rate = max(worker_rates.values(), default=0.0)
-    if worker_rates and eff < HANDOFF_EFFICIENCY:
+    if effs and effs[eff_n] < HANDOFF_EFFICIENCY:
         bound = "hand-off"
-        why = (f"workers deliver {best_rate:,.0f} samples/s, {eff:.0%} of what their cores do on their own "
-               f"({one_core:,.0f}/s per core in-process): each batch costs more to hand over than to make")
+        why = (f"workers deliver at best {effs[eff_n]:.0%} of what their cores make on their own ({eff_n} "
+               f"worker{'s' if eff_n > 1 else ''}: {worker_rates[eff_n]:,.0f} samples/s against "
+               f"{one_core:,.0f}/s per core in-process): a batch costs more to hand over than to make")
     elif shares and shares[heaviest] >= DOMINANT_SHARE:
         bound, why = heaviest, _stage_why(heaviest, shares, stage_s, stage_cpu)
     elif not io and best_rate >= SATURATED * ceiling:

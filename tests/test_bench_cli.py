@@ -1,0 +1,220 @@
+"""``feedstock bench``: the verdict on constructed cases, the engine on slow stages, the CLI on tiny sources."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import lmdb
+import numpy as np
+import pytest
+
+from feedstock.benchtool import Subject, run_bench
+from feedstock.benchtool.sweep import default_counts, parse_counts
+from feedstock.benchtool.verdict import BOUNDS, judge, recommend
+from feedstock.cli.main import main
+from feedstock.loaders.base import Source
+from feedstock.loaders.caffe_lmdb import release_env
+from feedstock.spec import ArraySpec
+from feedstock.testing import make_image_folder, make_otto_csv, make_raw_lmdb
+from feedstock.transforms.base import Transform
+
+FAST = ["--seconds", "0.05", "--workers", "1", "-q"]
+
+
+# ----- the verdict on constructed numbers ---------------------------------------------------------
+def test_a_slow_source_is_named_and_its_waits_noticed():
+    v = judge({"read": 0.010, "transforms": 0.0001}, {"read": 0.05, "transforms": 1.0},
+              {0: 99.0, 1: 98.0, 2: 195.0}, cores=2)
+    assert v.bound == "read"
+    assert v.shares["read"] == pytest.approx(0.010 / 0.0101)
+    assert "waiting" in v.why and v.workers == 2
+
+
+def test_a_slow_transform_is_named_with_the_core_note():
+    v = judge({"read": 1e-5, "decode": 1e-4, "transforms": 2e-3}, {"read": 1, "decode": 1, "transforms": 1},
+              {0: 470.0, 1: 465.0, 2: 900.0}, cores=2)
+    assert v.bound == "transforms" and v.workers == 2
+    assert v.ceiling == pytest.approx(940.0)
+    assert "all 2 usable cores" in v.why
+
+
+def test_cheap_batches_are_bound_by_the_hand_off():
+    v = judge({"read": 5e-7, "transforms": 5e-7}, {"read": 1, "transforms": 1}, {0: 1e6, 1: 2e5, 2: 3e5}, cores=2)
+    assert v.bound == "hand-off" and v.workers == 0
+    assert "at best 20% of" in v.why and "(1 worker: 200,000 samples/s" in v.why  # 2e5 of 1 x 1e6; 2: 15%
+
+
+def test_balanced_stages_at_the_ceiling_are_bound_by_cores():
+    v = judge({"read": 1e-3, "decode": 1e-3, "transforms": 1e-3}, {"read": 1, "decode": 1, "transforms": 1},
+              {0: 333.0, 1: 330.0, 2: 640.0}, cores=2)
+    assert v.bound == "cores"
+    assert "96%" in v.why
+
+
+def test_recommendation_is_the_fewest_within_5_percent_that_fit():
+    rates = {0: 100.0, 1: 180.0, 2: 191.0, 4: 200.0}  # 5% under the best: 190
+    assert recommend(rates)[0] == 2
+    pick, why = recommend(rates, max_workers=1)
+    assert pick == 1 and "2, 4 workers would not fit in memory" in why
+
+
+def test_worker_counts():
+    assert default_counts(1) == [1]
+    assert default_counts(2) == [1, 2]
+    assert default_counts(6) == [1, 2, 4, 6]
+    assert parse_counts("4,1,2,2") == [1, 2, 4]
+    with pytest.raises(ValueError, match="--workers"):
+        parse_counts("1,x")
+
+
+# ----- the engine on stages made slow on purpose ---------------------------------------------------
+class SlowSource(Source):
+    """Records that take 2 ms each to 'read' (sleeping: a slow disk)."""
+
+    def __init__(self, n: int = 64):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        time.sleep(0.002)
+        return {"data": np.full(4, i, np.float32), "label": np.asarray(i, np.int64)}
+
+    def key(self, i: int) -> str:
+        return f"slow{i}"
+
+    def spec(self):
+        return {"data": ArraySpec((4,), np.float32), "label": ArraySpec((), np.int64)}
+
+
+class FastSource(SlowSource):
+    def __getitem__(self, i: int):
+        return {"data": np.full(4, i, np.float32), "label": np.asarray(i, np.int64)}
+
+
+class SlowTransform(Transform):
+    """A transform taking 2 ms per sample."""
+
+    def __call__(self, sample, rng):
+        time.sleep(0.002)
+        return dict(sample, data=sample["data"] * 2)
+
+    def output_spec(self, spec):
+        return spec
+
+
+def test_engine_names_a_slow_source(no_leaks):
+    result = run_bench(Subject.of_parts(SlowSource(), batch_size=8), counts=[1], seconds=0.1)
+    assert result.verdict.bound == "read"
+    assert result.stages.read.per_record_s >= 0.002
+    assert [p.workers for p in result.points] == [0, 1]
+
+
+def test_engine_names_a_slow_transform(no_leaks):
+    result = run_bench(Subject.of_parts(FastSource(), [SlowTransform()], batch_size=8), counts=[1], seconds=0.1)
+    assert result.verdict.bound == "transforms"
+    assert result.stages.transforms.per_record_s >= 0.002
+    assert result.stages.decode is None
+
+
+# ----- the command on tiny sources ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    rng = np.random.default_rng(0)
+    make_raw_lmdb(str(root / "lmdb"), rng, 200, (1, 8, 8))
+    make_otto_csv(str(root / "t.csv"), rng, rows=300)
+    make_image_folder(str(root / "img"), rng, per_class=10, size=(12, 16), ext=".png")
+    return root
+
+
+def bench_json(capsys, *argv: str) -> dict:
+    assert main(["bench", *argv, *FAST, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _check_common(doc: dict) -> None:
+    assert [row["workers"] for row in doc["loader"]] == [0, 1]
+    assert all(row["samples_per_s"] > 0 and row["batches_per_s"] > 0 for row in doc["loader"])
+    assert doc["verdict"]["bound"] in BOUNDS and doc["verdict"]["workers"] in (0, 1)
+    assert doc["ceiling_samples_per_s"] == pytest.approx(doc["cores"] * doc["loader"][0]["samples_per_s"])
+    assert doc["loader"][1]["share_of_ceiling"] == pytest.approx(
+        doc["loader"][1]["samples_per_s"] / doc["ceiling_samples_per_s"])
+    assert len(doc["loader"][1]["worker_pss_bytes"]) == 1 and doc["memory"]["worker_pss_bytes"] > 0
+
+
+def test_bench_lmdb_json(data, capsys, no_leaks):
+    doc = bench_json(capsys, str(data / "lmdb"), "--batch-size", "16", "--scale", "0.00390625")
+    _check_common(doc)
+    release_env(str(data / "lmdb"))  # py-lmdb opens an environment once per process
+    env = lmdb.open(str(data / "lmdb"), readonly=True, lock=False)
+    with env.begin() as txn:
+        stored = len(txn.get(next(txn.cursor().iternext(values=False))))
+    env.close()
+    src = doc["stages"]["source"]
+    assert src["bytes"] == stored * src["records"]  # raw Datums: all the same size
+    assert doc["stages"]["decode"] is None
+    # 4 slots of 16 rows: float32 1x8x8 data and int64 labels, each field 64-byte aligned at least
+    assert doc["memory"]["slot_bytes"] >= 4 * 16 * (64 * 4 + 8)
+
+
+def test_bench_csv_json(data, capsys, no_leaks):
+    doc = bench_json(capsys, str(data / "t.csv"), "--batch-size", "32")
+    _check_common(doc)
+    assert doc["stages"]["decode"] is None and doc["batch_size"] == 32
+
+
+def test_bench_image_folder_table_and_plot(data, capsys, tmp_path, no_leaks):
+    png = tmp_path / "bench.png"
+    assert main(["bench", str(data / "img"), "--batch-size", "4", "--crop-size", "8", "--mirror",
+                 "--plot", str(png), *FAST]) == 0
+    out = capsys.readouterr().out
+    for text in ("records/s", " decode ", "0 (here)", "ceiling:", "memory:", "verdict: bound by",
+                 "recommended workers:", f"wrote {png}"):
+        assert text in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_image_folder_reads_the_files_bytes(data, capsys, no_leaks):
+    doc = bench_json(capsys, str(data / "img"), "--batch-size", "4")
+    sizes = [os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(data / "img") for f in fs]
+    read = doc["stages"]["read"]
+    assert min(sizes) <= read["bytes"] / read["records"] <= max(sizes)
+    assert doc["stages"]["decode"]["records_per_s"] > 0
+
+
+def test_caffe_layer_timing(data, capsys, no_leaks):
+    param_str = repr({"source": str(data / "lmdb"), "batch_size": 8, "workers": 1})
+    assert main(["bench", "--caffe-layer", param_str, "--steps", "5", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "DataLayer.forward  median" in out and "p99" in out and "max" in out
+    assert "plain np.copyto" in out and "tops 8x1x8x8, 8" in out
+
+
+def test_device_without_gpu_says_so(data, capsys, no_leaks):
+    from feedstock.backend import get_backend
+
+    if get_backend().gpu:
+        pytest.skip("a GPU is usable here: the no-GPU line does not apply")
+    assert main(["bench", str(data / "t.csv"), "--device", *FAST]) == 0
+    assert "device: no GPU" in capsys.readouterr().out
+
+
+def test_compare_torch(data, capsys, no_leaks):
+    from feedstock.benchtool.compare import have_torch
+
+    if not have_torch():
+        assert main(["bench", str(data / "t.csv"), "--compare", "torch", *FAST]) == 1
+        assert "needs PyTorch" in capsys.readouterr().err
+        return
+    doc = bench_json(capsys, str(data / "t.csv"), "--compare", "torch")
+    assert set(doc["torch_dataloader"]) == {"0", "1"} and all(v > 0 for v in doc["torch_dataloader"].values())
+
+
+def test_bad_invocations_name_the_problem(data, capsys):
+    assert main(["bench", "-q"]) == 1
+    assert "SOURCE" in capsys.readouterr().err
+    assert main(["bench", str(data / "t.csv"), "--workers", "1,two", "-q"]) == 1
+    assert "--workers '1,two'" in capsys.readouterr().err
