@@ -36,7 +36,8 @@ def test_lenet_learns_real_fashion_mnist_sample(sample, tmp_path):
     assert [e.steps for e in report.epochs] == [62, 18]
     assert 0.0 <= report.data_wait_fraction < 1.0 and report.images_per_s > 0
     names = sorted(p.split("/")[-1] for p in report.files)
-    assert names == ["lenet_curves.png", "lenet_filters.png", "snapshot_iter_80.npz"]
+    assert names == ["lenet_curves.png", "lenet_filters.png", "lenet_metrics.json", "lenet_net.png",
+                     "lenet_weights.png", "snapshot_iter_80.npz"]
     for path in report.files:
         if path.endswith(".png"):
             assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"

@@ -23,7 +23,9 @@ SUBCOMMANDS = [
     "feedstock.cli.inspect_cmd",
     "feedstock.cli.verify",
     "feedstock.cli.train",
+    "feedstock.cli.predict",
     "feedstock.cli.serve",
+    "feedstock.cli.bench",
 ]
 
 

@@ -1,26 +1,37 @@
-"""``feedstock train``: train LeNet or the Otto MLP from LMDB/CSV (or the bundled sample), report and plot."""
+"""``feedstock train``: train LeNet or the Otto MLP from any stream (with its augmentations), report and plot."""
 from __future__ import annotations
 
 import argparse
 import logging
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any, Tuple
 
 from .progress import add_quiet_flag, progress_bar
 
 log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
-Train a model with feedstock feeding it and print accuracy, throughput and the
-fraction of step time spent waiting for data; write loss/accuracy curves and
-first-layer filters (PNG) and a final npz snapshot to --out.
+Train a model with feedstock feeding it and print accuracy (and multi-class
+log-loss), throughput and the fraction of step time spent waiting for data; write
+loss/accuracy curves, first-layer filters, the network diagram, weight histograms
+(PNG), <model>_metrics.json and npz snapshots (which `feedstock predict` runs) to --out.
 
   feedstock train --model lenet --train train_lmdb --val test_lmdb --iters 2000
   feedstock train --model lenet                    # bundled Fashion-MNIST sample
   feedstock train --model lenet --full             # full set (apt-get install dataset-fashion-mnist)
   feedstock train --model otto_mlp --train train.csv --holdout 0.1 --test test.csv --predict out.csv
+  # DIGITS' LeNet recipe: grey digits, mean image subtracted, scaled to [-1, 1], occlusion in TRAIN
+  feedstock train --model lenet --train train_lmdb --val val_lmdb --gray --mean-file mean.binaryproto \\
+      --to-range=-1,1 --occlude
   feedstock train --model lenet --remote tcp://127.0.0.1:5555 --val test_lmdb   # fed by `feedstock serve
       train_lmdb --shuffle --drop-last` on CPU hosts (its batch size must match --batch-size)
+
+The stream flags are the ones `feedstock serve` takes: --train/--val are read with
+them, training in the TRAIN phase (random crop, mirror, occlusion), validation in
+the TEST phase (centre crop, no mirror, no occlusion). Training defaults: --shuffle,
+--drop-last, --seed 0. The model scales its raw input itself (lenet: x/256,
+otto_mlp: log(1+x)) unless a value flag (--scale, --mean-file, --mean-value,
+--to-range) sets the values.
 
 The solver is Caffe's SGD (lr policies fixed/step/multistep/inv/exp/poly/sigmoid,
 momentum, weight decay); --solver reads a YAML file of SolverParameter fields
@@ -29,65 +40,82 @@ max_iter, test_interval, test_iter, snapshot, ...). Defaults: the model's own
 (LeNet: Caffe's lenet_solver.prototxt).
 """
 
+TRAIN_DEFAULTS = {"shuffle": True, "drop_last": True, "seed": 0}
+# Stream keys that only say how to load (no transform): the bundled arrays honour these.
+LOADER_KEYS = ("batch_size", "shuffle", "seed", "drop_last", "workers", "prefetch", "on_error", "max_bad_fraction",
+               "timeout", "start_method", "rank", "world_size")
+
 
 def register(subparsers: Any) -> None:
+    from ..stream import add_stream_arguments
+    from ..trainer.models import MODELS
+
     p = subparsers.add_parser("train", help="train LeNet / the Otto MLP with feedstock feeding it",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, choices=("lenet", "otto_mlp"))
-    p.add_argument("--train", help="Caffe LMDB directory or CSV table (lenet default: bundled sample)")
+    p.add_argument("--model", required=True, choices=sorted(MODELS))
+    p.add_argument("--train", help="training data: LMDB, CSV, HDF5, list file or image folder "
+                                   "(lenet default: the bundled sample)")
     p.add_argument("--remote", nargs="+", metavar="ENDPOINT", help="train on `feedstock serve` feeds instead of --train")
     p.add_argument("--curve-server-key", help="with --remote over CURVE: the server's public key file")
     p.add_argument("--curve-keys", help="with --remote over CURVE: this client's secret key file")
-    p.add_argument("--val", help="validation LMDB/CSV for test passes and the final accuracy")
+    p.add_argument("--val", help="validation data for test passes and the final accuracy (TEST phase)")
     p.add_argument("--holdout", type=float, default=0.0, help="hold out this fraction of --train as validation")
     p.add_argument("--full", action="store_true", help="lenet: the full Fashion-MNIST of the Debian package")
     p.add_argument("--solver", help="YAML file of Caffe solver fields")
     p.add_argument("--iters", type=int, help="max_iter (overrides the solver)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=2, help="loader worker processes (0: read in-process)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", choices=("auto", "numpy", "cupy"), default="auto")
     p.add_argument("--resume", help="npz snapshot to continue from")
     p.add_argument("--out", default="train_out", help="folder for plots and snapshots")
-    p.add_argument("--test", help="otto_mlp: table to predict (e.g. Otto's test.csv)")
-    p.add_argument("--predict", help="write class probabilities of --test here as id,Class_1..Class_9")
+    p.add_argument("--test", help="data to predict after training (e.g. Otto's test.csv)")
+    p.add_argument("--predict", help="write --test's predictions here (Otto: id,Class_1..Class_9)")
+    add_stream_arguments(p, source=False)
     add_quiet_flag(p)
     p.set_defaults(func=run)
 
 
-def _sources(args: argparse.Namespace) -> Tuple[Any, Any]:
-    from ..trainer.datasets import load_fashion_mnist
-    from ..loaders import open_source
-    from ..trainer.feeding import holdout_split
+def _inputs(args: argparse.Namespace) -> Tuple[Any, Any, dict]:
+    """(training data, validation data, train() keywords) from the flags."""
+    from ..stream import stream_from_args
 
+    stream = stream_from_args(args, source=args.train, defaults=TRAIN_DEFAULTS)
     if args.remote:
         from ..remote import RemoteLoader
 
         if args.train or args.full or args.holdout:
             raise ValueError("--remote replaces --train/--full/--holdout: the servers hold the training data")
-        return (RemoteLoader(args.remote, curve_server_key=args.curve_server_key, curve_keys=args.curve_keys),
-                open_source(args.val) if args.val else None)
+        val = stream.replace(source=args.val).build_loader("test", shuffle=False, drop_last=False,
+                                                           caffe_layout=True) if args.val else None
+        remote = RemoteLoader(args.remote, curve_server_key=args.curve_server_key, curve_keys=args.curve_keys)
+        return remote, val, {"batch_size": stream.batch_size, "seed": stream.seed}
     if args.train is None:
-        if args.model != "lenet":
-            raise ValueError("--train is required for --model otto_mlp")
-        train, val = load_fashion_mnist(full=args.full)
-        return train, (val if args.val is None else open_source(args.val))
-    train = open_source(args.train)
-    val = open_source(args.val) if args.val else None
-    if args.holdout:
-        if val is not None:
-            raise ValueError("give either --val or --holdout, not both")
-        train, val = holdout_split(train, args.holdout, seed=args.seed)
-    return train, val
+        return _bundled(args, stream)
+    return stream, args.val, {"holdout": args.holdout}
+
+
+def _bundled(args: argparse.Namespace, stream: Any) -> Tuple[Any, Any, dict]:
+    """The Fashion-MNIST arrays, read without transforms (build an LMDB of them to augment)."""
+    from ..trainer.datasets import load_fashion_mnist
+
+    if args.model != "lenet":
+        raise ValueError(f"--train is required for --model {args.model}")
+    settings = sorted(k for k in stream.changed() if k not in LOADER_KEYS)
+    if settings:
+        raise ValueError(f"stream settings {settings} need --train (the bundled sample is read as arrays "
+                         "without transforms; build an LMDB of it with build-lmdb)")
+    train, val = load_fashion_mnist(full=args.full)
+    kw = {"batch_size": stream.batch_size, "seed": stream.seed, "workers": stream.workers, "holdout": args.holdout}
+    return train, (None if args.holdout else val if args.val is None else args.val), kw
 
 
 def _check(args: argparse.Namespace) -> None:
     if args.predict and not args.test:
-        raise ValueError("--predict needs --test (the table to predict)")
+        raise ValueError("--predict needs --test (the data to predict)")
     if args.full and args.train:
         raise ValueError("--full picks the Debian Fashion-MNIST; do not combine it with --train")
     if args.iters is not None and args.iters <= 0:
         raise ValueError(f"--iters {args.iters} must be positive")
+    if args.holdout and args.val:
+        raise ValueError("give either --val or --holdout, not both")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,36 +124,23 @@ def run(args: argparse.Namespace) -> int:
 
     _check(args)
     model = get_model(args.model)
-    train_src, val_src = _sources(args)
+    train_data, val_data, kw = _inputs(args)
     cfg = resolve_solver(args.solver, model)
     total = args.iters if args.iters is not None else cfg.max_iter
     bar = progress_bar(total, desc=f"train {args.model}", unit="it", disable=args.quiet)
     try:
-        report = train(model, train_src, val_src, cfg, args.out, batch_size=args.batch_size,
-                       workers=args.workers, seed=args.seed, iters=args.iters, backend=args.backend,
-                       resume=args.resume, progress=bar.update)
+        report = train(model, train_data, val_data, cfg, args.out, iters=args.iters, backend=args.backend,
+                       resume=args.resume, progress=bar.update, **kw)
     finally:
         bar.close()
     print(report.summary())
     for path in report.files:
         print(f"wrote {path}")
     if args.test:
-        print(f"wrote {_predict(args, model, report, train_src)}")
+        from .predict import predict_files
+
+        snapshot = next(p for p in reversed(report.files) if p.endswith(".npz"))
+        out = Path(args.predict or Path(args.out) / "predictions.csv")
+        for path in predict_files(snapshot, args.test, out, backend=args.backend, echo=print):
+            print(f"wrote {path}")
     return 0
-
-
-def _predict(args: argparse.Namespace, model: Any, report: Any, train_src: Any) -> Path:
-    from ..loaders import open_source
-    from ..trainer.predict import predict_proba, write_class_probabilities
-
-    test = open_source(args.test)
-    probs = predict_proba(report.net, model, test, batch_size=max(args.batch_size, 256))
-    names = _class_names(train_src)
-    out = Path(args.predict or Path(args.out) / "predictions.csv")
-    return write_class_probabilities(out, probs, ids=getattr(test, "ids", None), class_names=names)
-
-
-def _class_names(source: Any) -> Optional[list]:
-    """CsvTable's label names (Class_1..Class_9 for Otto), through a holdout Subset too."""
-    base = getattr(source, "source", source)
-    return getattr(base, "classes", None)

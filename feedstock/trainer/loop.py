@@ -3,57 +3,26 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
 
-from ..device import DeviceFeeder, FeedStats
+from ..device import DeviceFeeder
 from ..backend import Backend, get_backend
-from .feeding import as_source, batch_stream, is_loader, remote_stream
+from .checks import BatchCheck, flattens_input
+from .deploy import deployment
+from .inputs import Feeds, open_feeds
 from .layers import Dropout
+from .metrics import Meter
 from .models import ModelDef, get_model
-from .net import Net, first_weights
+from .net import Net
+from .report import TrainReport, build_report, write_metrics  # noqa: F401  (TrainReport: public here too)
 from .solver import SGDSolver, SolverConfig
 
 log = logging.getLogger(__name__)
 
 _DROPOUT_TAG = 0x44524F50  # "DROP": keeps the dropout stream apart from the data order
-
-
-@dataclass
-class TrainReport:
-    """What a run did: final metrics, throughput, data-wait, per-epoch timing, curves and files."""
-
-    model: str
-    backend: str
-    iters: int
-    batch_size: int
-    train_loss: float
-    train_accuracy: float
-    test_loss: Optional[float]
-    test_accuracy: Optional[float]
-    images_per_s: float
-    step_time_s: float
-    data_wait_s: float
-    data_wait_fraction: float
-    wall_s: float
-    epochs: List[FeedStats] = field(default_factory=list)
-    history: Dict[str, List[float]] = field(default_factory=dict)
-    files: List[str] = field(default_factory=list)
-    net: Optional[Net] = field(default=None, repr=False)
-
-    def summary(self) -> str:
-        test = "n/a" if self.test_accuracy is None else f"{self.test_accuracy:.4f} (loss {self.test_loss:.4f})"
-        return "\n".join([
-            f"model {self.model} on {self.backend}: {self.iters} iterations of batch {self.batch_size} "
-            f"in {self.wall_s:.1f} s",
-            f"train loss {self.train_loss:.4f}, train accuracy {self.train_accuracy:.4f} (last 10% of steps)",
-            f"test accuracy {test}",
-            f"throughput {self.images_per_s:.0f} images/s, step {self.step_time_s * 1e3:.2f} ms",
-            f"data wait {self.data_wait_s:.3f} s = {self.data_wait_fraction:.2%} of step time",
-        ] + [f"  {e.line()}" for e in self.epochs])
 
 
 def resolve_solver(solver_cfg: Any, model: ModelDef) -> SolverConfig:
@@ -72,18 +41,26 @@ def step_seed(seed: int, it: int) -> int:
     return int(np.random.SeedSequence([seed, it, _DROPOUT_TAG]).generate_state(1)[0])
 
 
-def evaluate(net: Net, feeder: DeviceFeeder, stream: Any, test_iter: int = 0) -> tuple[float, float]:
-    """(mean loss, accuracy) over the stream's epoch 0 (the first ``test_iter`` batches when > 0)."""
-    loss = correct = count = 0
+def batch_check(net: Net, mdef: ModelDef, stream: str, *, labels: bool = True) -> BatchCheck:
+    """The check of one stream's batches against what ``mdef``'s net takes."""
+    return BatchCheck(net, input_shape=mdef.input_shape, flatten=flattens_input(mdef.layers), stream=stream,
+                      labels=labels)
+
+
+def evaluate(net: Net, feeder: DeviceFeeder, stream: Any, test_iter: int = 0, *,
+             check: Optional[BatchCheck] = None) -> Meter:
+    """The net's meter over the stream's epoch 0 (the first ``test_iter`` batches when > 0)."""
+    check = check or BatchCheck(net, input_shape=net.input_shape, flatten=False, stream="validation data")
+    meter = net.meter()
     # A test pass is no training step: it is kept out of the timing report (record=False).
-    batches = feeder.feed(stream.epoch(0), slots=stream.slot_arrays, record=False)
+    batches = feeder.feed(check.host(stream.epoch(0)), slots=stream.slot_arrays, record=False)
     for k, batch in enumerate(batches):
         if test_iter and k >= test_iter:
             break
-        batch_loss, batch_correct = net.evaluate(batch["data"], batch["label"])
-        loss, correct, count = loss + batch_loss, correct + batch_correct, count + len(batch["label"])
+        x, labels = check.device(batch)
+        meter.update(net.forward(x, train=False), labels)
     batches.close()
-    return loss / max(count, 1), correct / max(count, 1)
+    return meter
 
 
 class _Run:
@@ -97,26 +74,31 @@ class _Run:
         self.history: Dict[str, List[float]] = {k: [] for k in (
             "iter", "train_loss", "train_accuracy", "lr", "test_iter", "test_loss", "test_accuracy")}
         self.files: List[str] = []
+        self.last_test: Dict[str, float] = {}
+        self.train_check = batch_check(self.net, mdef, "training data")
+        self.val_check = batch_check(self.net, mdef, "validation data")
 
     def test(self, feeder: DeviceFeeder, val: Any) -> None:
         with feeder.paused():
-            loss, acc = evaluate(self.net, feeder, val, self.cfg.test_iter)
+            result = evaluate(self.net, feeder, val, self.cfg.test_iter, check=self.val_check).result()
         h = self.history
         h["test_iter"].append(self.solver.iter)
-        h["test_loss"].append(loss)
-        h["test_accuracy"].append(acc)
-        log.info("iteration %d: test loss %.4f, accuracy %.4f", self.solver.iter, loss, acc)
+        for name, value in result.items():
+            h.setdefault(f"test_{name}", []).append(value)
+        self.last_test = result
+        log.info("iteration %d: test %s", self.solver.iter, ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
 
     def step(self, batch: Dict[str, Any]) -> None:
         backend, it = self.net.backend, self.solver.iter
         rng = backend.rng(step_seed(self.seed, it)) if self.dropout else None
-        loss, correct = self.net.forward_backward(batch["data"], batch["label"], rng=rng)
+        x, labels = self.train_check.device(batch)
+        loss, correct = self.net.forward_backward(x, labels, rng=rng)
         loss = float(loss)  # synchronises: the step time is the device's
         lr = self.solver.apply_update()
         h = self.history
         h["iter"].append(it)
         h["train_loss"].append(loss)
-        h["train_accuracy"].append(int(correct) / len(batch["label"]))
+        h["train_accuracy"].append(float(correct) / len(x))
         h["lr"].append(lr)
         if self.cfg.display and self.solver.iter % self.cfg.display == 0:
             log.info("iteration %d: loss %.4f, lr %.6g", self.solver.iter, loss, lr)
@@ -130,18 +112,25 @@ class _Run:
 
 
 def train(model: Any, train_source: Any, val_source: Any = None, solver_cfg: Any = None,
-          out_dir: Union[str, Path, None] = None, *, batch_size: int = 64, workers: int = 0,
-          seed: int = 0, iters: Optional[int] = None, backend: Union[str, Backend] = "auto",
+          out_dir: Union[str, Path, None] = None, *, batch_size: Optional[int] = None, workers: int = 0,
+          seed: Optional[int] = None, iters: Optional[int] = None, backend: Union[str, Backend] = "auto",
           resume: Union[str, Path, None] = None, plots: bool = True,
-          progress: Optional[Callable[[int], None]] = None, **loader_kwargs: Any) -> TrainReport:
+          progress: Optional[Callable[[int], None]] = None, model_scaling: Optional[bool] = None,
+          class_names: Optional[List[str]] = None, holdout: float = 0.0, **loader_kwargs: Any) -> TrainReport:
     """Train ``model`` (name, ModelDef or layer-spec dict) and return a TrainReport.
 
-    Sources are feedstock Sources, (images, labels) pairs, Splits or paths; the training
-    source may also be a RemoteLoader (`feedstock serve` hosts decode and augment; the
-    servers' shuffle and transforms apply, ``seed`` is sent to them).
-    ``workers=0`` reads in-process; otherwise the multi-process Loader feeds.
-    ``iters`` overrides the solver's max_iter; ``seed`` fixes data order and
-    dropout; ``progress(n)`` is called after every step (e.g. tqdm.update).
+    ``train_source`` is one of: a Source, (images, labels), a Split or a path (read by an
+    untransformed Loader of ``workers`` processes, ``batch_size`` 64, shuffled by ``seed`` 0);
+    a :class:`feedstock.stream.Stream` (its TRAIN-phase Loader, full batches; ``val_source``
+    a path read by the same stream's TEST phase: centre crop, no mirror, no occlusion); or a
+    ready loader: a Loader with any transforms and workers, or a RemoteLoader (its batch size
+    rules; ``seed``, when given, replaces its seed). ``model_scaling``: apply the model's input
+    scaling (ModelDef scale/mean/log1p) on the device; default yes, except for a Stream that
+    maps values itself (scale, mean, to_range). Pass False for a Loader whose transforms already
+    give the net's input values. ``holdout``: validate on this seeded fraction of the training
+    records instead. ``class_names``: else a CSV's, an image folder's or an LMDB's labels.txt
+    (saved in the snapshot for predict). ``iters`` overrides max_iter; ``seed`` also fixes dropout;
+    ``progress(n)`` is called after every step (e.g. tqdm.update).
     """
     mdef = get_model(model)
     cfg = resolve_solver(solver_cfg, mdef)
@@ -151,40 +140,56 @@ def train(model: Any, train_source: Any, val_source: Any = None, solver_cfg: Any
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    run = _Run(mdef, cfg, be, seed, out)
-    if resume is not None:
-        extra = run.solver.restore(resume)
-        if extra.get("seed", seed) != seed or extra.get("batch_size", batch_size) != batch_size:
-            raise ValueError(f"resume {resume}: saved seed/batch_size {extra} differ from {seed=}, {batch_size=}")
-    extra = {"seed": seed, "batch_size": batch_size, "model": mdef.name}
-    common = dict(batch_size=batch_size, workers=workers, **loader_kwargs)
     started = time.perf_counter()
-    if is_loader(train_source):
-        train_stream = remote_stream(train_source, batch_size=batch_size, seed=seed)
-    else:
-        train_stream = batch_stream(as_source(train_source), shuffle=True, seed=seed, drop_last=True, **common)
-    val_stream = None if val_source is None else batch_stream(
-        as_source(val_source), shuffle=False, seed=seed, drop_last=False, **common)
-    feeder = DeviceFeeder(be, scale=mdef.scale, mean=mdef.mean, log1p=mdef.log1p)
+    feeds = open_feeds(train_source, val_source, holdout=holdout, batch_size=batch_size, workers=workers, seed=seed,
+                       model_scaling=model_scaling, class_names=class_names, loader_kwargs=loader_kwargs)
     try:
-        _loop(run, feeder, train_stream, val_stream, extra, progress)
+        run = _Run(mdef, cfg, be, feeds.seed, out)
+        extra = _extra(run, feeds, resume)
+        feeder = DeviceFeeder(be, **_conversion(mdef, feeds.model_scaling))
+        try:
+            _loop(run, feeder, feeds, extra, progress)
+        finally:
+            feeder.close()  # unregister pinned memory before the loaders unmap their slots
     finally:
-        feeder.close()  # unregister pinned memory before the loaders unmap their slots
-        train_stream.close()
-        if val_stream is not None:
-            val_stream.close()
-    if plots and out is not None:
-        run.files += _pictures(run, out)
-    return _report(run, be, batch_size, feeder.stats, time.perf_counter() - started)
+        feeds.close()
+    report = build_report(run, be.name, feeds.batch_size, feeder.stats, time.perf_counter() - started)
+    if out is not None:
+        report.files.append(str(write_metrics(report, out / f"{mdef.name}_metrics.json")))
+        if plots:
+            from .plots import training_pictures
+
+            report.files += training_pictures(run.net, run.history, out, mdef.name)
+    return report
 
 
-def _loop(run: _Run, feeder: DeviceFeeder, train_stream: Any, val_stream: Any, extra: Dict[str, Any],
+def _conversion(mdef: ModelDef, model_scaling: bool) -> Dict[str, Any]:
+    if not model_scaling:
+        return {}
+    return {"scale": mdef.scale, "mean": mdef.mean, "log1p": mdef.log1p}
+
+
+def _extra(run: _Run, feeds: Feeds, resume: Union[str, Path, None]) -> Dict[str, Any]:
+    """The snapshot's JSON: the sampler setup a resume must match and the deploy record for predict."""
+    seed, batch_size = feeds.seed, feeds.batch_size
+    if resume is not None:
+        saved = run.solver.restore(resume)
+        if saved.get("seed", seed) != seed or saved.get("batch_size", batch_size) != batch_size:
+            raise ValueError(f"resume {resume}: saved seed/batch_size {saved.get('seed')}/{saved.get('batch_size')} "
+                             f"differ from seed={seed}, batch_size={batch_size}")
+    deploy = deployment(run.mdef, task=run.net.task, class_names=feeds.class_names,
+                        model_scaling=feeds.model_scaling, stream=feeds.stream)
+    return {"seed": seed, "batch_size": batch_size, "model": run.mdef.name, "deploy": deploy.to_dict()}
+
+
+def _loop(run: _Run, feeder: DeviceFeeder, feeds: Feeds, extra: Dict[str, Any],
           progress: Optional[Callable[[int], None]]) -> None:
-    cfg, solver = run.cfg, run.solver
+    cfg, solver, train_stream, val_stream = run.cfg, run.solver, feeds.train, feeds.val
     tested_at = -1
     while solver.iter < cfg.max_iter:
         epoch, start = divmod(solver.iter, train_stream.num_batches)
-        batches = feeder.feed(train_stream.epoch(epoch, start), epoch=epoch, slots=train_stream.slot_arrays)
+        host = run.train_check.host(train_stream.epoch(epoch, start))
+        batches = feeder.feed(host, epoch=epoch, slots=train_stream.slot_arrays)
         for batch in batches:
             due = cfg.test_interval and solver.iter % cfg.test_interval == 0
             if val_stream is not None and due and (solver.iter > 0 or cfg.test_initialization):
@@ -202,32 +207,3 @@ def _loop(run: _Run, feeder: DeviceFeeder, train_stream: Any, val_stream: Any, e
         run.test(feeder, val_stream)
     if run.out_dir is not None and not (cfg.snapshot and solver.iter % cfg.snapshot == 0):
         run.snapshot(feeder, run.out_dir, extra)  # Caffe's snapshot_after_train
-
-
-def _pictures(run: _Run, out: Path) -> List[str]:
-    from .plots import plot_curves, plot_filters
-
-    files = [str(plot_curves(run.history, out / f"{run.mdef.name}_curves.png", title=run.mdef.name))]
-    weights = first_weights(run.net)
-    if weights is not None:
-        files.append(str(plot_filters(weights, out / f"{run.mdef.name}_filters.png")))
-    return files
-
-
-def _report(run: _Run, be: Backend, batch_size: int, stats: List[FeedStats], wall: float) -> TrainReport:
-    h = run.history
-    tail = max(1, len(h["iter"]) // 10)
-    compute = sum(s.compute_s for s in stats)
-    wait = sum(s.wait_s for s in stats)
-    steps = sum(s.steps for s in stats)
-    samples = sum(s.samples for s in stats)
-    return TrainReport(
-        model=run.mdef.name, backend=be.name, iters=run.solver.iter, batch_size=batch_size,
-        train_loss=float(np.mean(h["train_loss"][-tail:])) if h["iter"] else float("nan"),
-        train_accuracy=float(np.mean(h["train_accuracy"][-tail:])) if h["iter"] else float("nan"),
-        test_loss=h["test_loss"][-1] if h["test_loss"] else None,
-        test_accuracy=h["test_accuracy"][-1] if h["test_accuracy"] else None,
-        images_per_s=samples / (compute + wait) if compute + wait > 0 else 0.0,
-        step_time_s=(compute + wait) / steps if steps else 0.0,
-        data_wait_s=wait, data_wait_fraction=wait / (compute + wait) if compute + wait > 0 else 0.0,
-        wall_s=wall, epochs=list(stats), history=h, files=run.files, net=run.net)

@@ -8,8 +8,10 @@ import numpy as np
 from ..backend import NUMPY, Backend
 from .conv import Convolution, Pooling
 from .layers import LAYER_TYPES, Layer, Param, SoftmaxWithLoss, count_correct
+from .metrics import ClassificationMeter, Meter, check_class_labels
+from .seg_layers import SEG_LAYER_TYPES
 
-_BODY_TYPES = dict(LAYER_TYPES, Convolution=Convolution, Pooling=Pooling)
+_BODY_TYPES = dict(LAYER_TYPES, Convolution=Convolution, Pooling=Pooling, **SEG_LAYER_TYPES)
 _HEAD_TYPES = ("SoftmaxWithLoss", "Accuracy")
 
 
@@ -28,16 +30,23 @@ class Net:
     "top_k": k}`` as in a Caffe prototxt; both default when absent.
     """
 
+    loss_type: Any = SoftmaxWithLoss  # the SoftmaxWithLoss head; SegNet's is pixel-wise
+    output_rank = 1  # rank of the last layer's per-sample output: (num_classes,)
+    # The task hooks the loop, the report and predict call (a SegNet overrides all four):
+    # ``task`` names the metrics, ``check_labels`` / ``loss_labels`` / ``meter`` below.
+    task = "classification"
+
     def __init__(self, specs: Sequence[Mapping[str, Any]], input_shape: Sequence[int], *,
                  backend: Backend = NUMPY, dtype: Any = np.float32, seed: int = 0) -> None:
         self.backend, self.dtype = backend, np.dtype(dtype)
         self.input_shape = tuple(int(d) for d in input_shape)
         body = [s for s in specs if s.get("type") not in _HEAD_TYPES]
         heads = {s["type"]: s for s in specs if s.get("type") in _HEAD_TYPES}
-        self.loss = SoftmaxWithLoss(heads.get("SoftmaxWithLoss"))
+        self.loss = self.loss_type(heads.get("SoftmaxWithLoss"))
         self.top_k = int(heads.get("Accuracy", {}).get("top_k", 1))
         rng = np.random.default_rng(seed)  # fillers draw in layer order, as Caffe's do
         self.layers: List[Layer] = []
+        self.shapes: List[Tuple[int, ...]] = []  # each layer's per-sample top shape (the net diagram)
         shape = self.input_shape
         counts: Dict[str, int] = {}
         for spec in body:
@@ -48,8 +57,10 @@ class Net:
             layer = build_layer(spec)
             shape = layer.setup(shape, backend, rng, self.dtype)
             self.layers.append(layer)
-        if len(shape) != 1:
-            raise ValueError(f"the last layer must give (num_classes,), got {shape}")
+            self.shapes.append(tuple(shape))
+        if len(shape) != self.output_rank:
+            want = "(num_classes,)" if self.output_rank == 1 else "(num_classes, H, W)"
+            raise ValueError(f"the last layer must give {want}, got {shape}")
         self.num_classes = shape[0]
         names = [p.name for p in self.params]
         if len(set(names)) != len(names):
@@ -86,8 +97,20 @@ class Net:
         loss = float(self.loss.forward(logits, labels)) * len(labels)
         return loss, int(count_correct(logits, labels, self.top_k))
 
+    def check_labels(self, labels: np.ndarray, where: str) -> None:
+        """Host labels of one batch, checked before they reach the device; ValueError naming ``where``."""
+        check_class_labels(labels, self.num_classes, where)
+
+    def loss_labels(self, labels: Any) -> Any:
+        """Device labels in the layout the loss takes: (N,) class indices for a classifier."""
+        return labels.reshape(labels.shape[0])
+
+    def meter(self) -> Meter:
+        """A fresh accumulator of this net's evaluation metrics (loss, accuracy, log-loss, confusion)."""
+        return ClassificationMeter(self.num_classes, self.top_k)
+
     def predict_proba(self, x: Any) -> Any:
-        """Softmax probabilities (N, num_classes) in test mode."""
+        """Softmax probabilities over axis 1 ((N, num_classes), or per pixel) in test mode."""
         logits = self.forward(x, train=False)
         e = self.backend.xp.exp(logits - logits.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)

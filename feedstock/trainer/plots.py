@@ -1,8 +1,8 @@
-"""Training pictures as PNG (matplotlib's Agg canvas, no pyplot state): curves and first-layer filters."""
+"""Training pictures as PNG (matplotlib's Agg canvas, no pyplot state): curves, filters, weights, confusion."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -41,6 +41,9 @@ def plot_curves(history: Mapping[str, Sequence[float]], path: PathLike, *, title
     if history.get("test_iter"):
         ax_loss.plot(history["test_iter"], history["test_loss"], "o-", label="test")
         ax_acc.plot(history["test_iter"], history["test_accuracy"], "o-", label="test")
+        for key in extra_metrics(history):  # e.g. test_log_loss next to the loss, test_mean_iou by accuracy
+            ax = ax_loss if "loss" in key else ax_acc
+            ax.plot(history["test_iter"], history[key], "s--", label=key[5:].replace("_", "-"))
     for ax, name in ((ax_loss, "loss"), (ax_acc, "accuracy")):
         ax.set_xlabel("iteration")
         ax.set_ylabel(name)
@@ -90,3 +93,70 @@ def plot_filters(weights: np.ndarray, path: PathLike, *, title: str = "first-lay
     fig.tight_layout()
     fig.savefig(path)
     return Path(path)
+
+
+def extra_metrics(history: Mapping[str, Sequence[float]]) -> List[str]:
+    """The test curves beyond loss and accuracy (one value per test pass)."""
+    n = len(history.get("test_iter", ()))
+    return [k for k, v in history.items() if k.startswith("test_") and k not in ("test_iter", "test_loss",
+            "test_accuracy") and len(v) == n and all(isinstance(x, (int, float)) for x in v)]
+
+
+def plot_weight_histograms(net: Any, path: PathLike, *, bins: int = 50) -> Path:
+    """One histogram per learnable blob (weights and biases), in layer order, with mean and std."""
+    params = [(p.name, net.backend.to_numpy(p.data).ravel()) for p in net.params]
+    if not params:
+        raise ValueError("the net has no learnable parameters to draw")
+    cols = 2 if len(params) > 1 else 1
+    rows = -(-len(params) // cols)
+    fig = _figure(5 * cols, 2.2 * rows)
+    for i, (name, values) in enumerate(params):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.hist(values, bins=bins, color="#4477AA")
+        ax.set_title(f"{name} ({values.size} values): mean {values.mean():.3g}, std {values.std():.3g}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    return Path(path)
+
+
+def plot_confusion(matrix: np.ndarray, path: PathLike, *, class_names: Optional[Sequence[str]] = None,
+                   title: str = "confusion matrix") -> Path:
+    """Rows = true class, columns = predicted; colour is the row fraction, cells show counts (K <= 20)."""
+    m = np.asarray(matrix, dtype=np.int64)
+    k = len(m)
+    names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
+    frac = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    size = min(4 + 0.45 * k, 14)
+    fig = _figure(size + 1, size)
+    ax = fig.add_subplot(1, 1, 1)
+    image = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.046, label="fraction of the true class")
+    ticks = np.arange(k)
+    ax.set_xticks(ticks, names, rotation=90 if k > 6 else 0, fontsize=8)
+    ax.set_yticks(ticks, names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if k <= 20:
+        for (i, j), count in np.ndenumerate(m):
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
+                    color="white" if frac[i, j] > 0.5 else "black")
+    ax.set_title(f"{title} ({int(m.sum())} records, accuracy {np.trace(m) / max(m.sum(), 1):.4f})")
+    fig.tight_layout()
+    fig.savefig(path)
+    return Path(path)
+
+
+def training_pictures(net: Any, history: Mapping[str, Sequence[float]], out: Path, name: str) -> List[str]:
+    """Curves, first-layer filters, the net diagram and weight histograms of a finished run."""
+    from .draw import draw_net
+    from .net import first_weights
+
+    files = [plot_curves(history, out / f"{name}_curves.png", title=name)]
+    weights = first_weights(net)
+    if weights is not None:
+        files.append(plot_filters(weights, out / f"{name}_filters.png"))
+    files.append(draw_net(net, out / f"{name}_net.png", title=name))
+    if net.params:
+        files.append(plot_weight_histograms(net, out / f"{name}_weights.png"))
+    return [str(f) for f in files]

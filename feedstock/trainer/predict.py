@@ -1,35 +1,156 @@
-"""Apply a trained net to new data: class probabilities, and Otto-style ``id,Class_1..`` CSV files."""
+"""Apply a trained snapshot to new data: class probabilities, Otto submissions and per-record predictions.
+
+The snapshot's deploy record (see :mod:`.deploy`) fixes the model, the input
+conversion, the class names and the stream whose TEST phase reads the data
+(centre crop, no mirror, no occlusion), so predicting takes no training flags.
+"""
 from __future__ import annotations
 
+import csv
+import os
 from contextlib import closing
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from ..backend import Backend, get_backend
 from ..device import DeviceFeeder
+from ..loaders import CaffeLmdb, CsvTable
 from ..loaders.base import Source
-from .feeding import batch_stream
+from ..pipeline.loader import Loader
+from ..stream import TEST, Stream
+from .checks import BatchCheck, flattens_input
+from .deploy import Deployment, load_deployment
+from .feeding import LoaderBatches, batch_stream
 from .models import ModelDef
 from .net import Net
 
+PathLike = Union[str, Path]
+
+
+@dataclass
+class Predictions:
+    """Per record, in data order: probabilities (N, K), keys, CSV ids; labels and metrics when labelled."""
+
+    probs: np.ndarray
+    keys: List[str]
+    ids: Optional[np.ndarray] = None
+    labels: Optional[np.ndarray] = None
+    metrics: Dict[str, float] = field(default_factory=dict)
+    confusion: Optional[np.ndarray] = None
+
+
+class Predictor:
+    """A snapshot's net, ready to predict any data its stream can read."""
+
+    def __init__(self, snapshot: PathLike, *, backend: Union[str, Backend] = "auto") -> None:
+        self.deploy, params = load_deployment(snapshot)
+        self.mdef: ModelDef = self.deploy.model_def()
+        be = backend if isinstance(backend, Backend) else get_backend(backend)
+        self.net: Net = self.mdef.build(backend=be)
+        self.net.load_state_dict(params)
+
+    @property
+    def class_names(self) -> List[str]:
+        names = self.deploy.class_names
+        return list(names) if names else [f"Class_{i + 1}" for i in range(self.net.num_classes)]
+
+    def loader(self, data: PathLike, *, batch_size: int = 256, workers: int = 0) -> Loader:
+        """The TEST-phase Loader of the snapshot's stream on ``data``, in order, every record."""
+        stream = _stream(self.deploy, os.fspath(data))
+        return Loader(predict_source(stream, self.deploy.class_names), stream.build_transforms(TEST),
+                      batch_size=batch_size, workers=workers, shuffle=False, seed=0, drop_last=False)
+
+    def run(self, data: PathLike, *, batch_size: int = 256, workers: int = 0) -> Predictions:
+        loader = self.loader(data, batch_size=batch_size, workers=workers)
+        labelled = "label" in loader.spec
+        check = BatchCheck(self.net, input_shape=self.mdef.input_shape, flatten=flattens_input(self.mdef.layers),
+                           stream=os.fspath(data), labels=labelled)
+        meter = self.net.meter() if labelled else None
+        probs, labels, ids = [], [], []
+        batches = LoaderBatches(loader)
+        with DeviceFeeder(self.net.backend, dtype=self.net.dtype, **_conversion(self.deploy)) as feeder, \
+                closing(batches):
+            for batch in feeder.feed(check.host(batches.epoch(0)), slots=batches.slot_arrays):
+                scores = self.net.forward(check.data(batch), train=False)
+                probs.append(_softmax64(self.net.backend.to_numpy(scores)))
+                if meter is not None:
+                    meter.update(scores, self.net.loss_labels(batch["label"]))
+                    labels.append(self.net.backend.to_numpy(self.net.loss_labels(batch["label"])))
+                if "id" in batch:
+                    ids.append(self.net.backend.to_numpy(batch["id"]))
+        out = Predictions(np.concatenate(probs), record_keys(loader.source),
+                          np.concatenate(ids).astype(np.int64) if ids else None,
+                          np.concatenate(labels).astype(np.int64) if labels else None)
+        if meter is not None:
+            out.metrics, out.confusion = meter.result(), meter.confusion
+        return out
+
+
+def _conversion(deploy: Deployment) -> Dict[str, Any]:
+    c = deploy.conversion
+    return {"scale": float(c["scale"]), "mean": float(c["mean"]), "log1p": bool(c["log1p"])}
+
+
+def _softmax64(logits: np.ndarray) -> np.ndarray:
+    """Softmax in float64 (as the meter computes it), so written rows sum to 1 at print precision."""
+    z = np.asarray(logits, dtype=np.float64)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _stream(deploy: Deployment, data: str) -> Stream:
+    if deploy.stream is None:
+        return Stream(source=data)
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in deploy.stream.items()}
+    return Stream(**values).replace(source=data, source_type="auto")
+
+
+def predict_source(stream: Stream, class_names: Optional[Sequence[str]]) -> Source:
+    """The stream's Source on predict data, with labels when the data has them (a CSV's label
+    column, an HDF5 ``label`` dataset) and none otherwise (Otto's test.csv)."""
+    kind = stream.kind()
+    if kind == "csv":
+        with open(stream.source, newline="", encoding="utf-8-sig") as f:
+            header = [h.strip() for h in next(csv.reader(f), [])]
+        column = stream.label_column or "target"
+        return CsvTable(stream.source, caffe_shape=True, label_column=column if column in header else None)
+    if kind == "hdf5":
+        from ..loaders.hdf5 import hdf5_files
+        import h5py
+
+        with h5py.File(hdf5_files(stream.source)[0], "r") as f:
+            fields = ("data", "label") if "label" in f else ("data",)
+        return stream.build_source(fields=fields)
+    return stream.build_source(caffe_layout=True)
+
+
+def record_keys(source: Source) -> List[str]:
+    """What names each record in a predictions file: an LMDB's key, else the source's key (path, file:row)."""
+    if isinstance(source, CaffeLmdb):
+        return [source.raw_key(i).decode("utf-8", "backslashreplace") for i in range(len(source))]
+    return [source.key(i) for i in range(len(source))]
+
 
 def predict_proba(net: Net, model: ModelDef, source: Source, *, batch_size: int = 256) -> np.ndarray:
-    """Softmax probabilities (len(source), num_classes) in source order, test mode."""
+    """Softmax probabilities (len(source), num_classes) of an untransformed source, in source order."""
     stream = batch_stream(source, batch_size=batch_size, workers=0, shuffle=False, seed=0, drop_last=False)
+    check = BatchCheck(net, input_shape=model.input_shape, flatten=flattens_input(model.layers),
+                       stream="prediction data", labels=False)
     feeder = DeviceFeeder(net.backend, scale=model.scale, mean=model.mean, log1p=model.log1p, dtype=net.dtype)
     out = np.empty((len(source), net.num_classes), dtype=np.float32)
     row = 0
     with feeder, closing(stream):
-        for batch in feeder.feed(stream.epoch(0), slots=stream.slot_arrays):
-            probs = net.backend.to_numpy(net.predict_proba(batch["data"]))
+        for batch in feeder.feed(check.host(stream.epoch(0)), slots=stream.slot_arrays):
+            probs = net.backend.to_numpy(net.predict_proba(check.data(batch)))
             out[row:row + len(probs)] = probs
             row += len(probs)
     return out
 
 
-def write_class_probabilities(path: Union[str, Path], probs: np.ndarray, *,
-                              ids: Optional[Sequence[int]] = None,
+def write_class_probabilities(path: PathLike, probs: np.ndarray, *, ids: Optional[Sequence[int]] = None,
                               class_names: Optional[Sequence[str]] = None) -> Path:
     """CSV ``id,Class_1,...,Class_K`` (Kaggle Otto's submission layout); ids default to 1..N."""
     probs = np.asarray(probs)
@@ -41,6 +162,18 @@ def write_class_probabilities(path: Union[str, Path], probs: np.ndarray, *,
     path = Path(path)
     with open(path, "w", newline="") as f:
         f.write(",".join(["id"] + names) + "\n")
-        np.savetxt(f, np.column_stack([ids.astype(np.float64), probs]), fmt=["%d"] + ["%.6g"] * k,
-                   delimiter=",")
+        # 9 significant digits: float32 probabilities round-trip, so scores computed from the file match
+        np.savetxt(f, np.column_stack([ids.astype(np.float64), probs]), fmt=["%d"] + ["%.9g"] * k, delimiter=",")
+    return path
+
+
+def write_record_predictions(path: PathLike, pred: Predictions, class_names: Sequence[str]) -> Path:
+    """CSV ``key,predicted,<class 1>,...``: one row per record (image models)."""
+    path = Path(path)
+    best = pred.probs.argmax(axis=1)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["key", "predicted"] + list(class_names))
+        for key, b, row in zip(pred.keys, best, pred.probs):
+            w.writerow([key, class_names[b]] + [f"{p:.9g}" for p in row])
     return path

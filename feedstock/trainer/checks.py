@@ -1,0 +1,90 @@
+"""Batches against what a model takes: data layout (Caffe's InnerProduct flattening) and labels.
+
+The layout is checked on a stream's first batch, before the first step, with a
+one-line error naming the stream, the field, its shape and what was expected;
+label values are checked on the host for every batch (cheap: one value per
+record), before the device feeder casts them.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .layers import Shape
+
+# Layers that keep any shape: an InnerProduct behind them still sees the input blob.
+_SHAPE_FREE = ("ReLU", "Dropout")
+
+
+def flattens_input(layers: Sequence[Mapping[str, Any]]) -> bool:
+    """True when the first shape-dependent layer is an InnerProduct (Caffe flattens from axis 1 there)."""
+    for spec in layers:
+        kind = spec.get("type")
+        if kind not in _SHAPE_FREE:
+            return kind == "InnerProduct"
+    return False
+
+
+def input_reshape(shape: Sequence[int], input_shape: Shape, flatten: bool, where: str) -> Optional[Shape]:
+    """None when per-record ``shape`` is the model's input; the input shape when it is a flattenable
+    equivalent ((93, 1, 1) for (93,)); ValueError naming ``where`` otherwise."""
+    shape = tuple(int(d) for d in shape)
+    if shape == tuple(input_shape):
+        return None
+    size = int(np.prod(input_shape))
+    if flatten and int(np.prod(shape)) == size:
+        return tuple(input_shape)
+    if flatten:
+        want = f"{tuple(input_shape)} or any shape of {size} values (its first layer is an InnerProduct)"
+    else:
+        want = f"{tuple(input_shape)}"
+    raise ValueError(f"{where}: records of shape {shape}, the model takes {want}")
+
+
+class BatchCheck:
+    """One stream's batches for one net: layout checked on the first batch, labels (the net's
+    ``check_labels`` hook) on every batch; ``device`` gives the layouts the net and its loss take."""
+
+    def __init__(self, net: Any, *, input_shape: Shape, flatten: bool, stream: str, data_field: str = "data",
+                 label_field: str = "label", labels: bool = True) -> None:
+        self.net, self.input_shape, self.flatten = net, tuple(input_shape), bool(flatten)
+        self.stream = stream
+        self.data_field, self.label_field, self.labels = data_field, label_field, bool(labels)
+        self.reshape: Optional[Shape] = None
+
+    def first(self, batch: Mapping[str, np.ndarray]) -> None:
+        """Check the fields and the data layout of a stream's first batch."""
+        for name in (self.data_field,) + ((self.label_field,) if self.labels else ()):
+            if name not in batch:
+                raise ValueError(f"{self.stream}: batches have fields {sorted(batch)}, the model needs {name!r}")
+        data = batch[self.data_field]
+        where = f"{self.stream} field {self.data_field!r} (batch shape {tuple(data.shape)})"
+        self.reshape = input_reshape(data.shape[1:], self.input_shape, self.flatten, where)
+
+    def check_labels(self, batch: Mapping[str, np.ndarray], k: int) -> None:
+        self.net.check_labels(batch[self.label_field], f"{self.stream} field {self.label_field!r}, batch {k}")
+
+    def host(self, batches: Iterable[Mapping[str, np.ndarray]]) -> Iterator[Mapping[str, np.ndarray]]:
+        """``batches`` checked; closing this closes them."""
+        it = iter(batches)
+        try:
+            for k, batch in enumerate(it):
+                if k == 0:
+                    self.first(batch)
+                if self.labels:
+                    self.check_labels(batch, k)
+                yield batch
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+    def data(self, batch: Mapping[str, Any]) -> Any:
+        """The device data batch in the model's input layout (a view)."""
+        x = batch[self.data_field]
+        return x if self.reshape is None else x.reshape((x.shape[0],) + self.reshape)
+
+    def device(self, batch: Mapping[str, Any]) -> Tuple[Any, Any]:
+        """(data, labels) of a device batch in the layouts the net and its loss take."""
+        return self.data(batch), self.net.loss_labels(batch[self.label_field])
