@@ -260,3 +260,23 @@ def test_cli_address_connects_a_second_driver_to_the_running_cluster(ray_local, 
     assert main(["build-lmdb", str(src), str(tmp_path / "local"), "--workers", "0", *args]) == 0
     assert snapshot(tmp_path / "ray") == snapshot(tmp_path / "local")
     assert ray.is_initialized()  # the other driver's disconnect left the cluster (ours) running
+
+
+def test_output_and_parts_inside_the_source_are_never_scanned(ray_local, tmp_path):
+    src = image_folder(tmp_path / "S", 4)  # dog/bad.png: --strict stops the build, OUT.parts stays
+    out = src / "a_out"  # a_out, a_out.parts would sort before every class and shift the labels
+    options = BuildOptions(strict=True)
+    with pytest.raises(RecordError, match=r"dog/bad\.png"):
+        build_lmdb_ray(str(src), str(out), options, partitions=2)
+    assert (src / "a_out.parts" / "ray.json").is_file()
+    shutil.copyfile(src / "cat" / "000.png", src / "dog" / "bad.png")
+    build_lmdb_ray(str(src), str(out), options, resume=True)
+    build_lmdb_ray(str(src), str(out), options, partitions=3, force=True)
+    build_lmdb(str(src), str(tmp_path / "local"), options)
+    assert snapshot(out) == snapshot(tmp_path / "local")
+    assert (out / "labels.txt").read_text() == "cat\ndog\nfox\n"
+    with pytest.raises(ValueError, match="is the source"):
+        build_lmdb_ray(str(src), str(src), options, force=True)
+    with pytest.raises(ValueError, match="holds 4 of its images"):
+        build_lmdb_ray(str(src), str(src / "cat"), options, force=True)
+    assert len(list(src.rglob("*.png"))) == 13  # nothing of the source deleted (12 + the fixed bad.png)
