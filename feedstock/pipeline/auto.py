@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 NEAR_BEST = 0.95  # the smallest count predicted within 5% of the best is chosen
 MEMORY_SHARE = 0.8  # of MemAvailable that workers and slots may take
 SHM_SHARE = 0.9  # of /dev/shm free that the slots may take
-PROBE_BATCH_S = 0.05  # the probe's batches hold about this much in-process work
+PROBE_BATCH_S = 0.02  # the probe's batches hold about this much in-process work
 MAX_PROBE_BATCHES = 20_000
 SPAWN_HANDOFF_S = 3e-4  # hand-off CPU per batch assumed when no worker is probed (pipe round trip here)
 
