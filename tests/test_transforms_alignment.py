@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from feedstock.rng import sample_rng
 from feedstock.transforms import CaffeTransform, Compose, Mirror, Multiscale, Pad, RandomCrop, Resize
+from feedstock.transforms.multiscale import RandomScale
 
 NEAREST = cv2.INTER_NEAREST
 SETTINGS = settings(max_examples=40, deadline=None)
@@ -93,3 +94,16 @@ def test_chains(h, w, size, seed, index):
     t = Compose([Pad(size, fill=255), Multiscale(size + 8, scales=(0.75, 1.25), interpolation=NEAREST),
                  RandomCrop(size), Mirror(), Resize(size, size + 3, "half_crop", NEAREST, fill=255)])
     assert_aligned(sample, t(sample, sample_rng(seed, 0, index)))
+
+
+@SETTINGS
+@given(h=dims, w=dims, crop=st.integers(4, 40), scales=st.lists(st.floats(0.3, 2.0), min_size=1, max_size=3),
+       seed=seeds, index=st.integers(0, 10**6))
+def test_pairs_chain_random_scale_pad_crop_mirror(h, w, crop, scales, seed, index):
+    # the image resized with the mask's own nearest rule, so the encoded positions survive exactly
+    sample = position_sample(h, w, seed)
+    t = Compose([RandomScale(scales, interpolation=cv2.INTER_NEAREST_EXACT),
+                 Pad(crop, fill=255, anchor="top_left"), RandomCrop(crop), Mirror()])
+    out = t(sample, sample_rng(seed, 0, index))
+    assert out["data"].shape == (3, crop, crop)
+    assert_aligned(sample, out)
