@@ -54,7 +54,9 @@ reported under ``on_error="skip"``: values are never cast unsafely (see
 Options (keyword-only; invalid values raise ValueError naming them):
 
 * ``workers``: processes filling slots; 0 runs everything in this process (same
-  batches, for debugging). ``start_method``: "auto" = fork when this process
+  batches, for debugging); "auto": a probe of about a second picks the count, 0
+  included, within the usable cores and memory (:mod:`.auto`; ``stats()`` says
+  why). ``start_method``: "auto" = fork when this process
   runs one Python thread, else spawn (see :mod:`.pool`).
 * ``prefetch``: slots, counting the one being consumed. ``shuffle``, ``seed``,
   ``drop_last``, ``rank``, ``world_size``: see :mod:`.sampler`; rank and
@@ -106,7 +108,7 @@ class Loader:
         transforms: Union[Transform, Sequence[Transform], None] = None,
         *,
         batch_size: int = 64,
-        workers: int = 4,
+        workers: Union[int, str] = 4,
         shuffle: bool = True,
         seed: int = 0,
         drop_last: bool = True,
@@ -121,6 +123,13 @@ class Loader:
         progress: bool = False,
         start_method: str = "auto",
     ):
+        self.auto = None  # workers="auto": a short probe picks the count; stats() reports it (see .auto)
+        if isinstance(workers, str) and workers == "auto":
+            from .auto import choose_workers
+
+            self.auto = choose_workers(source, transforms, batch_size=batch_size, seed=seed, prefetch=prefetch,
+                                       start_method=start_method)
+            workers = self.auto.workers
         check_options(workers=workers, prefetch=prefetch, on_error=on_error, max_bad_fraction=max_bad_fraction,
                       timeout=timeout, seed=seed)
         self.source, self.transforms = source, as_compose(transforms)
@@ -315,6 +324,8 @@ class Loader:
         out["bad_records"] = self._bad.total
         out["worker_restarts"] = self._res.restarts()
         out["discarded_batches"] = self._discarded + (self._run.discarded if self._run is not None else 0)
+        if self.auto is not None:
+            out.update(self.auto.stats())
         return out
 
     def report(self) -> Dict[str, Any]:
