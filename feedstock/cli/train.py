@@ -68,6 +68,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", default="train_out", help="folder for plots and snapshots")
     p.add_argument("--test", help="data to predict after training (e.g. Otto's test.csv)")
     p.add_argument("--predict", help="write --test's predictions here (Otto: id,Class_1..Class_9)")
+    p.add_argument("--no-plots", dest="plots", action="store_false", help="write no PNG pictures")
     add_stream_arguments(p, source=False)
     add_quiet_flag(p)
     p.set_defaults(func=run)
@@ -130,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     bar = progress_bar(total, desc=f"train {args.model}", unit="it", disable=args.quiet)
     try:
         report = train(model, train_data, val_data, cfg, args.out, iters=args.iters, backend=args.backend,
-                       resume=args.resume, progress=bar.update, **kw)
+                       resume=args.resume, progress=bar.update, plots=args.plots, **kw)
     finally:
         bar.close()
     print(report.summary())

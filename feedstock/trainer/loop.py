@@ -182,9 +182,20 @@ def _extra(run: _Run, feeds: Feeds, resume: Union[str, Path, None]) -> Dict[str,
     return {"seed": seed, "batch_size": batch_size, "model": run.mdef.name, "deploy": deploy.to_dict()}
 
 
+def _first_batch(check: BatchCheck, stream: Any) -> None:
+    """Check the first batch of ``stream`` (layout and labels) and put the stream back."""
+    batches = check.host(stream.epoch(0))
+    try:
+        next(batches, None)
+    finally:
+        batches.close()
+
+
 def _loop(run: _Run, feeder: DeviceFeeder, feeds: Feeds, extra: Dict[str, Any],
           progress: Optional[Callable[[int], None]]) -> None:
     cfg, solver, train_stream, val_stream = run.cfg, run.solver, feeds.train, feeds.val
+    if val_stream is not None:
+        _first_batch(run.val_check, val_stream)  # a bad validation layout fails now, not after training
     tested_at = -1
     while solver.iter < cfg.max_iter:
         epoch, start = divmod(solver.iter, train_stream.num_batches)

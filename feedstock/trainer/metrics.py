@@ -60,10 +60,10 @@ def check_class_labels(labels: np.ndarray, num_classes: int, where: str) -> None
     if labels.dtype.kind == "f":
         bad = np.flatnonzero(~np.isfinite(flat) | (flat != np.floor(flat)))
         if len(bad):
-            raise ValueError(f"{where}: row {bad[0]} holds {flat[bad[0]]!r}, expected an integer class label")
+            raise ValueError(f"{where}: row {bad[0]} holds {flat[bad[0]].item()}, expected an integer class label")
     bad = np.flatnonzero((flat < 0) | (flat >= num_classes))
     if len(bad):
-        raise ValueError(f"{where}: row {bad[0]} holds {flat[bad[0]]!r}, expected a class in [0, {num_classes})")
+        raise ValueError(f"{where}: row {bad[0]} holds {flat[bad[0]].item()}, expected a class in [0, {num_classes})")
 
 
 class ClassificationMeter:
