@@ -22,7 +22,15 @@ Datums without C/H/W, squash resize with cv2 INTER_LINEAR), in parallel.
 
 SRC is an image folder (one subfolder per class; labels.txt is written), a Caffe
 list file '<path> <label>' (paths relative to --root), a CSV table (features ->
-float Datums of shape (F,1,1), label from --label-column) or an HDF5 file or list.
+float Datums of shape (F,1,1), label from --label-column, which must exist unless
+--no-labels) or an HDF5 file or list. CSV class names Class_<n> get code n-1
+(by number, whatever the file holds; other names in natural order); labels.txt
+keeps the list: pass it with --classes when building validation and test files.
+
+OUT, OUT.partial and OUT.parts are never read as source data, even inside SRC; an
+OUT that is SRC, holds SRC or holds source records is refused (nothing removed).
+With --encoded, files kept byte for byte must decode to the dataset's channels in
+8 bits; grayscale, alpha and 16-bit files are skipped and named unless --reencode.
 
 The build writes to OUT.partial and renames it to OUT at the end: an interrupted
 build never leaves a database at OUT; --resume continues it and gives the same

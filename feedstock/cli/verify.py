@@ -7,6 +7,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Counter, List, Optional, Tuple
 
+from google.protobuf.message import DecodeError
+
+from ..caffe_pb import Datum
 from ..errors import RecordError
 from ..writers import build_output as bo
 from ..writers.build_encode import reason_of
@@ -61,7 +64,7 @@ def check_db(path: str, *, num_classes: Optional[int] = None, progress=None) -> 
         name = key.decode("utf-8", "backslashreplace")
         problem = _check_record(result, name, value, num_classes)
         if problem:
-            result.bad.append(f"{name}: {problem}")
+            result.bad.append(f"{name}: {problem}{_encoded_hint(value, problem)}")
         if progress is not None:
             progress(1)
     result.sha256 = digest.hexdigest()
@@ -81,6 +84,17 @@ def _check_record(result: DbCheck, name: str, value: bytes, num_classes: Optiona
     if num_classes is not None and not 0 <= label < num_classes:
         return f"label {label} outside [0, {num_classes})"
     return ""
+
+
+def _encoded_hint(value: bytes, problem: str) -> str:
+    """For an encoded record of another channel count or bit depth: how to rebuild the database."""
+    if "shape" not in problem and "dtype" not in problem:
+        return ""
+    try:
+        encoded = Datum.FromString(value).encoded
+    except DecodeError:
+        return ""
+    return " (a file kept byte for byte by --encoded: rebuild with build-lmdb --encoded --reencode)" if encoded else ""
 
 
 def databases(path: str) -> List[Tuple[str, str]]:

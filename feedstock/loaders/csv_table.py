@@ -20,7 +20,7 @@ from .csv_parse import Columns, Parsed, SkippedRow, parse_fast, parse_slow
 
 log = logging.getLogger(__name__)
 ON_ERROR = ("raise", "skip")
-LABEL_LIKE = frozenset({"target", "label", "labels", "class", "classes", "category", "y"})
+LABEL_LIKE = frozenset({"target", "label", "labels", "class", "classes", "category"})  # not "y": x,y features
 _LOG_FIRST = 5  # skipped rows logged one by one, then one summary line
 
 
