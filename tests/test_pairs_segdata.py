@@ -79,3 +79,25 @@ def test_bad_arguments_name_the_key(tmp_path, kwargs, key):
         make_shapes(tmp_path, **kwargs)
     with pytest.raises(ValueError, match="split="):
         shapes_split("val", tmp_path)
+
+
+@pytest.mark.parametrize("bits, optimize", [(8, False), (8, True), (4, False), (2, False), (1, False)])
+def test_palette_masks_decode_to_the_indices_pillow_reads(tmp_path, bits, optimize):
+    from feedstock.loaders.decode import read_mask
+    from feedstock.loaders.palette_png import as_greyscale_png
+
+    rng = np.random.default_rng(bits)
+    indices = rng.integers(0, 2 ** min(bits, 8), (13, 17)).astype(np.uint8)
+    if bits == 8:
+        indices[0, :3] = (0, 200, 255)
+    im = Image.fromarray(indices, mode="P")
+    im.putpalette([(7 * k) % 256 for k in range(768)])
+    im.info["transparency"] = 3  # a tRNS chunk, which the greyscale copy must drop
+    im.save(tmp_path / "m.png", bits=bits, optimize=optimize)
+    data = (tmp_path / "m.png").read_bytes()
+    assert data[24] == bits and b"tRNS" in data
+    assert (as_greyscale_png(data) is not None) == (bits == 8)  # the fast path: 8-bit palettes only
+    with Image.open(tmp_path / "m.png") as reference:
+        expected = np.asarray(reference)
+    np.testing.assert_array_equal(read_mask(str(tmp_path / "m.png"))[0], expected)
+    np.testing.assert_array_equal(expected, indices)

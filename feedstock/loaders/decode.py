@@ -115,6 +115,11 @@ def decode_mask(data: bytes, *, key: str = "<buffer>") -> np.ndarray:
                                   "or an 8-bit grey image of class ids (colours are never converted)")
             chw = chw[:1]
         return chw
+    from .palette_png import palette_indices
+
+    fast = palette_indices(data)  # 8-bit palettes through libpng: several times faster than Pillow
+    if fast is not None:
+        return to_chw(fast)
     from PIL import Image, UnidentifiedImageError
 
     try:
