@@ -159,16 +159,24 @@ class Hdf5(Source):
 
     def _check_indices(self, indices: Sequence[int]) -> np.ndarray:
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        idx = np.where(idx < 0, idx + len(self), idx)
-        bad = idx[(idx < 0) | (idx >= len(self))]
-        if bad.size:
-            raise IndexError(f"index {int(bad[0])} out of range for Hdf5 of length {len(self)}")
+        n = len(self)
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            idx = np.where(idx < 0, idx + n, idx)
+            bad = idx[(idx < 0) | (idx >= n)]
+            if bad.size:
+                raise IndexError(f"index {int(bad[0])} out of range for Hdf5 of length {n}")
         return idx
 
     def read_batch(self, indices: Sequence[int], out: Optional[Mapping[str, np.ndarray]] = None) -> Sample:
         """Records ``indices`` stacked per field (float32), read as whole slices grouped by file: never one
         h5py call per record. Equal to ``np.stack`` of ``self[i]``; written into ``out`` when given."""
         idx = self._check_indices(indices)
+        run = self._run_of(idx)
+        if run is not None:  # consecutive rows of one file (a sequential pass): one slice per field
+            f, row = run
+            fields = {name: ds[row : row + len(idx)].astype(np.float32, copy=False)
+                      for name, ds in self._datasets(f).items()}
+            return deliver(fields, out)
         files = np.searchsorted(self._offsets, idx, side="right") - 1
         fields = {name: np.empty((len(idx), *self._row_shapes[name]), np.float32) for name in self.fields}
         for f in np.unique(files):
@@ -178,6 +186,16 @@ class Hdf5(Source):
             for name in self.fields:
                 fields[name][sel] = block[name][where.reshape(-1)]
         return deliver(fields, out)
+
+    def _run_of(self, idx: np.ndarray) -> Optional[Tuple[int, int]]:
+        """(file, first row) when ``idx`` is ``i, i + 1, ...`` inside one file, else None."""
+        if not len(idx):
+            return None
+        first, last = int(idx[0]), int(idx[-1])
+        if last - first != len(idx) - 1 or (len(idx) > 1 and not bool((idx[1:] - idx[:-1] == 1).all())):
+            return None
+        f, row = self._locate(first)
+        return (f, row) if last < int(self._offsets[f + 1]) else None
 
     def spec(self) -> Spec:
         return {name: ArraySpec(self._row_shapes[name], np.float32) for name in self.fields}
