@@ -5,6 +5,7 @@ DataLayer must load without it; each check runs in a fresh interpreter.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -34,6 +35,44 @@ def _loaded_after(code: str) -> list[str]:
 )
 def test_import_loads_no_heavy_library(code: str) -> None:
     assert _loaded_after(code) == []
+
+
+BLOCKED_RUN = """
+import sys
+for name in {heavy!r}:
+    sys.modules[name] = None  # importing it now raises ImportError, as a clashing libhdf5 would fail
+sys.path.insert(0, {tests!r})
+import numpy as np
+from caffe_blobs import make_layer, run_forwards
+from feedstock.caffe_layer import close_layers
+from feedstock.testing import make_raw_lmdb
+
+images, labels = make_raw_lmdb({db!r}, np.random.default_rng(0), 10, (1, 6, 5), classes=3)
+for source in ({db!r}, {listing!r}):
+    layer, top = make_layer({{"source": source, "batch_size": 4, "workers": 2, "scale": 0.5}}, phase=1)
+    data, label = run_forwards(layer, top, 3)
+    layer.close()
+    if source == {db!r}:
+        assert np.array_equal(data, images[np.arange(12) % 10] * np.float32(0.5)), "wrong batches"
+        assert np.array_equal(label, labels[np.arange(12) % 10].astype(np.float32))
+    else:
+        assert data.shape == (12, 3, 4, 4), data.shape
+print("ok")
+"""
+
+
+def test_data_layer_runs_with_heavy_libraries_unimportable(tmp_path) -> None:
+    """The layer over an LMDB and a list file, workers included, never needs h5py, matplotlib or zmq."""
+    import cv2
+
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((4, 4, 3), 60 * i, np.uint8))
+    listing = tmp_path / "train.txt"
+    listing.write_text("".join(f"{tmp_path / f'{i}.png'} {i}\n" for i in range(3)))
+    tests = os.path.dirname(os.path.abspath(__file__))
+    code = BLOCKED_RUN.format(heavy=HEAVY, tests=tests, db=str(tmp_path / "db"), listing=str(listing))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
 
 
 def test_guessing_a_list_file_kind_loads_no_h5py(tmp_path) -> None:
