@@ -180,3 +180,18 @@ def test_bad_pairs_settings_name_the_key(tmp_path, changes, words):
         stream.build_transforms("train")
     for word in words:
         assert word in str(info.value)
+
+
+def test_whole_image_padding_follows_exif_rotation(tmp_path):
+    from PIL import Image
+
+    images, masks, _ = write_threshold_pairs(tmp_path, [(20, 30)])
+    photo = Image.fromarray(np.zeros((10, 24, 3), np.uint8))
+    exif = photo.getexif()
+    exif[0x0112] = 6  # stored 10x24, shown (and decoded by OpenCV) turned: 24x10
+    photo.save(images / "turned.jpg", exif=exif.tobytes())
+    cv2.imwrite(str(masks / "turned.png"), np.ones((24, 10), np.uint8))
+    stream = Stream(source=str(images), masks=str(masks), source_type="pairs", batch_size=2)
+    (batch,) = _batches(stream, "test", workers=0)
+    assert batch["data"].shape == (2, 3, 24, 30)  # the largest height is the turned picture's 24
+    assert (batch["label"][1, 0, :24, :10] == 1).all() and (batch["label"][1, 0, :, 10:] == IGNORE).all()

@@ -92,7 +92,7 @@ class LmdbPairs(Source):
         datum = self._get(0, self._check_index(i))
         if not datum.encoded:
             return datum.height, datum.width
-        return encoded_hw(datum.data, self.key(i))
+        return encoded_hw(datum.data, self.key(i), exif=self.mode != "native")
 
     def spec(self) -> Spec:
         return {"data": ArraySpec((channels_of(self.mode), None, None), np.uint8),

@@ -22,15 +22,21 @@ from .strings import StringTable
 
 PathPair = Tuple[str, str]
 log = logging.getLogger(__name__)
+_ORIENTATION = 0x0112  # the EXIF tag
 
 
-def encoded_hw(data: bytes | str, key: str) -> Tuple[int, int]:
-    """(H, W) of an encoded image (bytes, or a file path) from its header, without decoding the pixels."""
+def encoded_hw(data: bytes | str, key: str, *, exif: bool = True) -> Tuple[int, int]:
+    """(H, W) of an encoded image (bytes, or a file path) from its header, without decoding the pixels.
+
+    With ``exif`` an EXIF orientation that turns the picture (5-8) swaps them, as OpenCV's
+    colour and grey decoders turn it (``IMREAD_UNCHANGED``, LMDB's native mode, does not).
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as im:
-            return im.height, im.width
+            turned = exif and im.format == "JPEG" and im.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)
+            return (im.width, im.height) if turned else (im.height, im.width)
     except (OSError, UnidentifiedImageError, ValueError) as e:
         raise RecordError(key, f"cannot read the image header: {e}") from None
 

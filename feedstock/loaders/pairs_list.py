@@ -70,18 +70,3 @@ def read_pairs_list(path: str | os.PathLike, root: str | os.PathLike = "") -> Li
         raise ValueError(f"pairs list {path!r} is empty (no '<image> <mask>' lines)")
     return pairs
 
-
-def looks_like_pairs_list(path: str | os.PathLike, limit: int = 20) -> bool:
-    """True when the first non-blank lines all split as pairs lines (for telling a pairs list apart)."""
-    lines = []
-    with open(os.fspath(path), "rb") as f:
-        for raw in f:
-            line = os.fsdecode(raw).rstrip("\r\n")
-            if line.strip():
-                lines.append(line)
-            if len(lines) >= limit:
-                break
-    try:
-        return bool(lines) and all(split_pairs_line(line, "") for line in lines)
-    except ValueError:
-        return False
