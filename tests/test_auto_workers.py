@@ -103,6 +103,14 @@ def test_heavy_batches_use_every_core_and_no_more():
     assert "4 usable cores" in choice.reason
 
 
+def test_workers_win_a_near_tie_with_in_process():
+    # in-process 10 batches/s; two workers 9.985/s: close, and workers let the trainer compute meanwhile
+    probe = Probe(inline_s=0.1, worker_s=0.2, worker_cpu_s=0.2, handoff_s=3e-4)
+    choice = decide(probe, cores=2, mem_avail=None, shm_free=None)
+    assert choice.workers == 2
+    assert choice.predicted[2] == pytest.approx(2 / 0.2003)
+
+
 def test_memory_caps_the_count():
     probe = Probe(inline_s=0.1, worker_s=0.1, worker_cpu_s=0.1, handoff_s=3e-4, worker_bytes=GIB, slot_bytes=0)
     choice = decide(probe, cores=4, mem_avail=int(2.5 * GIB), shm_free=None)  # 80% of 2.5 GiB: 2 workers

@@ -57,6 +57,9 @@ def test_recommendation_is_the_fewest_within_5_percent_that_fit():
     assert recommend(rates)[0] == 2
     pick, why = recommend(rates, max_workers=1)
     assert pick == 1 and "2, 4 workers would not fit in memory" in why
+    # in-process only when it beats every worker count by more than 5%; else workers overlap the trainer
+    assert recommend({0: 225.0, 1: 211.0, 2: 224.0})[0] == 2
+    assert recommend({0: 250.0, 1: 211.0, 2: 224.0})[0] == 0
 
 
 def test_worker_counts():

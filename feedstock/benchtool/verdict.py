@@ -16,9 +16,9 @@ in-process); else the **stage** taking at least half of a record's time; else
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from ..pipeline.auto import NEAR_BEST
+from ..pipeline.auto import pick_count
 
 STAGES = ("read", "decode", "transforms")
 BOUNDS = STAGES + ("hand-off", "cores")
@@ -59,20 +59,24 @@ def expected(n: int, one_core: float, cores: int, io: bool) -> float:
     return (n if io else min(n, cores)) * one_core
 
 
-def recommend(rates: Mapping[int, float], max_workers: Optional[int] = None) -> tuple:
-    """(count, reason): the fewest workers within 5% of the best measured rate that memory allows."""
+def recommend(rates: Mapping[int, float], max_workers: Optional[int] = None) -> Tuple[int, str]:
+    """(count, reason): in-process when it beats every worker count by more than 5%, else the fewest
+    workers within 5% of the best worker count, among the counts memory allows."""
     allowed = {n: r for n, r in rates.items() if max_workers is None or n <= max_workers}
     if not allowed:
         allowed = {min(rates): rates[min(rates)]}
+    pick = pick_count(allowed)
     best_n = max(allowed, key=lambda n: allowed[n])
     best = allowed[best_n]
-    pick = min(n for n, r in allowed.items() if r >= NEAR_BEST * best)
-    name = lambda n: "in-process (0)" if n == 0 else f"{n}"  # noqa: E731
-    if pick == best_n:
+    if pick == 0 and len(allowed) > 1:
+        why = f"in-process, {allowed[0]:,.0f} samples/s, is more than 5% faster than any worker count"
+    elif pick == best_n:
         why = f"the best measured rate, {best:,.0f} samples/s"
     else:
-        why = (f"{allowed[pick]:,.0f} samples/s, within {1 - allowed[pick] / best:.0%} of the best measured "
-               f"({name(best_n)} workers: {best:,.0f}/s) with fewer processes")
+        why = (f"{allowed[pick]:,.0f} samples/s, {allowed[pick] / best:.0%} of the best measured "
+               f"({'in-process' if best_n == 0 else f'{best_n} workers'}: {best:,.0f}/s)")
+        why += (": in-process is close, but workers let the trainer compute while batches are made"
+                if best_n == 0 else " with fewer processes")
     skipped = sorted(n for n in rates if n not in allowed)
     if skipped:
         why += f"; {', '.join(map(str, skipped))} workers would not fit in memory"

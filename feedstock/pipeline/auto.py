@@ -11,8 +11,9 @@ The probe (about a second of work at most) runs the same source and transforms
 Batches per second are then predicted as ``1/t0`` in-process and, for ``n``
 workers on ``C`` usable cores, ``min(n/w, 1/h, C/(w_cpu + h))``: workers add up
 until the hand-off or the cores are the limit. The smallest count within 5% of
-the best prediction wins (fewer workers: less memory, less contention with the
-trainer). Counts never exceed the usable cores (affinity and cgroup quota, see
+the best worker count wins (fewer workers: less memory, less contention with the
+trainer), or 0 when in-process beats every worker count by more than 5% (a
+trainer reading in-process stops while its batches are made). Counts never exceed the usable cores (affinity and cgroup quota, see
 :mod:`.machine`) and shrink until ``n x worker memory + slots`` fits in 80% of
 MemAvailable and the slots fit in /dev/shm. The probe's batches are smaller than
 the Loader's when one batch alone would take long (times are scaled per sample).
@@ -22,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from . import machine
 from .pool import choose_start_method
@@ -75,6 +76,18 @@ def predict(probe: Probe, n: int, cores: int) -> float:
     return min(by_workers, by_handoff, by_cores)
 
 
+def pick_count(rates: Mapping[int, float]) -> int:
+    """0 when in-process beats every worker count by more than 5%; else the fewest workers within 5%
+    of the best worker count (workers let a trainer compute while its next batches are made)."""
+    workers = {n: r for n, r in rates.items() if n > 0}
+    if not workers:
+        return min(rates)
+    best = max(workers.values())
+    if rates.get(0, 0.0) * NEAR_BEST > best:
+        return 0
+    return min(n for n, r in workers.items() if r >= NEAR_BEST * best)
+
+
 def memory_cap(worker_bytes: int, slot_bytes: int, mem_avail: Optional[int], shm_free: Optional[int]) -> Tuple[int, str]:
     """Most workers the memory allows (a large number when unlimited) and the reason when it binds."""
     if shm_free is not None and slot_bytes > SHM_SHARE * shm_free:
@@ -95,8 +108,7 @@ def decide(probe: Probe, *, cores: int, mem_avail: Optional[int], shm_free: Opti
     cap, why_cap = memory_cap(probe.worker_bytes, probe.slot_bytes, mem_avail, shm_free)
     limit = min(cores, cap)
     predicted = {n: predict(probe, n, cores) for n in range(0, limit + 1)}
-    best = max(predicted.values())
-    workers = min(n for n, rate in predicted.items() if rate >= NEAR_BEST * best)
+    workers = pick_count(predicted)
     reason = _reason(probe, workers, cores, predicted)
     if cap < cores:
         reason += f"; memory allows {cap}: {why_cap}"
