@@ -60,7 +60,10 @@ class BatchCheck:
                 raise ValueError(f"{self.stream}: batches have fields {sorted(batch)}, the model needs {name!r}")
         data = batch[self.data_field]
         where = f"{self.stream} field {self.data_field!r} (batch shape {tuple(data.shape)})"
-        self.reshape = input_reshape(data.shape[1:], self.input_shape, self.flatten, where)
+        shape = tuple(data.shape[1:])
+        if getattr(self.net, "any_input_size", False) and len(shape) == 3 and shape[0] == self.input_shape[0]:
+            return  # a fully convolutional net (SegNet) takes any height and width
+        self.reshape = input_reshape(shape, self.input_shape, self.flatten, where)
 
     def check_labels(self, batch: Mapping[str, np.ndarray], k: int) -> None:
         self.net.check_labels(batch[self.label_field], f"{self.stream} field {self.label_field!r}, batch {k}")

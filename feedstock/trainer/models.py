@@ -79,7 +79,14 @@ def otto_mlp(*, hidden: Sequence[int] = (512, 256), dropout: float = 0.3, num_fe
     return ModelDef("otto_mlp", tuple(layers), (num_features,), log1p=True, solver=solver)
 
 
-MODELS = {"lenet": lenet, "otto_mlp": otto_mlp}
+def fcn_small(**kwargs: Any) -> ModelDef:
+    """The small FCN of :mod:`.seg_models` (imported here lazily: it subclasses ModelDef)."""
+    from .seg_models import fcn_small as build
+
+    return build(**kwargs)
+
+
+MODELS = {"lenet": lenet, "otto_mlp": otto_mlp, "fcn_small": fcn_small}
 
 
 def get_model(model: Any, **kwargs: Any) -> ModelDef:
