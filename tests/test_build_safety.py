@@ -112,7 +112,13 @@ def test_an_output_that_would_hide_source_images_is_refused(tmp_path):
     assert "holds 2 of its images" in err and "cat/000.png" in err
     assert sorted(os.listdir(src / "cat")) == ["000.png", "001.png"]
     with pytest.raises(ValueError, match="holds 2 of its images"):
-        build_lmdb(str(src), str(src / "dog" / ".."/ "fox"), BuildOptions(), force=True)
+        build_lmdb(str(src), str(src / "dog" / ".." / "fox"), BuildOptions(), force=True)
+    image = src / "cat" / "001.png"
+    before = image.read_bytes()
+    assert "is a record of the source" in refused(src, image, "--force")  # an image file as the output
+    (tmp_path / "list.txt").write_text("cat/001.png 0\n")
+    assert "is a record of the source" in refused(tmp_path / "list.txt", image, "--root", f"{src}/", "--force")
+    assert image.read_bytes() == before
 
 
 def test_list_and_table_sources_never_read_from_the_output(tmp_path):

@@ -83,3 +83,19 @@ def test_caffe_hdf5_list_from_shared_data(tmp_path, shared_data):
     assert first["float_data"] == list(range(240)) and first["label"] == 1  # data = arange, label 1..10
     eleventh = parse_datum_wire(records[10][1])  # second file: data = arange + 2400, uint8 labels
     assert eleventh["float_data"][0] == 2400.0 and eleventh["label"] == 1
+
+
+def test_hdf5_labels_are_required_unless_no_labels_and_files_never_sit_in_the_output(tmp_path):
+    (tmp_path / "out").mkdir()
+    with h5py.File(tmp_path / "out" / "d.h5", "w") as f:
+        f["data"], f["y"] = np.ones((3, 2), np.float32), np.arange(3, dtype=np.float32)
+    (tmp_path / "list.txt").write_text(f"{tmp_path / 'out' / 'd.h5'}\n")
+    code, _, err = cli_output(["build-lmdb", tmp_path / "list.txt", tmp_path / "out", "--force", "-q",
+                               "--label-column", "y"])
+    assert code == 1 and "lies in the output" in err and (tmp_path / "out" / "d.h5").is_file()
+    code, _, err = cli_output(["build-lmdb", tmp_path / "out" / "d.h5", tmp_path / "db", "-q"])
+    assert code == 1 and "label" in err  # no 'label' dataset: never all-0 labels by default
+    build(tmp_path / "out" / "d.h5", tmp_path / "db", "--label-column", "y")
+    assert [parse_datum_wire(v)["label"] for _, v in read_db(tmp_path / "db")] == [0, 1, 2]
+    build(tmp_path / "out" / "d.h5", tmp_path / "none", "--no-labels")
+    assert [parse_datum_wire(v)["label"] for _, v in read_db(tmp_path / "none")] == [0, 0, 0]

@@ -41,6 +41,8 @@ def test_a_given_class_list_decides_and_outsiders_name_their_line(tmp_path):
     ok = write(tmp_path / "ok.csv", "f,target", ["1,Class_03", "2,dog", "3,Class_9"])
     table = CsvTable(ok, classes=[*OTTO, "dog"])  # Class_03 is class number 3 of the list
     assert table.labels.tolist() == [2, 9, 8] and table.classes == [*OTTO, "dog"]
+    assert CsvTable(write(tmp_path / "n.csv", "f,target", ["1,none", "2,x"]), classes=["x", "none"]).labels.tolist() \
+        == [1, 0]  # a listed class is a class, even if spelled like a missing value
     unlabelled = write(tmp_path / "test.csv", "id,f", ["1,2"])
     assert CsvTable(unlabelled, classes=OTTO).classes == OTTO  # kept for naming predictions
     with pytest.raises(ValueError, match=r"duplicate class names \['a'\]"):
@@ -55,6 +57,8 @@ def test_a_given_class_list_decides_and_outsiders_name_their_line(tmp_path):
     (["cat", "dog"], [0, 1], ["cat", "dog"]),
     (["7", "-3"], [7, -3], None),
     (["v2_10", "v2_9"], [9, 8], [f"v2_{k}" for k in range(1, 11)]),
+    (["3.0", "1"], [3, 1], None),  # integers written by a float column
+    (["True", "False"], [1, 0], ["False", "True"]),
 ])
 def test_derived_mappings(cells, codes, classes):
     result = encode_labels(np.asarray(cells))
@@ -65,7 +69,8 @@ def test_derived_mappings(cells, codes, classes):
     (["1,Class_1", "2,"], r"t\.csv:3, column 2 \('target'\): empty label"),
     (["1,Class_1", "2,NaN"], r"t\.csv:3, column 2 \('target'\): missing label 'NaN'"),
     (["1,3", "2,nan", "3,x"], r"t\.csv:3, column 2 \('target'\): missing label 'nan' \(and 1 more"),
-    (["1,3", "2,Class_3"], r"t\.csv:3, column 2 \('target'\): label 'Class_3' is not an integer like the other"),
+    (["1,3", "2,Class_3"], r"t\.csv:3, column 2 \('target'\): label 'Class_3' is not an integer \(the labels"),
+    (["1,0.37", "2,1.5"], r"t\.csv:2, column 2 \('target'\): label '0.37' is a number but not an integer"),
 ])
 def test_bad_labels_name_their_line(tmp_path, rows, message):
     write(tmp_path / "t.csv", "f,target", rows)

@@ -31,9 +31,9 @@ from .csv_parse import Columns, Parsed, label_where
 
 log = logging.getLogger(__name__)
 
-MISSING = frozenset({"", "nan", "na", "n/a", "null", "none", "nil", "?"})
+MISSING = frozenset({"", "nan", "-nan", "na", "n/a", "#n/a", "null", "none"})  # pandas' NA spellings
 _PATTERN = re.compile(r"^(.*)_([0-9]+)$")
-_INTEGER = re.compile(r"^[+-]?[0-9]+$")
+_INTEGER = re.compile(r"^[+-]?[0-9]+(\.0*)?$")  # "3.0": an integer written by a float column
 MAX_PATTERN_SPAN = 100_000  # a class list longer than this from <prefix>_<int> names is not a numbering
 LABELS_FILE = "labels.txt"
 
@@ -63,8 +63,16 @@ def as_int(name: str) -> Optional[int]:
     """The integer label ``name`` spells (int64 range), else None."""
     if _INTEGER.match(name) is None:  # not int(): it also takes "1_000" and non-ASCII digits
         return None
-    value = int(name)
+    value = int(name.split(".")[0])
     return value if -(2**63) <= value < 2**63 else None
+
+
+def is_number(name: str) -> bool:
+    try:
+        float(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _missing_reason(name: str) -> str:
@@ -107,7 +115,7 @@ def _given_codes(names: List[str], classes: List[str]) -> List[Tuple[int, str]]:
     shown = f"{classes[0]}..{classes[-1]}" if len(classes) > 2 else ", ".join(classes)
     out = []
     for name in names:
-        if name.lower() in MISSING:
+        if name.lower() in MISSING and name not in exact:
             out.append((-1, _missing_reason(name)))
             continue
         parts = split_name(name)
@@ -124,10 +132,12 @@ def _derived_codes(names: List[str]) -> Tuple[List[int], Optional[List[str]], Di
     problems = {i: _missing_reason(n) for i, n in enumerate(names) if n.lower() in MISSING}
     valid = [i for i in range(len(names)) if i not in problems]
     ints = {i: as_int(names[i]) for i in valid}
-    if valid and any(v is not None for v in ints.values()):
+    numeric = any(v is not None for v in ints.values()) or (valid and all(is_number(names[i]) for i in valid))
+    if numeric:  # integer labels; a fraction is a regression target, not a class
         for i, v in ints.items():
             if v is None:
-                problems[i] = f"label {names[i]!r} is not an integer like the other labels"
+                kind = "a number but not an integer" if is_number(names[i]) else "not an integer"
+                problems[i] = f"label {names[i]!r} is {kind} (the labels are integer classes)"
         return [ints.get(i) if ints.get(i) is not None else -1 for i in range(len(names))], None, problems
     numbered = _numbered_classes([names[i] for i in valid])
     if numbered is not None:

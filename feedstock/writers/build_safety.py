@@ -88,4 +88,16 @@ def safe_listing(src: str, kind: str, options: object, outputs: Sequence[str]) -
     listing = make_listing(src, kind, options, exclude=outputs)
     if kind != "folder":  # a folder scan has excluded them already
         check_records_outside(listing_files(listing), outputs, src)
+    check_not_a_record(listing_files(listing), outputs, src)
     return listing
+
+
+def check_not_a_record(records: Sequence[str], outputs: Sequence[str], src: str) -> None:
+    """An output path that is an existing file must not be a file the build reads (--force would delete it)."""
+    files = {os.path.realpath(p): p for p in outputs if os.path.isfile(p)}
+    if not files:
+        return
+    for record in records:
+        path = files.get(os.path.realpath(record))
+        if path is not None:
+            raise ValueError(f"output {path!r} is a record of the source {src!r}: choose another output")
