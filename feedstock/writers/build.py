@@ -234,9 +234,9 @@ class _Run:
 
     def _task(self, split: Split, lo: int, hi: int) -> list:
         ids = split.order[lo:hi].tolist()
-        if self.listing.paths is None:
-            return list(zip(range(lo, hi), ids))
         paths, labels = self.listing.paths, self.listing.labels
+        if paths is None:  # the label is the listing's: the column the build was told, not a field name
+            return [(lo + j, i, int(labels[i])) for j, i in enumerate(ids)]
         return [(lo + j, i, paths[i], int(labels[i])) for j, i in enumerate(ids)]
 
     def _chunk_function(self) -> Callable[[list], ChunkResult]:

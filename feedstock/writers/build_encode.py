@@ -211,8 +211,9 @@ def encode_images(job: ImageJob, items: Sequence[ImageItem]) -> ChunkResult:
     return result
 
 
-def table_datum(sample: dict, key: str) -> Tuple[bytes, np.ndarray]:
-    """A table row as a raw Datum: features (F,) become float Datums of shape (F, 1, 1)."""
+def table_datum(sample: dict, key: str, label: int) -> Tuple[bytes, np.ndarray]:
+    """A table row as a raw Datum: features (F,) become float Datums of shape (F, 1, 1).
+    ``label`` is the listing's (the label column the build was told, already checked integer)."""
     data = np.asarray(sample["data"])
     if data.ndim == 1:
         data = data.reshape(-1, 1, 1)
@@ -222,23 +223,22 @@ def table_datum(sample: dict, key: str) -> Tuple[bytes, np.ndarray]:
         raise RecordError(key, f"record has shape {data.shape}; a Datum holds at most 3 dims (C, H, W)")
     if data.dtype != np.uint8:
         data = data.astype(np.float32, copy=False)
-    label = np.asarray(sample.get("label", 0))
-    if label.size != 1 or float(label.reshape(-1)[0]) != int(label.reshape(-1)[0]):
-        raise RecordError(key, f"label {label.tolist()!r} is not one integer (Datum.label is int32)")
-    datum = array_to_datum(data, int(label.reshape(-1)[0]), encoded_false=True)
+    if not -(2**31) <= label < 2**31:
+        raise RecordError(key, f"label {label} does not fit Datum.label (int32)")
+    datum = array_to_datum(data, int(label), encoded_false=True)
     return datum.SerializeToString(), data
 
 
-def encode_table(source: Source, items: Sequence[Tuple[int, int]], want_sum: bool,
+def encode_table(source: Source, items: Sequence[Tuple[int, int, int]], want_sum: bool,
                  throttle_s: float = 0.0) -> ChunkResult:
-    """Rows ``(line_id, listing index)`` of a table source to float (or uint8) Datums."""
+    """Rows ``(line_id, listing index, label)`` of a table source to float (or uint8) Datums."""
     result = ChunkResult([])
-    for line_id, index in items:
+    for line_id, index, label in items:
         if throttle_s:
             time.sleep(throttle_s)
         key = source.key(index)
         try:
-            value, pixels = table_datum(source[index], key)
+            value, pixels = table_datum(source[index], key, label)
         except RecordError as e:
             result.records.append(Encoded(line_id, None, error=reason_of(e)))
             continue
