@@ -146,6 +146,7 @@ def _check_common(doc: dict) -> None:
     assert doc["loader"][1]["share_of_ceiling"] == pytest.approx(
         doc["loader"][1]["samples_per_s"] / doc["ceiling_samples_per_s"])
     assert len(doc["loader"][1]["worker_pss_bytes"]) == 1 and doc["memory"]["worker_pss_bytes"] > 0
+    assert doc["auto"]["workers_auto"] in range(doc["cores"] + 1) and doc["auto"]["workers_auto_reason"]
 
 
 def test_bench_lmdb_json(data, capsys, no_leaks):
@@ -175,7 +176,7 @@ def test_bench_image_folder_table_and_plot(data, capsys, tmp_path, no_leaks):
                  "--plot", str(png), *FAST]) == 0
     out = capsys.readouterr().out
     for text in ("records/s", " decode ", "0 (here)", "ceiling:", "memory:", "verdict: bound by",
-                 "recommended workers:", f"wrote {png}"):
+                 "recommended workers:", "workers='auto' picks", f"wrote {png}"):
         assert text in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

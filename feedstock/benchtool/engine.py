@@ -7,7 +7,8 @@
     print(report.table(result))
 
 Each measurement takes about ``seconds`` of steady state (after start-up), so a
-whole run costs about ``seconds x (4 + 1 + len(counts))`` plus start-ups.
+whole run costs about ``seconds x (4 + 1 + len(counts))`` plus start-ups, plus the
+second of the ``workers="auto"`` probe, whose choice the result reports too.
 """
 from __future__ import annotations
 
@@ -85,10 +86,13 @@ def run_bench(subject: Subject, *, counts: Optional[Sequence[int]] = None, secon
         say("torch DataLoader")
         torch_rates = compare_torch(subject.source, compose, [p.workers for p in points],
                                     batch_size=subject.batch_size, seconds=seconds, seed=subject.seed, tick=tick)
+    say("workers='auto' probe")
+    with subject.make_loader("auto") as auto_loader:  # what Loader(workers="auto") would pick here
+        auto = auto_loader.auto
     memory = memory_of(points)
     per_record = stages.per_record()
     names = stage_names(stages)
     verdict = judge({k: per_record[k] for k in names}, {k: stages.cpu_fraction(k) for k in names},
                     {p.workers: p.rate for p in points}, cores, memory.max_workers())
     return BenchResult(subject.description, subject.batch_size, cores, stages, points, memory, verdict,
-                       torch_rates)
+                       torch_rates, auto=auto)

@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from ..pipeline.auto import AutoChoice
 from .memory import Memory
 from .stages import StageRate, Stages
 from .sweep import SweepPoint
@@ -26,6 +27,7 @@ class BenchResult:
     verdict: Verdict
     compare: Dict[int, float] = field(default_factory=dict)  # torch DataLoader samples/s by workers
     extra: List[str] = field(default_factory=list)  # lines of --caffe-layer and --device
+    auto: Optional[AutoChoice] = None  # what Loader(workers="auto") picked in this run
 
     def to_dict(self) -> Dict[str, Any]:
         st = self.stages
@@ -40,6 +42,7 @@ class BenchResult:
             "memory": self.memory.to_dict(),
             "verdict": self.verdict.to_dict(),
             "torch_dataloader": {str(n): r for n, r in self.compare.items()},
+            "auto": self.auto.stats() if self.auto is not None else None,
             "extra": list(self.extra),
         }
 
@@ -77,6 +80,9 @@ def table(result: BenchResult) -> str:
         lines.append(row)
     lines += [f"  ceiling: {result.cores} cores x {v.one_core:,.0f} samples/s (1 core, in-process) = "
               f"{v.ceiling:,.0f} samples/s", "", result.memory.line(), *v.lines()]
+    if result.auto is not None:
+        lines.append(f"workers='auto' picks {result.auto.workers} (probe {result.auto.probe_s:.2f} s): "
+                     f"{result.auto.reason}")
     if result.extra:
         lines += ["", *result.extra]
     return "\n".join(lines)

@@ -57,7 +57,7 @@ def _steps(args: argparse.Namespace, counts: Optional[List[int]]) -> int:
 
     n = 0
     if args.source:
-        n = 2 + len([c for c in (counts or default_counts(usable_cores())) if c > 0])
+        n = 3 + len([c for c in (counts or default_counts(usable_cores())) if c > 0])
         n += int(args.compare is not None) + int(args.device)
     return n + int(bool(args.caffe_layer))
 
