@@ -18,6 +18,7 @@ import numpy as np
 from .spec import Sample, Spec
 
 Batch = Dict[str, np.ndarray]
+Indices = Union[Sequence[int], np.ndarray]  # dataset indices of a batched read
 
 
 @runtime_checkable
@@ -49,7 +50,7 @@ class BatchReadable(Protocol):
     cannot be read raises an error naming its key.
     """
 
-    def read_batch(self, indices: Sequence[int], out: Optional[Mapping[str, np.ndarray]] = None
+    def read_batch(self, indices: Indices, out: Optional[Mapping[str, np.ndarray]] = None
                    ) -> Union[Sample, NotImplementedType]: ...
 
 

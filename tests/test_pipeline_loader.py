@@ -3,6 +3,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pipeline_helpers import (
+    CropTo,
+    Jitter,
+    ReportThreads,
+    SizedSource,
+    Times2,
+    assert_same,
+    collect,
+    make_source,
+    reference_batches,
+)
 
 from feedstock.errors import WorkerError
 from feedstock.loaders.array import ArraySource
@@ -10,7 +21,6 @@ from feedstock.pipeline.loader import Loader
 from feedstock.pipeline.run import Run
 from feedstock.pipeline.sampler import Sampler
 from feedstock.rng import SampleRngs, sample_rng
-from pipeline_helpers import reference_batches, CropTo, Jitter, ReportThreads, SizedSource, Times2, assert_same, collect, make_source
 
 
 def test_batches_match_an_independent_computation(no_leaks):

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pipeline_helpers import make_source
 
 from feedstock import rng
 from feedstock.pipeline.loader import Loader
 from feedstock.pipeline.sampler import Sampler
 from feedstock.pipeline.state import LoaderState
-from pipeline_helpers import make_source
 
 
 def test_limits_come_from_the_key_layout():

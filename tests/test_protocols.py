@@ -15,8 +15,7 @@ from feedstock.pipeline.pool import ProcessPool
 from feedstock.pipeline.run import InlinePool
 from feedstock.pipeline.sampler import Sampler
 from feedstock.pipeline.shm import SlotLayout, SlotRing
-from feedstock.protocols import (BatchLoader, BatchReadable, BatchTransform, DecodeTimed, Source, TaskPool,
-                                 Transform)
+from feedstock.protocols import BatchLoader, BatchReadable, BatchTransform, DecodeTimed, Source, TaskPool, Transform
 from feedstock.remote import RemoteLoader
 from feedstock.testing import make_otto_csv, make_raw_lmdb
 from feedstock.trainer.feeding import Subset, is_loader

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pipeline_helpers import Jitter, collect, make_source
 
 from feedstock.loaders.array import ArraySource
 from feedstock.pipeline.loader import Loader
 from feedstock.remote.served import leased, serve_part
-from pipeline_helpers import Jitter, collect, make_source
 
 
 def test_public_loader_has_no_part_option_and_no_leases():

@@ -1,10 +1,11 @@
 """ArraySource: an in-memory Source over numpy arrays that share their first dimension."""
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Sequence
+from typing import Dict, Mapping, Optional
 
 import numpy as np
 
+from ..protocols import Indices
 from ..spec import ArraySpec, Sample, Spec
 from .base import Source, deliver
 
@@ -47,7 +48,7 @@ class ArraySource(Source):
     def spec(self) -> Spec:
         return {name: ArraySpec(a.shape[1:], a.dtype) for name, a in self.arrays.items()}
 
-    def read_batch(self, indices: Sequence[int], out: Optional[Mapping[str, np.ndarray]] = None) -> Sample:
+    def read_batch(self, indices: Indices, out: Optional[Mapping[str, np.ndarray]] = None) -> Sample:
         """Rows ``indices`` of every field, by one gather per field (straight into ``out``'s arrays when given)."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < -self._length or idx.max() >= self._length):

@@ -23,7 +23,7 @@ import os
 import threading
 import time
 from types import NotImplementedType
-from typing import Dict, Mapping, Optional, Sequence, Union
+from typing import Dict, Mapping, Optional, Union
 
 import lmdb
 import numpy as np
@@ -31,6 +31,7 @@ from google.protobuf.message import DecodeError
 
 from ..caffe_pb import Datum
 from ..errors import RecordError
+from ..protocols import Indices
 from ..spec import ArraySpec, Sample, Spec
 from .base import Source, as_label, deliver
 from .decode import channels_of, check_mode, decode_datum
@@ -198,7 +199,7 @@ class CaffeLmdb(Source):
         i = self._index(i)
         return self._sample(self._txn().get(self._keys.raw(i)), i)
 
-    def read_batch(self, indices: Sequence[int], out: Optional[Mapping[str, np.ndarray]] = None
+    def read_batch(self, indices: Indices, out: Optional[Mapping[str, np.ndarray]] = None
                    ) -> Union[Sample, NotImplementedType]:
         """``{"data": (N, C, H, W) uint8, "label": (N,) int64}`` of raw same-shape Datums, read-only (or ``out``).
 

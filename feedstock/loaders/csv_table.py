@@ -13,6 +13,7 @@ from typing import List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from ..protocols import Indices
 from ..spec import ArraySpec, Sample, Spec
 from .base import Source, deliver
 from .csv_classes import check_classes, label_rows
@@ -179,7 +180,7 @@ class CsvTable(Source):
             out["id"] = self._ids[i, ...]
         return out
 
-    def read_batch(self, indices: Sequence[int], out: Optional[Mapping[str, np.ndarray]] = None) -> Sample:
+    def read_batch(self, indices: Indices, out: Optional[Mapping[str, np.ndarray]] = None) -> Sample:
         """The rows ``indices`` stacked: equal to ``np.stack`` of ``self[i]`` per field (new arrays, or ``out``)."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         try:

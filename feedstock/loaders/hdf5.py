@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..protocols import Indices
 from ..spec import ArraySpec, Sample, Spec
 from .base import Source, deliver
 
@@ -157,7 +158,7 @@ class Hdf5(Source):
             out[name] = block.astype(np.float32, copy=False)
         return out
 
-    def _check_indices(self, indices: Sequence[int]) -> np.ndarray:
+    def _check_indices(self, indices: Indices) -> np.ndarray:
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         n = len(self)
         if idx.size and (idx.min() < 0 or idx.max() >= n):
@@ -167,7 +168,7 @@ class Hdf5(Source):
                 raise IndexError(f"index {int(bad[0])} out of range for Hdf5 of length {n}")
         return idx
 
-    def read_batch(self, indices: Sequence[int], out: Optional[Mapping[str, np.ndarray]] = None) -> Sample:
+    def read_batch(self, indices: Indices, out: Optional[Mapping[str, np.ndarray]] = None) -> Sample:
         """Records ``indices`` stacked per field (float32), read as whole slices grouped by file: never one
         h5py call per record. Equal to ``np.stack`` of ``self[i]``; written into ``out`` when given."""
         idx = self._check_indices(indices)

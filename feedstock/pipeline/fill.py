@@ -102,13 +102,14 @@ class Filler:
         order = self.sampler.shard(epoch)
         base = k * self.sampler.batch_size
         times = [0.0, 0.0]
-        decoded = self.source.decode_s if self.timed else 0.0
+        decoded = cast(DecodeTimed, self.source).decode_s if self.timed else 0.0
         bad: List[BadRecord] = []
         if not (self.fast and self._fill_fast(order[base + lo : base + hi], slot, lo, hi, times)):
             for j in range(lo, hi):
                 self._fill_row(epoch, order, base + j, slot, j, times, bad)
         self._progress(-1)
-        return times[0], (self.source.decode_s - decoded) if self.timed else 0.0, times[1], tuple(bad)
+        decode_s = cast(DecodeTimed, self.source).decode_s - decoded if self.timed else 0.0
+        return times[0], decode_s, times[1], tuple(bad)
 
     def _progress(self, index: int) -> None:
         if self.ring.ctl is not None:

@@ -161,7 +161,7 @@ class Run:
         return int(max(1, min(MIN_CHUNK_S // batch_s, self.slots // self.workers)))
 
     def _submit(self, positions: List[Pos], awaited: Pos) -> None:
-        chunks = []
+        chunks: List[Tuple[int, ...]] = []
         for pos in positions:
             rows = self.sampler.batch_rows(pos[1])
             parts = split_rows(rows, self._parts(rows, pos == awaited) if len(positions) == 1 else 1)
@@ -243,7 +243,7 @@ class Run:
 
     def _defer(self, exc: WorkerError, want: Pos) -> None:
         """A failed task for a later batch is raised when that batch is due (the earlier ones are fine)."""
-        owners = self._owner.pop(getattr(exc, "task_id", None), None)
+        owners = self._owner.pop(getattr(exc, "task_id", -1), None)  # task ids are >= 0
         if owners is None or any(pos <= want for pos, _ in owners):
             raise exc
         for pos, _rows in owners:

@@ -9,14 +9,14 @@ import numpy as np
 
 from ..loaders import ArraySource, open_source
 from ..loaders.base import Source
-from ..protocols import BatchLoader, BatchReadable
+from ..protocols import BatchLoader, BatchReadable, Indices
 from ..spec import Spec
 
 
 class Subset(Source):
     """Records ``indices`` of another source (a held-out split), in that order."""
 
-    def __init__(self, source: Source, indices: Sequence[int]) -> None:
+    def __init__(self, source: Source, indices: Indices) -> None:
         self.source = source
         self.indices = np.asarray(indices, dtype=np.int64)
         if len(self.indices) and (self.indices.min() < 0 or self.indices.max() >= len(source)):
@@ -34,7 +34,7 @@ class Subset(Source):
     def spec(self) -> Spec:
         return self.source.spec()
 
-    def read_batch(self, indices: Sequence[int], out: Optional[Mapping[str, np.ndarray]] = None
+    def read_batch(self, indices: Indices, out: Optional[Mapping[str, np.ndarray]] = None
                    ) -> Union[Dict[str, np.ndarray], NotImplementedType]:
         """The source's batched read of the mapped records (NotImplemented when it has none)."""
         if not isinstance(self.source, BatchReadable):
