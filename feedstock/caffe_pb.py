@@ -8,7 +8,7 @@ writes them; the parser accepts either wire form for every repeated field.
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple, TypeAlias
 
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -67,10 +67,16 @@ def _message_class(pool: descriptor_pool.DescriptorPool, name: str) -> Any:
 
 
 _POOL = _build_pool()
-Datum = _message_class(_POOL, "caffe.Datum")
-BlobShape = _message_class(_POOL, "caffe.BlobShape")
-BlobProto = _message_class(_POOL, "caffe.BlobProto")
-BlobProtoVector = _message_class(_POOL, "caffe.BlobProtoVector")
+if TYPE_CHECKING:  # classes made at run time: to a type checker they are untyped messages
+    Datum: TypeAlias = Any
+    BlobShape: TypeAlias = Any
+    BlobProto: TypeAlias = Any
+    BlobProtoVector: TypeAlias = Any
+else:
+    Datum = _message_class(_POOL, "caffe.Datum")
+    BlobShape = _message_class(_POOL, "caffe.BlobShape")
+    BlobProto = _message_class(_POOL, "caffe.BlobProto")
+    BlobProtoVector = _message_class(_POOL, "caffe.BlobProtoVector")
 
 
 def array_to_datum(arr: np.ndarray, label: Optional[int] = None, *, encoded_false: bool = False) -> "Datum":

@@ -1,4 +1,4 @@
-"""CLI environment errors (missing paths, full disks, permissions, LMDB, ZeroMQ) are one stderr line; -v adds the traceback."""
+"""CLI environment errors (missing path, full disk, permissions, LMDB, ZeroMQ): one stderr line; -v: traceback."""
 from __future__ import annotations
 
 import argparse
@@ -48,12 +48,14 @@ def images(tmp_path: Path) -> Path:
     for cls in ("cat", "dog"):
         (tmp_path / "images" / cls).mkdir(parents=True)
         for i in range(20):  # noise: PNGs that do not compress, so the LMDB outgrows a small limit
-            cv2.imwrite(str(tmp_path / "images" / cls / f"{i}.png"), rng.integers(0, 256, (32, 32, 3), np.uint8))
+            noise = rng.integers(0, 256, (32, 32, 3), np.uint8)
+            cv2.imwrite(str(tmp_path / "images" / cls / f"{i}.png"), noise)
     return tmp_path / "images"
 
 
 def test_missing_input_is_one_line_naming_it(tmp_path):
-    line = one_error_line(run_cli("compute-mean", "-q", str(tmp_path / "no_such_db"), cwd=tmp_path), "compute-mean")
+    done = run_cli("compute-mean", "-q", str(tmp_path / "no_such_db"), cwd=tmp_path)
+    line = one_error_line(done, "compute-mean")
     assert "no_such_db" in line
     line = one_error_line(run_cli("build-lmdb", "-q", "missing_images", "out", cwd=tmp_path), "build-lmdb")
     assert "missing_images" in line and not (tmp_path / "out").exists()
@@ -90,17 +92,20 @@ def test_lmdb_write_past_the_file_size_limit_is_one_line(tmp_path, images):
     line = one_error_line(done, "build-lmdb")
     assert "LMDB error (database out)" in line
     # the limit strikes a whole write (EFBIG) or cuts one short (LMDB reports EIO): either way, what to do
-    assert ("File too large" in line and "ulimit" in line) or ("Input/output error" in line and "free space" in line)
+    assert (("File too large" in line and "ulimit" in line)
+            or ("Input/output error" in line and "free space" in line))
 
 
 def test_verbose_adds_the_traceback_before_the_line(tmp_path, db):
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full")
-    for argv in (("-v", "compute-mean", "-q", str(db), "/dev/full"), ("compute-mean", "-q", str(db), "/dev/full", "-v")):
+    command = ("compute-mean", "-q", str(db), "/dev/full")
+    for argv in (("-v", *command), (*command, "-v")):
         done = run_cli(*argv, cwd=tmp_path)
         assert done.returncode == 1
         assert "Traceback (most recent call last)" in done.stderr and "OSError" in done.stderr
-        assert done.stderr.splitlines()[-1].startswith("feedstock compute-mean: error: No space left on device")
+        last = done.stderr.splitlines()[-1]
+        assert last.startswith("feedstock compute-mean: error: No space left on device")
 
 
 def test_not_an_lmdb_is_one_line(tmp_path):
@@ -127,11 +132,13 @@ def ns(**kw) -> argparse.Namespace:
     (OSError(errno.EDQUOT, os.strerror(errno.EDQUOT)), ns(db="in_db"), ["reading in_db", "quota"]),
     (PermissionError(errno.EACCES, "Permission denied", "/data/x"), ns(out="o"),
      ["Permission denied: '/data/x'", "permissions"]),
-    (FileNotFoundError(errno.ENOENT, "No such file or directory", "a.txt"), ns(), ["'a.txt'", "check the path"]),
+    (FileNotFoundError(errno.ENOENT, "No such file or directory", "a.txt"), ns(),
+     ["'a.txt'", "check the path"]),
     (OSError(errno.EMFILE, "Too many open files"), ns(), ["ulimit -n"]),
     (zmq.ZMQError(errno.EADDRINUSE), ns(bind="tcp://127.0.0.1:5555"),
      ["ZeroMQ", "tcp://127.0.0.1:5555", "another process"]),
-    (zmq.ZMQError(errno.ECONNREFUSED), ns(remote=["tcp://h:1", "tcp://h:2"]), ["tcp://h:1, tcp://h:2", "serve"]),
+    (zmq.ZMQError(errno.ECONNREFUSED), ns(remote=["tcp://h:1", "tcp://h:2"]),
+     ["tcp://h:1, tcp://h:2", "serve"]),
     (lmdb.MapFullError("mdb_put: MDB_MAP_FULL: Environment mapsize limit reached"), ns(out="big_lmdb"),
      ["big_lmdb", "MDB_MAP_FULL", "map size", "free space"]),
     (lmdb.Error("mdb_txn_commit: No space left on device"), ns(out="o_lmdb", src="imgs"),

@@ -12,7 +12,7 @@ _FREE_SPACE = "free space on that disk or write somewhere else"
 _HINTS: Dict[int, str] = {
     errno.ENOSPC: _FREE_SPACE,
     errno.EDQUOT: "your disk quota is used up: " + _FREE_SPACE,
-    errno.EFBIG: "the file size limit was reached (ulimit -f, or the filesystem's): raise it or write elsewhere",
+    errno.EFBIG: "file size limit reached (ulimit -f, or the filesystem's): raise it, or write elsewhere",
     errno.EACCES: "check the permissions of the path and its folders, or choose another path",
     errno.EPERM: "check the permissions of the path and its folders, or choose another path",
     errno.EROFS: "the filesystem is read-only: choose another path",
@@ -89,7 +89,7 @@ def _lmdb_message(e: Exception, args: argparse.Namespace) -> str:
     if isinstance(e, lmdb.ReadonlyError):
         return f"{message}: the database was opened read-only or its folder is not writable"
     if isinstance(e, (lmdb.CorruptedError, lmdb.InvalidError, lmdb.VersionMismatchError)):
-        return f"{message}: this is not a readable LMDB (corrupt, or written by another LMDB version); rebuild it"
+        return f"{message}: not a readable LMDB (corrupt, or from another LMDB version); rebuild it"
     return _with_hint(message, _code_of(e))
 
 
