@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from caffe_blobs import make_layer, run_forwards
 from pairs_helpers import IGNORE, PAD_VALUE, check_aligned, write_threshold_pairs
 

@@ -7,12 +7,11 @@ import io
 import cv2
 import numpy as np
 import pytest
+from pairs_helpers import write_threshold_pairs
 
 from feedstock.cli.inspect_pairs import ALPHA, class_colour, overlay
 from feedstock.cli.main import main
 from feedstock.loaders.caffe_lmdb import release_env
-
-from pairs_helpers import write_threshold_pairs
 
 SIZES = [(40, 52), (64, 48), (30, 30)]
 

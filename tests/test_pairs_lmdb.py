@@ -8,6 +8,7 @@ import os
 import cv2
 import numpy as np
 import pytest
+from pairs_helpers import PAD_VALUE, check_batch, write_threshold_pairs
 
 from feedstock.caffe_pb import Datum, array_to_datum
 from feedstock.cli.main import main
@@ -16,8 +17,6 @@ from feedstock.loaders.lmdb_pairs import LmdbPairs
 from feedstock.stream import Stream
 from feedstock.writers.build_output import iter_db
 from feedstock.writers.lmdb_writer import LmdbWriter
-
-from pairs_helpers import PAD_VALUE, check_batch, write_threshold_pairs
 
 SIZES = [(40, 52), (64, 48), (30, 30), (57, 71), (48, 48)]
 
@@ -49,7 +48,7 @@ def test_two_databases_same_keys_raw_datums(built):
     img_db, lab_db = str(out / "images_lmdb"), str(out / "labels_lmdb")
     keys = list(read_keys(img_db))
     assert keys == [f"{i:08d}_p{i:03d}.png" for i in range(len(SIZES))] == list(read_keys(lab_db))
-    for (key, value), (image, mask) in zip(iter_db(lab_db), written):
+    for (_, value), (_, mask) in zip(iter_db(lab_db), written):
         datum = Datum.FromString(value)
         assert (datum.channels, datum.height, datum.width, datum.encoded) == (1, *mask.shape, False)
         np.testing.assert_array_equal(np.frombuffer(datum.data, np.uint8).reshape(mask.shape), mask)

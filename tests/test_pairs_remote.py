@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import numpy as np
-
-from feedstock.remote import RemoteLoader
-
 from pairs_helpers import IGNORE, PAD_VALUE, check_batch, write_threshold_pairs
 from remote_helpers import ServeProcess, assert_same_batches, copies, local_loader
+
+from feedstock.remote import RemoteLoader
 
 SIZES = [(40, 52), (64, 48), (30, 30), (57, 71), (48, 48), (36, 60), (44, 44)]
 

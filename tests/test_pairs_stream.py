@@ -4,12 +4,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from pairs_helpers import IGNORE, PAD_VALUE, check_aligned, check_batch, write_threshold_pairs
 
 from feedstock.errors import RecordError
 from feedstock.loaders.pairs_list import read_pairs_list, split_pairs_line
 from feedstock.stream import Stream
-
-from pairs_helpers import IGNORE, PAD_VALUE, check_aligned, check_batch, write_threshold_pairs
 
 SIZES = [(40, 52), (64, 48), (30, 30), (57, 71), (48, 48), (36, 60)]
 

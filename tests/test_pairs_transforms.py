@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from feedstock.spec import ArraySpec
 from feedstock.transforms import CenterCrop, Pad, RandomCrop
 from feedstock.transforms.caffe import CaffeTransform
 from feedstock.transforms.mirror import Mirror
 from feedstock.transforms.multiscale import RandomScale
 from feedstock.transforms.pairs import MaskToLabel, PairsConfig, build_pairs_transforms
-from feedstock.spec import ArraySpec
 
 
 def _sample(h: int = 7, w: int = 10) -> dict:
