@@ -194,3 +194,11 @@ def test_whole_image_padding_follows_exif_rotation(tmp_path):
     (batch,) = _batches(stream, "test", workers=0)
     assert batch["data"].shape == (2, 3, 24, 30)  # the largest height is the turned picture's 24
     assert (batch["label"][1, 0, :24, :10] == 1).all() and (batch["label"][1, 0, :, 10:] == IGNORE).all()
+
+
+def test_masks_folder_inside_the_images_folder_is_not_scanned_as_images(tmp_path):
+    images, _, written = write_threshold_pairs(tmp_path, SIZES[:2])
+    (tmp_path / "masks").rename(images / "masks")
+    source = Stream(source=str(images), masks=str(images / "masks"), source_type="pairs").build_source()
+    assert len(source) == 2
+    np.testing.assert_array_equal(source[1]["mask"][0], written[1][1])

@@ -59,7 +59,7 @@ def match_masks(images: str, masks: str, suffixes: Sequence[str], *, allow_missi
     for folder, role in ((images, "images"), (masks, "masks")):
         if not os.path.isdir(folder):
             raise ValueError(f"{role} folder {folder!r} is not a directory")
-    found = images_under(images)
+    found = images_under(images, exclude=[masks])  # masks kept inside the images folder are not images
     if not found:
         raise ValueError(f"images folder {images!r} holds no images")
     pairs = [(image, _mask_for(image, images, masks, suffixes)) for image in found]
