@@ -158,3 +158,15 @@ def test_fingerprint_differs_exactly_where_settings_do():
         other = a.replace(**change).fingerprint()
         assert [k for k in other if other[k] != a.fingerprint()[k]] == list(change)
     json.dumps(a.fingerprint())
+
+
+def test_csv_rows_need_no_transform_and_take_caffe_keys_as_blobs(tmp_path):
+    csv = tmp_path / "t.csv"
+    csv.write_text("id,feat_1,feat_2,target\n1,3,4,Class_1\n2,5,6,Class_2\n")
+    plain = Stream(source=str(csv), batch_size=2, workers=0)
+    assert plain.build_transforms("train") == []
+    batch = _batches(plain, "test", 1)[0]
+    np.testing.assert_array_equal(batch["data"], [[3, 4], [5, 6]])
+    scaled = plain.replace(scale=0.5)
+    batch = _batches(scaled, "test", 1)[0]
+    np.testing.assert_array_equal(batch["data"], np.array([[3, 4], [5, 6]], np.float32).reshape(2, 2, 1, 1) * 0.5)

@@ -43,8 +43,8 @@ def build_source(s: "Stream", kind: str, *, fields: Optional[Sequence[str]] = No
 def build_transforms(s: "Stream", kind: str, phase: int) -> List["Transform"]:
     """ImageData's resize, then Caffe's DataTransformer, then range mapping and occlusion (TRAIN)."""
     _refuse_misplaced(s, kind)
-    if kind == "hdf5":
-        return []
+    if kind == "hdf5" or (kind == "csv" and not transform_keys_set(s)):
+        return []  # feature rows as stored: nothing to convert
     if kind == "pairs":
         from ..transforms.pairs import pairs_transforms
 
@@ -65,12 +65,17 @@ def build_transforms(s: "Stream", kind: str, phase: int) -> List["Transform"]:
     return out
 
 
+def transform_keys_set(s: "Stream") -> List[str]:
+    """The Caffe transform keys (and occlusion, range) set to something other than their default."""
+    defaults = {f.name: f.default for f in dataclasses.fields(s)}
+    return [k for k in CAFFE_TRANSFORM_KEYS + ("occlude", "to_range") if getattr(s, k) != defaults[k]]
+
+
 def _refuse_misplaced(s: "Stream", kind: str) -> None:
     if s.new_height and kind not in ("lmdb", "list", "folder"):
         raise StreamKeyError("new_height", f": new_height/new_width resize images; source {s.source!r} is {kind}")
     if kind == "hdf5":
-        defaults = {f.name: f.default for f in dataclasses.fields(s)}
-        changed = [k for k in CAFFE_TRANSFORM_KEYS + ("occlude", "to_range") if getattr(s, k) != defaults[k]]
+        changed = transform_keys_set(s)
         if changed:
             raise StreamKeyError(changed[0], ": HDF5 sources take no transform keys (Caffe's HDF5Data "
                                              f"refuses them too); set: {changed}")
@@ -89,6 +94,8 @@ def build_loader(s: "Stream", phase: int, *, fields: Optional[Sequence[str]] = N
                    rank=s.rank, world_size=s.world_size)
     options.update(overrides)
     if source is None:
+        # Caffe's transformer works on (C, H, W) blobs: CSV rows become (F, 1, 1) when it runs
+        caffe_layout = caffe_layout or (kind == "csv" and bool(transform_keys_set(s)))
         source = build_source(s, kind, fields=fields, caffe_layout=caffe_layout)
     return Loader(source, build_transforms(s, kind, phase), **options)
 
