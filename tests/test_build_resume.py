@@ -120,3 +120,15 @@ def test_merge_of_plain_lmdbs_renumbers_keys(tmp_path):
                                       b"00000003_img0.png", b"00000004_img1.png"]
     assert [v for _, v in merged] == [v for _, v in read_db(tmp_path / "p0") + read_db(tmp_path / "p1")]
     assert "renumbered" in out
+
+
+def test_merge_never_replaces_or_removes_a_shard(tmp_path):
+    rng = np.random.default_rng(2)
+    make_raw_lmdb(str(tmp_path / "parts" / "p0"), rng, 2, shape=(1, 2, 2))
+    make_raw_lmdb(str(tmp_path / "parts" / "p1"), rng, 2, shape=(1, 2, 2))
+    before = read_db(tmp_path / "parts" / "p0")
+    for out, message in ((tmp_path / "parts" / "p0", "is the source"), (tmp_path / "parts", "contains the source")):
+        code, _, err = cli_output(["merge-lmdb", out, tmp_path / "parts" / "p0", tmp_path / "parts" / "p1",
+                                   "--force", "-q"])
+        assert code == 1 and message in err
+    assert read_db(tmp_path / "parts" / "p0") == before and read_db(tmp_path / "parts" / "p1")

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..loaders.caffe_lmdb import release_env
 from . import build_output as bo
+from .build_safety import check_not_source, output_paths
 from .lmdb_writer import LmdbWriter, is_lmdb
 from .mean import ExactMean, write_mean_outputs
 
@@ -35,6 +36,8 @@ def merge_lmdb(out: str, shards: List[str], *, force: bool = False, txn_size: in
     if not shards:
         raise ValueError("merge needs at least one shard")
     out = os.path.abspath(out)
+    for shard in shards:  # --force must never remove a shard (out is, or holds, one)
+        check_not_source(shard, output_paths(out))
     partial, _ = bo.prepare_output(out, force=force, resume=False)
     try:
         if all(bo.is_build_output(s) for s in shards):
