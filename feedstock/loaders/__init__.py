@@ -6,7 +6,10 @@ from .csv_table import CsvTable
 from .hdf5 import Hdf5
 from .image_folder import ImageFolder
 from .list_file import ListFile
+from .lmdb_pairs import LmdbPairs
 from .open_source import guess_kind, open_source
 from .pairs import Pairs
+from .pairs_source import open_pairs
 
-__all__ = ["ArraySource", "Source", "ImageFolder", "ListFile", "CsvTable", "CaffeLmdb", "Hdf5", "Pairs", "open_source", "guess_kind"]
+__all__ = ["ArraySource", "Source", "ImageFolder", "ListFile", "CsvTable", "CaffeLmdb", "Hdf5", "Pairs", "LmdbPairs",
+           "open_pairs", "open_source", "guess_kind"]
