@@ -202,3 +202,24 @@ def test_masks_folder_inside_the_images_folder_is_not_scanned_as_images(tmp_path
     source = Stream(source=str(images), masks=str(images / "masks"), source_type="pairs").build_source()
     assert len(source) == 2
     np.testing.assert_array_equal(source[1]["mask"][0], written[1][1])
+
+
+def test_yaml_and_flags_forms_give_the_same_pairs_batches(tmp_path):
+    import argparse
+
+    from feedstock.stream import add_stream_arguments, stream_from_args, stream_from_yaml
+
+    images, masks, _ = write_threshold_pairs(tmp_path, SIZES)
+    (tmp_path / "s.yaml").write_text(f"source: {images}\nmasks: {masks}\nsource_type: pairs\nscales: [0.6, 1, 1.4]\n"
+                                     "crop_size: 32\nmirror: true\npad_value: 200\nbatch_size: 3\nseed: 4\n")
+    parser = argparse.ArgumentParser()
+    add_stream_arguments(parser)
+    flags = parser.parse_args([str(images), "--source-type", "pairs", "--masks", str(masks), "--scales", "0.6,1,1.4",
+                               "--crop-size", "32", "--mirror", "--pad-value", "200", "--batch-size", "3", "--seed", "4"])
+    a = _batches(stream_from_yaml(tmp_path / "s.yaml"), "train", workers=0)
+    b = _batches(stream_from_args(flags), "train", workers=0)
+    assert len(a) == len(b) == 2
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x["data"], y["data"])
+        np.testing.assert_array_equal(x["label"], y["label"])
+        check_batch(x)
