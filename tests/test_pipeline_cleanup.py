@@ -4,11 +4,13 @@ from __future__ import annotations
 import gc
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -110,12 +112,130 @@ def test_interpreter_exit_leaves_nothing(no_leaks, tmp_path, mode, method):
 
 
 @pytest.mark.parametrize("method", ["fork", "forkserver"])
-def test_killed_main_process_workers_exit_and_next_loader_sweeps(no_leaks, tmp_path, method):
+def test_killed_main_process_workers_exit_and_remove_its_files(no_leaks, tmp_path, method):
     proc, info = _run(tmp_path, "kill", method)
     assert proc.returncode == -signal.SIGKILL
-    assert wait_dead(info["workers"]) == []  # they notice their parent is gone
-    left = _ours(info["pid"])
-    assert left and all(name.startswith("feedstock_") for name in left)  # nobody could unlink them
-    with Loader(make_source(8), batch_size=4, workers=1) as loader:
-        next(iter(loader))
-        assert _ours(info["pid"]) == []  # swept: their owner is dead
+    assert wait_dead(info["workers"]) == []  # they notice their owner is gone
+    deadline = time.monotonic() + 10
+    while _ours(info["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _ours(info["pid"]) == []  # the workers (or any loader's sweep) removed the dead owner's files
+
+
+# ----- workers that never start: a clear error within seconds, never a hang ----------------------------
+_NO_GUARD = textwrap.dedent("""
+    import json, sys, threading, time
+    import numpy as np
+    from feedstock.loaders.array import ArraySource
+    from feedstock.pipeline.loader import Loader
+
+    method, rows = sys.argv[1], int(sys.argv[2])
+    if method == "auto" and __name__ == "__main__":  # a worker re-runs this as "__mp_main__"
+        threading.Thread(target=time.sleep, args=(300,), daemon=True).start()  # "auto" picks spawn here
+    source = ArraySource(data=np.arange(rows * 4, dtype=np.int32).reshape(rows, 4), label=np.arange(rows))
+    started = time.monotonic()
+    try:
+        with Loader(source, batch_size=4, workers=2, start_method=method, shuffle=False) as loader:
+            for batch in loader:
+                pass
+        print(json.dumps({"ok": True}), flush=True)
+    except Exception as exc:
+        print(json.dumps({"error": type(exc).__name__, "message": str(exc).split("\\n\\nWorker traceback")[0],
+                          "seconds": time.monotonic() - started}), flush=True)
+    time.sleep(120)  # "training": a worker re-running this script would keep the main process waiting
+""")
+
+
+def _no_guard(tmp_path: Path, *args: str) -> dict:
+    script = tmp_path / "no_guard.py"
+    script.write_text(_NO_GUARD)
+    proc = subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "the main process hung"
+        return json.loads(proc.stdout.readline())
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("method,rows", [
+    ("spawn", 64),
+    ("forkserver", 64),
+    ("auto", 40_000),  # spawn here, fork in the re-run script; a plan (640 KB) far beyond a pipe buffer
+    ("spawn", 40_000),
+])
+def test_a_script_without_main_guard_gets_the_fix_named(tmp_path, method, rows):
+    out = _no_guard(tmp_path, method, str(rows))
+    assert out.get("error") == "WorkerDied", out
+    assert 'if __name__ == "__main__":' in out["message"] and "no_guard.py" in out["message"], out
+    assert out["seconds"] < 30, out  # not 16 restarts, not a hang
+
+
+_LOST_MODULE = textwrap.dedent("""
+    import json, os, shutil, sys, time
+    import numpy as np
+
+    if __name__ == "__main__":
+        folder, kind = sys.argv[1], sys.argv[2]
+        sys.path.insert(0, folder)
+        import lostsource  # the workers will not find it: it is deleted below
+        from feedstock.pipeline.loader import Loader
+        os.remove(os.path.join(folder, "lostsource.py"))
+        shutil.rmtree(os.path.join(folder, "__pycache__"), ignore_errors=True)
+        rows = 64 if kind == "small" else 40_000
+        source = lostsource.Source(data=np.zeros((rows, 4), np.int32), label=np.arange(rows))
+        started = time.monotonic()
+        try:
+            with Loader(source, batch_size=4, workers=2, start_method="spawn") as loader:
+                next(iter(loader))
+            print(json.dumps({"ok": True}), flush=True)
+        except Exception as exc:
+            print(json.dumps({"error": type(exc).__name__, "message": str(exc).split("\\n\\nWorker traceback")[0],
+                              "seconds": time.monotonic() - started}), flush=True)
+""")
+
+
+@pytest.mark.parametrize("kind", ["small", "large"])
+def test_an_import_error_in_the_worker_is_named(no_leaks, tmp_path, kind):
+    (tmp_path / "lostsource.py").write_text(
+        "from feedstock.loaders.array import ArraySource\n\nclass Source(ArraySource):\n    pass\n")
+    (tmp_path / "main.py").write_text(_LOST_MODULE)
+    proc = subprocess.run([sys.executable, str(tmp_path / "main.py"), str(tmp_path), kind], capture_output=True,
+                          text=True, timeout=120)
+    out = json.loads(proc.stdout)
+    assert out.get("error") == "WorkerError", out
+    assert "No module named 'lostsource'" in out["message"] and "importable module" in out["message"], out
+    assert out["seconds"] < 30, out
+
+
+_FAILING_IMPORT = textwrap.dedent("""
+    import json, sys, time
+    if __name__ != "__main__":  # a worker re-runs this as "__mp_main__"
+        import a_module_only_the_main_process_has  # e.g. a package missing where workers start
+    sys.path.insert(0, {tests!r})
+    from pipeline_helpers import make_source
+    from feedstock.pipeline.loader import Loader
+
+    if __name__ == "__main__":
+        started = time.monotonic()
+        try:
+            with Loader(make_source(64), batch_size=4, workers=2, start_method=sys.argv[1]) as loader:
+                next(iter(loader))
+        except Exception as exc:
+            print(json.dumps({{"error": type(exc).__name__, "message": str(exc),
+                              "seconds": time.monotonic() - started}}), flush=True)
+""")
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_a_main_script_that_fails_to_import_in_the_worker(tmp_path, method):
+    (tmp_path / "main.py").write_text(_FAILING_IMPORT.format(tests=str(TESTS)))
+    proc = subprocess.run([sys.executable, str(tmp_path / "main.py"), method], capture_output=True, text=True,
+                          timeout=120)
+    out = json.loads(proc.stdout)
+    assert out["error"] == "WorkerDied" and "before it started" in out["message"], out
+    assert "import" in out["message"] and "main.py" in out["message"], out
+    assert "a_module_only_the_main_process_has" in proc.stderr  # the worker's own traceback
+    assert out["seconds"] < 30, out

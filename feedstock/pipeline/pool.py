@@ -30,9 +30,13 @@ Supervision, all in the caller's thread while it waits in ``results()``:
 * a task running longer than ``timeout`` seconds (counted from when the worker
   could start it) is ``WorkerTimeout`` naming the worker and ``describe(worker_id,
   payload)``;
+* a worker that exits before it started (before its factory returned) is not
+  replaced: ``WorkerDied`` at once, naming the likely cause and the fix (a main
+  script without ``if __name__ == "__main__":``, an import error in the worker);
 * ``close()`` stops idle workers with a message and terminates busy ones, then
   joins all: no process outlives it. Workers also exit by themselves when the
-  process that started the pool dies, whatever the start method (see :mod:`.worker`).
+  process that started the pool dies, whatever the start method, and remove its
+  /dev/shm files (see :mod:`.worker`).
 
 Start method ("auto"): ``fork`` when the calling process runs a single Python
 thread, else ``spawn``. Measured here (2 cores, 2 workers, start +
@@ -58,7 +62,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from ..errors import WorkerDied, WorkerError, WorkerTimeout
-from .worker import ErrorInfo, HandlerFactory, _send, worker_main  # _send: a closed pipe is False, not an error
+from .bootstrap import HandlerFactory, PackedFactory, not_started, refuse_in_bootstrap, start_hint
+from .shm import unlink_blob
+from .worker import ErrorInfo, _send, worker_main  # _send: a closed pipe is False, not an error
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +105,7 @@ class _Seat:
     started: float
     tasks: Deque[_Task] = field(default_factory=deque)
     last_event: float = 0.0
+    ready: bool = False  # its factory returned: from now on a death is a crash, not a failed start
 
     @property
     def pid(self) -> Optional[int]:
@@ -138,11 +145,13 @@ class ProcessPool:
         self._poll_key: Tuple[int, ...] = ()
         self._poll: Tuple[Any, Dict[int, Tuple[_Seat, bool]]] = (None, {})
         self._failed: Deque[WorkerError] = deque()  # task errors not raised yet (results came first)
+        self._packed: Optional[PackedFactory] = None  # the factory as spawned workers get it
 
     # ----- lifecycle -------------------------------------------------------------------------
     def start(self) -> "ProcessPool":
         if self._closed:
             raise RuntimeError("pool is closed")
+        refuse_in_bootstrap()
         while len(self._seats) < self.workers:  # one by one: close() reaches those started if one fails
             self._seats.append(self._spawn(len(self._seats)))
         return self
@@ -152,19 +161,34 @@ class ProcessPool:
         parent_conn, child_conn = ctx.Pipe(duplex=True)
         process = ctx.Process(
             target=worker_main,
-            args=(wid, child_conn, self.factory),
+            args=(wid, child_conn, self._factory_for_worker()),
             kwargs={"owner_pid": os.getpid()},  # under forkserver the parent is the server, not us
             name=f"{self.name}-worker-{wid}",
             daemon=True,  # multiprocessing's own exit hook terminates daemons: a last safety net
         )
-        process.start()
-        child_conn.close()  # so the worker's death reads as EOF here
+        try:
+            process.start()
+        except OSError as exc:  # e.g. a broken start-up pipe: the new process died at once
+            parent_conn.close()
+            raise WorkerDied(f"worker {wid} could not be started ({exc}). {start_hint(self.start_method)}") from exc
+        finally:
+            child_conn.close()  # so the worker's death reads as EOF here
         now = time.monotonic()
         return _Seat(wid, process, parent_conn, now, last_event=now)
+
+    def _factory_for_worker(self) -> Any:
+        """The factory itself for fork; else pickled once, and put in a file when large."""
+        if self.start_method == "fork":
+            return self.factory
+        if self._packed is None:
+            self._packed = PackedFactory.of(self.factory)
+        return self._packed
 
     def close(self) -> None:
         """Stop every worker (terminate busy ones) and reap them; idempotent."""
         self._closed = True
+        if self._packed is not None and self._packed.blob:
+            unlink_blob(self._packed.blob)  # workers that still start fail on init, named
         seats, self._seats = self._seats, []
         for seat in seats:
             if seat.tasks or not _send(seat.conn, None):
@@ -272,7 +296,9 @@ class ProcessPool:
             except (EOFError, OSError):
                 return  # the sentinel reports the death
             seat.last_event = time.monotonic()
-            if kind == "done":
+            if kind == "ready":
+                seat.ready = True
+            elif kind == "done":
                 seat.tasks.popleft()  # a worker finishes its tasks in the order it got them
                 out.append((tid, body))
             elif kind == "error":  # raised once the results read with it are returned
@@ -296,6 +322,9 @@ class ProcessPool:
         self._on_message(seat, out)  # results it sent before dying still count
         seat.process.join(0.1)
         code = seat.process.exitcode
+        if not seat.ready and code is not None and code >= 0:
+            raise WorkerDied(not_started(f"worker {seat.wid} (pid {seat.pid}) exited ({code}) before it started",
+                                         code, self.start_method))
         how = f"was killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exited ({code})"
         doing = f" while running {self.describe(seat.wid, seat.tasks[0].payload)}" if seat.tasks else ""
         message = f"worker {seat.wid} (pid {seat.pid}) {how}{doing}"
@@ -328,6 +357,9 @@ class ProcessPool:
                 continue
             due = max(seat.tasks[0].submitted, seat.last_event) + self.timeout
             if now >= due:
+                if not seat.ready:
+                    raise WorkerTimeout(f"worker {seat.wid} (pid {seat.pid}) has not started within "
+                                        f"timeout={self.timeout} s. {start_hint(self.start_method)}")
                 what = self.describe(seat.wid, seat.tasks[0].payload)
                 raise WorkerTimeout(f"worker {seat.wid} (pid {seat.pid}) did not finish within "
                                     f"timeout={self.timeout} s: {what}")

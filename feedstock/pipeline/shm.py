@@ -5,8 +5,9 @@ Each slot is its own file ``feedstock_<owner pid>_<token>_<slot>`` (plus one sma
 plain files with ``os.open`` + ``mmap`` instead of ``multiprocessing.shared_memory``
 because the latter registers every attach with the resource tracker, which then
 warns about, and unlinks, segments that child processes merely attached. Only
-the owner unlinks; the pid in the name lets a later loader sweep the files of an
-owner that was SIGKILLed (:func:`sweep_stale`).
+the owner unlinks while it lives; the pid in the name lets its workers, once they see
+it die (SIGTERM, SIGKILL), and any later loader on the host remove the files of a dead
+owner (:func:`sweep_stale`; a zombie that is not reaped yet counts as dead).
 
 Pre-faulting: ``posix_fallocate`` makes tmpfs allocate (and zero) every page up
 front, so /dev/shm running out is an error at creation instead of a SIGBUS in a
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 SHM_DIR = "/dev/shm"
 PREFIX = "feedstock"
 _ALIGN = 64  # cache line: rows of different fields never share one
-_NAME = re.compile(rf"{PREFIX}_(\d+)_[0-9a-f]+_(\d+|ctl)")
+_NAME = re.compile(rf"{PREFIX}_(\d+)_[0-9a-f]+_(\d+|ctl|plan)")
 
 
 @dataclass(frozen=True)
@@ -74,37 +75,66 @@ def _map(name: str, size: int, *, create: bool) -> mmap.mmap:
         if create:
             os.posix_fallocate(fd, 0, size)
         return mmap.mmap(fd, size, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
+    except BaseException:
+        if create:  # the file exists from O_CREAT on: a failed fallocate or map must not leave it
+            _unlink_all([name])
+        raise
     finally:
         os.close(fd)
 
 
 def pid_alive(pid: int) -> bool:
-    """True while ``pid`` names a live process (ours or someone else's)."""
+    """True while ``pid`` names a running process (ours or someone else's); a zombie is dead."""
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # succeeds for a zombie too: it keeps its pid until its parent reaps it
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # someone else's live process
-    return True
+        pass  # someone else's process: its /proc state still tells
+    return not _zombie(pid)
 
 
-def sweep_stale() -> List[str]:
-    """Unlink slot files whose owner pid is dead (left by a SIGKILLed main process)."""
-    removed = []
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return True  # gone between kill() and here
+    except OSError:
+        return False  # no /proc to ask: trust kill()
+    # "pid (comm) S ...": comm may hold spaces and parentheses, the state follows the last ")"
+    fields = stat.rpartition(b")")[2].split()
+    return bool(fields) and fields[0] in (b"Z", b"X")
+
+
+def owner_of(name: str) -> Optional[int]:
+    """The owner pid in a slot file's name (None for names that are not ours)."""
+    match = _NAME.fullmatch(name)
+    return None if match is None else int(match.group(1))
+
+
+def sweep_stale(owner: Optional[int] = None) -> List[str]:
+    """Unlink slot files whose owner pid is dead (a SIGKILLed or SIGTERMed main process, or a
+    zombie); ``owner``: only that owner's files (a worker cleaning up after its dead owner)."""
+    removed: List[str] = []
     try:
         names = os.listdir(SHM_DIR)
     except FileNotFoundError:
         return removed
+    dead: Dict[int, bool] = {}
     for name in names:
-        match = _NAME.fullmatch(name)
-        if match is None or int(match.group(1)) == os.getpid() or pid_alive(int(match.group(1))):
+        pid = owner_of(name)
+        if pid is None or pid == os.getpid() or (owner is not None and pid != owner):
+            continue
+        if pid not in dead:
+            dead[pid] = not pid_alive(pid)
+        if not dead[pid]:
             continue
         try:
             os.unlink(_path(name))
             removed.append(name)
         except FileNotFoundError:
-            pass  # another loader swept it first
+            pass  # another process swept it first
     if removed:
         log.info("removed %d stale shared-memory files of dead processes: %s", len(removed), removed[:4])
     return removed
@@ -161,9 +191,10 @@ class SlotRing:
             if ctl_name:
                 ctl = _map(ctl_name, ctl_bytes, create=True)
                 created.append(ctl_name)
-        except OSError as exc:
+        except BaseException as exc:  # also KeyboardInterrupt while a large ring pre-faults
             _unlink_all(created)
-            if exc.errno == errno.ENOSPC:  # another process filled /dev/shm since the check
+            # ENOSPC: another process filled /dev/shm since the check
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
                 needed = slots * layout.nbytes + ctl_bytes
                 raise _space_error(_free_bytes(), needed, slots, layout.nbytes) from exc
             raise
@@ -198,6 +229,33 @@ class SlotRing:
         self.unlink()
         self.slots, self.ctl = [], None
         self._buffers, self._ctl_buffer = [], None
+
+
+def write_blob(data: bytes) -> str:
+    """A small owner file holding ``data`` (a worker's start-up plan); its name, for :func:`read_blob`.
+
+    Named like the slots, so the owner's :func:`unlink_blob`, its workers and later sweeps remove it."""
+    name = f"{PREFIX}_{os.getpid()}_{secrets.token_hex(4)}_plan"
+    fd = os.open(_path(name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except BaseException:
+        _unlink_all([name])
+        raise
+    finally:
+        os.close(fd)
+    return name
+
+
+def read_blob(name: str) -> bytes:
+    with open(_path(name), "rb") as f:
+        return f.read()
+
+
+def unlink_blob(name: str) -> None:
+    _unlink_all([name])
 
 
 def _unlink_all(names) -> None:

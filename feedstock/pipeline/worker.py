@@ -12,7 +12,11 @@ once the process has exited) polled together with its pipe, else checks the pid
 whenever it has been idle ``poll_s`` seconds and before every task; a closed pipe
 ends it too. (``prctl(PR_SET_PDEATHSIG)`` is not used: it fires when the *thread*
 that started the worker exits, which would kill the workers of a loader created in a
-short-lived thread, and it watches the parent only.)
+short-lived thread, and it watches the parent only.) A worker that leaves because its
+owner died removes the owner's /dev/shm files on its way out: a SIGTERMed or SIGKILLed
+owner could not, and nothing else would until another loader runs on the host.
+
+Spawned workers (``spawn``, ``forkserver``) get the factory packed (see :mod:`.bootstrap`).
 """
 from __future__ import annotations
 
@@ -22,9 +26,10 @@ import signal
 import sys
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
-from .shm import pid_alive
+from .bootstrap import HandlerFactory, PackedFactory
+from .shm import pid_alive, sweep_stale
 
 # Libraries that size a thread pool at load time read these; workers are already
 # the parallelism, so nested pools would only oversubscribe the cores.
@@ -38,7 +43,6 @@ THREAD_ENV = (
 )
 
 Handler = Callable[[Any], Any]
-HandlerFactory = Callable[[int], Handler]
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,8 @@ class OwnerWatch:
             self.fd = None
 
 
-def worker_main(wid: int, conn, factory: HandlerFactory, poll_s: float = 1.0, owner_pid: Optional[int] = None) -> None:
+def worker_main(wid: int, conn, factory: Union[HandlerFactory, PackedFactory], poll_s: float = 1.0,
+                owner_pid: Optional[int] = None) -> None:
     """Entry point of a worker process (target of ``multiprocessing.Process``).
 
     ``owner_pid``: the process whose death ends this worker (default: the parent).
@@ -113,6 +118,8 @@ def worker_main(wid: int, conn, factory: HandlerFactory, poll_s: float = 1.0, ow
         if owner.gone():
             return
         try:
+            if isinstance(factory, PackedFactory):
+                factory = factory.load()
             handler = factory(wid)
         except Exception as exc:  # reported to main, which raises it as WorkerError
             _send(conn, ("init_error", None, ErrorInfo.of(exc)))
@@ -120,6 +127,8 @@ def worker_main(wid: int, conn, factory: HandlerFactory, poll_s: float = 1.0, ow
         if _send(conn, ("ready", None, os.getpid())):
             _serve(conn, handler, owner, poll_s)
     finally:
+        if owner.gone():  # SIGTERM/SIGKILL left the owner no chance to unlink its files
+            sweep_stale(owner=owner.pid)
         owner.close()
 
 
