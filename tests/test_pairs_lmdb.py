@@ -129,3 +129,13 @@ def test_flags_a_pairs_build_does_not_take(tmp_path, flag):
     images, masks, _ = write_threshold_pairs(tmp_path, SIZES[:1])
     code, _, err = _cli("build-lmdb", images, tmp_path / "db", "--masks", masks, "-q", *flag)
     assert code == 1 and flag[0] in err and "pairs" in err
+
+
+@pytest.mark.parametrize("where", ["images", "masks", "parent"])
+def test_an_output_that_is_or_holds_the_source_is_refused_before_force_deletes(tmp_path, where):
+    images, masks, _ = write_threshold_pairs(tmp_path, SIZES[:2])
+    out = {"images": images, "masks": masks, "parent": tmp_path}[where]
+    code, _, err = _cli("build-lmdb", images, out, "--masks", masks, "--force", "-q")
+    assert code == 1 and "source" in err
+    assert sorted(p.name for p in images.iterdir()) == ["p000.png", "p001.png"]
+    assert sorted(p.name for p in masks.iterdir()) == ["p000.png", "p001.png"]

@@ -31,7 +31,8 @@ from ..loaders.lmdb_pairs import LmdbPairs
 from ..loaders.pairs import Pairs
 from ..loaders.pairs_list import read_pairs_list
 from ..transforms.resize import resize_chw
-from .build_output import checksum_record, iter_db
+from .build_output import checksum_record, iter_db, partial_path
+from .build_safety import check_not_a_record, check_not_source, check_records_outside
 from .lmdb_writer import LmdbWriter, is_lmdb
 
 IMAGES, LABELS = "images_lmdb", "labels_lmdb"
@@ -86,6 +87,18 @@ def plan_pairs(src: str, options: PairsBuildOptions) -> Tuple[List[str], Pairs]:
     return names, source
 
 
+def _safe_plan(src: str, options: PairsBuildOptions, outputs: List[str]) -> Tuple[List[str], Pairs]:
+    """plan_pairs after refusing outputs that are, hold or hide a source file (--force deletes outputs)."""
+    for folder in (src, options.masks):
+        if folder:
+            check_not_source(folder, outputs)
+    names, source = plan_pairs(src, options)
+    records = [path for i in range(len(source)) for path in source.paths(i) if path]
+    check_records_outside(records, outputs, src)
+    check_not_a_record(records, outputs, src)
+    return names, source
+
+
 def _datums(source: Pairs, i: int, options: PairsBuildOptions):
     sample = source[i]  # RecordError naming image and mask
     image, mask = sample["data"], sample["mask"]
@@ -107,11 +120,11 @@ def build_pairs(src: str, out: str, options: PairsBuildOptions, *, force: bool =
     src, out = os.fspath(src), os.fspath(out)
     if os.path.exists(out) and not force:
         raise FileExistsError(f"{out!r} exists; pass --force to replace it")
-    names, source = plan_pairs(src, options)
+    partial = partial_path(out)
+    names, source = _safe_plan(src, options, [out, partial])
     order = np.arange(len(names))
     if options.shuffle:
         order = np.random.Generator(np.random.PCG64(options.seed)).permutation(len(names))
-    partial = out + ".partial"
     shutil.rmtree(partial, ignore_errors=True)
     os.makedirs(partial)
     try:
