@@ -139,3 +139,19 @@ def test_an_output_that_is_or_holds_the_source_is_refused_before_force_deletes(t
     assert code == 1 and "source" in err
     assert sorted(p.name for p in images.iterdir()) == ["p000.png", "p001.png"]
     assert sorted(p.name for p in masks.iterdir()) == ["p000.png", "p001.png"]
+
+
+def test_worker_processes_write_the_same_bytes(tmp_path):
+    images, masks, _ = write_threshold_pairs(tmp_path / "src", SIZES * 8)  # 40 pairs: several pool tasks
+    cv2.imwrite(str(masks / "p007.png"), np.zeros((2, 2), np.uint8))  # one bad pair, skipped in both
+    digests = []
+    for workers in (0, 2):
+        out = tmp_path / f"db{workers}"
+        code, stdout, err = _cli("build-lmdb", images, out, "--masks", masks, "--shuffle", "--seed", 3,
+                                 "--workers", workers, "-q")
+        assert code == 0 and "39 pairs" in stdout and "skipped 1" in stdout, err
+        code, stdout, _ = _cli("verify", out, "-q")
+        assert code == 0
+        digests.append([line for line in stdout.splitlines() if "sha256" in line])
+        _release(out / "images_lmdb", out / "labels_lmdb")
+    assert digests[0] == digests[1] and digests[0]

@@ -26,7 +26,7 @@ def build_options(args: argparse.Namespace) -> PairsBuildOptions:
     height, width = args.resize if args.resize else (args.resize_height, args.resize_width)
     return PairsBuildOptions(masks=args.masks or "", root=args.root, color=not args.gray, resize=(height, width),
                              encoded=args.encoded, shuffle=args.shuffle, seed=args.seed, strict=args.strict,
-                             txn_size=args.txn_size)
+                             txn_size=args.txn_size, workers=args.workers, start_method=args.start_method)
 
 
 def run_build(args: argparse.Namespace) -> int:

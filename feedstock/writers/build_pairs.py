@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Tuple
+from itertools import islice
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -36,7 +39,11 @@ from .build_safety import check_not_a_record, check_not_source, check_records_ou
 from .lmdb_writer import LmdbWriter, is_lmdb
 
 IMAGES, LABELS = "images_lmdb", "labels_lmdb"
+CHUNK = 16  # pairs per pool task: enough work to hide the task round trip
 Progress = Optional[Callable[[int], None]]
+PathPair = Tuple[str, str]
+Encoded = Tuple[bytes, bytes, Dict[int, int]]  # image Datum, label Datum, pixels per class
+Failed = Tuple[str, str, str]  # ("error", key, message)
 
 
 @dataclass(frozen=True)
@@ -52,11 +59,15 @@ class PairsBuildOptions:
     seed: int = 0
     strict: bool = False
     txn_size: int = 1000
+    workers: int = 0  # encoding processes; 0 = in this process
+    start_method: str = "auto"
 
     def __post_init__(self) -> None:
         h, w = self.resize
         if (h > 0) != (w > 0) or h < 0 or w < 0:
             raise ValueError(f"resize={self.resize} needs both a positive height and width (or neither)")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise ValueError(f"workers={self.workers!r} must be a non-negative integer")
         if self.encoded and h:
             raise ValueError("encoded=True keeps the files' bytes: resizing them is not supported for pairs")
 
@@ -99,19 +110,59 @@ def _safe_plan(src: str, options: PairsBuildOptions, outputs: List[str]) -> Tupl
     return names, source
 
 
-def _datums(source: Pairs, i: int, options: PairsBuildOptions):
-    sample = source[i]  # RecordError naming image and mask
+def encode_pair(pair: PathPair, options: PairsBuildOptions) -> Encoded:
+    """(image Datum bytes, label Datum bytes, pixels per class) of one pair; RecordError names both files."""
+    source = Pairs([pair], color=options.color)
+    sample = source[0]
     image, mask = sample["data"], sample["mask"]
     if options.resize[0]:
         h, w = options.resize
         image = resize_chw(image, h, w, cv2.INTER_LINEAR)
         mask = resize_chw(mask, h, w, cv2.INTER_NEAREST_EXACT)
     if options.encoded:
-        path = source.paths(i)[0]
-        image_datum = encoded_datum(read_bytes(path), 0)
+        image_datum = encoded_datum(read_bytes(pair[0]), 0)
     else:
         image_datum = array_to_datum(np.ascontiguousarray(image), 0, encoded_false=True)
-    return image_datum, array_to_datum(np.ascontiguousarray(mask), 0, encoded_false=True), mask
+    label_datum = array_to_datum(np.ascontiguousarray(mask), 0, encoded_false=True)
+    counts = np.bincount(mask.ravel(), minlength=1)
+    present = np.flatnonzero(counts)
+    classes = dict(zip(present.tolist(), counts[present].tolist()))
+    return image_datum.SerializeToString(), label_datum.SerializeToString(), classes
+
+
+def encode_chunk(pairs: Sequence[PathPair], options: PairsBuildOptions) -> List[Union[Encoded, Failed]]:
+    """encode_pair of each pair; a bad pair comes back as ("error", key, message) (exceptions with a
+    two-argument constructor do not survive pickling between processes)."""
+    out: List[Union[Encoded, Failed]] = []
+    for pair in pairs:
+        try:
+            out.append(encode_pair(pair, options))
+        except RecordError as e:
+            out.append(("error", e.key, str(e)))
+    return out
+
+
+def encoded_pairs(pairs: Sequence[PathPair], options: PairsBuildOptions) -> Iterator[Union[Encoded, Failed]]:
+    """encode_chunk results in order: in this process (workers=0) or a bounded window of chunks on a pool."""
+    chunks = [pairs[k : k + CHUNK] for k in range(0, len(pairs), CHUNK)]
+    if options.workers == 0:
+        for chunk in chunks:
+            yield from encode_chunk(chunk, options)
+        return
+    from ..pipeline.pool import choose_start_method
+
+    context = multiprocessing.get_context(choose_start_method(options.start_method))
+    pool = ProcessPoolExecutor(options.workers, mp_context=context)
+    try:
+        todo = iter(chunks)
+        pending = deque(pool.submit(encode_chunk, c, options) for c in islice(todo, 4 * options.workers))
+        while pending:
+            results = pending.popleft().result()
+            for chunk in islice(todo, 1):
+                pending.append(pool.submit(encode_chunk, chunk, options))
+            yield from results
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # also when the consumer stops early (--strict)
 
 
 def build_pairs(src: str, out: str, options: PairsBuildOptions, *, force: bool = False,
@@ -139,19 +190,20 @@ def build_pairs(src: str, out: str, options: PairsBuildOptions, *, force: bool =
 def _write(partial: str, names: List[str], source: Pairs, order: np.ndarray, options: PairsBuildOptions,
            progress: Progress) -> PairsBuildReport:
     report = PairsBuildReport(partial)
+    indices = order.tolist()
     with LmdbWriter(os.path.join(partial, IMAGES), txn_size=options.txn_size) as images, \
             LmdbWriter(os.path.join(partial, LABELS), txn_size=options.txn_size) as labels:
-        for line_id, i in enumerate(order.tolist()):
-            try:
-                image_datum, label_datum, mask = _datums(source, i, options)
-            except RecordError as e:
+        results = encoded_pairs([source.paths(i) for i in indices], options)
+        for line_id, (i, result) in enumerate(zip(indices, results)):
+            if result[0] == "error":
                 if options.strict:
-                    raise
-                report.skipped.append(str(e))
+                    raise RecordError(str(result[1]), str(result[2])[len(str(result[1])) + 2 :])
+                report.skipped.append(str(result[2]))
             else:
-                images.put_datum(line_id, names[i], image_datum)
-                labels.put_datum(line_id, names[i], label_datum)
-                report.classes.update(dict(enumerate(np.bincount(mask.ravel(), minlength=1).tolist())))
+                image_bytes, label_bytes, classes = result
+                images.put_datum(line_id, names[i], image_bytes)
+                labels.put_datum(line_id, names[i], label_bytes)
+                report.classes.update(classes)
                 report.written += 1
             if progress is not None:
                 progress(1)
