@@ -47,6 +47,8 @@ def test_a_given_class_list_decides_and_outsiders_name_their_line(tmp_path):
     assert CsvTable(unlabelled, classes=OTTO).classes == OTTO  # kept for naming predictions
     with pytest.raises(ValueError, match=r"duplicate class names \['a'\]"):
         CsvTable(ok, classes=["a", "b", "a"])
+    with pytest.raises(ValueError, match=r"expected a list of class names.*read_classes"):
+        CsvTable(ok, classes="labels.txt")
 
 
 @pytest.mark.parametrize("cells, codes, classes", [

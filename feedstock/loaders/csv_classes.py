@@ -214,6 +214,9 @@ def read_classes(path: str | os.PathLike) -> List[str]:
 
 def check_classes(classes: Sequence[str], where: str = "classes") -> List[str]:
     """The list as str, refusing duplicates and empty names (ValueError naming ``where``)."""
+    if isinstance(classes, (str, bytes, os.PathLike)):
+        raise ValueError(f"{where}: expected a list of class names, got {classes!r}; "
+                         "read a saved list with read_classes(path)")
     names = [str(c).strip() for c in classes]
     if not names or any(not n for n in names):
         raise ValueError(f"{where}: class names must be non-empty, got {list(classes)[:8]!r}")
