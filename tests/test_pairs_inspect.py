@@ -42,10 +42,12 @@ def _table(stdout: str) -> dict:
     return rows
 
 
-@pytest.mark.parametrize("layout", ["masks flag", "dataset folder", "images folder"])
+@pytest.mark.parametrize("layout", ["masks flag", "dataset folder", "images folder", "voc names"])
 def test_table_counts_pixels_per_class_and_grid_overlays(tmp_path, layout):
     images, masks, written = write_threshold_pairs(tmp_path, SIZES)
-    path = {"masks flag": images, "dataset folder": tmp_path, "images folder": images}[layout]
+    if layout == "voc names":
+        images, masks = images.rename(tmp_path / "JPEGImages"), masks.rename(tmp_path / "SegmentationClass")
+    path = {"masks flag": images, "dataset folder": tmp_path, "images folder": images, "voc names": images}[layout]
     extra = ["--masks", masks] if layout == "masks flag" else []
     code, stdout, err = _cli("inspect", path, *extra, "--grid", tmp_path / "grid.png", "--class-names", "a,b,c,d")
     assert code == 0, err
@@ -89,3 +91,13 @@ def test_pairs_list_lmdb_and_unreadable_pairs(tmp_path):
     assert "LmdbPairs(" in stdout and _table(stdout) == _expected_rows(written[:2])
     release_env(str(tmp_path / "db" / "images_lmdb"))
     release_env(str(tmp_path / "db" / "labels_lmdb"))
+
+
+def test_a_folder_of_images_without_masks_is_not_taken_for_pairs(tmp_path):
+    from feedstock.cli.inspect_pairs import guess_pairs
+
+    images, masks, _ = write_threshold_pairs(tmp_path, SIZES)
+    assert guess_pairs(str(images)) == (str(images), str(masks))
+    for p in masks.iterdir():
+        p.rename(p.with_name("other" + p.name))
+    assert guess_pairs(str(images)) is None and guess_pairs(str(tmp_path)) is None

@@ -38,16 +38,34 @@ def class_colour(k: int, ignore_label: int = 255) -> Tuple[int, int, int]:
     return b, g, r
 
 
+MASK_FOLDERS = ("masks", "labels", "SegmentationClass")  # common names; PASCAL VOC's is the last
+MASK_SUFFIXES = (".png", ".bmp")
+
+
+def _first_images(folder: str, n: int = 20) -> List[str]:
+    with os.scandir(folder) as entries:
+        names = sorted(e.name for e in entries if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS))
+    return names[:n]
+
+
+def _masks_for(images: str, masks: str) -> bool:
+    """True when ``masks`` is a folder holding the mask of one of the first images of ``images``
+    (not all images need one: PASCAL VOC segments a subset of JPEGImages)."""
+    if not (os.path.isdir(images) and os.path.isdir(masks)):
+        return False
+    stems = [os.path.splitext(name)[0] for name in _first_images(images)]
+    return any(os.path.isfile(os.path.join(masks, stem + s)) for stem in stems for s in MASK_SUFFIXES)
+
+
 def guess_pairs(path: str) -> Optional[Tuple[str, str]]:
-    """(images, masks) of a pairs layout: PATH/images + PATH/masks, or PATH with a sibling masks folder."""
+    """(images, masks) of a pairs layout: PATH/images with PATH/<masks folder>, or PATH with a sibling
+    <masks folder> (names in MASK_FOLDERS) that holds the mask of one of PATH's first images."""
     path = os.path.normpath(path)
-    if os.path.isdir(os.path.join(path, "images")) and os.path.isdir(os.path.join(path, "masks")):
-        return os.path.join(path, "images"), os.path.join(path, "masks")
-    sibling = os.path.join(os.path.dirname(path) or ".", "masks")
-    if os.path.isdir(path) and os.path.isdir(sibling) and os.path.normpath(sibling) != path:
-        with os.scandir(path) as entries:
-            if any(e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS) for e in entries):
-                return path, sibling
+    for name in MASK_FOLDERS:
+        for images, masks in ((os.path.join(path, "images"), os.path.join(path, name)),
+                              (path, os.path.join(os.path.dirname(path) or ".", name))):
+            if os.path.normpath(masks) != os.path.normpath(images) and _masks_for(images, masks):
+                return images, masks
     return None
 
 
