@@ -104,7 +104,7 @@ def test_to_range_without_mean_maps_0_255_onto_the_range(digits_lmdb):
     ({"to_range": [1, 1]}, "'to_range'.*low != high"),
     ({"to_range": [-1, 1], "scale": 0.5}, "'to_range'.*mutually exclusive"),
     ({"workers": "many"}, "'workers' must be an int >= 0 or 'auto'"),
-    ({"scales": [0.5, 1]}, "'scales' applies to image \\+ mask pairs only"),
+    ({"scales": [0.5, 1], "source_type": "lmdb"}, "'scales' applies to image \\+ mask pairs only"),
     ({"ignore_label": 300}, "'ignore_label'=300 must fit a uint8 mask"),
     ({"seed": 2**63}, "'seed'=9223372036854775808 must be in \\[0, 2\\*\\*63\\)"),
 ])
@@ -170,3 +170,8 @@ def test_csv_rows_need_no_transform_and_take_caffe_keys_as_blobs(tmp_path):
     scaled = plain.replace(scale=0.5)
     batch = _batches(scaled, "test", 1)[0]
     np.testing.assert_array_equal(batch["data"], np.array([[3, 4], [5, 6]], np.float32).reshape(2, 2, 1, 1) * 0.5)
+
+
+def test_masks_or_scales_make_an_auto_source_a_pairs_source():
+    assert Stream(source="images", masks="masks").kind() == "pairs"
+    assert Stream(source="images", scales=(0.5, 1.0)).kind() == "pairs"

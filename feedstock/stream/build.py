@@ -77,8 +77,8 @@ def _refuse_misplaced(s: "Stream", kind: str) -> None:
     if kind == "hdf5":
         changed = transform_keys_set(s)
         if changed:
-            raise StreamKeyError(changed[0], ": HDF5 sources take no transform keys (Caffe's HDF5Data "
-                                             f"refuses them too); set: {changed}")
+            raise StreamKeyError(changed[0], ": HDF5 sources take no transform_param keys (Caffe's "
+                                             f"HDF5Data refuses them too); set: {changed}")
 
 
 def build_loader(s: "Stream", phase: int, *, fields: Optional[Sequence[str]] = None, caffe_layout: bool = False,

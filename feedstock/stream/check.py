@@ -177,6 +177,6 @@ def check_together(s: Any) -> None:
     if s.to_range is not None and s.scale != 1.0:
         raise StreamKeyError("to_range", f"={s.to_range} and scale={s.scale} are mutually exclusive "
                                          "(to_range sets the scale)")
-    if s.source_type != "pairs" and (s.scales or s.masks):
+    if s.source_type not in ("pairs", "auto") and (s.scales or s.masks):
         key = "scales" if s.scales else "masks"
         raise StreamKeyError(key, " applies to image + mask pairs only (source_type: pairs)")

@@ -88,6 +88,8 @@ class Stream:
             raise StreamKeyError("source", " must name the data to read (a path)")
         if self.source_type != "auto":
             return self.source_type
+        if self.masks or self.scales:
+            return "pairs"  # only image + mask pairs have masks and scales
         from ..loaders.open_source import guess_kind
 
         return guess_kind(self.source)
