@@ -40,7 +40,7 @@ def build_source(s: "Stream", kind: str, *, fields: Optional[Sequence[str]] = No
     raise StreamKeyError("source_type", f"={kind!r} is not a source type")
 
 
-def build_transforms(s: "Stream", kind: str, phase: int) -> List["Transform"]:
+def build_transforms(s: "Stream", kind: str, phase: int, source: Optional["Source"] = None) -> List["Transform"]:
     """ImageData's resize, then Caffe's DataTransformer, then range mapping and occlusion (TRAIN)."""
     _refuse_misplaced(s, kind)
     if kind == "hdf5" or (kind == "csv" and not transform_keys_set(s)):
@@ -48,7 +48,7 @@ def build_transforms(s: "Stream", kind: str, phase: int) -> List["Transform"]:
     if kind == "pairs":
         from ..transforms.pairs import pairs_transforms
 
-        return pairs_transforms(s, phase)
+        return pairs_transforms(s, phase, source)  # without a crop, pads to the largest image of source
     from ..transforms import CaffeTransform, Occlude, Resize, Scale
 
     out: List[Transform] = [Resize(s.new_height, s.new_width)] if s.new_height else []
@@ -97,7 +97,7 @@ def build_loader(s: "Stream", phase: int, *, fields: Optional[Sequence[str]] = N
         # Caffe's transformer works on (C, H, W) blobs: CSV rows become (F, 1, 1) when it runs
         caffe_layout = caffe_layout or (kind == "csv" and bool(transform_keys_set(s)))
         source = build_source(s, kind, fields=fields, caffe_layout=caffe_layout)
-    return Loader(source, build_transforms(s, kind, phase), **options)
+    return Loader(source, build_transforms(s, kind, phase, source), **options)
 
 
 def resolve_seed(seed: Optional[int]) -> int:
