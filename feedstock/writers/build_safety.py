@@ -57,6 +57,9 @@ def check_folder_exclusions(src: str, outputs: Sequence[str]) -> None:
 
 def check_records_outside(records: Iterable[str], outputs: Sequence[str], src: str) -> None:
     """No file the listing reads (image, HDF5 file) may lie in an output path (checked per folder)."""
+    outputs = [p for p in outputs if os.path.lexists(p)]  # nothing lies in what does not exist yet
+    if not outputs:
+        return
     real_outputs = [os.path.realpath(p) for p in outputs]
     first_in: dict = {}
     for record in records:
