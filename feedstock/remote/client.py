@@ -40,6 +40,7 @@ from ..pipeline.state import LoaderState, check_epoch
 from ..spec import ArraySpec
 from . import protocol
 from .link import Link, Pos
+from .messages import MAX_CREDITS
 
 Batch = Dict[str, np.ndarray]
 
@@ -56,8 +57,9 @@ class RemoteLoader:
             raise ValueError("endpoints: give at least one tcp://HOST:PORT of a `feedstock serve`")
         if len(set(endpoints)) != len(endpoints):
             raise ValueError(f"endpoints {endpoints} name a server twice")
-        if prefetch < 2:
-            raise ValueError(f"{prefetch=} must be >= 2 (one buffer is the batch being consumed)")
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or not 2 <= prefetch <= MAX_CREDITS:
+            raise ValueError(f"{prefetch=} must be an integer in [2, {MAX_CREDITS}] (one buffer is the batch "
+                             "being consumed)")
         for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout),
                             ("reconnect", reconnect), ("heartbeat", heartbeat)):
             if not value > 0:

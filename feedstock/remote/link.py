@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import secrets
+import socket
 import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -39,6 +41,8 @@ class Link:
     def __init__(self, endpoints: List[str], *, heartbeat: float, reconnect: float, zero_copy: bool = False,
                  curve_server_key: Any = None, curve_keys: Optional[str] = None):
         self.peers = [Peer(ep) for ep in endpoints]
+        # how servers name this client (to others it refuses): host, pid and a token of this loader
+        self.client = f"{socket.gethostname()[:64]} pid {os.getpid()} #{secrets.token_hex(3)}"
         self.zero_copy = zero_copy
         self.fields: List[Tuple[str, Tuple[int, ...], np.dtype]] = []  # set by the consumer before any start
         self.reconnect = reconnect
@@ -62,7 +66,11 @@ class Link:
                 for name in _FAILED:
                     events |= getattr(zmq, name)
                 peer.monitor = peer.sock.get_monitor_socket(events)
-                peer.sock.connect(peer.endpoint)
+                try:
+                    peer.sock.connect(peer.endpoint)
+                except zmq.ZMQError as exc:
+                    raise ValueError(f"endpoint {peer.endpoint!r}: {exc.strerror}; expected tcp://HOST:PORT "
+                                     "of a `feedstock serve`") from None
         except BaseException:
             self._close_sockets()
             raise
@@ -176,7 +184,7 @@ class Link:
     def _send_start(self, peer: Peer) -> None:
         epoch, k = peer.want  # type: ignore[misc]
         self._send(peer, protocol.encode("start", session=peer.session, seed=peer.seed, epoch=epoch, batch=k,
-                                         credits=len(peer.free)))
+                                         credits=len(peer.free), client=self.client))
 
     def _send(self, peer: Peer, frame: bytes) -> None:
         try:
@@ -189,7 +197,7 @@ class Link:
             event = recv_monitor_message(peer.monitor)["event"]
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 peer.connected, peer.hello_at = True, time.monotonic()
-                self._send(peer, protocol.encode("hello"))
+                self._send(peer, protocol.encode("hello", client=self.client))
             elif event == zmq.EVENT_DISCONNECTED:
                 self._lost(peer, "disconnected")
             elif any(event == getattr(zmq, n) for n in _FAILED):
@@ -211,7 +219,7 @@ class Link:
         for peer in self.peers:
             if peer.connected and peer.meta is None and now - peer.hello_at > HELLO_EVERY:
                 peer.hello_at = now
-                self._send(peer, protocol.encode("hello"))
+                self._send(peer, protocol.encode("hello", client=self.client))
             if peer.lost_at is not None and now - peer.lost_at > self.reconnect and peer.error is None:
                 with self.cond:
                     peer.error = ServerLost(
@@ -237,9 +245,12 @@ class Link:
             if op == "meta":
                 self._meta(peer, msg)
             elif op == "error":
+                kind = RemoteSetupError if msg.get("kind") == "busy" else RemoteError
                 with self.cond:
-                    peer.error = RemoteError(f"remote feed server {peer.name}: {msg.get('message')}")
+                    peer.error = kind(f"remote feed server {peer.name}: {msg.get('message')}")
                     self.cond.notify_all()
+            elif op == "ping":
+                pass  # the server checking that we are still here
             elif op == "bye":
                 self._lost(peer, "shut down")
             else:

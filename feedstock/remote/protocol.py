@@ -1,22 +1,28 @@
 """Wire format of the remote feed: small JSON control messages; a batch is a header frame plus one frame per array.
 
-Client -> server (DEALER -> ROUTER), one frame each:
+Client -> server (DEALER -> ROUTER), one frame each, every field required and
+checked (:mod:`.messages`):
 
-* ``hello``: asks for ``meta`` (what the server serves).
-* ``start {session, seed, epoch, batch, credits}``: stream this server's batches
-  from local batch ``batch`` of ``epoch`` on, epoch after epoch; ``credits`` is how
-  many batches the client has room for. A new start replaces any earlier stream.
+* ``hello {client}``: asks for ``meta`` (what the server serves); ``client`` names
+  the client (host, pid and a token of its RemoteLoader) in the server's messages.
+* ``start {session, seed, epoch, batch, credits, client}``: stream this server's
+  batches from local batch ``batch`` of ``epoch`` on, epoch after epoch; ``credits``
+  is how many batches the client has room for. A new start of the same client
+  replaces its earlier stream; another client is refused while one is attached.
 * ``credit {session, n}``: the client freed ``n`` more receive buffers.
 * ``stop {session}``: end the stream.
 
 Server -> client:
 
 * ``meta {...}``: protocol version, fields (name, shape, dtype), batch_size,
-  length, shuffle, drop_last, rank, world_size, part, batches per epoch, seed.
+  length, shuffle, drop_last, rank, world_size, part, batches per epoch, seed,
+  and the stream's fingerprint (:mod:`.fingerprint`).
 * ``batch {session, epoch, batch, rows}`` followed by one frame per field
   (``rows`` rows each, in ``meta``'s field order), sent without copying.
-* ``error {session, message}``: the server's loader failed (the message names the
-  record); the stream is over.
+* ``error {session, message, kind}``: ``kind`` "stream": the server's loader failed
+  (the message names the record), the stream is over; "bad_request": a message
+  of this client was refused; "busy": another client is attached.
+* ``ping``: the server checks that an attached client is still there (ignored).
 * ``bye``: the server is shutting down.
 
 Flow control: the server sends a batch only while it holds a credit, so no
@@ -32,8 +38,9 @@ import numpy as np
 import zmq
 
 from ..errors import RemoteError, RemoteSetupError
+from .fingerprint import first_difference
 
-PROTOCOL = 1
+PROTOCOL = 2
 Fields = List[Tuple[str, Tuple[int, ...], np.dtype]]
 
 # meta keys that every server of one stream must share (part and seed are checked separately)
@@ -65,13 +72,13 @@ def fields_of(meta: Mapping[str, Any]) -> Fields:
     return [(str(name), tuple(int(d) for d in shape), np.dtype(dtype)) for name, shape, dtype in meta["fields"]]
 
 
-def make_meta(loader: Any) -> Dict[str, Any]:
+def make_meta(loader: Any, fingerprint: Mapping[str, Any]) -> Dict[str, Any]:
     """What a server tells clients about the stream it serves."""
     s = loader.sampler
     return {"protocol": PROTOCOL, "fields": describe_fields(loader.spec), "batch_size": s.batch_size,
             "length": s.length, "shuffle": s.shuffle, "drop_last": s.drop_last, "rank": s.rank,
             "world_size": s.world_size, "part": list(s.part), "num_batches": s.num_batches,
-            "rank_batches": s.rank_batches, "seed": s.seed}
+            "rank_batches": s.rank_batches, "seed": s.seed, "fingerprint": dict(fingerprint)}
 
 
 def check_metas(metas: Sequence[Mapping[str, Any]], endpoints: Sequence[str]) -> List[int]:
@@ -84,6 +91,11 @@ def check_metas(metas: Sequence[Mapping[str, Any]], endpoints: Sequence[str]) ->
             if meta.get(key) != first.get(key):
                 raise RemoteSetupError(f"{ep} serves {key}={meta.get(key)!r} but {endpoints[0]} serves "
                                        f"{first.get(key)!r}: servers of one feed must share the source and settings")
+        differs = first_difference(first.get("fingerprint", {}), meta.get("fingerprint", {}))
+        if differs:
+            what, ours, theirs = differs
+            raise RemoteSetupError(f"{ep} serves {what}={theirs} but {endpoints[0]} serves {what}={ours}: servers "
+                                   "of one feed must share the source, transform and sampler settings")
     n = len(metas)
     parts = [tuple(m["part"]) for m in metas]
     if sorted(parts) != [(j, n) for j in range(n)]:
@@ -98,7 +110,8 @@ def same_server(old: Mapping[str, Any], new: Mapping[str, Any]) -> Optional[str]
     for key in SHARED_KEYS + ("part",):
         if old.get(key) != new.get(key):
             return f"{key} was {old.get(key)!r}, now {new.get(key)!r}"
-    return None
+    differs = first_difference(old.get("fingerprint", {}), new.get("fingerprint", {}))
+    return None if differs is None else f"{differs[0]} was {differs[1]}, now {differs[2]}"
 
 
 def tune(sock: zmq.Socket, heartbeat: float) -> None:

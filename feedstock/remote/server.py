@@ -1,5 +1,11 @@
 """FeedServer: runs a Loader on a CPU host and streams its batches to one client at a time over ZeroMQ.
 
+One stream per server: while a client is attached, another client's ``hello`` or
+``start`` is refused with an error naming the attached client (a client that has
+gone, which ZeroMQ no longer routes to, is dropped first). Every control message
+is validated (:mod:`.messages`); a bad one gets an ``error`` reply and a log line,
+and the server goes on serving.
+
 The server is single-threaded Python (so its loader's workers can fork): it
 polls its ROUTER socket for control messages between batches and sends a batch
 whenever the client holds a credit. Batches go out without copying: each frame
@@ -16,12 +22,14 @@ import collections
 import logging
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterator, Mapping, Optional, Tuple
 
 import zmq
 
-from ..errors import RemoteError
+from ..errors import RemoteSetupError
 from . import protocol
+from .fingerprint import checked, loader_fingerprint
+from .messages import MAX_CREDITS, MAX_FRAME_BYTES, BadRequest, parse_request, show
 from .protocol import tune
 from .security import check_bind, server_curve
 from .served import leased
@@ -29,27 +37,34 @@ from .served import leased
 log = logging.getLogger(__name__)
 
 POLL_MS = 200  # how often an idle server looks at its stop flag
+LOGGED_BAD = 20  # bad messages logged one by one; after that every 1000th
 
 
 class _Stream:
-    """The one client being served: its identity, session id and unused credits."""
+    """The one client being served: its identity and name, session id and unused credits."""
 
-    def __init__(self, ident: bytes, session: int, credits: int, it: Iterator[Dict[str, Any]]):
-        self.ident, self.session, self.credits, self.it = ident, session, credits, it
+    def __init__(self, ident: bytes, client: str, session: int, credits: int, it: Iterator[Dict[str, Any]]):
+        self.ident, self.client, self.session, self.credits, self.it = ident, client, session, credits, it
+        self.address = "?"
+        self.since = time.strftime("%H:%M:%S")
 
 
 class FeedServer:
     """Serve ``loader``'s batches at ``bind``; ``run()`` until ``stop()`` (or Ctrl-C), then ``close()``."""
 
     def __init__(self, loader: Any, *, bind: str = "tcp://127.0.0.1:5555", curve_secret: Optional[str] = None,
-                 curve_clients: Optional[str] = None, insecure: bool = False, heartbeat: float = 1.0):
-        if heartbeat <= 0:
+                 curve_clients: Optional[str] = None, insecure: bool = False, heartbeat: float = 1.0,
+                 fingerprint: Optional[Mapping[str, Any]] = None):
+        """``fingerprint``: what identifies the stream for the clients' setup check (source, transform
+        and sampler settings, e.g. ``Stream.fingerprint()``); default: derived from ``loader``."""
+        if not heartbeat > 0:
             raise ValueError(f"{heartbeat=} must be positive (seconds)")
         if curve_clients and not curve_secret:
             raise ValueError("curve_clients (allowed client keys) needs curve_secret (the server's key)")
         check_bind(bind, curve=bool(curve_secret), insecure=insecure)
         self.loader = loader
-        self.meta = protocol.make_meta(loader)
+        self.meta = protocol.make_meta(loader, checked(loader_fingerprint(loader) if fingerprint is None
+                                                       else fingerprint))
         self._fields = [name for name, _, _ in protocol.fields_of(self.meta)]  # frame order of every batch
         loader.start()  # fork the workers now, before ZeroMQ and the authenticator start threads
         self._ctx = zmq.Context()
@@ -57,11 +72,14 @@ class FeedServer:
         self.sock = self._ctx.socket(zmq.ROUTER)
         try:
             tune(self.sock, heartbeat)
+            self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a client that is gone fails, not vanishes
+            self.sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)  # a peer sending more is dropped unread
+            self.sock.sndtimeo = 1000  # a client that stops reading cannot block the server (ms)
             if curve_secret:
                 server_curve(self.sock, curve_secret)
                 if curve_clients:
                     self._auth = _authenticator(self._ctx, curve_clients)
-            self.sock.bind(bind)
+            _bind(self.sock, bind)
         except BaseException:
             self.close()
             raise
@@ -73,6 +91,7 @@ class FeedServer:
         self._max_in_flight = max(0, min(slots - 1, slots // 2))  # 0: wait for each send before the next
         self._stop = threading.Event()
         self.sent = 0
+        self.bad_messages = 0
 
     def stop(self) -> None:
         """Ask ``run()`` to return (thread- and signal-safe)."""
@@ -97,42 +116,81 @@ class FeedServer:
     def _drain(self) -> None:
         while True:
             try:
-                frames = self.sock.recv_multipart(zmq.NOBLOCK)
+                frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            if len(frames) != 2:
-                log.warning("ignoring a message of %d frames", len(frames))
-                continue
+            ident = frames[0].bytes
             try:
-                self._handle(frames[0], protocol.decode(frames[1]))
-            except (RemoteError, KeyError, TypeError, ValueError) as exc:
-                log.warning("ignoring a bad control message: %s", exc)
-                self._send(frames[0], protocol.encode("error", session=-1, message=f"bad request: {exc}"))
+                if len(frames) != 2:
+                    raise BadRequest(f"a control message is one frame, got {len(frames) - 1}")
+                self._handle(ident, frames[1], parse_request(frames[1].bytes))
+            except BadRequest as exc:
+                self._refuse(ident, exc)
+            except Exception as exc:  # a bug here must not end the service of the other clients
+                log.exception("failed to handle a control message of client %s", ident.hex())
+                self._refuse(ident, BadRequest(f"the server failed on this request: {type(exc).__name__}: {exc}"))
 
-    def _handle(self, ident: bytes, msg: Dict[str, Any]) -> None:
-        op = msg["op"]
+    def _refuse(self, ident: bytes, exc: BadRequest) -> None:
+        """Log the refusal (rate-limited: anyone may send these) and tell the sender."""
+        self.bad_messages += 1
+        if self.bad_messages <= LOGGED_BAD or self.bad_messages % 1000 == 0:
+            log.warning("refused a control message of client %s (%d so far): %s", ident.hex(), self.bad_messages,
+                        exc)
+        self._send(ident, protocol.encode("error", session=exc.session, message=f"refused: {exc}", kind=exc.kind))
+
+    def _handle(self, ident: bytes, frame: zmq.Frame, msg: Dict[str, Any]) -> None:
+        op, stream = msg["op"], self._stream
         if op == "hello":
+            self._check_free(ident, msg["client"], -1)
             self._send(ident, protocol.encode("meta", **self.meta))
         elif op == "start":
-            self._start(ident, msg)
+            self._start(ident, frame, msg)
         elif op == "credit":
-            if self._stream is not None and self._stream.session == msg["session"] and self._stream.ident == ident:
-                self._stream.credits += int(msg["n"])
-        elif op == "stop":
-            if self._stream is not None and self._stream.ident == ident:
-                self._end_stream()
-        else:
-            raise ValueError(f"unknown op {op!r}")
+            if stream is not None and stream.session == msg["session"] and stream.ident == ident:
+                if stream.credits + msg["n"] > MAX_CREDITS:
+                    raise BadRequest(f"credit: n={msg['n']} would give the stream {stream.credits + msg['n']} "
+                                     f"credits, more than {MAX_CREDITS}", session=msg["session"])
+                stream.credits += msg["n"]
+        elif stream is not None and stream.ident == ident:  # stop
+            self._end_stream()
 
-    def _start(self, ident: bytes, msg: Dict[str, Any]) -> None:
+    def _check_free(self, ident: bytes, client: str, session: int) -> None:
+        """BadRequest (kind "busy") while another client that is still connected holds the stream."""
+        stream = self._stream
+        if stream is None or stream.ident == ident or stream.client == client:
+            return  # free, or the attached client itself (reconnected: a new identity, the same name)
+        if not self._reachable(stream.ident):
+            log.info("stream %d: client %s is gone; %s takes the server", stream.session, stream.client, client)
+            self._end_stream()
+            return
+        raise BadRequest(
+            f"this server already streams to client {stream.client!r} at {stream.address} (since {stream.since}); "
+            f"one client per server: close that RemoteLoader first, or start another `feedstock serve` for "
+            f"client {client!r}", session=session, kind="busy")
+
+    def _reachable(self, ident: bytes) -> bool:
+        try:
+            self.sock.send_multipart([ident, protocol.encode("ping")], zmq.NOBLOCK)
+        except zmq.Again:
+            return True  # connected, its queue full
+        except zmq.ZMQError:
+            return False  # EHOSTUNREACH (ROUTER_MANDATORY): ZeroMQ dropped the connection
+        return True
+
+    def _start(self, ident: bytes, frame: zmq.Frame, msg: Dict[str, Any]) -> None:
+        session = msg["session"]
+        if msg["batch"] >= max(1, len(self.loader)):
+            raise BadRequest(f"start: batch={msg['batch']} is not a batch of this server's part (it has "
+                             f"{len(self.loader)} per epoch)", session=session)
+        self._check_free(ident, msg["client"], session)
         self._end_stream()
         self._wait_sent(0)  # a repositioned loader may refill any slot, also those still being sent
-        state = dict(self.loader.state_dict(), seed=int(msg["seed"]), epoch=int(msg["epoch"]),
-                     next_batch=int(msg["batch"]))
+        state = dict(self.loader.state_dict(), seed=msg["seed"], epoch=msg["epoch"], next_batch=msg["batch"])
         self.loader.load_state_dict(state)
-        self._stream = _Stream(ident, int(msg["session"]), int(msg["credits"]), leased(self.loader))
-        log.info("stream %d: epoch %d batch %d for client %s", msg["session"], msg["epoch"], msg["batch"],
-                 ident.hex())
+        self._stream = _Stream(ident, msg["client"], session, msg["credits"], leased(self.loader))
+        self._stream.address = _peer_address(frame)
+        log.info("stream %d: epoch %d batch %d for client %r at %s", session, msg["epoch"], msg["batch"],
+                 msg["client"], self._stream.address)
 
     def _end_stream(self) -> None:
         stream, self._stream = self._stream, None
@@ -155,7 +213,7 @@ class FeedServer:
         except Exception as exc:  # the loader's error (it names the record) goes to the client
             log.error("stream %d failed: %s", stream.session, exc)
             self._send(stream.ident, protocol.encode("error", session=stream.session,
-                                                     message=f"{type(exc).__name__}: {exc}"))
+                                                     message=f"{type(exc).__name__}: {exc}", kind="stream"))
             self._stream = None
             return
         rows = len(next(iter(batch.values())))
@@ -216,6 +274,28 @@ class FeedServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _peer_address(frame: zmq.Frame) -> str:
+    try:
+        return frame.get("Peer-Address") or "?"
+    except zmq.ZMQError:  # ipc/inproc peers have none
+        return "?"
+
+
+def _bind(sock: zmq.Socket, endpoint: str) -> None:
+    """``sock.bind(endpoint)``; RemoteSetupError in one line, naming the endpoint and what to do."""
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        if exc.errno == zmq.EADDRINUSE:
+            why = ("the address is already in use (another `feedstock serve` or program listens there): stop "
+                   "it, or bind another port (--bind tcp://HOST:PORT; port * picks a free one)")
+        elif exc.errno == zmq.EADDRNOTAVAIL:
+            why = "no network interface of this host has that address: bind one of its own addresses, or tcp://*:PORT"
+        else:
+            why = f"{exc.strerror}: expected tcp://HOST:PORT (or ipc://PATH) that this host can listen on"
+        raise RemoteSetupError(f"cannot bind {show(endpoint)[1:-1]}: {why}") from None
 
 
 def _authenticator(ctx: zmq.Context, clients_dir: str) -> Any:
