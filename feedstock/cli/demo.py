@@ -3,7 +3,9 @@
 Converts the bundled Fashion-MNIST sample to Caffe LMDBs (as Caffe's
 convert_mnist_data does: raw 1x28x28 Datums, keys ``%08d``), reads them back
 through ``CaffeLmdb``, then trains LeNet fed by the multi-process Loader and
-prints accuracy, throughput and the fraction of time the trainer waited for data.
+prints accuracy, throughput and the fraction of time the trainer waited for data;
+the output folder gets the curves, first-layer filters, the network diagram
+(``lenet_net.png``), weight histograms, metrics JSON and the final snapshot.
 """
 from __future__ import annotations
 

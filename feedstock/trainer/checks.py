@@ -43,13 +43,12 @@ def input_reshape(shape: Sequence[int], input_shape: Shape, flatten: bool, where
 
 
 class BatchCheck:
-    """One stream's batches for one net: layout checked on the first batch, labels (the net's
-    ``check_labels`` hook) on every batch; ``device`` gives the layouts the net and its loss take."""
+    """One stream's batches for one net: the layout (the net's ``input_reshape``) checked on the first
+    batch, labels (its ``check_labels``) on every batch; ``device`` gives the layouts the net takes."""
 
-    def __init__(self, net: Any, *, input_shape: Shape, flatten: bool, stream: str, data_field: str = "data",
-                 label_field: str = "label", labels: bool = True) -> None:
-        self.net, self.input_shape, self.flatten = net, tuple(input_shape), bool(flatten)
-        self.stream = stream
+    def __init__(self, net: Any, *, stream: str, data_field: str = "data", label_field: str = "label",
+                 labels: bool = True) -> None:
+        self.net, self.stream = net, stream
         self.data_field, self.label_field, self.labels = data_field, label_field, bool(labels)
         self.reshape: Optional[Shape] = None
 
@@ -59,11 +58,8 @@ class BatchCheck:
             if name not in batch:
                 raise ValueError(f"{self.stream}: batches have fields {sorted(batch)}, the model needs {name!r}")
         data = batch[self.data_field]
-        where = f"{self.stream} field {self.data_field!r} (batch shape {tuple(data.shape)})"
-        shape = tuple(data.shape[1:])
-        if getattr(self.net, "any_input_size", False) and len(shape) == 3 and shape[0] == self.input_shape[0]:
-            return  # a fully convolutional net (SegNet) takes any height and width
-        self.reshape = input_reshape(shape, self.input_shape, self.flatten, where)
+        self.reshape = self.net.input_reshape(
+            data.shape[1:], f"{self.stream} field {self.data_field!r} (batch shape {tuple(data.shape)})")
 
     def check_labels(self, batch: Mapping[str, np.ndarray], k: int) -> None:
         self.net.check_labels(batch[self.label_field], f"{self.stream} field {self.label_field!r}, batch {k}")

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..device import DeviceFeeder
 from ..backend import Backend, get_backend
-from .checks import BatchCheck, flattens_input
+from .checks import BatchCheck
 from .deploy import deployment
 from .inputs import Feeds, open_feeds
 from .layers import Dropout
@@ -41,16 +41,10 @@ def step_seed(seed: int, it: int) -> int:
     return int(np.random.SeedSequence([seed, it, _DROPOUT_TAG]).generate_state(1)[0])
 
 
-def batch_check(net: Net, mdef: ModelDef, stream: str, *, labels: bool = True) -> BatchCheck:
-    """The check of one stream's batches against what ``mdef``'s net takes."""
-    return BatchCheck(net, input_shape=mdef.input_shape, flatten=flattens_input(mdef.layers), stream=stream,
-                      labels=labels)
-
-
 def evaluate(net: Net, feeder: DeviceFeeder, stream: Any, test_iter: int = 0, *,
              check: Optional[BatchCheck] = None) -> Meter:
     """The net's meter over the stream's epoch 0 (the first ``test_iter`` batches when > 0)."""
-    check = check or BatchCheck(net, input_shape=net.input_shape, flatten=False, stream="validation data")
+    check = check or BatchCheck(net, stream="validation data")
     meter = net.meter()
     # A test pass is no training step: it is kept out of the timing report (record=False).
     batches = feeder.feed(check.host(stream.epoch(0)), slots=stream.slot_arrays, record=False)
@@ -75,8 +69,8 @@ class _Run:
             "iter", "train_loss", "train_accuracy", "lr", "test_iter", "test_loss", "test_accuracy")}
         self.files: List[str] = []
         self.last_test: Dict[str, float] = {}
-        self.train_check = batch_check(self.net, mdef, "training data")
-        self.val_check = batch_check(self.net, mdef, "validation data")
+        self.train_check = BatchCheck(self.net, stream="training data")
+        self.val_check = BatchCheck(self.net, stream="validation data")
 
     def test(self, feeder: DeviceFeeder, val: Any) -> None:
         with feeder.paused():

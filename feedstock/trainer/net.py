@@ -8,6 +8,7 @@ import numpy as np
 from ..backend import NUMPY, Backend
 from .conv import Convolution, Pooling
 from .layers import LAYER_TYPES, Layer, Param, SoftmaxWithLoss, count_correct
+from .checks import flattens_input, input_reshape
 from .metrics import ClassificationMeter, Meter, check_class_labels
 from .seg_layers import SEG_LAYER_TYPES
 
@@ -96,6 +97,11 @@ class Net:
         logits = self.forward(x, train=False)
         loss = float(self.loss.forward(logits, labels)) * len(labels)
         return loss, int(count_correct(logits, labels, self.top_k))
+
+    def input_reshape(self, shape: Sequence[int], where: str) -> Optional[Tuple[int, ...]]:
+        """None when records of ``shape`` go in as they are; the shape to view them as when Caffe's
+        InnerProduct would flatten them ((93, 1, 1) for (93,)); ValueError naming ``where`` otherwise."""
+        return input_reshape(shape, self.input_shape, flattens_input([layer.spec for layer in self.layers]), where)
 
     def check_labels(self, labels: np.ndarray, where: str) -> None:
         """Host labels of one batch, checked before they reach the device; ValueError naming ``where``."""

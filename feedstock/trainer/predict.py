@@ -21,7 +21,7 @@ from ..loaders import CaffeLmdb, CsvTable
 from ..loaders.base import Source
 from ..pipeline.loader import Loader
 from ..stream import TEST, Stream
-from .checks import BatchCheck, flattens_input
+from .checks import BatchCheck
 from .deploy import Deployment, load_deployment
 from .feeding import LoaderBatches, batch_stream
 from .models import ModelDef
@@ -66,8 +66,7 @@ class Predictor:
     def run(self, data: PathLike, *, batch_size: int = 256, workers: int = 0) -> Predictions:
         loader = self.loader(data, batch_size=batch_size, workers=workers)
         labelled = "label" in loader.spec
-        check = BatchCheck(self.net, input_shape=self.mdef.input_shape, flatten=flattens_input(self.mdef.layers),
-                           stream=os.fspath(data), labels=labelled)
+        check = BatchCheck(self.net, stream=os.fspath(data), labels=labelled)
         meter = self.net.meter() if labelled else None
         probs, labels, ids = [], [], []
         batches = LoaderBatches(loader)
@@ -137,8 +136,7 @@ def record_keys(source: Source) -> List[str]:
 def predict_proba(net: Net, model: ModelDef, source: Source, *, batch_size: int = 256) -> np.ndarray:
     """Softmax probabilities (len(source), num_classes) of an untransformed source, in source order."""
     stream = batch_stream(source, batch_size=batch_size, workers=0, shuffle=False, seed=0, drop_last=False)
-    check = BatchCheck(net, input_shape=model.input_shape, flatten=flattens_input(model.layers),
-                       stream="prediction data", labels=False)
+    check = BatchCheck(net, stream="prediction data", labels=False)
     feeder = DeviceFeeder(net.backend, scale=model.scale, mean=model.mean, log1p=model.log1p, dtype=net.dtype)
     out = np.empty((len(source), net.num_classes), dtype=np.float32)
     row = 0
