@@ -79,7 +79,7 @@ def test_pairs_list_lmdb_and_unreadable_pairs(tmp_path):
     images, masks, written = write_threshold_pairs(tmp_path, SIZES, spaces=True)
     cv2.imwrite(str(masks / "p 002.png"), np.zeros((3, 3), np.uint8))
     (tmp_path / "l.txt").write_text("".join(f"my images/p {i:03d}.png\tmy masks/p {i:03d}.png\n" for i in range(3)))
-    code, stdout, err = _cli("inspect", tmp_path / "l.txt", "--pairs", "--root", f"{tmp_path}/")
+    code, stdout, err = _cli("inspect", tmp_path / "l.txt", "--source-type", "pairs", "--root-folder", f"{tmp_path}/")
     assert code == 0, err
     assert _table(stdout) == _expected_rows(written[:2])
     assert "unreadable pair" in stdout and "is 3x3 but the image is 30x30" in stdout

@@ -175,3 +175,19 @@ def test_csv_rows_need_no_transform_and_take_caffe_keys_as_blobs(tmp_path):
 def test_masks_or_scales_make_an_auto_source_a_pairs_source():
     assert Stream(source="images", masks="masks").kind() == "pairs"
     assert Stream(source="images", scales=(0.5, 1.0)).kind() == "pairs"
+
+
+def test_inspect_reads_through_the_stream_flags(digits_lmdb):
+    import subprocess
+    import sys
+
+    def inspect(*extra):
+        r = subprocess.run([sys.executable, "-m", "feedstock.cli.main", "inspect", digits_lmdb, *extra],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    assert "in the samples: 1x8x8" in inspect()
+    assert "in the samples: 1x6x6" in inspect("--crop-size", "6", "--mean-value", "5")
+    with pytest.raises(AssertionError, match="--crop-size=-1 must be >= 0"):
+        inspect("--crop-size", "-1")

@@ -3,72 +3,81 @@ from __future__ import annotations
 
 import argparse
 import collections
-import math
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
-from ..errors import RecordError
 from ..caffe_pb import Datum
-from ..loaders import CaffeLmdb, open_source
-from ..loaders.caffe_lmdb import release_env
+from ..errors import RecordError
+from ..loaders import CaffeLmdb
 from ..loaders.base import Source
+from ..loaders.caffe_lmdb import release_env
 from ..protocols import BatchReadable
 from ..rng import sample_rng
+from ..stream import TRANSFORM_KEYS, Stream, add_stream_arguments, stream_from_args
 from ..transforms import CenterCrop, Compose, Resize
 from ..writers.build_output import iter_db
 from .build_lmdb import parse_size
+from .contact_sheet import contact_sheet, pick
 
 DESCRIPTION = """\
-Open PATH the way 'feedstock.loaders.open_source' guesses it (image folder, Caffe
-list file, CSV table, Caffe LMDB, HDF5 file or list) and print the record count,
-field shapes and dtypes (declared and probed), the label histogram, class names
-and the key range. --grid writes a labelled contact sheet of samples after the
+Open SOURCE as every command names a source (the shared stream flags: image
+folder, Caffe list file, CSV table, Caffe LMDB, HDF5 file or list, or image + mask
+pairs) and print the record count, field shapes and dtypes (declared and probed),
+the label histogram, class names and the key range; for pairs, the pixels per
+class. --grid writes a labelled contact sheet of samples after the stream's
+transforms (TEST phase unless --phase train, to see the augmentations) and the
 optional --resize/--crop: colour shown as stored (BGR, as OpenCV writes), grey and
 float data normalised per tile to 0-255, vectors folded into squares.
 """
-TILE = 128  # longest side of a tile, in pixels
-BAND = 18  # caption band under each tile
+# stream keys that only steer a Loader: inspect reads records itself
+LOADER_ONLY = ("batch_size", "shuffle", "drop_last", "workers", "prefetch", "on_error", "max_bad_fraction",
+               "timeout", "start_method", "rank", "world_size")
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("inspect", help="summarise a source and draw a contact sheet",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("path", metavar="PATH", help="image folder, list file, .csv, LMDB, .h5 or HDF5 list")
-    p.add_argument("--root", help="list files: prefix of every image path")
     p.add_argument("--grid", metavar="OUT.png", help="write a contact sheet of --samples records")
     p.add_argument("--samples", type=int, default=16, help="records in the grid (default 16)")
-    p.add_argument("--seed", type=int, default=0, help="which records the grid shows (default 0)")
     p.add_argument("--resize", type=parse_size, metavar="HxW", help="resize samples before drawing")
     p.add_argument("--resize-mode", choices=("squash", "crop", "fill", "half_crop"), default="squash")
     p.add_argument("--crop", type=int, metavar="N", help="centre-crop samples to NxN before drawing")
+    p.add_argument("--phase", choices=("train", "test"), default="test",
+                   help="with stream transform flags: draw the samples as this phase gives them (default test)")
     p.add_argument("--max-scan", type=int, default=1_000_000, help="records read for the label "
                    "histogram when labels are not indexed (default 1000000)")
-    from .inspect_pairs import add_pairs_arguments
-
-    add_pairs_arguments(p)
+    p.add_argument("--class-names", metavar="A,B,...", help="pairs: names of classes 0, 1, ... for the table")
+    # the source and its transforms as every command names them; the seed picks the records shown
+    add_stream_arguments(p, skip=LOADER_ONLY)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from . import inspect_pairs
 
-    if inspect_pairs.wants_pairs(args):
-        return inspect_pairs.run(args)
-    kwargs = {"root": args.root} if args.root else {}
-    source = open_source(args.path, **kwargs)
+    stream = stream_from_args(args, defaults={"seed": 0})
+    args.seed, args.path = stream.seed, stream.source
+    if inspect_pairs.wants_pairs(stream):
+        return inspect_pairs.run(stream, args)
+    source = stream.build_source()
     try:
-        return _inspect(source, args)
+        return _inspect(source, args, stream.build_transforms(args.phase) if transforms_given(stream) else [])
     finally:
         if isinstance(source, CaffeLmdb):
             release_env(source.path)  # py-lmdb allows one env per path and process
 
 
-def _inspect(source: Source, args: argparse.Namespace) -> int:
+def transforms_given(stream: Stream) -> bool:
+    """True when a flag changes the samples (then they are drawn as the stream's Loader gives them)."""
+    return any(k in TRANSFORM_KEYS for k in stream.changed())
+
+
+def _inspect(source: Source, args: argparse.Namespace, stream_transforms: Sequence[Any]) -> int:
     labels = labels_of(source, args.max_scan)
     indices = pick(len(source), args.samples, args.seed)
-    transform = make_transform(args)
+    transform = Compose(list(stream_transforms) + list(make_transform(args).transforms))
     samples, failures = read_samples(source, indices, transform, args.seed)
     print("\n".join(describe(source, labels, samples, args.max_scan)))
     for index, error in failures:
@@ -104,16 +113,6 @@ def make_transform(args: argparse.Namespace) -> Compose:
     if args.crop:
         steps.append(CenterCrop(args.crop))
     return Compose(steps)
-
-
-def pick(n: int, count: int, seed: int) -> List[int]:
-    """``count`` distinct record indices in increasing order, chosen by ``seed``."""
-    if count <= 0:
-        raise ValueError(f"--samples {count} must be positive")
-    if n <= count:
-        return list(range(n))
-    rng = np.random.Generator(np.random.Philox(key=seed))
-    return sorted(rng.choice(n, size=count, replace=False).tolist())
 
 
 def labels_of(source: Source, limit: int) -> Tuple[Optional[np.ndarray], int]:
@@ -172,61 +171,3 @@ def caption(sample: dict, index: int, names: Optional[Sequence[str]]) -> str:
         value = int(value)
     name = names[value] if names and isinstance(value, int) and 0 <= value < len(names) else None
     return f"{value} {name}" if name else f"{value}"
-
-
-def to_display(data: np.ndarray) -> np.ndarray:
-    """Any record as an HWC uint8 BGR picture: CHW images, grey, float maps and vectors."""
-    x = np.asarray(data)
-    if x.ndim == 3 and x.shape[1] == 1 and x.shape[2] == 1 or x.ndim == 1:
-        flat = x.reshape(-1)
-        side = math.ceil(math.sqrt(flat.size))
-        x = np.pad(flat.astype(np.float64), (0, side * side - flat.size), constant_values=np.nan)
-        x = x.reshape(1, side, side)
-    elif x.ndim == 2:
-        x = x[None]
-    if x.ndim != 3:
-        raise ValueError(f"cannot draw a record of shape {np.shape(data)}")
-    x = x[:3] if x.shape[0] in (3, 4) else x[:1]  # BGR(A) -> BGR; other channel counts: the first
-    if x.dtype != np.uint8:
-        x = normalise(x)
-    hwc = np.ascontiguousarray(x.transpose(1, 2, 0))
-    return cv2.cvtColor(hwc, cv2.COLOR_GRAY2BGR) if hwc.shape[2] == 1 else hwc
-
-
-def normalise(x: np.ndarray) -> np.ndarray:
-    """Min-max to 0-255 per tile (NaN padding drawn black)."""
-    x = x.astype(np.float64)
-    finite = x[np.isfinite(x)]
-    lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
-    scaled = (x - lo) / (hi - lo) * 255.0 if hi > lo else np.full_like(x, 128.0)
-    return np.nan_to_num(scaled, nan=0.0).round().astype(np.uint8)
-
-
-def tile(data: Optional[np.ndarray], text: str) -> np.ndarray:
-    """One cell: the picture scaled to fit TILE x TILE (nearest when enlarging) and a caption band."""
-    pic = to_display(data) if data is not None else np.full((TILE, TILE, 3), (0, 0, 96), dtype=np.uint8)
-    h, w = pic.shape[:2]
-    scale = TILE / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    pic = cv2.resize(pic, size, interpolation=cv2.INTER_NEAREST if scale > 1 else cv2.INTER_AREA)
-    cell = np.full((TILE + BAND, TILE, 3), 32, dtype=np.uint8)
-    top, left = (TILE - pic.shape[0]) // 2, (TILE - pic.shape[1]) // 2
-    cell[top:top + pic.shape[0], left:left + pic.shape[1]] = pic
-    cv2.putText(cell, text[:20], (3, TILE + BAND - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1,
-                cv2.LINE_AA)
-    return cell
-
-
-def contact_sheet(images: Sequence[Optional[np.ndarray]], captions: Sequence[str], gap: int = 4) -> np.ndarray:
-    """Tiles in a near-square grid on a dark background."""
-    if not images:
-        raise ValueError("no samples to draw")
-    cols = math.ceil(math.sqrt(len(images)))
-    rows = math.ceil(len(images) / cols)
-    ch, cw = TILE + BAND, TILE
-    sheet = np.full((rows * (ch + gap) + gap, cols * (cw + gap) + gap, 3), 16, dtype=np.uint8)
-    for k, (img, text) in enumerate(zip(images, captions)):
-        r, c = divmod(k, cols)
-        y, x = gap + r * (ch + gap), gap + c * (cw + gap)
-        sheet[y:y + ch, x:x + cw] = tile(img, text)
-    return sheet

@@ -1,8 +1,8 @@
 """``feedstock inspect`` for segmentation pairs: counts, a class-frequency table and an overlay contact sheet.
 
-Pairs are named as everywhere else: an images folder with ``--masks`` (matched by
-stem), a pairs list file with ``--pairs`` (``--root`` prefix), or an image LMDB with
-``--masks`` the label LMDB. Without ``--masks``, a folder holding ``images/`` and
+Pairs are named as everywhere else (the stream flags): an images folder with
+``--masks`` (matched by stem), a pairs list file with ``--source-type pairs``
+(``--root-folder`` prefix), or an image LMDB with ``--masks`` the label LMDB. Without ``--masks``, a folder holding ``images/`` and
 ``masks/``, or an images folder with a ``masks`` folder beside it, is taken as pairs.
 """
 from __future__ import annotations
@@ -20,7 +20,8 @@ from ..loaders.caffe_lmdb import release_env
 from ..loaders.decode import IMAGE_EXTENSIONS
 from ..loaders.lmdb_pairs import LmdbPairs
 from ..loaders.pairs_source import PairsSource, open_pairs
-from .inspect_cmd import contact_sheet, pick, to_display
+from ..stream import Stream
+from .contact_sheet import contact_sheet, pick, to_display
 
 ALPHA = 0.6  # weight of the class colour over the image
 
@@ -69,17 +70,21 @@ def guess_pairs(path: str) -> Optional[Tuple[str, str]]:
     return None
 
 
-def wants_pairs(args: argparse.Namespace) -> bool:
-    return bool(args.masks or args.pairs) or guess_pairs(args.path) is not None
+def wants_pairs(stream: Stream) -> bool:
+    """Pairs named (``--masks``, ``--source-type pairs``) or a pairs layout found by itself."""
+    if stream.source_type == "pairs" or stream.masks:
+        return True
+    return stream.source_type == "auto" and guess_pairs(stream.source) is not None
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.masks or args.pairs:
-        images, masks = args.path, args.masks or ""
+def run(stream: Stream, args: argparse.Namespace) -> int:
+    if stream.source_type == "pairs" or stream.masks:
+        images, masks = stream.source, stream.masks
     else:
-        images, masks = guess_pairs(args.path)  # type: ignore[misc]
+        images, masks = guess_pairs(stream.source)  # type: ignore[misc]
         print(f"pairs: images {images} with masks {masks} (a pairs layout; --masks chooses others)")
-    source = open_pairs(images, masks, root_folder=args.root or "", allow_missing=True)
+    args.ignore_label = stream.ignore_label
+    source = open_pairs(images, masks, root_folder=stream.root_folder, allow_missing=True)
     try:
         return _inspect(source, args)
     finally:
@@ -177,15 +182,3 @@ def overlay_tiles(source: PairsSource, indices: Sequence[int],
         present = np.unique(sample["mask"]).tolist()
         captions.append(f"#{i} " + ",".join(map(str, present)))
     return tiles, captions
-
-
-def add_pairs_arguments(p: argparse.ArgumentParser) -> None:
-    """inspect's pairs flags."""
-    g = p.add_argument_group("segmentation pairs")
-    g.add_argument("--masks", help="PATH is an images folder (or image LMDB) and MASKS its masks folder "
-                   "(or label LMDB)")
-    g.add_argument("--pairs", action="store_true", help="PATH is a pairs list file ('<image> <mask>' lines)")
-    g.add_argument("--ignore-label", type=int, default=255, help="the mask value drawn white and listed as "
-                   "(ignore) (default 255)")
-    g.add_argument("--class-names", metavar="A,B,...", help="names of classes 0, 1, ... for the table")
-
