@@ -5,10 +5,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from test_build_helpers import cli_output, parse_datum_wire, read_db
 
 from feedstock.loaders import CaffeLmdb
 from feedstock.pipeline.loader import Loader
-from test_build_helpers import cli_output, parse_datum_wire, read_db
 
 
 def odd_folder(root):
@@ -62,7 +62,7 @@ def test_reencode_stores_the_dataset_channels_in_8_bits(tmp_path, no_leaks):
     records = read_db(tmp_path / "db")
     assert len(records) == 7 and not (tmp_path / "db" / "skipped.txt").exists()
     names = [k.decode().split("_", 1)[1] for k, _ in records]
-    for (key, value), name in zip(records, names):
+    for (_key, value), name in zip(records, names):
         payload = parse_datum_wire(value)["data"]
         if name.startswith("a/"):
             assert payload == (tmp_path / "S" / name).read_bytes()  # good files keep their bytes (Caffe)

@@ -6,10 +6,10 @@ import os
 import cv2
 import numpy as np
 import pytest
+from test_build_helpers import cli_output, parse_datum_wire, raw_pixels, read_db
 
 from feedstock.caffe_pb import BlobProto, read_mean_file
 from feedstock.loaders import CaffeLmdb
-from test_build_helpers import cli_output, parse_datum_wire, raw_pixels, read_db
 
 RAW_TAGS = [0x08, 0x10, 0x18, 0x22, 0x28, 0x38]  # convert_imageset raw: C, H, W, data, label, encoded=false
 ENCODED_TAGS = [0x22, 0x28, 0x38]  # encoded: data, label, encoded=true; no C/H/W
@@ -41,7 +41,7 @@ def test_image_folder_raw_color_datums_are_caffe_bytes(tmp_path):
     records = read_db(tmp_path / "db")
     expected_keys = [f"{i:08d}_{rel}".encode() for i, rel in enumerate(sorted(images))]
     assert [k for k, _ in records] == expected_keys
-    for (key, value), rel in zip(records, sorted(images)):
+    for (_key, value), rel in zip(records, sorted(images)):
         fields = parse_datum_wire(value)
         label, img = images[rel]
         assert fields["tags"] == RAW_TAGS and fields["encoded"] == 0
@@ -69,7 +69,7 @@ def test_list_file_gray_resize_is_opencv_linear_and_keys_keep_spaces(tmp_path):
           "--resize-height", "4", "--resize-width", "4", "--workers", "0")
     records = read_db(tmp_path / "db")
     assert [k for k, _ in records] == [b"00000000_a b.png", b"00000001_c.png"]
-    for (key, value), (name, label) in zip(records, (("a b.png", 3), ("c.png", 1))):
+    for (_key, value), (name, label) in zip(records, (("a b.png", 3), ("c.png", 1))):
         fields = parse_datum_wire(value)
         assert fields["tags"] == RAW_TAGS and fields["label"] == label
         assert (fields["channels"], fields["height"], fields["width"]) == (1, 4, 4)
@@ -90,7 +90,7 @@ def test_one_resize_size_alone_does_not_resize(tmp_path):
 def test_encoded_keeps_original_bytes_when_nothing_changes(tmp_path):
     images = write_folder(tmp_path / "imgs", np.random.default_rng(3), ext=".jpg", per_class=2)
     build(tmp_path / "imgs", tmp_path / "db", "--encoded", "--workers", "0")
-    for (key, value), rel in zip(read_db(tmp_path / "db"), sorted(images)):
+    for (_key, value), rel in zip(read_db(tmp_path / "db"), sorted(images)):
         fields = parse_datum_wire(value)
         assert fields["tags"] == ENCODED_TAGS and fields["encoded"] == 1
         assert fields["data"] == (tmp_path / "imgs" / rel).read_bytes()
@@ -103,13 +103,13 @@ def test_encoded_keeps_original_bytes_when_nothing_changes(tmp_path):
 def test_reencoded_png_and_resized_jpeg(tmp_path):
     images = write_folder(tmp_path / "imgs", np.random.default_rng(4), ext=".jpg", per_class=2)
     build(tmp_path / "imgs", tmp_path / "png", "--encode-type", "png", "--workers", "0")
-    for (key, value), rel in zip(read_db(tmp_path / "png"), sorted(images)):
+    for (_key, value), rel in zip(read_db(tmp_path / "png"), sorted(images)):
         fields = parse_datum_wire(value)
         assert fields["tags"] == ENCODED_TAGS and fields["data"][:8] == b"\x89PNG\r\n\x1a\n"
         decoded = cv2.imdecode(np.frombuffer(fields["data"], np.uint8), cv2.IMREAD_UNCHANGED)
         np.testing.assert_array_equal(decoded, images[rel][1])  # lossless: the decoded JPEG pixels
     build(tmp_path / "imgs", tmp_path / "jpg", "--encode-type", "jpg", "--resize", "6x8", "--workers", "0")
-    for (key, value), rel in zip(read_db(tmp_path / "jpg"), sorted(images)):
+    for (_key, value), rel in zip(read_db(tmp_path / "jpg"), sorted(images)):
         fields = parse_datum_wire(value)
         resized = cv2.resize(images[rel][1], (8, 6), interpolation=cv2.INTER_LINEAR)
         ok, expected = cv2.imencode(".jpg", resized)  # OpenCV defaults: quality 95, like Caffe
@@ -117,7 +117,7 @@ def test_reencoded_png_and_resized_jpeg(tmp_path):
     source = CaffeLmdb(tmp_path / "jpg")
     assert source[0]["data"].shape == (3, 6, 8)
     build(tmp_path / "imgs", tmp_path / "gray", "--encode-type", "png", "--gray", "--workers", "0")
-    for (key, value), rel in zip(read_db(tmp_path / "gray"), sorted(images)):
+    for (_key, value), rel in zip(read_db(tmp_path / "gray"), sorted(images)):
         payload = parse_datum_wire(value)["data"]
         decoded = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_UNCHANGED)
         np.testing.assert_array_equal(decoded, cv2.imread(str(tmp_path / "imgs" / rel), cv2.IMREAD_GRAYSCALE))
@@ -213,7 +213,7 @@ def test_real_photos_with_a_space_in_the_name(tmp_path, shared_data):
     out = build(tmp_path / "list.txt", tmp_path / "enc", "--root", f"{photos}/", "--encoded", "--workers", "0")
     raw, enc = read_db(tmp_path / "raw"), read_db(tmp_path / "enc")
     assert [k for k, _ in raw] == [b"00000000_cat.jpg", b"00000001_cat gray.jpg"]
-    for (key, value), name in zip(raw, ("cat.jpg", "cat gray.jpg")):
+    for (_key, value), name in zip(raw, ("cat.jpg", "cat gray.jpg")):
         expected = cv2.imread(str(photos / name), cv2.IMREAD_COLOR)  # grey file -> 3 channels
         np.testing.assert_array_equal(raw_pixels(parse_datum_wire(value)), expected.transpose(2, 0, 1))
     # Kept byte for byte the grey JPEG would decode natively to 1 channel: skipped and named, not kept.

@@ -9,9 +9,9 @@ import cv2
 import lmdb
 import numpy as np
 import pytest
+from test_build_helpers import cli_output, cli_process, read_db
 
 from feedstock.testing import make_raw_lmdb
-from test_build_helpers import cli_output, cli_process, read_db
 
 ARGS = ["--val-fraction", "0.2", "--shuffle", "--seed", "3", "--mean", "--quiet"]
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_build_helpers import cli_output, parse_datum_wire, read_db
 
 from feedstock.loaders import ImageFolder
 from feedstock.testing import make_image_folder, make_otto_csv
 from feedstock.writers.build import BuildOptions, build_lmdb
-from test_build_helpers import cli_output, parse_datum_wire, read_db
 
 CLASSES = ["cat", "dog", "fox"]
 

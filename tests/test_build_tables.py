@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import h5py
 import numpy as np
+from test_build_helpers import cli_output, parse_datum_wire, read_db
 
 from feedstock.caffe_pb import read_mean_file
 from feedstock.loaders import CaffeLmdb
 from feedstock.testing import make_otto_csv
-from test_build_helpers import cli_output, parse_datum_wire, read_db
 
 FLOAT_HEAD = [0x08, 0x10, 0x18, 0x28]  # C, H, W, label (field 5); then one 0x35 per float (field 6), encoded
 
@@ -24,7 +24,7 @@ def test_otto_csv_rows_become_float_datums_of_shape_f11(tmp_path):
     records = read_db(tmp_path / "db")
     assert [k for k, _ in records] == [f"{i:08d}_{i + 1}".encode() for i in range(40)]  # %08d_<id>
     top = int(labels.max())  # Class_<k+1> -> code k by its number, whichever classes the file holds
-    for row, (key, value) in enumerate(records):
+    for row, (_key, value) in enumerate(records):
         fields = parse_datum_wire(value)
         assert fields["tags"] == FLOAT_HEAD + [0x35] * 7 + [0x38]  # float_data unpacked
         assert (fields["channels"], fields["height"], fields["width"]) == (7, 1, 1)
@@ -54,7 +54,7 @@ def test_hdf5_file_rows_become_float_datums(tmp_path):
     build(tmp_path / "d.h5", tmp_path / "db")
     records = read_db(tmp_path / "db")
     assert [k for k, _ in records] == [f"{i:08d}".encode() for i in range(5)]  # unnamed rows: %08d
-    for i, (key, value) in enumerate(records):
+    for i, (_key, value) in enumerate(records):
         fields = parse_datum_wire(value)
         assert fields["tags"] == FLOAT_HEAD + [0x35] * 24 + [0x38]
         assert (fields["channels"], fields["height"], fields["width"]) == (2, 3, 4)

@@ -149,7 +149,7 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
                         val_fraction=args.val_fraction, mean=args.mean, strict=args.strict, shard=args.shard,
                         workers=args.workers, txn_size=args.txn_size, throttle_s=args.throttle_ms / 1000.0,
                         start_method=args.start_method, no_labels=args.no_labels, reencode=args.reencode,
-                        classes=read_classes(args.classes) if args.classes else None)
+                        classes=tuple(read_classes(args.classes)) if args.classes else None)
 
 
 def check_engine_args(args: argparse.Namespace) -> None:

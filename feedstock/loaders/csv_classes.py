@@ -138,7 +138,7 @@ def _derived_codes(names: List[str]) -> Tuple[List[int], Optional[List[str]], Di
             if v is None:
                 kind = "a number but not an integer" if is_number(names[i]) else "not an integer"
                 problems[i] = f"label {names[i]!r} is {kind} (the labels are integer classes)"
-        return [ints.get(i) if ints.get(i) is not None else -1 for i in range(len(names))], None, problems
+        return [_or_bad(ints.get(i)) for i in range(len(names))], None, problems
     numbered = _numbered_classes([names[i] for i in valid])
     if numbered is not None:
         lookup, classes = numbered
@@ -148,10 +148,15 @@ def _derived_codes(names: List[str]) -> Tuple[List[int], Optional[List[str]], Di
     return [code.get(n, -1) for n in names], classes, problems
 
 
+def _or_bad(code: Optional[int]) -> int:
+    return -1 if code is None else code
+
+
 def _numbered_classes(names: List[str]) -> Optional[Tuple[Dict[str, int], List[str]]]:
     """({name: code}, classes) when every name is ``<prefix>_<int>`` with one prefix, else None."""
-    parts = {n: split_name(n) for n in names}
-    if not names or any(p is None for p in parts.values()) or len({p[0] for p in parts.values()}) != 1:
+    split = {n: split_name(n) for n in names}
+    parts = {n: p for n, p in split.items() if p is not None}
+    if not names or len(parts) != len(split) or len({p[0] for p in parts.values()}) != 1:
         return None
     numbers = {p[1] for p in parts.values()}
     first, last = (0 if 0 in numbers else 1), max(numbers)

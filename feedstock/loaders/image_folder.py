@@ -51,7 +51,7 @@ def walk_images(folder: str, excluded: Excluded) -> Tuple[List[str], List[str]]:
     if excluded(folder):
         return found, [folder]
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        kept = []
+        kept: List[str] = []
         for name in sorted(dirnames):
             (pruned if excluded(os.path.join(dirpath, name)) else kept).append(os.path.join(dirpath, name))
         dirnames[:] = [os.path.basename(p) for p in kept]  # os.walk descends only into these

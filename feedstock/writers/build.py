@@ -270,7 +270,7 @@ class _Run:
                                   f"shape {rec.shape} differs from the first record's {first_shape} (--check-size)")
             writer.put(key, rec.value)
         if with_mean and self.mean is not None:
-            for shape, (total, count, line_id) in result.sums.items():
+            for _shape, (total, count, line_id) in result.sums.items():
                 where = record_key(line_id, names[int(split.order[line_id])]).decode("utf-8", "backslashreplace")
                 self.mean.add_sum(total, count, where)
         self.processed += len(result.records)

@@ -46,7 +46,7 @@ import numpy as np
 
 from ..errors import RecordError, WorkerError
 from . import build_output as bo
-from .build import BuildOptions, BuildReport, check_kind_options, build_lmdb
+from .build import BuildOptions, BuildReport, build_lmdb, check_kind_options
 from .build_merge import merge_lmdb
 from .build_plan import Split, detect_kind, make_splits, shard_range
 from .build_safety import check_not_source, output_paths, parts_path, safe_listing
