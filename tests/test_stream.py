@@ -191,3 +191,15 @@ def test_inspect_reads_through_the_stream_flags(digits_lmdb):
     assert "in the samples: 1x6x6" in inspect("--crop-size", "6", "--mean-value", "5")
     with pytest.raises(AssertionError, match="--crop-size=-1 must be >= 0"):
         inspect("--crop-size", "-1")
+
+
+def test_csv_class_codes_follow_the_given_class_list_and_bad_rows_skip(tmp_path):
+    (tmp_path / "labels.txt").write_text("Class_1\nClass_2\nClass_3\n")
+    val = tmp_path / "val.csv"
+    val.write_text("id,feat_1,target\n1,3,Class_3\n2,x,Class_2\n3,5,Class_2\n")
+    s = Stream(source=str(val), classes=str(tmp_path / "labels.txt"), on_error="skip", batch_size=2, workers=0)
+    batch = _batches(s, "test", 1)[0]
+    np.testing.assert_array_equal(batch["label"], [2, 1])  # Class_3 -> 2 though Class_1 is absent
+    np.testing.assert_array_equal(batch["data"], [[3], [5]])  # the bad cell's row is skipped
+    with pytest.raises(ValueError, match="val.csv:3"):
+        Stream(source=str(val), batch_size=2, workers=0).build_source()

@@ -28,8 +28,12 @@ def build_source(s: "Stream", kind: str, *, fields: Optional[Sequence[str]] = No
     if kind == "folder":
         return loaders.ImageFolder(s.source, color=s.is_color)
     if kind == "csv":
-        kwargs = {"label_column": s.label_column} if s.label_column else {}
-        return loaders.CsvTable(s.source, caffe_shape=caffe_layout, **kwargs)
+        kwargs: Dict[str, Any] = {"label_column": s.label_column} if s.label_column else {}
+        if s.classes:  # the training set's codes, so a file without some class keeps them
+            from ..loaders.csv_classes import read_classes
+
+            kwargs["classes"] = read_classes(s.classes)
+        return loaders.CsvTable(s.source, caffe_shape=caffe_layout, on_error=s.on_error, **kwargs)
     if kind == "hdf5":
         # Caffe's HDF5Data: the dataset names are the layer's top names
         return loaders.Hdf5(s.source, fields=tuple(fields) if fields else ("data", "label"))

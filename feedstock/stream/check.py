@@ -152,7 +152,7 @@ def _label(key: str, value: Any) -> int:
 # key -> normaliser (raises StreamKeyError naming the key)
 RULES: Dict[str, Callable[[str, Any], Any]] = {
     "source": as_str, "source_type": lambda k, v: as_choice(k, v, SOURCE_TYPES), "root_folder": as_str,
-    "masks": as_str, "label_column": as_str,
+    "masks": as_str, "label_column": as_str, "classes": as_str,
     "scale": as_number, "mirror": as_bool, "crop_size": as_int, "mean_file": _opt_str, "mean_value": as_numbers,
     "force_color": as_bool, "force_gray": as_bool, "new_height": as_int, "new_width": as_int, "is_color": as_bool,
     "scales": as_scales, "pad_value": as_number, "ignore_label": _label, "occlude": as_bool, "to_range": as_range,

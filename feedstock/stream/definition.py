@@ -35,6 +35,7 @@ class Stream:
     root_folder: str = ""
     masks: str = ""
     label_column: str = ""
+    classes: str = ""
     # transforms: Caffe's transform_param, ImageData's resize and colour, augmentations
     scale: float = 1.0
     mirror: bool = False
