@@ -77,6 +77,7 @@ def register(subparsers: Any) -> None:
 def _inputs(args: argparse.Namespace) -> Tuple[Any, Any, dict]:
     """(training data, validation data, train() keywords) from the flags."""
     from ..stream import stream_from_args
+    from ..trainer.inputs import sets_values
 
     stream = stream_from_args(args, source=args.train, defaults=TRAIN_DEFAULTS)
     if args.remote:
@@ -87,7 +88,9 @@ def _inputs(args: argparse.Namespace) -> Tuple[Any, Any, dict]:
         val = stream.replace(source=args.val).build_loader("test", shuffle=False, drop_last=False,
                                                            caffe_layout=True) if args.val else None
         remote = RemoteLoader(args.remote, curve_server_key=args.curve_server_key, curve_keys=args.curve_keys)
-        return remote, val, {"batch_size": stream.batch_size, "seed": stream.seed}
+        # the servers hold the transform settings; the model scales unless these flags set the values
+        return remote, val, {"batch_size": stream.batch_size, "seed": stream.seed,
+                             "model_scaling": not sets_values(stream)}
     if args.train is None:
         return _bundled(args, stream)
     return stream, args.val, {"holdout": args.holdout}

@@ -59,6 +59,9 @@ def open_feeds(train_source: Any, val_source: Any, *, holdout: float, batch_size
     ``holdout``: validate on this seeded fraction of the training records instead of ``val_source``."""
     if holdout and val_source is not None:
         raise ValueError("give either a validation source or a holdout fraction, not both")
+    if loader_kwargs and isinstance(train_source, (Stream, BatchLoader)):
+        raise ValueError(f"loader options {sorted(loader_kwargs)} apply to sources; a Stream or a ready loader "
+                         "carries its own")
     if isinstance(train_source, Stream):
         return _stream_feeds(train_source, val_source, holdout, batch_size, seed, model_scaling, class_names)
     if isinstance(train_source, BatchLoader):

@@ -80,7 +80,8 @@ class _Run:
         for name, value in result.items():
             h.setdefault(f"test_{name}", []).append(value)
         self.last_test = result
-        log.info("iteration %d: test %s", self.solver.iter, ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
+        log.info("iteration %d: test %s", self.solver.iter,
+                 ", ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float)))
 
     def step(self, batch: Dict[str, Any]) -> None:
         backend, it = self.net.backend, self.solver.iter

@@ -34,12 +34,13 @@ PathLike = Union[str, Path]
 class Predictions:
     """Per record, in data order: probabilities (N, K), keys, CSV ids; labels and metrics when labelled."""
 
-    probs: np.ndarray
+    probs: Optional[np.ndarray]  # (N, K) for a classifier
     keys: List[str]
     ids: Optional[np.ndarray] = None
     labels: Optional[np.ndarray] = None
     metrics: Dict[str, float] = field(default_factory=dict)
     confusion: Optional[np.ndarray] = None
+    classes: Optional[np.ndarray] = None  # (N, H, W) class per position, for nets scoring every pixel
 
 
 class Predictor:
@@ -69,20 +70,24 @@ class Predictor:
         check = BatchCheck(self.net, stream=os.fspath(data), labels=labelled)
         meter = self.net.meter() if labelled else None
         probs, labels, ids = [], [], []
+        per_record = self.net.output_rank == 1  # else scores per position (a segmentation net)
         batches = LoaderBatches(loader)
         with DeviceFeeder(self.net.backend, dtype=self.net.dtype, **_conversion(self.deploy)) as feeder, \
                 closing(batches):
             for batch in feeder.feed(check.host(batches.epoch(0)), slots=batches.slot_arrays):
                 scores = self.net.forward(check.data(batch), train=False)
-                probs.append(_softmax64(self.net.backend.to_numpy(scores)))
+                host = self.net.backend.to_numpy(scores)
+                probs.append(_softmax64(host) if per_record else host.argmax(axis=1).astype(np.int32))
                 if meter is not None:
                     meter.update(scores, self.net.loss_labels(batch["label"]))
                     labels.append(self.net.backend.to_numpy(self.net.loss_labels(batch["label"])))
                 if "id" in batch:
                     ids.append(self.net.backend.to_numpy(batch["id"]))
-        out = Predictions(np.concatenate(probs), record_keys(loader.source),
+        stacked = np.concatenate(probs)
+        out = Predictions(stacked if per_record else None, record_keys(loader.source),
                           np.concatenate(ids).astype(np.int64) if ids else None,
-                          np.concatenate(labels).astype(np.int64) if labels else None)
+                          np.concatenate(labels).astype(np.int64) if labels else None,
+                          classes=None if per_record else stacked)
         if meter is not None:
             out.metrics, out.confusion = meter.result(), meter.confusion
         return out
@@ -162,6 +167,14 @@ def write_class_probabilities(path: PathLike, probs: np.ndarray, *, ids: Optiona
         f.write(",".join(["id"] + names) + "\n")
         # 9 significant digits: float32 probabilities round-trip, so scores computed from the file match
         np.savetxt(f, np.column_stack([ids.astype(np.float64), probs]), fmt=["%d"] + ["%.9g"] * k, delimiter=",")
+    return path
+
+
+def write_position_classes(path: PathLike, pred: Predictions) -> Path:
+    """npz of ``keys`` and ``classes`` (N, H, W): the predicted class of every position (segmentation)."""
+    path = Path(path)
+    with open(path, "wb") as f:  # a file object: numpy adds no .npz suffix to the name asked for
+        np.savez_compressed(f, keys=np.asarray(pred.keys), classes=pred.classes)
     return path
 
 
