@@ -13,7 +13,9 @@ Sequential order (``shuffle=False``) is the target case (>= 1M rows/s with 2
 workers); shuffled order is printed too: rows of a shuffled batch are scattered
 over the file, so each costs an h5py call whatever the path (about 20 us here).
 Each figure is the best of ``--repeats`` interleaved rounds (the machine is
-shared); rates count rows delivered to the consumer after the first batch.
+shared); rates count rows delivered to the consumer after the first batch. On a
+shared machine the Loader's rows per CPU second (main process and workers
+together) says more than its rows/s: it does not depend on what else runs.
 
 Usage: python bench/bench_hdf5.py [--rows 200000] [--workers 2] [--prefetch 16] [--repeats 3]
 """
@@ -23,7 +25,7 @@ import argparse
 import os
 import tempfile
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple, Union
 
 import numpy as np
 
@@ -48,18 +50,30 @@ def make_file(path: str, rows: int) -> None:
         f["label"] = rng.integers(0, 9, size=rows).astype(np.float32)
 
 
-def loader_rate(source: Hdf5, *, workers: int, prefetch: int, shuffle: bool, max_rows: int) -> float:
-    """Rows/s delivered by the Loader after its first batch (workers started and warm), up to ``max_rows``."""
+def cpu_seconds(pids: List[int]) -> float:
+    """User + system CPU seconds of this process and of ``pids`` so far."""
+    total = time.process_time()
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def loader_rate(source: Hdf5, *, workers: int, prefetch: int, shuffle: bool, max_rows: int) -> Tuple[float, float]:
+    """(rows/s, rows per CPU second of all its processes) delivered by the Loader after its first batch
+    (workers started and warm), up to ``max_rows``."""
     with Loader(source, None, batch_size=BATCH, workers=workers, prefetch=prefetch, shuffle=shuffle, seed=0,
                 start_method="fork") as loader:
         it = iter(loader)
         next(it)
-        start, rows = time.perf_counter(), 0
+        pids = loader.worker_pids()
+        start, cpu, rows = time.perf_counter(), cpu_seconds(pids), 0
         for batch in it:
             rows += len(batch["data"])
             if rows >= max_rows:
                 break
-        return rows / (time.perf_counter() - start)
+        return rows / (time.perf_counter() - start), rows / max(cpu_seconds(pids) - cpu, 1e-9)
 
 
 def in_process_rate(source: Hdf5, *, batched: bool, max_rows: int) -> float:
@@ -75,13 +89,17 @@ def in_process_rate(source: Hdf5, *, batched: bool, max_rows: int) -> float:
     return rows / (time.perf_counter() - start)
 
 
-def best(repeats: int, contenders: Dict[str, Callable[[], float]]) -> Dict[str, float]:
-    """Each contender's best over ``repeats`` interleaved rounds."""
-    rates: Dict[str, List[float]] = {name: [] for name in contenders}
+Rate = Union[float, Tuple[float, float]]
+
+
+def best(repeats: int, contenders: Dict[str, Callable[[], Rate]]) -> Dict[str, Tuple[float, float]]:
+    """Each contender's best (rows/s, rows per CPU second) over ``repeats`` interleaved rounds."""
+    rates: Dict[str, List[Tuple[float, float]]] = {name: [] for name in contenders}
     for _ in range(repeats):
         for name, run in contenders.items():
-            rates[name].append(run())
-    return {name: max(r) for name, r in rates.items()}
+            got = run()
+            rates[name].append(got if isinstance(got, tuple) else (got, got))
+    return {name: (max(r[0] for r in got), max(r[1] for r in got)) for name, got in rates.items()}
 
 
 def check_same_batches(path: str, workers: int) -> None:
@@ -93,7 +111,7 @@ def check_same_batches(path: str, workers: int) -> None:
                 raise SystemExit("the batch path differs from the per-row path")
 
 
-def contenders(path: str, args: argparse.Namespace, shuffle: bool) -> Dict[str, Callable[[], float]]:
+def contenders(path: str, args: argparse.Namespace, shuffle: bool) -> Dict[str, Callable[[], Rate]]:
     w, p = args.workers, args.prefetch
     slow_rows = 20_000  # the per-row paths are slow: a part of the file is plenty
     return {
@@ -122,18 +140,19 @@ def main() -> None:
             rates = best(args.repeats, contenders(path, args, shuffle))
             order = "shuffled" if shuffle else "sequential"
             print(f"HDF5 {args.rows} x {FEATURES} float32, batches of {BATCH}, {order} order, {w} workers, "
-                  f"best of {args.repeats}:")
-            print(f"  in-process Hdf5[i] per row             : {rates['rows in-process']:12,.0f} rows/s")
-            print(f"  in-process read_batch(64 consecutive)  : {rates['read_batch in-process']:12,.0f} rows/s "
-                  "(one core; no Loader)")
-            print(f"  Loader per-row path (before)           : {rates['before']:12,.0f} rows/s")
-            print(f"  Loader batch path (after), prefetch {p:<3}: {rates['after']:12,.0f} rows/s   "
-                  f"after/before {rates['after'] / rates['before']:.1f}x")
-            print(f"  Loader batch path, prefetch 4          : {rates['after, prefetch 4']:12,.0f} rows/s")
+                  f"best of {args.repeats} (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores):")
+            (rows_rate, _), (batch_rate, _) = rates["rows in-process"], rates["read_batch in-process"]
+            (before, before_cpu), (after, after_cpu) = rates["before"], rates["after"]
+            print(f"  in-process Hdf5[i] per row             : {rows_rate:12,.0f} rows/s")
+            print(f"  in-process read_batch(64 consecutive)  : {batch_rate:12,.0f} rows/s (one core; no Loader)")
+            print(f"  Loader per-row path (before)           : {before:12,.0f} rows/s  {before_cpu:12,.0f} rows/CPU-s")
+            print(f"  Loader batch path (after), prefetch {p:<3}: {after:12,.0f} rows/s  {after_cpu:12,.0f} rows/CPU-s")
+            print(f"  Loader batch path, prefetch 4          : {rates['after, prefetch 4'][0]:12,.0f} rows/s")
+            print(f"  after/before: {after / before:.1f}x rows/s, {after_cpu / before_cpu:.1f}x rows per CPU second")
             if not shuffle:
-                verdict = "PASS" if rates["after"] >= 1e6 else "below target in this run"
-                print(f"  target >= 1,000,000 rows/s with {w} workers (sequential): {verdict}")
-
+                verdict = "PASS" if after >= 1e6 else "below target in this run"
+                print(f"  target >= 1,000,000 rows/s with {w} workers (sequential): {verdict}; "
+                      f"rows per CPU second x {w} cores = {after_cpu * w:,.0f} (upper bound with the cores to itself)")
 
 if __name__ == "__main__":
     main()
