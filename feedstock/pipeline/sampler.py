@@ -15,10 +15,11 @@ round-robin striding). Every rank gets the same number of samples and batches:
   last batch may be short.
 
 ``part=(j, n)`` narrows a rank's epoch to its batches ``j, j+n, j+2n, ...``
-(remote feed servers split one stream this way: interleaving the n parts
-batch by batch gives back the rank's whole stream, whatever n is). The part's
-batches keep their rows and order; ``num_batches`` and ``shard_size`` count
-the part's only, ``shard()`` holds the part's rows.
+(remote feed servers split one stream this way, see
+:func:`feedstock.remote.served.serve_part`: interleaving the n parts batch by
+batch gives back the rank's whole stream, whatever n is). The part's batches
+keep their rows and order; ``num_batches`` and ``shard_size`` count the part's
+only, ``shard()`` holds the part's rows. The Loader itself has no part option.
 """
 from __future__ import annotations
 
