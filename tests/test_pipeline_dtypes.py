@@ -202,3 +202,16 @@ def test_copy_checked_leaves_the_destination_alone_on_error():
     assert dst.tolist() == [0, 0]
     copy_checked("x", dst, np.array([7, 255], np.int64))
     assert dst.tolist() == [7, 255]
+
+
+def test_a_float_first_record_gives_float_batches_that_hold_the_uint8_records_exactly(tmp_path, no_leaks):
+    env = lmdb.open(str(tmp_path / "db"), map_size=1 << 20)
+    with env.begin(write=True) as txn:
+        for i in range(4):  # key 0 is the float Datum: the batch spec (from record 0) is float32
+            arr = np.full((1, 2, 2), 300.7, np.float32) if i == 0 else np.full((1, 2, 2), 250 + i, np.uint8)
+            txn.put(f"{i:08d}".encode(), array_to_datum(arr, i).SerializeToString())
+    env.close()
+    with Loader(CaffeLmdb(tmp_path / "db"), batch_size=4, workers=0, shuffle=False) as loader:
+        (batch,) = [b["data"].copy() for b in loader]
+    assert batch.dtype == np.float32
+    np.testing.assert_array_equal(batch[:, 0, 0, 0], np.array([300.7, 251, 252, 253], np.float32))
