@@ -3,8 +3,10 @@
 The stream of sample ``index`` in ``epoch`` is Philox keyed by the 128-bit
 integer ``seed << 64 | epoch << INDEX_BITS | index``: the seed fills the high
 word, epoch and index share the low one. The bit layout is the one source of the
-limits on seeds, epochs and dataset indices that the Loader, the sampler and the
-Caffe layer check.
+limits on epochs and dataset indices; seeds are kept to signed 64-bit integers
+(the key's high word would take 64 bits, but states keep the seed in JSON, numpy
+and protobuf int64 fields). The Loader, the sampler and the stream definition (so
+the Caffe layer) check them here.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import numpy as np
 SEED_BITS = 64
 EPOCH_BITS = 24
 INDEX_BITS = 64 - EPOCH_BITS
-MAX_SEED = 2**SEED_BITS  # exclusive upper bounds
+MAX_SEED = 2 ** (SEED_BITS - 1)  # exclusive upper bounds: a seed is a signed 64-bit integer
 MAX_EPOCH = 2**EPOCH_BITS
 MAX_INDEX = 2**INDEX_BITS
 _LOW_MASK = 2**64 - 1
@@ -24,9 +26,9 @@ def _is_int(value: object) -> bool:
 
 
 def check_seed(seed: object, *, name: str = "seed") -> int:
-    """``seed`` as an int in [0, 2**64); ValueError naming ``name`` otherwise (Loader, Sampler, Caffe layer)."""
+    """``seed`` as an int in [0, 2**63); ValueError naming ``name`` otherwise (Loader, Sampler, Caffe layer)."""
     if not _is_int(seed) or not 0 <= int(seed) < MAX_SEED:  # type: ignore[call-overload]
-        raise ValueError(f"{name}={seed!r} must be an integer in [0, 2**{SEED_BITS})")
+        raise ValueError(f"{name}={seed!r} must be an integer in [0, 2**{SEED_BITS - 1})")
     return int(seed)  # type: ignore[call-overload]
 
 
