@@ -120,7 +120,11 @@ def predict_source(stream: Stream, class_names: Optional[Sequence[str]]) -> Sour
         with open(stream.source, newline="", encoding="utf-8-sig") as f:
             header = [h.strip() for h in next(csv.reader(f), [])]
         column = stream.label_column or "target"
-        return CsvTable(stream.source, caffe_shape=True, label_column=column if column in header else None)
+        if column not in header:
+            return CsvTable(stream.source, caffe_shape=True, label_column=None)
+        # the training set's codes: a file without Class_1 must still map Class_3 to code 2
+        return CsvTable(stream.source, caffe_shape=True, label_column=column,
+                        classes=None if class_names is None else list(class_names))
     if kind == "hdf5":
         from ..loaders.hdf5 import hdf5_files
         import h5py
