@@ -112,6 +112,9 @@ def test_segnet_takes_any_size_with_shared_parameters() -> None:
     assert any(np.abs(p.grad).sum() > 0 for p in net.params)  # grads of the reshaped pass land here
     with pytest.raises(ValueError, match=r"takes \(3, H, W\)"):
         net.forward(np.zeros((1, 1, 32, 32), np.float32))
+    assert net.input_reshape((3, 50, 70), "v") is None  # the batch check lets any size through
+    with pytest.raises(ValueError, match=r"^v: records of shape \(1, 8, 8\), the model takes \(3, H, W\)"):
+        net.input_reshape((1, 8, 8), "v")
 
 
 def test_bilinear_upscore_starts_as_interpolation_of_the_scores() -> None:

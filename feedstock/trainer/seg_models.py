@@ -54,7 +54,8 @@ def fcn_small(*, num_classes: int = 4, input_shape: Sequence[int] = (3, 96, 128)
         {"type": "Crop", "name": "crop", "axis": 2, "offset": 0},
         {"type": "SoftmaxWithLoss", "name": "loss", "ignore_label": int(ignore_label), "normalization": "VALID"},
     )
-    solver = SolverConfig(base_lr=0.05, momentum=0.9, weight_decay=0.0005, lr_policy="fixed",
-                          max_iter=600, display=50, test_interval=200, snapshot_prefix="fcn_small")
+    # FCN's "poly" policy: the rate falls linearly to 0 at max_iter, which settles the noisy per-pixel steps.
+    solver = SolverConfig(base_lr=0.05, momentum=0.9, weight_decay=0.0005, lr_policy="poly", power=1.0,
+                          max_iter=1000, display=100, test_interval=250, snapshot_prefix="fcn_small")
     return SegModelDef("fcn_small", layers, tuple(int(d) for d in input_shape), scale=1.0 / 128, mean=128.0,
                        solver=solver)

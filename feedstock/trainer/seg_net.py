@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, List, Mapping, Sequence, Tuple
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -36,7 +36,6 @@ class SegNet(Net):
     loss_type = PixelSoftmaxWithLoss
     output_rank = 3
     task = "segmentation"
-    any_input_size = True  # checks: only the channels of a batch must match input_shape
 
     def __init__(self, specs: Sequence[Mapping[str, Any]], input_shape: Sequence[int], *,
                  backend: Backend = NUMPY, dtype: Any = np.float32, seed: int = 0) -> None:
@@ -83,6 +82,14 @@ class SegNet(Net):
         meter = self.meter()
         meter.update(self.forward(x, train=False), labels)
         return meter.result()["loss"] * len(x), int(np.trace(meter.confusion))
+
+    def input_reshape(self, shape: Sequence[int], where: str) -> Optional[Tuple[int, ...]]:
+        """None (records go in as they are) for any (C, H, W) with this net's channels; else ValueError."""
+        shape = tuple(int(d) for d in shape)
+        if len(shape) != 3 or shape[0] != self.input_shape[0]:
+            raise ValueError(f"{where}: records of shape {shape}, the model takes ({self.input_shape[0]}, H, W) "
+                             "images of any height and width")
+        return None
 
     def check_labels(self, labels: np.ndarray, where: str) -> None:
         """ValueError naming ``where`` unless labels are (N, 1, H, W) or (N, H, W) class indices in
