@@ -1,10 +1,11 @@
 """The one rule for writing a record's values into a batch row of a fixed dtype: never change a value silently.
 
 Allowed: the same dtype; a safe cast (uint8 into float32, int32 into int64);
-a float into a narrower float (rounding, as any float32 pipeline does); an
-integer array into a narrower integer type when every value fits. Anything else
-(a float into integers, a negative into unsigned, a value that overflows) is a
-ValueError naming the field and both dtypes; the pipeline adds the record's key.
+a float into a narrower float (rounding, as any float32 pipeline does, but no
+overflow to infinity); integers into a narrower integer type, or into a float,
+when every value is held exactly. Anything else (a float into integers, a
+negative into unsigned, a value that overflows) is a ValueError naming the field
+and both dtypes; the pipeline adds the record's key.
 """
 from __future__ import annotations
 
@@ -16,7 +17,11 @@ import numpy as np
 def cast_problem(value: np.ndarray, dtype: np.dtype) -> str:
     """Why ``value`` cannot be written into an array of ``dtype`` without changing it ("" when it can)."""
     src = value.dtype
-    if src == dtype or np.can_cast(src, dtype, "safe"):
+    if src == dtype:
+        return ""
+    if src.kind in "iu" and dtype.kind == "f":  # numpy calls int64 -> float64 safe: it is not for big values
+        return _int_into_float(value, dtype)
+    if np.can_cast(src, dtype, "safe"):
         return ""
     if src.kind == "f" and dtype.kind == "f":
         finite = value[np.isfinite(value)]
@@ -32,6 +37,18 @@ def cast_problem(value: np.ndarray, dtype: np.dtype) -> str:
             return ""
         return f"values {lo}..{hi} do not fit {dtype} [{info.min}, {info.max}]"
     return f"a {src} value cannot be stored as {dtype} without changing it"
+
+
+def _int_into_float(value: np.ndarray, dtype: np.dtype) -> str:
+    """Integers a float holds exactly (labels as float32, say); uint8 and int16 always are."""
+    exact = 2 ** (np.finfo(dtype).nmant + 1)
+    info = np.iinfo(value.dtype)
+    if (-exact <= info.min and info.max <= exact) or value.size == 0:
+        return ""
+    lo, hi = int(value.min()), int(value.max())
+    if -exact <= lo and hi <= exact:
+        return ""
+    return f"values {lo}..{hi} are not all exact in {dtype} (integers up to 2**{np.finfo(dtype).nmant + 1})"
 
 
 def copy_checked(name: str, dst: np.ndarray, value: np.ndarray) -> None:

@@ -189,6 +189,14 @@ def test_float_datum_among_uint8_datums(tmp_path, no_leaks, workers):
     (np.array([1.0], np.float32), np.int64, "float32 value cannot be stored as int64"),
     (np.array([1 + 1j]), np.float64, "complex128 value cannot be stored"),
     (np.array([], np.int64), np.uint8, ""),
+    (np.array([], np.float64), np.uint8, "float64 value cannot be stored"),  # by dtype, even when empty
+    (np.array([7, -(2**24)], np.int64), np.float32, ""),  # labels as float32: exact
+    (np.array([2**24 + 1], np.int64), np.float32, "not all exact in float32"),
+    (np.array([2**53], np.int64), np.float64, ""),
+    (np.array([2**63 - 1], np.int64), np.float64, "not all exact in float64"),
+    (np.array([2**64 - 1], np.uint64), np.int64, "do not fit int64"),
+    (np.array(["a"], object), np.float32, "object value cannot be stored"),
+    (np.array([1.0], ">f4"), np.float32, ""),  # byte order only
 ])
 def test_cast_rule(value, dtype, problem):
     got = cast_problem(value, np.dtype(dtype))
