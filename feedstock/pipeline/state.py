@@ -2,10 +2,18 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Dict, Mapping
+from typing import Dict, Mapping, Protocol
 
 from ..rng import check_epoch, check_seed  # the rng's limits; check_epoch is re-exported for the loaders
-from .sampler import Sampler
+
+
+class StreamSetup(Protocol):
+    """What a state is checked against: a Sampler, or a RemoteLoader (the servers' common setup)."""
+
+    batch_size: int
+    world_size: int
+    length: int
+    num_batches: int
 
 
 @dataclass(frozen=True)
@@ -48,7 +56,7 @@ class LoaderState:
             return self.epoch + 1, 0
         return self.epoch, self.next_batch
 
-    def check(self, sampler: Sampler) -> None:
+    def check(self, sampler: StreamSetup) -> None:
         """ValueError when this state cannot continue exactly with ``sampler``'s setup (a Sampler, or
         anything with its batch_size, world_size, length and num_batches: a RemoteLoader)."""
         ours = {"batch_size": sampler.batch_size, "world_size": sampler.world_size, "length": sampler.length}
