@@ -49,8 +49,7 @@ def predict_files(snapshot: str, data: str, out: Path, *, batch_size: int = 256,
                   backend: str = "auto", echo: Any = None) -> list:
     """Predict ``data`` with ``snapshot`` and write OUT (and, when labelled, the metrics and confusion files)."""
     from ..trainer.plots import plot_confusion
-    from ..trainer.predict import (Predictor, write_class_probabilities, write_position_classes,
-                                    write_record_predictions)
+    from ..trainer.predict import Predictor, write_class_probabilities, write_position_classes, write_record_predictions
 
     predictor = Predictor(snapshot, backend=backend)
     pred = predictor.run(data, batch_size=batch_size, workers=workers)
@@ -58,11 +57,11 @@ def predict_files(snapshot: str, data: str, out: Path, *, batch_size: int = 256,
     out.parent.mkdir(parents=True, exist_ok=True)
     if pred.classes is not None:
         files = [write_position_classes(out.with_suffix(".npz"), pred)]
-    elif pred.ids is not None:
+    elif pred.ids is not None and pred.probs is not None:
         files = [write_class_probabilities(out, pred.probs, ids=pred.ids, class_names=names)]
     else:
         files = [write_record_predictions(out, pred, names)]
-    if pred.metrics:
+    if pred.metrics and pred.confusion is not None:
         if echo is not None:
             echo(f"{len(pred.keys)} records: " + ", ".join(f"{k.replace('_', '-')} {v:.4f}"
                                                            for k, v in pred.metrics.items() if isinstance(v, float)))

@@ -7,7 +7,7 @@ record), before the device feeder casts them.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Tuple
+from typing import Any, Generator, Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -64,7 +64,7 @@ class BatchCheck:
     def check_labels(self, batch: Mapping[str, np.ndarray], k: int) -> None:
         self.net.check_labels(batch[self.label_field], f"{self.stream} field {self.label_field!r}, batch {k}")
 
-    def host(self, batches: Iterable[Mapping[str, np.ndarray]]) -> Iterator[Mapping[str, np.ndarray]]:
+    def host(self, batches: Iterable[Mapping[str, np.ndarray]]) -> Generator[Mapping[str, np.ndarray], None, None]:
         """``batches`` checked; closing this closes them."""
         it = iter(batches)
         try:

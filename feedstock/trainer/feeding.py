@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from types import NotImplementedType
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 

@@ -117,11 +117,13 @@ def _stream_feeds(stream: Stream, val: Any, holdout: float, batch_size: Optional
     if seed is not None or stream.seed is None:
         changes["seed"] = 0 if seed is None else seed  # a training run's order is reproducible
     stream = stream.replace(**changes)
-    source = stream.build_source(caffe_layout=True)
+    order_seed = int(stream.seed or 0)
+    source: Source = stream.build_source(caffe_layout=True)
     names = class_names or class_names_of(source)
-    val_stream, held = (val if isinstance(val, Stream) else stream), None
+    val_stream = val if isinstance(val, Stream) else stream
+    held: Optional[Source] = None
     if holdout:
-        source, held = holdout_split(source, holdout, seed=int(stream.seed))
+        source, held = holdout_split(source, holdout, seed=order_seed)
     elif isinstance(val, (str, os.PathLike)):
         val_stream = stream.replace(source=os.fspath(val))
         held = val_source(val_stream, names)
@@ -136,4 +138,4 @@ def _stream_feeds(stream: Stream, val: Any, holdout: float, batch_size: Optional
         raise
     scaling = not sets_values(stream) if model_scaling is None else model_scaling
     record = dict(stream.as_dict(), source="")  # predict names its own data
-    return Feeds(train, val_batches, stream.batch_size, int(stream.seed), scaling, record, names)
+    return Feeds(train, val_batches, stream.batch_size, order_seed, scaling, record, names)

@@ -8,8 +8,8 @@ from typing import Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
 
-from ..device import DeviceFeeder
 from ..backend import Backend, get_backend
+from ..device import DeviceFeeder
 from .checks import BatchCheck
 from .deploy import deployment
 from .inputs import Feeds, open_feeds

@@ -6,9 +6,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..backend import NUMPY, Backend
+from .checks import flattens_input, input_reshape
 from .conv import Convolution, Pooling
 from .layers import LAYER_TYPES, Layer, Param, SoftmaxWithLoss, count_correct
-from .checks import flattens_input, input_reshape
 from .metrics import ClassificationMeter, Meter, check_class_labels
 from .seg_layers import SEG_LAYER_TYPES
 

@@ -20,7 +20,7 @@ from ..device import DeviceFeeder
 from ..loaders import CaffeLmdb, CsvTable
 from ..loaders.base import Source
 from ..pipeline.loader import Loader
-from ..stream import TEST, Stream
+from ..stream import TEST, Stream, stream_from_mapping
 from .checks import BatchCheck
 from .deploy import Deployment, load_deployment
 from .feeding import LoaderBatches, batch_stream
@@ -108,8 +108,8 @@ def _softmax64(logits: np.ndarray) -> np.ndarray:
 def _stream(deploy: Deployment, data: str) -> Stream:
     if deploy.stream is None:
         return Stream(source=data)
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in deploy.stream.items()}
-    return Stream(**values).replace(source=data, source_type="auto")
+    stored = stream_from_mapping(deploy.stream, form="the snapshot's stream")
+    return stored.replace(source=data, source_type="auto")
 
 
 def predict_source(stream: Stream, class_names: Optional[Sequence[str]]) -> Source:
@@ -126,8 +126,9 @@ def predict_source(stream: Stream, class_names: Optional[Sequence[str]]) -> Sour
         return CsvTable(stream.source, caffe_shape=True, label_column=column,
                         classes=None if class_names is None else list(class_names))
     if kind == "hdf5":
-        from ..loaders.hdf5 import hdf5_files
         import h5py
+
+        from ..loaders.hdf5 import hdf5_files
 
         with h5py.File(hdf5_files(stream.source)[0], "r") as f:
             fields = ("data", "label") if "label" in f else ("data",)
@@ -135,7 +136,7 @@ def predict_source(stream: Stream, class_names: Optional[Sequence[str]]) -> Sour
     return stream.build_source(caffe_layout=True)
 
 
-def record_keys(source: Source) -> List[str]:
+def record_keys(source: Any) -> List[str]:
     """What names each record in a predictions file: an LMDB's key, else the source's key (path, file:row)."""
     if isinstance(source, CaffeLmdb):
         return [source.raw_key(i).decode("utf-8", "backslashreplace") for i in range(len(source))]
@@ -157,25 +158,27 @@ def predict_proba(net: Net, model: ModelDef, source: Source, *, batch_size: int 
     return out
 
 
-def write_class_probabilities(path: PathLike, probs: np.ndarray, *, ids: Optional[Sequence[int]] = None,
+def write_class_probabilities(path: PathLike, probs: np.ndarray, *, ids: Optional[Any] = None,
                               class_names: Optional[Sequence[str]] = None) -> Path:
     """CSV ``id,Class_1,...,Class_K`` (Kaggle Otto's submission layout); ids default to 1..N."""
     probs = np.asarray(probs)
     n, k = probs.shape
-    ids = np.arange(1, n + 1) if ids is None else np.asarray(ids)
+    id_col = np.arange(1, n + 1) if ids is None else np.asarray(ids)
     names = list(class_names) if class_names is not None else [f"Class_{i + 1}" for i in range(k)]
-    if len(ids) != n or len(names) != k:
-        raise ValueError(f"{len(ids)} ids and {len(names)} class names for probabilities of shape {probs.shape}")
+    if len(id_col) != n or len(names) != k:
+        raise ValueError(f"{len(id_col)} ids and {len(names)} class names for probabilities of shape {probs.shape}")
     path = Path(path)
     with open(path, "w", newline="") as f:
         f.write(",".join(["id"] + names) + "\n")
         # 9 significant digits: float32 probabilities round-trip, so scores computed from the file match
-        np.savetxt(f, np.column_stack([ids.astype(np.float64), probs]), fmt=["%d"] + ["%.9g"] * k, delimiter=",")
+        np.savetxt(f, np.column_stack([id_col.astype(np.float64), probs]), fmt=["%d"] + ["%.9g"] * k, delimiter=",")
     return path
 
 
 def write_position_classes(path: PathLike, pred: Predictions) -> Path:
     """npz of ``keys`` and ``classes`` (N, H, W): the predicted class of every position (segmentation)."""
+    if pred.classes is None:
+        raise ValueError("these predictions hold no per-position classes")
     path = Path(path)
     with open(path, "wb") as f:  # a file object: numpy adds no .npz suffix to the name asked for
         np.savez_compressed(f, keys=np.asarray(pred.keys), classes=pred.classes)
@@ -184,11 +187,12 @@ def write_position_classes(path: PathLike, pred: Predictions) -> Path:
 
 def write_record_predictions(path: PathLike, pred: Predictions, class_names: Sequence[str]) -> Path:
     """CSV ``key,predicted,<class 1>,...``: one row per record (image models)."""
-    path = Path(path)
-    best = pred.probs.argmax(axis=1)
+    if pred.probs is None:
+        raise ValueError("these predictions hold no per-record probabilities")
+    path, probs = Path(path), pred.probs
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["key", "predicted"] + list(class_names))
-        for key, b, row in zip(pred.keys, best, pred.probs):
+        for key, b, row in zip(pred.keys, probs.argmax(axis=1), probs):
             w.writerow([key, class_names[b]] + [f"{p:.9g}" for p in row])
     return path
