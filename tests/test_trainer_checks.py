@@ -1,6 +1,8 @@
 """Caffe layouts in the trainer: flattening into InnerProduct, (N,)/(N,1)/(N,1,1,1) labels, one-line errors."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -91,3 +93,30 @@ def test_multiclass_log_loss_is_kaggles_formula():
     # row 0: clipped to 1 - 1e-15 and renormalised -> ~1e-15 loss; row 2: p = 1e-15 / (1 + 1e-15)
     expected = -(np.log((1 - 1e-15) / (1 - 1e-15 + 2e-15)) + np.log(0.6) + np.log(1e-15 / (1 + 1e-15))) / 3
     assert multiclass_log_loss(probs, labels) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.fixture
+def caffe_hdf5():
+    folder = Path(__file__).resolve().parents[2] / "shared" / "data" / "caffe-hdf5"
+    if not (folder / "sample_data_list.txt").is_file():
+        pytest.skip("the shared Caffe HDF5 test data is absent")
+    return folder
+
+
+def test_caffes_own_hdf5_sample_trains_through_innerproduct_flattening(caffe_hdf5):
+    """Caffe's test HDF5 pair: data (10, 8, 6, 5) into an InnerProduct, labels (10, 1) float32 and uint8."""
+    import h5py
+
+    model = {"name": "ip", "input_shape": [240], "layers": [
+        {"type": "InnerProduct", "name": "ip", "num_output": 11, "weight_filler": {"type": "xavier"}}]}
+    solver = {"base_lr": 1e-7, "max_iter": 6, "display": 0}
+    got = train(model, str(caffe_hdf5 / "sample_data_list.txt"), None, solver, batch_size=5, plots=False)
+    data, labels = [], []
+    for name in ("sample_data.h5", "sample_data_2_gzip.h5"):
+        with h5py.File(caffe_hdf5 / name, "r") as f:
+            data.append(f["data"][:].reshape(10, 240))
+            labels.append(f["label"][:].reshape(10).astype(np.int64))
+    want = train(model, ArraySource(data=np.concatenate(data), label=np.concatenate(labels)), None, solver,
+                 batch_size=5, plots=False)
+    for name, value in want.net.state_dict().items():
+        np.testing.assert_array_equal(got.net.state_dict()[name], value, err_msg=name)
