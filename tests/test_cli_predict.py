@@ -43,7 +43,8 @@ def test_folder_and_lmdb_of_the_same_images_predict_the_same(digits, tmp_path):
     assert main(["predict", str(snapshot), str(d / "folder"), "--out", str(tmp_path / "folder.csv"),
                  "--batch-size", "5", "--workers", "1"]) == 0
     head, by_key = read(tmp_path / "lmdb.csv")
-    assert head == ["key", "predicted"] + [f"Class_{i}" for i in range(1, 11)]
+    assert head == ["key", "predicted", "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                    "Sneaker", "Bag", "Ankle boot"]  # the labels.txt of the training LMDB
     assert [r[0] for r in by_key] == [f"{i:08d}" for i in range(24)]
     _, by_path = read(tmp_path / "folder.csv")
     assert len(by_path) == 24

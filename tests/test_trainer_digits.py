@@ -19,8 +19,8 @@ ITERS, BATCH = 150, 32
 # Caffe's lenet_solver.prototxt, testing only after training (the recipe's score)
 SOLVER = ("base_lr: 0.01\nmomentum: 0.9\nweight_decay: 0.0005\nlr_policy: inv\ngamma: 0.0001\npower: 0.75\n"
           "display: 0\ntest_initialization: false\nsnapshot_prefix: lenet\n")
-CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-               "Ankle boot")
+CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+               "Ankle boot"]
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +69,9 @@ def test_the_snapshot_predicts_with_the_test_phase_of_the_stream(digits, occlude
     assert scores["records"] == 1000
     assert scores["accuracy"] == pytest.approx(accuracy, abs=1.01 / 1000)  # batch sizes differ: BLAS rounding
     lines = out.read_text().splitlines()
-    assert lines[0].split(",")[:3] == ["key", "predicted", "Class_1"]  # raw digits LMDB: no labels.txt
+    assert lines[0].split(",") == ["key", "predicted", *CLASS_NAMES]  # the training LMDB's labels.txt
     first = lines[1].split(",")
-    assert first[0] == "00000000" and first[1] in [f"Class_{i}" for i in range(1, 11)]
+    assert first[0] == "00000000" and first[1] in CLASS_NAMES
     assert (tmp_path / "pred_confusion.png").read_bytes()[:4] == b"\x89PNG"
 
 

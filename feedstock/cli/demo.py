@@ -36,10 +36,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def write_lmdb(path: Path, images: np.ndarray, labels: np.ndarray, desc: str) -> None:
-    """Raw uint8 Datums with MNIST converter keys (``%08d``), committed every 1000."""
+    """Raw uint8 Datums with MNIST converter keys (``%08d``), committed every 1000, and labels.txt
+    (the class names, as build-lmdb writes them: snapshots and predictions then name the classes)."""
+    from ..trainer.datasets import CLASS_NAMES
+    from ..writers.build_output import write_labels
+
     with LmdbWriter(path, overwrite=True) as w:
         for i in Bar(range(len(labels)), desc=desc, unit="img", leave=False):
             w.put_datum(i, None, array_to_datum(images[i], int(labels[i])))
+    write_labels(str(path), list(CLASS_NAMES))
 
 
 def summarise(path: Path) -> str:

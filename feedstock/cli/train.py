@@ -98,7 +98,7 @@ def _inputs(args: argparse.Namespace) -> Tuple[Any, Any, dict]:
 
 def _bundled(args: argparse.Namespace, stream: Any) -> Tuple[Any, Any, dict]:
     """The Fashion-MNIST arrays, read without transforms (build an LMDB of them to augment)."""
-    from ..trainer.datasets import load_fashion_mnist
+    from ..trainer.datasets import CLASS_NAMES, load_fashion_mnist
 
     if args.model != "lenet":
         raise ValueError(f"--train is required for --model {args.model}")
@@ -107,7 +107,8 @@ def _bundled(args: argparse.Namespace, stream: Any) -> Tuple[Any, Any, dict]:
         raise ValueError(f"stream settings {settings} need --train (the bundled sample is read as arrays "
                          "without transforms; build an LMDB of it with build-lmdb)")
     train, val = load_fashion_mnist(full=args.full)
-    kw = {"batch_size": stream.batch_size, "seed": stream.seed, "workers": stream.workers, "holdout": args.holdout}
+    kw = {"batch_size": stream.batch_size, "seed": stream.seed, "workers": stream.workers, "holdout": args.holdout,
+          "class_names": list(CLASS_NAMES)}
     return train, (None if args.holdout else val if args.val is None else args.val), kw
 
 

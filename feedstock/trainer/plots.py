@@ -43,7 +43,7 @@ def plot_curves(history: Mapping[str, Sequence[float]], path: PathLike, *, title
         ax_acc.plot(history["test_iter"], history["test_accuracy"], "o-", label="test")
         for key in extra_metrics(history):  # e.g. test_log_loss next to the loss, test_mean_iou by accuracy
             ax = ax_loss if "loss" in key else ax_acc
-            ax.plot(history["test_iter"], history[key], "s--", label=key[5:].replace("_", "-"))
+            ax.plot(history["test_iter"], history[key], "s--", label="test " + key[5:].replace("_", "-"))
     for ax, name in ((ax_loss, "loss"), (ax_acc, "accuracy")):
         ax.set_xlabel("iteration")
         ax.set_ylabel(name)
