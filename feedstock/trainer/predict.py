@@ -61,8 +61,8 @@ class Predictor:
     def loader(self, data: PathLike, *, batch_size: int = 256, workers: int = 0) -> Loader:
         """The TEST-phase Loader of the snapshot's stream on ``data``, in order, every record."""
         stream = _stream(self.deploy, os.fspath(data))
-        return Loader(predict_source(stream, self.deploy.class_names), stream.build_transforms(TEST),
-                      batch_size=batch_size, workers=workers, shuffle=False, seed=0, drop_last=False)
+        return stream.build_loader(TEST, source=predict_source(stream, self.deploy.class_names), batch_size=batch_size,
+                                   workers=workers, shuffle=False, seed=0, drop_last=False)
 
     def run(self, data: PathLike, *, batch_size: int = 256, workers: int = 0) -> Predictions:
         loader = self.loader(data, batch_size=batch_size, workers=workers)

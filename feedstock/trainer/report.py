@@ -43,11 +43,16 @@ class TrainReport:
         return "\n".join([
             f"model {self.model} on {self.backend}: {self.iters} iterations of batch {self.batch_size} "
             f"in {self.wall_s:.1f} s",
-            f"train loss {self.train_loss:.4f}, train accuracy {self.train_accuracy:.4f} (last 10% of steps)",
+            self._train_line(),
             f"test accuracy {self._test_line()}",
             f"throughput {self.images_per_s:.0f} images/s, step {self.step_time_s * 1e3:.2f} ms",
             f"data wait {self.data_wait_s:.3f} s = {self.data_wait_fraction:.2%} of step time",
         ] + [f"  {e.line()}" for e in self.epochs])
+
+    def _train_line(self) -> str:
+        if not self.history.get("iter"):
+            return "train loss n/a: no training steps ran (max_iter reached already)"
+        return f"train loss {self.train_loss:.4f}, train accuracy {self.train_accuracy:.4f} (last 10% of steps)"
 
     def _test_line(self) -> str:
         if self.test_accuracy is None:
