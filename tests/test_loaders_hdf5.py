@@ -90,6 +90,12 @@ def test_read_batch_reads_slices_not_rows(tmp_path, monkeypatch):
     assert counter.calls == 2 * 3  # runs 3-5, 60-61, 90 for each of the two fields
     np.testing.assert_array_equal(got["data"], parts[0][[3, 4, 5, 60, 61, 90]])
     counter.calls = 0
+    scattered = [97, 1, 12, 40, 33, 8, 71, 55, 26, 19, 64, 86, 3, 49]  # 14 runs of one row
+    got = src.read_batch(scattered)
+    assert counter.calls == 2  # many short runs: one point selection per field
+    np.testing.assert_array_equal(got["data"], parts[0][scattered])
+    np.testing.assert_array_equal(got["label"], scattered)
+    counter.calls = 0
     out = {"data": np.zeros((4, 3), np.float32), "label": np.zeros(4, np.float64)}
     assert src.read_batch([10, 11, 12, 13], out=out)["data"] is out["data"]
     assert counter.calls == 2  # one run: one slice per field
