@@ -1,8 +1,9 @@
 """Evaluation metrics: Kaggle's multi-class log-loss, the classification meter and the label check.
 
-The Net owns its task's hooks (``Net.task``, ``check_labels``, ``loss_labels``,
-``meter``; see :mod:`.net`): a segmentation net overrides them with per-pixel
-versions, and the loop, the report and ``feedstock predict`` only call them.
+The Net owns its task's hooks (``Net.task``, ``input_reshape``, ``check_labels``,
+``loss_labels``, ``meter``, ``output_rank``; see :mod:`.net`): a segmentation net
+(SegNet) overrides them with per-pixel versions, and the loop, the report and
+``feedstock predict`` only call them.
 """
 from __future__ import annotations
 
