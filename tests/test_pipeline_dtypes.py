@@ -223,3 +223,24 @@ def test_a_float_first_record_gives_float_batches_that_hold_the_uint8_records_ex
         (batch,) = [b["data"].copy() for b in loader]
     assert batch.dtype == np.float32
     np.testing.assert_array_equal(batch[:, 0, 0, 0], np.array([300.7, 251, 252, 253], np.float32))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_other_channel_count_through_caffe_transform_names_the_key(tmp_path, no_leaks, workers):
+    env = lmdb.open(str(tmp_path / "db"), map_size=1 << 20)
+    with env.begin(write=True) as txn:
+        for i in range(N):  # record BAD is grey among colour records: the batch is (3, 4, 4)
+            arr = np.full((1, 4, 4), 9, np.uint8) if i == BAD else np.full((3, 4, 4), i, np.uint8)
+            txn.put(f"{i:08d}".encode(), array_to_datum(arr, i).SerializeToString())
+    env.close()
+    key = f"{tmp_path / 'db'}:{BAD:08d}"
+    kw = dict(batch_size=4, workers=workers, shuffle=False)
+    with Loader(CaffeLmdb(tmp_path / "db"), [CaffeTransform(phase="TRAIN", scale=2.0)], **kw) as loader:
+        with pytest.raises(WorkerError) as info:
+            list(loader)
+    assert info.value.key == key
+    with Loader(CaffeLmdb(tmp_path / "db"), [CaffeTransform(phase="TRAIN", scale=2.0)], on_error="skip",
+                max_bad_fraction=0.5, **kw) as loader:
+        data = np.concatenate([b["data"].copy() for b in loader])
+        assert [r["key"] for r in loader.report()["skipped"]] == [key]
+    assert data.shape == (N, 3, 4, 4) and data[:, 0, 0, 0].tolist() == [0, 2, 4, 6, 8, 12, 12, 14]
