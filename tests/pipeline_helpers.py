@@ -150,7 +150,7 @@ class Huge(Transform):
 
 
 class CorruptSource(Source):
-    """``n`` records like make_source; the ``bad`` ones raise RecordError when read (no get_batch)."""
+    """``n`` records like make_source; the ``bad`` ones raise RecordError when read (no read_batch)."""
 
     def __init__(self, n: int, bad: Iterable[int]):
         self.inner = make_source(n)
