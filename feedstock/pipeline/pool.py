@@ -5,9 +5,8 @@ API (reused by the Loader and by the ``build-lmdb`` tool)::
     pool = ProcessPool(factory, workers=4, start_method="auto", timeout=60.0,
                        replace_dead=True, max_restarts=16, describe=None, name="feedstock")
     # factory(worker_id) -> handler runs once in each worker (open files, attach memory);
-    # handler(payload) -> result runs per task. factory, payloads and results must be
-    # picklable and small: they travel through a pipe (bytes per record are fine, arrays
-    # belong in shared memory).
+    # handler(payload) -> result per task. Payloads and results travel through a pipe:
+    # picklable and small (bytes per record are fine, arrays belong in shared memory).
     with pool:                                 # start(); close() on exit, also on errors
         tid = pool.submit(payload)             # to the least-loaded worker; returns a task id
         for tid, result in pool.results(timeout=1.0):   # >= 1 result unless the timeout passed
@@ -30,26 +29,22 @@ Supervision, all in the caller's thread while it waits in ``results()``:
 * a task running longer than ``timeout`` seconds (counted from when the worker
   could start it) is ``WorkerTimeout`` naming the worker and ``describe(worker_id,
   payload)``;
-* a worker that exits before it started (before its factory returned) is not
-  replaced: ``WorkerDied`` at once, naming the likely cause and the fix (a main
-  script without ``if __name__ == "__main__":``, an import error in the worker);
+* a worker that exits before its factory returned is not replaced: ``WorkerDied``
+  at once, naming the cause and the fix (see :mod:`.bootstrap`);
 * ``close()`` stops idle workers with a message and terminates busy ones, then
   joins all: no process outlives it. Workers also exit by themselves when the
-  process that started the pool dies, whatever the start method, and remove its
-  /dev/shm files (see :mod:`.worker`).
+  process that started the pool dies, and remove its /dev/shm files (:mod:`.worker`).
 
 Start method ("auto"): ``fork`` when the calling process runs a single Python
-thread, else ``spawn``. Measured here (2 cores, 2 workers, start +
-join of an empty target): fork 8-19 ms, forkserver 0.8-1.0 s, spawn 1.3-1.5 s
-(spawn and forkserver re-import numpy, OpenCV and the ``__main__`` module). Fork
-is unsafe when another thread may hold a lock at fork time (logging, imports),
-hence the thread check; native pools (OpenBLAS, OpenMP) are idle and fork-aware,
-and workers run them single-threaded. Spawn is the safe fallback and needs the
-usual ``if __name__ == "__main__":`` guard in the main script.
+thread, else ``spawn``. Measured here (2 cores, 2 workers, start + join of an empty
+target): fork 8-19 ms, forkserver 0.8-1.0 s, spawn 1.3-1.5 s (they re-import numpy,
+OpenCV and ``__main__``). Fork is unsafe when another thread may hold a lock at fork
+time (logging, imports), hence the thread check; native pools (OpenBLAS, OpenMP) are
+idle and fork-aware, and workers run them single-threaded. Spawn is the safe
+fallback and needs the ``if __name__ == "__main__":`` guard in the main script.
 """
 from __future__ import annotations
 
-import functools
 import logging
 import multiprocessing
 import os
@@ -59,10 +54,11 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from ..errors import WorkerDied, WorkerError, WorkerTimeout
 from .bootstrap import HandlerFactory, PackedFactory, not_started, refuse_in_bootstrap, start_hint
+from .ordered import ordered_map  # noqa: F401  (re-exported: part of this module's API)
 from .shm import unlink_blob
 from .worker import ErrorInfo, _send, worker_main  # _send: a closed pipe is False, not an error
 
@@ -177,12 +173,10 @@ class ProcessPool:
         return _Seat(wid, process, parent_conn, now, last_event=now)
 
     def _factory_for_worker(self) -> Any:
-        """The factory itself for fork; else pickled once, and put in a file when large."""
-        if self.start_method == "fork":
-            return self.factory
-        if self._packed is None:
+        """The factory itself for fork; else pickled once (in a file when large)."""
+        if self.start_method != "fork" and self._packed is None:
             self._packed = PackedFactory.of(self.factory)
-        return self._packed
+        return self.factory if self.start_method == "fork" else self._packed
 
     def close(self) -> None:
         """Stop every worker (terminate busy ones) and reap them; idempotent."""
@@ -370,49 +364,3 @@ class ProcessPool:
 def _terminate(process) -> None:
     if process.exitcode is None:
         process.terminate()
-
-
-def _map_factory(fn: Callable[[Any], Any], wid: int) -> Callable[[Any], Any]:
-    return fn
-
-
-def ordered_map(
-    fn: Callable[[Any], Any],
-    items: Iterable[Any],
-    *,
-    workers: int,
-    window: Optional[int] = None,
-    **pool_options: Any,
-) -> Iterator[Any]:
-    """``map(fn, items)`` in worker processes, results in input order, at most ``window`` in flight.
-
-    ``fn`` must be picklable (a module-level function or a ``functools.partial`` of
-    one); ``workers=0`` runs in this process. ``pool_options`` go to ProcessPool.
-    """
-    if workers == 0:
-        yield from map(fn, items)
-        return
-    window = window or 2 * workers
-    if window < 1:
-        raise ValueError(f"{window=} must be positive")
-    with ProcessPool(functools.partial(_map_factory, fn), workers=workers, **pool_options) as pool:
-        order: Dict[int, int] = {}
-        done: Dict[int, Any] = {}
-        items_iter, n_in, n_out = iter(items), 0, 0
-        while True:
-            while n_in - n_out < window:
-                item = next(items_iter, _END)
-                if item is _END:
-                    break
-                order[pool.submit(item)] = n_in
-                n_in += 1
-            if n_out == n_in:
-                return
-            while n_out not in done:
-                for tid, result in pool.results():
-                    done[order.pop(tid)] = result
-            yield done.pop(n_out)
-            n_out += 1
-
-
-_END = object()

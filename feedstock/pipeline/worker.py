@@ -24,6 +24,7 @@ import os
 import select
 import signal
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
@@ -88,7 +89,18 @@ class OwnerWatch:
         except (AttributeError, OSError):  # no pidfd_open (old kernel or Python): pid checks
             pass
 
-    def gone(self) -> bool:
+    def gone(self, wait: float = 0.0) -> bool:
+        """Whether the owner has exited; ``wait``: seconds to wait for that (an exiting process
+        closes its pipes before it counts as exited: EOF can come first)."""
+        deadline = time.monotonic() + wait
+        while not self._check() and time.monotonic() < deadline:
+            if self.fd is not None:
+                select.select([self.fd], [], [], max(0.0, deadline - time.monotonic()))
+            else:
+                time.sleep(0.01)
+        return self._dead
+
+    def _check(self) -> bool:
         if self._dead:
             return True
         if self.fd is not None:
@@ -114,6 +126,7 @@ def worker_main(wid: int, conn, factory: Union[HandlerFactory, PackedFactory], p
     owner = OwnerWatch(os.getppid() if owner_pid is None else owner_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     limit_threads()
+    cut_off = True  # left because the pipe broke (or the owner died), not because told to stop
     try:
         if owner.gone():
             return
@@ -122,17 +135,18 @@ def worker_main(wid: int, conn, factory: Union[HandlerFactory, PackedFactory], p
                 factory = factory.load()
             handler = factory(wid)
         except Exception as exc:  # reported to main, which raises it as WorkerError
-            _send(conn, ("init_error", None, ErrorInfo.of(exc)))
+            cut_off = not _send(conn, ("init_error", None, ErrorInfo.of(exc)))
             return
         if _send(conn, ("ready", None, os.getpid())):
-            _serve(conn, handler, owner, poll_s)
+            cut_off = _serve(conn, handler, owner, poll_s)
     finally:
-        if owner.gone():  # SIGTERM/SIGKILL left the owner no chance to unlink its files
+        if owner.gone(wait=1.0 if cut_off else 0.0):  # SIGTERM/SIGKILL: the owner could not unlink its files
             sweep_stale(owner=owner.pid)
         owner.close()
 
 
-def _serve(conn, handler: Handler, owner: OwnerWatch, poll_s: float) -> None:
+def _serve(conn, handler: Handler, owner: OwnerWatch, poll_s: float) -> bool:
+    """Run tasks until told to stop (False) or cut off from the owner (True)."""
     poller = select.poll()
     for fd in (conn.fileno(), owner.fd):
         if fd is not None:
@@ -140,22 +154,22 @@ def _serve(conn, handler: Handler, owner: OwnerWatch, poll_s: float) -> None:
     while True:
         events = poller.poll(poll_s * 1000.0)
         if owner.gone():
-            return
+            return True
         if not events:
             continue
         try:
             msg = conn.recv()
         except (EOFError, OSError):
-            return
+            return True
         if msg is None:
-            return
+            return False
         tid, payload = msg
         try:
             reply = ("done", tid, handler(payload))
         except Exception as exc:  # travels as data; the worker keeps serving
             reply = ("error", tid, ErrorInfo.of(exc))
         if not _send(conn, reply):
-            return
+            return True
 
 
 def _send(conn, message) -> bool:
