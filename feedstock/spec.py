@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -14,7 +14,7 @@ class ArraySpec:
     """Shape and dtype of one field of one sample; ``None`` marks a dim known only per record."""
 
     shape: Tuple[Optional[int], ...]
-    dtype: np.dtype
+    dtype: Any  # anything np.dtype() takes; an np.dtype once constructed
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(None if d is None else int(d) for d in self.shape))
@@ -29,7 +29,7 @@ class ArraySpec:
     def nbytes(self) -> int:
         if not self.fixed:
             raise ValueError(f"spec {self} has unknown dims")
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        return int(np.prod([int(d or 0) for d in self.shape], dtype=np.int64)) * self.dtype.itemsize
 
     def with_shape(self, shape) -> "ArraySpec":
         return ArraySpec(tuple(shape), self.dtype)

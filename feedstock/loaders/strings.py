@@ -24,7 +24,7 @@ class StringTable:
         self._offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
         np.cumsum(lengths, out=self._offsets[1:])
         self._blob = b"".join(encoded)
-        self._starts = memoryview(self._offsets)  # indexing gives Python ints: fast slicing
+        self._starts = memoryview(self._offsets)  # type: ignore[arg-type]  # ints on indexing: fast slicing
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
@@ -50,7 +50,7 @@ class StringTable:
 
     def __setstate__(self, state) -> None:
         self._blob, self._offsets = state
-        self._starts = memoryview(self._offsets)
+        self._starts = memoryview(self._offsets)  # type: ignore[arg-type]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, StringTable):

@@ -86,6 +86,7 @@ def write_uint8(src: np.ndarray, out: np.ndarray, *, mirror: bool, luts: Optiona
         if luts is not None:
             _into(cv2.LUT(plane, luts[c], dst=dst), dst)
         else:
+            assert mean is not None  # no lookup tables only with a mean image
             np.copyto(dst, plane, casting="unsafe")
             np.subtract(dst, mean[c], out=dst)
             if scale != 1:

@@ -49,7 +49,7 @@ class MeanSubtract(Transform):
             if m.ndim != 3 or not np.all(np.isfinite(m)):
                 raise ValueError(f"mean of shape {m.shape} must be a finite (C, H, W) array")
             self.mean = m
-        else:
+        elif values is not None:
             self.values = mean_values(values, "values")
 
     def _operand(self, shape: tuple) -> np.ndarray:
@@ -57,6 +57,7 @@ class MeanSubtract(Transform):
             if self.mean.shape != tuple(shape):
                 raise ValueError(f"mean has shape {self.mean.shape} but the image has shape {tuple(shape)}")
             return self.mean
+        assert self.values is not None  # exactly one of mean and values is set
         return broadcast_values(self.values, shape[0])[:, None, None]
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:

@@ -40,6 +40,7 @@ class Scale(Transform):
         x = x.astype(f32, copy=False)
         if self.factor is not None:
             return x * f32(self.factor)
+        assert self.to_range is not None  # exactly one of factor and to_range is set
         (a, b), (lo, hi) = self.from_range, self.to_range
         shifted = x - f32(a) if a != 0 else x
         return shifted / f32((b - a) / (hi - lo)) + f32(lo)

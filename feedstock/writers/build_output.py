@@ -146,7 +146,7 @@ class SkippedLog:
 
 def iter_db(path: str) -> Iterator[Tuple[bytes, bytes]]:
     """(key, value) of an LMDB in key order, through the process's shared read env (trap 22)."""
-    yield from shared_env(path).txn().cursor()
+    yield from shared_env(path).txn().cursor()  # type: ignore[misc]  # buffers=False: bytes
 
 
 def checksum_record(h: Any, key: bytes, value: bytes) -> None:

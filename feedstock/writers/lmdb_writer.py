@@ -96,7 +96,7 @@ class LmdbWriter:
     def put_datum(self, index: int, name: Optional[str], datum: Union[Datum, bytes]) -> str:
         """Put a Datum under ``caffe_key(index, name)``; returns the key."""
         key = caffe_key(index, name)
-        value = datum if isinstance(datum, (bytes, bytearray)) else datum.SerializeToString()
+        value = bytes(datum) if isinstance(datum, (bytes, bytearray)) else datum.SerializeToString()
         self.put(key, value)
         return key
 
