@@ -208,3 +208,45 @@ def test_the_workers_of_a_killed_owner_remove_its_files(tmp_path, private_shm, s
     finally:
         proc.kill()
         proc.wait()
+
+
+_STUCK_OWNER = textwrap.dedent("""
+    import json, sys, time
+    sys.path.insert(0, {tests!r})
+    from pipeline_helpers import SleepOn, make_source
+    from feedstock.pipeline import shm
+    from feedstock.pipeline.loader import Loader
+
+    shm.SHM_DIR = sys.argv[2]
+    if __name__ == "__main__":
+        never = SleepOn(None, labels=range(8, 64))  # batches from 2 on never finish
+        loader = Loader(make_source(64), [never], batch_size=4, workers=2, shuffle=False, start_method=sys.argv[1])
+        it = iter(loader)
+        next(it)
+        time.sleep(0.5)  # the workers are now inside tasks that never return
+        print(json.dumps({{"workers": loader.worker_pids()}}), flush=True)
+        time.sleep(120)
+""")
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_workers_stuck_in_a_task_leave_with_their_killed_owner(tmp_path, private_shm, method):
+    script = tmp_path / "stuck.py"
+    script.write_text(_STUCK_OWNER.format(tests=str(TESTS)))
+    proc = subprocess.Popen([sys.executable, str(script), method, private_shm], stdout=subprocess.PIPE, text=True)
+    info: dict = {"workers": []}
+    try:
+        info = json.loads(proc.stdout.readline())
+        assert _owned_by(proc.pid, private_shm)
+        proc.kill()
+        proc.wait(30)
+        assert wait_dead(info["workers"], 15) == []
+        assert _owned_by(proc.pid, private_shm) == []
+    finally:
+        proc.kill()
+        proc.wait()
+        for pid in info["workers"]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -12,9 +12,11 @@ once the process has exited) polled together with its pipe, else checks the pid
 whenever it has been idle ``poll_s`` seconds and before every task; a closed pipe
 ends it too. (``prctl(PR_SET_PDEATHSIG)`` is not used: it fires when the *thread*
 that started the worker exits, which would kill the workers of a loader created in a
-short-lived thread, and it watches the parent only.) A worker that leaves because its
-owner died removes the owner's /dev/shm files on its way out: a SIGTERMed or SIGKILLed
-owner could not, and nothing else would until another loader runs on the host.
+short-lived thread, and it watches the parent only.) With a pidfd, a daemon thread also
+waits on it, so a worker stuck in a task still exits when its owner does. A worker that
+leaves because its owner died removes the owner's /dev/shm files on its way out: a
+SIGTERMed or SIGKILLed owner could not, and nothing else would until another loader
+runs on the host.
 
 Spawned workers (``spawn``, ``forkserver``) get the factory packed (see :mod:`.bootstrap`).
 """
@@ -24,6 +26,7 @@ import os
 import select
 import signal
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -116,6 +119,21 @@ class OwnerWatch:
             os.close(self.fd)
             self.fd = None
 
+    def exit_with_owner(self) -> None:
+        """A daemon thread ends this process (after removing the owner's files) once the owner has
+        exited, also while a task is stuck (a hung read, a transform that never returns)."""
+        if self.fd is None:
+            return  # no pidfd: the checks between tasks are all there is
+        fd = os.dup(self.fd)  # its own: close() may run before this thread wakes
+
+        def watch() -> None:
+            select.select([fd], [], [])
+            if not pid_alive(self.pid):
+                sweep_stale(owner=self.pid)
+                os._exit(0)
+
+        threading.Thread(target=watch, name="feedstock-owner-watch", daemon=True).start()
+
 
 def worker_main(wid: int, conn, factory: Union[HandlerFactory, PackedFactory], poll_s: float = 1.0,
                 owner_pid: Optional[int] = None) -> None:
@@ -124,6 +142,7 @@ def worker_main(wid: int, conn, factory: Union[HandlerFactory, PackedFactory], p
     ``owner_pid``: the process whose death ends this worker (default: the parent).
     """
     owner = OwnerWatch(os.getppid() if owner_pid is None else owner_pid)
+    owner.exit_with_owner()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     limit_threads()
     cut_off = True  # left because the pipe broke (or the owner died), not because told to stop
