@@ -106,7 +106,7 @@ def test_to_range_without_mean_maps_0_255_onto_the_range(digits_lmdb):
     ({"workers": "many"}, "'workers' must be an int >= 0 or 'auto'"),
     ({"scales": [0.5, 1], "source_type": "lmdb"}, "'scales' applies to image \\+ mask pairs only"),
     ({"ignore_label": 300}, "'ignore_label'=300 must fit a uint8 mask"),
-    ({"seed": 2**63}, "'seed'=9223372036854775808 must be in \\[0, 2\\*\\*63\\)"),
+    ({"seed": 2**63}, "'seed'=9223372036854775808 must be an integer in \\[0, 2\\*\\*63\\)"),
 ])
 def test_bad_values_name_the_key_and_the_form(mapping, match):
     with pytest.raises(ValueError, match=match):

@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from ..rng import check_seed
+
 # Caffe's TransformationParameter fields, copied by name from a prototxt's transform_param.
 CAFFE_TRANSFORM_KEYS = ("scale", "mirror", "crop_size", "mean_file", "mean_value", "force_color", "force_gray")
 # what changes the samples (the remote setup check compares these)
@@ -12,7 +14,6 @@ TRANSFORM_KEYS = CAFFE_TRANSFORM_KEYS + ("new_height", "new_width", "is_color", 
 SOURCE_TYPES = ("auto", "lmdb", "list", "folder", "csv", "hdf5", "pairs")
 START_METHODS = ("auto", "fork", "spawn", "forkserver")
 ON_ERROR = ("raise", "skip")
-SEED_LIMIT = 2**63  # seeds are saved in states and JSON: a signed 64-bit integer everywhere
 _ECHO = 120  # a bad value is echoed cut to this many characters (a param_str may hold 200 KB)
 
 
@@ -83,13 +84,15 @@ def as_choice(key: str, value: Any, choices: Tuple[str, ...]) -> str:
 
 
 def as_seed(key: str, value: Any) -> Optional[int]:
+    """None (fresh entropy at build time) or a seed by the one rule of :func:`feedstock.rng.check_seed`."""
     if value is None:
         return None
     if not is_int(value):
         raise StreamKeyError(key, f" must be int, got {echo(value)}")
-    if not 0 <= value < SEED_LIMIT:
-        raise StreamKeyError(key, f"={value} must be in [0, 2**63)")
-    return int(value)
+    try:
+        return check_seed(value, name=key)
+    except ValueError as e:
+        raise StreamKeyError(key, "=" + str(e).split("=", 1)[1]) from None
 
 
 def as_workers(key: str, value: Any) -> Any:
