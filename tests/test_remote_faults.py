@@ -217,3 +217,40 @@ def test_a_frozen_server_is_found_by_heartbeats(lmdb_src):
     finally:
         server.proc.send_signal(signal.SIGCONT)
         server.stop()
+
+
+def test_feedstock_serve_survives_hostile_messages(lmdb_src):
+    """The messages that used to kill `feedstock serve` (OverflowError at the credit arithmetic, ...)."""
+    import json
+    import socket
+
+    import zmq
+
+    server = ServeProcess(serve_args(lmdb_src))
+    ctx = zmq.Context()
+    raw = ctx.socket(zmq.DEALER)
+    raw.linger = 0
+    junk = socket.create_connection(("127.0.0.1", int(_port(server.endpoint))))
+    try:
+        junk.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + bytes(range(256)) * 64)  # not ZeroMQ at all
+        raw.connect(server.endpoint)
+        start = '{"op": "start", "session": 1, "seed": 7, "epoch": 0, "batch": 0, "credits": %s, "client": "x"}'
+        bad = [start % v for v in ("1e400", "-1e400", "NaN", "Infinity", "-3", '"4"', str(10**40), "null")]
+        bad += ['{"op": "credit", "session": 1, "n": 1e400}', '{"op": "credit", "session": 1}', "{", "[[[[", ""]
+        for text in bad:
+            raw.send(text.encode())
+        replies = []
+        while len(replies) < len(bad) and raw.poll(20_000):
+            replies.append(json.loads(raw.recv_multipart()[0]))
+        assert [r["op"] for r in replies] == ["error"] * len(bad)
+        assert server.proc.poll() is None
+        with local_loader(serve_args(lmdb_src)) as local:
+            want = copies(local)
+        with RemoteLoader([server.endpoint], prefetch=2, timeout=60) as remote:
+            assert_same_batches(copies(remote), want)
+    finally:
+        junk.close()
+        raw.close()
+        ctx.term()
+        assert server.stop() == 0
+    assert any("refused a control message" in line for line in server.lines)

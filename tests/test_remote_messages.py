@@ -171,6 +171,20 @@ def test_the_attached_client_sending_bad_credits_keeps_its_stream(server):
         assert_same_batches(copies(remote), _want())
 
 
+def test_a_bad_start_of_the_attached_client_leaves_its_stream_as_it_was(server):
+    raw = Raw(server.endpoint)
+    try:
+        raw.send([_frame("start")])
+        assert [r["batch"] for r in raw.replies(2)] == [0, 1]
+        for field, value in (("seed", "NaN"), ("batch", "-1"), ("credits", "1e400"), ("epoch", '"0"')):
+            raw.send([_frame("start", field, value)])
+        assert [r["op"] for r in raw.replies(4)] == ["error"] * 4
+        raw.send([_frame("credit")])
+        assert [(r["op"], r.get("batch")) for r in raw.replies(1)] == [("batch", 2)]  # the same stream, on
+    finally:
+        raw.close()
+
+
 def test_a_start_outside_the_stream_is_refused(server):
     raw = Raw(server.endpoint)
     try:
