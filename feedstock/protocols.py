@@ -4,7 +4,8 @@ The pipeline asks what a part can do with ``isinstance`` against these protocols
 (those marked runtime-checkable), never by probing attributes:
 
 * :class:`Source` and its one optional batched read, :class:`BatchReadable`;
-* :class:`Transform` and its optional batch form, :class:`BatchTransform`;
+* :class:`Transform`, its optional batch form, :class:`BatchTransform`, and its
+  optional fused write into a batch row, :class:`FusedTransform`;
 * :class:`BatchLoader`: what the local Loader and the RemoteLoader share;
 * :class:`TaskPool`: the worker pool (ProcessPool) and its in-process twin (InlinePool).
 """
@@ -61,6 +62,13 @@ class Transform(Protocol):
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample: ...
 
     def output_spec(self, spec: Spec) -> Spec: ...
+
+
+@runtime_checkable
+class FusedTransform(Protocol):
+    """A transform that writes its result straight into a caller's row (``out``: field -> row view)."""
+
+    def into(self, sample: Sample, rng: np.random.Generator, out: Mapping[str, np.ndarray]) -> None: ...
 
 
 @runtime_checkable

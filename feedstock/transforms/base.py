@@ -11,6 +11,8 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from ..casting import write_fields
+from ..protocols import FusedTransform
+from ..protocols import Transform as TransformProtocol
 from ..spec import Sample, Spec
 
 
@@ -56,7 +58,7 @@ class Compose(Transform):
     def __init__(self, transforms: Iterable[Transform] = ()):
         self.transforms: Sequence[Transform] = list(transforms)
         for t in self.transforms:
-            if not callable(t) or not hasattr(t, "output_spec"):
+            if not isinstance(t, TransformProtocol):
                 raise ValueError(f"transform {t!r} lacks __call__/output_spec")
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
@@ -77,7 +79,7 @@ class Compose(Transform):
         for t in self.transforms[:-1]:
             sample = t(sample, rng)
         last = self.transforms[-1]
-        if hasattr(last, "into"):
+        if isinstance(last, FusedTransform):
             last.into(sample, rng, out)
         else:
             write_rows(last(sample, rng), out)
