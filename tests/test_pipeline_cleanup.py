@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+from pipeline_helpers import SleepOn, make_source, wait_dead
 
 from feedstock.pipeline.loader import Loader
 from feedstock.pipeline.shm import SHM_DIR
-from pipeline_helpers import SleepOn, make_source, wait_dead
 
 TESTS = Path(__file__).resolve().parent
 

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from remote_helpers import ServeProcess, ThreadServer, assert_same_batches, copies, local_loader, serve_args
 
 from feedstock import Loader
 from feedstock.cli.main import main
@@ -16,8 +17,6 @@ from feedstock.remote import FeedServer, RemoteLoader
 from feedstock.remote.security import check_bind, is_loopback
 from feedstock.remote.served import serve_part
 from feedstock.testing import make_raw_lmdb
-
-from remote_helpers import ServeProcess, ThreadServer, assert_same_batches, copies, local_loader, serve_args
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,13 @@ from typing import Dict, List, Optional
 import numpy as np
 import pytest
 import zmq
+from remote_helpers import ThreadServer, assert_same_batches, copies
 
 from feedstock import Loader
 from feedstock.errors import RemoteSetupError
 from feedstock.loaders.array import ArraySource
 from feedstock.remote import RemoteLoader
 from feedstock.remote.messages import MAX_CREDITS, REQUESTS, parse_request
-
-from remote_helpers import ThreadServer, assert_same_batches, copies
 
 N, BATCH = 48, 4  # 12 batches per epoch
 

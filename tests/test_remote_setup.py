@@ -7,6 +7,7 @@ import socket
 
 import numpy as np
 import pytest
+from remote_helpers import ThreadServer, assert_same_batches, copies, local_loader, serve_args
 
 from feedstock import Loader
 from feedstock.cli.main import main
@@ -17,8 +18,6 @@ from feedstock.remote.fingerprint import first_difference, portable_repr
 from feedstock.remote.served import serve_part
 from feedstock.stream import Stream
 from feedstock.testing import make_raw_lmdb
-
-from remote_helpers import ThreadServer, assert_same_batches, copies, local_loader, serve_args
 
 
 @pytest.fixture(scope="module")

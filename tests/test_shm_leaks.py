@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pipeline_helpers import wait_dead
 
 from feedstock.errors import ShmSpaceError
 from feedstock.pipeline import shm
 from feedstock.pipeline.shm import SHM_DIR, SlotLayout, SlotRing, pid_alive, sweep_stale
 from feedstock.pipeline.worker import OwnerWatch
 from feedstock.spec import ArraySpec
-from pipeline_helpers import wait_dead
 
 TESTS = Path(__file__).resolve().parent
 LAYOUT = SlotLayout.of({"data": ArraySpec((16,), np.float32)}, batch_size=4)

@@ -24,8 +24,8 @@ from zmq.utils.monitor import recv_monitor_message
 
 from ..errors import RemoteError, RemoteSetupError, ServerLost
 from . import protocol
-from .protocol import tune
 from .peer import Peer, Pos, Ready
+from .protocol import tune
 from .security import client_curve
 
 log = logging.getLogger(__name__)

@@ -43,8 +43,9 @@ LOGGED_BAD = 20  # bad messages logged one by one; after that every 1000th
 class _Stream:
     """The one client being served: its identity and name, session id and unused credits."""
 
-    def __init__(self, ident: bytes, client: str, session: int, credits: int, it: Iterator[Dict[str, Any]]):
-        self.ident, self.client, self.session, self.credits, self.it = ident, client, session, credits, it
+    def __init__(self, ident: bytes, client: str, session: int, credits: int, it: Iterator[Any]):
+        self.ident, self.client, self.session, self.credits = ident, client, session, credits
+        self.it: Any = it  # the loader's leased pass, a generator: close() abandons it
         self.address = "?"
         self.since = time.strftime("%H:%M:%S")
 
@@ -128,7 +129,8 @@ class FeedServer:
                 self._refuse(ident, exc)
             except Exception as exc:  # a bug here must not end the service of the other clients
                 log.exception("failed to handle a control message of client %s", ident.hex())
-                self._refuse(ident, BadRequest(f"the server failed on this request: {type(exc).__name__}: {exc}"))
+                self._refuse(ident, BadRequest(f"the server failed on this request: {type(exc).__name__}: "
+                                               f"{show(str(exc))}"))
 
     def _refuse(self, ident: bytes, exc: BadRequest) -> None:
         """Log the refusal (rate-limited: anyone may send these) and tell the sender."""
@@ -278,7 +280,7 @@ class FeedServer:
 
 def _peer_address(frame: zmq.Frame) -> str:
     try:
-        return frame.get("Peer-Address") or "?"
+        return str(frame.get("Peer-Address") or "?")
     except zmq.ZMQError:  # ipc/inproc peers have none
         return "?"
 
