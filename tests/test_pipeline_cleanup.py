@@ -154,7 +154,9 @@ def _no_guard(tmp_path: Path, *args: str) -> dict:
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 60)
         assert ready, "the main process hung"
-        return json.loads(proc.stdout.readline())
+        out = json.loads(proc.stdout.readline())
+        assert _ours(proc.pid) == []  # the failed start left no slot or plan file
+        return out
     finally:
         proc.kill()
         proc.wait()
@@ -239,3 +241,12 @@ def test_a_main_script_that_fails_to_import_in_the_worker(tmp_path, method):
     assert "import" in out["message"] and "main.py" in out["message"], out
     assert "a_module_only_the_main_process_has" in proc.stderr  # the worker's own traceback
     assert out["seconds"] < 30, out
+
+
+def test_a_plan_that_cannot_be_pickled_names_the_fix(no_leaks):
+    local = SleepOn(0.0)
+    local.__class__ = type("LocalSleep", (SleepOn,), {})  # a class defined in a function: not importable
+    loader = Loader(make_source(16), [local], batch_size=4, workers=1, start_method="spawn")
+    with pytest.raises(TypeError, match="cannot send the workers' plan .* importable module"):
+        next(iter(loader))
+    loader.close()

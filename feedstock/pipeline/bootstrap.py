@@ -58,7 +58,11 @@ class PackedFactory:
 
     @classmethod
     def of(cls, factory: HandlerFactory) -> "PackedFactory":
-        data = pickle.dumps(factory, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            data = pickle.dumps(factory, protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:  # a lambda, a local class, a handle
+            raise TypeError(f"cannot send the workers' plan (source and transforms) to spawned workers: {exc}. "
+                            f"{UNPICKLE_HINT}") from exc
         return cls(data=data) if len(data) <= INLINE_BYTES else cls(blob=write_blob(data))
 
     def load(self) -> HandlerFactory:
