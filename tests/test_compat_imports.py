@@ -41,6 +41,7 @@ BLOCKED_RUN = """
 import sys
 for name in {heavy!r}:
     sys.modules[name] = None  # importing it now raises ImportError, as a clashing libhdf5 would fail
+sys.modules["caffe"] = None  # duck-typed blobs below: pycaffe's Layer needs a real LayerParameter
 sys.path.insert(0, {tests!r})
 import numpy as np
 from caffe_blobs import make_layer, run_forwards
