@@ -87,7 +87,14 @@ def _inputs(args: argparse.Namespace) -> Tuple[Any, Any, dict]:
             raise ValueError("--remote replaces --train/--full/--holdout: the servers hold the training data")
         val = stream.replace(source=args.val).build_loader("test", shuffle=False, drop_last=False,
                                                            caffe_layout=True) if args.val else None
+        from ..trainer.feeding import remote_stream
+
         remote = RemoteLoader(args.remote, curve_server_key=args.curve_server_key, curve_keys=args.curve_keys)
+        try:
+            remote_stream(remote, batch_size=stream.batch_size, seed=int(stream.seed or 0))  # full batches, our size
+        except BaseException:
+            remote.close()
+            raise
         # the servers hold the transform settings; the model scales unless these flags set the values
         return remote, val, {"batch_size": stream.batch_size, "seed": stream.seed,
                              "model_scaling": not sets_values(stream)}

@@ -11,7 +11,7 @@ from ..pipeline.loader import Loader
 from ..protocols import BatchLoader
 from ..stream import TEST, TRAIN, Stream
 from .deploy import class_names_of
-from .feeding import LoaderBatches, as_source, batch_stream, holdout_split
+from .feeding import LoaderBatches, as_source, batch_stream, holdout_split, loader_stream
 
 # Stream keys that set the values the net sees: the model's own input scaling then stays off.
 _VALUE_KEYS = ("scale", "mean_file", "mean_value", "to_range")
@@ -38,17 +38,6 @@ class Feeds:
         self.train.close()
         if self.val is not None:
             self.val.close()
-
-
-def loader_stream(loader: BatchLoader, *, batch_size: Optional[int], seed: Optional[int]) -> LoaderBatches:
-    """A ready loader's batches: its batch size rules (a different ``batch_size`` is an error);
-    a given ``seed`` replaces its order's seed."""
-    state = loader.state_dict()
-    if batch_size is not None and state["batch_size"] != batch_size:
-        raise ValueError(f"the loader serves batches of {state['batch_size']}, training asks for {batch_size}")
-    if seed is not None and seed != state["seed"]:
-        loader.load_state_dict(dict(state, seed=seed))
-    return LoaderBatches(loader)
 
 
 def open_feeds(train_source: Any, val_source: Any, *, holdout: float, batch_size: Optional[int], workers: int,
