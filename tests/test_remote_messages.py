@@ -212,8 +212,9 @@ def test_a_second_client_is_refused_naming_the_first(server):
         assert repr(first._link.client) in str(info.value) and "127.0.0.1" in str(info.value)
         got += copies(it) + copies(first)  # no takeover: the first client's stream goes on
     assert_same_batches(got, want)
-    with RemoteLoader([server.endpoint], timeout=30) as second:  # the first has gone: the server is free
-        assert_same_batches(copies(second), want[:N // BATCH])
+    for _ in range(3):  # the first has gone: the server is free for whichever client comes next
+        with RemoteLoader([server.endpoint], timeout=30) as second:
+            assert_same_batches(copies(second), want[:N // BATCH])
 
 
 def test_a_second_client_starting_without_hello_is_refused(server):
@@ -234,8 +235,7 @@ def test_a_client_that_vanished_does_not_block_the_next(server):
     raw = Raw(server.endpoint)
     raw.send([_frame("start")])
     assert [r["op"] for r in raw.replies(2)] == ["batch", "batch"]
-    raw.close()  # no stop: a crashed trainer
-    time.sleep(0.5)
+    raw.close()  # no stop: a crashed trainer; a busy answer meanwhile is asked again for a while
     with RemoteLoader([server.endpoint], timeout=30) as remote:
         assert_same_batches(copies(remote), _want())
 

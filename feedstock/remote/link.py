@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 POLL_MS = 100
 HELLO_EVERY = 1.0  # seconds between hellos while a connected server has not answered
+# How long a server that is busy with another client is asked again before that is an error: the
+# other may be this process's previous RemoteLoader, whose goodbye is still on its way.
+BUSY_GRACE = 3.0
 _FAILED = ("EVENT_HANDSHAKE_FAILED_AUTH", "EVENT_HANDSHAKE_FAILED_PROTOCOL", "EVENT_HANDSHAKE_FAILED_NO_DETAIL")
 
 
@@ -112,7 +115,8 @@ class Link:
         for peer in self.peers:
             for s in (peer.monitor, peer.sock):
                 if s is not None and not s.closed:
-                    s.close(linger=0)
+                    # a little linger lets the stop go out, so the server is free at once for the next client
+                    s.close(linger=200 if s is peer.sock else 0)
         self.ctx.term()
 
     # ----- the thread ---------------------------------------------------------------------------------
@@ -246,6 +250,8 @@ class Link:
                 self._meta(peer, msg)
             elif op == "error":
                 kind = RemoteSetupError if msg.get("kind") == "busy" else RemoteError
+                if kind is RemoteSetupError and self._busy_wait(peer):
+                    continue  # asked again by _timers with the next hello
                 with self.cond:
                     peer.error = kind(f"remote feed server {peer.name}: {msg.get('message')}")
                     self.cond.notify_all()
@@ -256,8 +262,18 @@ class Link:
             else:
                 log.warning("%s: ignoring unknown message %r", peer.endpoint, op)
 
+    def _busy_wait(self, peer: Peer) -> bool:
+        """Whether to ask a busy server again (its hello answered "busy" only for a little while)."""
+        if peer.meta is not None:
+            return False  # a start refused mid-stream: another client took the server meanwhile
+        now = time.monotonic()
+        if peer.busy_since is None:
+            peer.busy_since = now
+        return now - peer.busy_since < BUSY_GRACE
+
     def _meta(self, peer: Peer, meta: Dict[str, Any]) -> None:
         meta.pop("op", None)
+        peer.busy_since = None
         with self.cond:
             if peer.meta is None:
                 peer.meta = meta

@@ -36,6 +36,7 @@ class Peer:
     connected: bool = False
     lost_at: Optional[float] = None
     hello_at: float = 0.0
+    busy_since: Optional[float] = None  # when the server first said another client holds it
     error: Optional[BaseException] = None
     reconnects: int = 0
     received: int = 0
