@@ -154,7 +154,7 @@ def train(model: Any, train_source: Any, val_source: Any = None, solver_cfg: Any
         if plots:
             from .plots import training_pictures
 
-            report.files += training_pictures(run.net, run.history, out, mdef.name)
+            report.files += training_pictures(run.net, run.history, out, mdef.name, batch=feeds.batch_size)
     return report
 
 

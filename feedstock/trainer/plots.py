@@ -148,8 +148,9 @@ def plot_confusion(matrix: np.ndarray, path: PathLike, *, class_names: Optional[
     return Path(path)
 
 
-def training_pictures(net: Any, history: Mapping[str, Sequence[float]], out: Path, name: str) -> List[str]:
-    """Curves, first-layer filters, the net diagram and weight histograms of a finished run."""
+def training_pictures(net: Any, history: Mapping[str, Sequence[float]], out: Path, name: str, *,
+                      batch: int = 1) -> List[str]:
+    """Curves, first-layer filters, the net diagram (blob shapes for ``batch``) and weight histograms."""
     from .draw import draw_net
     from .net import first_weights
 
@@ -157,7 +158,7 @@ def training_pictures(net: Any, history: Mapping[str, Sequence[float]], out: Pat
     weights = first_weights(net)
     if weights is not None:
         files.append(plot_filters(weights, out / f"{name}_filters.png"))
-    files.append(draw_net(net, out / f"{name}_net.png", title=name))
+    files.append(draw_net(net, out / f"{name}_net.png", title=name, batch=batch))
     if net.params:
         files.append(plot_weight_histograms(net, out / f"{name}_weights.png"))
     return [str(f) for f in files]
