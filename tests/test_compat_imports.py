@@ -31,6 +31,7 @@ def _loaded_after(code: str) -> list[str]:
         "import feedstock",
         "from feedstock import Loader, CaffeLmdb, Hdf5, ListFile, CaffeTransform, LmdbWriter",
         "import feedstock.caffe_params, feedstock.loaders, feedstock.transforms, feedstock.pipeline",
+        "import feedstock.stream, feedstock.writers, feedstock.caffe_pb",
     ],
 )
 def test_import_loads_no_heavy_library(code: str) -> None:
