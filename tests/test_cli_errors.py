@@ -1,4 +1,4 @@
-"""CLI environment errors (missing path, full disk, permissions, LMDB, ZeroMQ): one stderr line; -v: traceback."""
+"""CLI environment errors (missing path, full disk, permissions, LMDB, ZeroMQ, OpenCV): one line; -v: traceback."""
 from __future__ import annotations
 
 import argparse
@@ -115,6 +115,21 @@ def test_not_an_lmdb_is_one_line(tmp_path):
     assert "bad" in line and "LMDB" in line
 
 
+def test_opencv_write_error_is_one_line(tmp_path, db):
+    (tmp_path / "sheet").mkdir()  # a folder where the grid image should go: OpenCV finds no writer
+    done = run_cli("inspect", str(db), "--grid", "sheet", cwd=tmp_path)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.splitlines() == [
+        "feedstock inspect: error: OpenCV error (writing sheet): could not find a writer for the specified "
+        "extension: check the file name's extension and the image"]
+
+
+def test_directory_given_for_an_output_file(tmp_path, db):
+    (tmp_path / "mean_dir").mkdir()
+    line = one_error_line(run_cli("compute-mean", "-q", str(db), "mean_dir", cwd=tmp_path), "compute-mean")
+    assert "Is a directory" in line and "mean_dir" in line and "give a file path" in line
+
+
 def test_zmq_bind_error_names_the_endpoint(tmp_path, db):
     done = run_cli("serve", str(db), "--bind", "tcp://10.255.255.1:5555", "--insecure", "--idle-exit", "5",
                    cwd=tmp_path)
@@ -124,6 +139,16 @@ def test_zmq_bind_error_names_the_endpoint(tmp_path, db):
 
 def ns(**kw) -> argparse.Namespace:
     return argparse.Namespace(**kw)
+
+
+def cv2_error() -> Exception:
+    import cv2
+
+    try:
+        cv2.cvtColor(np.zeros((2, 2, 5), np.uint8), cv2.COLOR_BGR2GRAY)  # 5 channels: a failed assertion
+    except cv2.error as e:
+        return e
+    raise AssertionError("OpenCV accepted a 5-channel image for BGR2GRAY")
 
 
 @pytest.mark.parametrize("error, args, words", [
@@ -146,6 +171,7 @@ def ns(**kw) -> argparse.Namespace:
     (lmdb.Error("/x/db: No such file or directory"), ns(db="db"), ["/x/db", "check the path"]),
     (lmdb.CorruptedError("mdb_get: MDB_CORRUPTED"), ns(db="d"), ["d", "rebuild"]),
     (ValueError("bad value\nsecond line"), ns(), ["bad value; second line"]),
+    (cv2_error(), ns(src="in.png"), ["OpenCV error (reading in.png)", "Invalid number of channels"]),
 ])
 def test_describe_is_one_line_with_place_and_fix(error, args, words):
     message = describe(error, args)

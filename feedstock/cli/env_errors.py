@@ -98,6 +98,15 @@ def _zmq_message(e: Exception, args: argparse.Namespace) -> str:
     return _with_hint(f"ZeroMQ error{where}: {one_line(str(e))}", _code_of(e))
 
 
+def _opencv_message(e: Exception, args: argparse.Namespace) -> str:
+    # cv2.error carries the bare reason in .err ("could not find a writer for the specified extension")
+    text = str(getattr(e, "err", None) or e)
+    lines = (line.strip().lstrip(">").strip().rstrip(":") for line in text.splitlines())  # "> why:" lines
+    reason = "; ".join(line for line in lines if line)
+    where = _where(args, _OUTPUT_ARGS, "writing") or _where(args, _INPUT_ARGS, "reading")
+    return f"OpenCV error{where}: {reason}: check the file name's extension and the image"
+
+
 def describe(e: BaseException, args: argparse.Namespace) -> Optional[str]:
     """The one-line message for an error a user can act on; None for anything else (a bug)."""
     module = type(e).__module__.split(".")[0]
@@ -105,6 +114,8 @@ def describe(e: BaseException, args: argparse.Namespace) -> Optional[str]:
         return _lmdb_message(e, args)
     if module == "zmq" and isinstance(e, Exception):
         return _zmq_message(e, args)
+    if module == "cv2" and isinstance(e, Exception):
+        return _opencv_message(e, args)
     if isinstance(e, OSError):
         return _os_message(e, args)
     if isinstance(e, (ValueError, FeedstockError)):
