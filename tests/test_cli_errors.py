@@ -1,4 +1,4 @@
-"""CLI environment errors (missing path, full disk, permissions, LMDB, ZeroMQ, OpenCV): one line; -v: traceback."""
+"""CLI errors a user can act on (missing path, full disk, permissions, LMDB, ZeroMQ, OpenCV) are one line."""
 from __future__ import annotations
 
 import argparse
