@@ -52,7 +52,7 @@ def occluded_run(digits, tmp_path_factory):
 
 
 def test_occlusion_regularises_without_breaking_training(digits, occluded_run, tmp_path):
-    """Measured here: 0.776 plain vs 0.760 occluded. On all 4000 images occlusion lags early (150 iterations:
+    """Measured here: 0.776 plain vs 0.760 occluded. On all 4000 images occlusion lags early (after
     600 iterations: 0.864 vs 0.832) and catches up once the plain run overfits (1250: 0.854 vs 0.854, test
     log-loss 0.520 vs 0.462); 1000 images for about 5 epochs keep this test fast."""
     plain = recipe(digits, tmp_path / "plain")
