@@ -26,6 +26,7 @@ from ..errors import RemoteError, RemoteSetupError, ServerLost
 from . import protocol
 from .peer import Peer, Pos, Ready
 from .protocol import tune
+from .replies import check_reply
 from .security import client_curve
 
 log = logging.getLogger(__name__)
@@ -240,11 +241,17 @@ class Link:
                 header = peer.sock.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            msg = protocol.decode(header)
-            op = msg["op"]
-            if op == "batch":
-                self._batch(peer, msg)
+            try:
+                msg = check_reply(protocol.decode(header), protocol.PROTOCOL)
+                if msg["op"] == "batch":
+                    self._batch(peer, msg)
+                    continue
+            except RemoteError as exc:  # this server broke the protocol: its error, not the others'
+                _skip_rest(peer.sock)
+                self._fail(peer, exc if peer.name in str(exc) else RemoteError(f"{peer.name} sent a bad "
+                                                                             f"message: {exc}"))
                 continue
+            op = msg["op"]
             _skip_rest(peer.sock)
             if op == "meta":
                 self._meta(peer, msg)
@@ -255,12 +262,16 @@ class Link:
                 with self.cond:
                     peer.error = kind(f"remote feed server {peer.name}: {msg.get('message')}")
                     self.cond.notify_all()
-            elif op == "ping":
-                pass  # the server checking that we are still here
             elif op == "bye":
                 self._lost(peer, "shut down")
-            else:
-                log.warning("%s: ignoring unknown message %r", peer.endpoint, op)
+            # "ping": the server checking that we are still here
+
+    def _fail(self, peer: Peer, exc: RemoteError) -> None:
+        with self.cond:
+            if peer.error is None:
+                peer.error = exc
+                log.error("remote feed: %s", exc)
+            self.cond.notify_all()
 
     def _busy_wait(self, peer: Peer) -> bool:
         """Whether to ask a busy server again (its hello answered "busy" only for a little while)."""
@@ -296,12 +307,15 @@ class Link:
         if msg.get("session") != peer.session or peer.want is None:
             _skip_rest(peer.sock)  # a stream we have since replaced
             return
-        pos = (int(msg["epoch"]), int(msg["batch"]))
+        pos = (msg["epoch"], msg["batch"])
         if pos != peer.want or not peer.free:
             _skip_rest(peer.sock)
             what = f"batch {pos} instead of {peer.want}" if pos != peer.want else "a batch beyond its credits"
             raise RemoteError(f"{peer.name} sent {what}: protocol error")
-        slot, rows = peer.free.pop(), int(msg["rows"])
+        if peer.meta is None or msg["rows"] > peer.meta["batch_size"]:
+            raise RemoteError(f"{peer.name} sent a batch of {msg['rows']} rows before its meta or beyond its "
+                              "batch_size: protocol error")
+        slot, rows = peer.free.pop(), msg["rows"]
         frames: Optional[List[Any]] = [] if self.zero_copy else None
         nbytes = 0
         for name, shape, dtype in self.fields:
