@@ -56,7 +56,7 @@ def decode(frame: Any) -> Dict[str, Any]:
     """The control message in ``frame``; RemoteError for anything that is not one."""
     try:
         msg = json.loads(bytes(frame))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise RemoteError(f"not a feedstock control message ({len(bytes(frame))} bytes): {exc}") from None
     if not isinstance(msg, dict) or not isinstance(msg.get("op"), str):
         raise RemoteError(f"not a feedstock control message: {str(msg)[:100]}")
