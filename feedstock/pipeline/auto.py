@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from . import machine
 from .pool import choose_start_method
@@ -158,11 +158,13 @@ def _timed_batches(loader: Any, budget_s: float, max_batches: int) -> Tuple[int,
             return 0, 0.0, 0.0
 
 
-def run_probe(source: Any, transforms: Any, *, batch_size: int, seed: int, prefetch: int, start_method: str,
-              budget_s: float = 0.8) -> Probe:
-    """Measure the pipeline in this process and with one worker (see the module doc)."""
+def run_probe(source: Any, transforms: Any, *, loader_class: Callable[..., Any], batch_size: int, seed: int,
+              prefetch: int, start_method: str, budget_s: float = 0.8) -> Probe:
+    """Measure the pipeline in this process and with one worker (see the module doc); ``loader_class``
+    is the Loader (passed in: the Loader calls this while it is being built)."""
     from ..transforms.base import as_compose
-    from .loader import Loader
+
+    Loader = loader_class
 
     compose = as_compose(transforms)
     per_sample = _sample_seconds(source, compose, seed)
@@ -193,12 +195,12 @@ def run_probe(source: Any, transforms: Any, *, batch_size: int, seed: int, prefe
     return Probe(inline_s, wall / n * scale, cpu * scale, main_cpu / n, worker_bytes, slot_bytes)
 
 
-def choose_workers(source: Any, transforms: Any, *, batch_size: int, seed: int = 0, prefetch: int = 4,
-                   start_method: str = "auto", budget_s: float = 0.8) -> AutoChoice:
+def choose_workers(source: Any, transforms: Any, *, loader_class: Callable[..., Any], batch_size: int, seed: int = 0,
+                   prefetch: int = 4, start_method: str = "auto", budget_s: float = 0.8) -> AutoChoice:
     """The worker count for a Loader over ``source``/``transforms``; see the module doc."""
     cores = machine.usable_cores()
     start = time.perf_counter()
-    probe = run_probe(source, transforms, batch_size=batch_size, seed=seed, prefetch=prefetch,
+    probe = run_probe(source, transforms, loader_class=loader_class, batch_size=batch_size, seed=seed, prefetch=prefetch,
                       start_method=start_method, budget_s=budget_s)
     choice = decide(probe, cores=cores, mem_avail=machine.mem_available(),
                     shm_free=machine.shm_free(), probe_s=time.perf_counter() - start)

@@ -127,8 +127,8 @@ class Loader:
         if isinstance(workers, str) and workers == "auto":
             from .auto import choose_workers
 
-            self.auto = choose_workers(source, transforms, batch_size=batch_size, seed=seed, prefetch=prefetch,
-                                       start_method=start_method)
+            self.auto = choose_workers(source, transforms, loader_class=Loader, batch_size=batch_size, seed=seed,
+                                       prefetch=prefetch, start_method=start_method)
             workers = self.auto.workers
         check_options(workers=workers, prefetch=prefetch, on_error=on_error, max_bad_fraction=max_bad_fraction,
                       timeout=timeout, seed=seed)
