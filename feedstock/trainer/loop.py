@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Union, cast
 
 import numpy as np
 
@@ -47,7 +47,7 @@ def evaluate(net: Net, feeder: DeviceFeeder, stream: Any, test_iter: int = 0, *,
     check = check or BatchCheck(net, stream="validation data")
     meter = net.meter()
     # A test pass is no training step: it is kept out of the timing report (record=False).
-    batches = feeder.feed(check.host(stream.epoch(0)), slots=stream.slot_arrays, record=False)
+    batches = _closable(feeder.feed(check.host(stream.epoch(0)), slots=stream.slot_arrays, record=False))
     for k, batch in enumerate(batches):
         if test_iter and k >= test_iter:
             break
@@ -55,6 +55,11 @@ def evaluate(net: Net, feeder: DeviceFeeder, stream: Any, test_iter: int = 0, *,
         meter.update(net.forward(x, train=False), labels)
     batches.close()
     return meter
+
+
+def _closable(batches: Iterator[Dict[str, Any]]) -> Generator[Dict[str, Any], None, None]:
+    """The feeder's batches (a generator: closing it stops the loader's pass early)."""
+    return cast(Generator[Dict[str, Any], None, None], batches)  # DeviceFeeder.feed is a generator function
 
 
 class _Run:
@@ -195,7 +200,7 @@ def _loop(run: _Run, feeder: DeviceFeeder, feeds: Feeds, extra: Dict[str, Any],
     while solver.iter < cfg.max_iter:
         epoch, start = divmod(solver.iter, train_stream.num_batches)
         host = run.train_check.host(train_stream.epoch(epoch, start))
-        batches = feeder.feed(host, epoch=epoch, slots=train_stream.slot_arrays)
+        batches = _closable(feeder.feed(host, epoch=epoch, slots=train_stream.slot_arrays))
         for batch in batches:
             due = cfg.test_interval and solver.iter % cfg.test_interval == 0
             if val_stream is not None and due and (solver.iter > 0 or cfg.test_initialization):
