@@ -162,5 +162,19 @@ def test_a_port_held_by_another_program_and_an_absent_address(capsys):
     with pytest.raises(RemoteSetupError, match=r"cannot bind tcp://192\.0\.2\.1:5555: no network interface"):
         FeedServer(_array_loader((0, 1)), bind="tcp://192.0.2.1:5555", insecure=True)
     for bad in ("tcp://127.0.0.1", "bogus://x"):
-        with pytest.raises(ValueError, match=f"endpoint '{bad}': .*expected tcp://HOST:PORT"):
+        with pytest.raises(ValueError, match=f"endpoint '{bad}'.* tcp://HOST:PORT"):
             RemoteLoader([bad], connect_timeout=1)
+
+
+def test_a_port_beyond_65535_is_refused_not_wrapped_around(lmdbs, capsys):
+    """ZeroMQ takes tcp://HOST:99999 as port 34463 (modulo 65536): a server would listen elsewhere."""
+    for bad in ("tcp://127.0.0.1:99999", "tcp://127.0.0.1:65536"):
+        with pytest.raises(ValueError, match=f"endpoint '{re.escape(bad)}': port .* not in 0..65535"):
+            FeedServer(_array_loader((0, 1)), bind=bad, insecure=True)
+        with pytest.raises(ValueError, match="not in 0..65535"):
+            RemoteLoader([bad], connect_timeout=1)
+    assert main(["serve", lmdbs[0], "--workers", "0", "--bind", "tcp://127.0.0.1:70000"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "port 70000 is not in 0..65535" in err, err
+    with pytest.raises(RemoteSetupError, match="no network interface"):
+        FeedServer(_array_loader((0, 1)), bind="tcp://no-such-host.invalid:5555", insecure=True)

@@ -27,7 +27,7 @@ from . import protocol
 from .peer import Peer, Pos, Ready
 from .protocol import tune
 from .replies import check_reply
-from .security import client_curve
+from .security import check_endpoint, client_curve
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ class Link:
                 for name in _FAILED:
                     events |= getattr(zmq, name)
                 peer.monitor = peer.sock.get_monitor_socket(events)
+                check_endpoint(peer.endpoint)
                 try:
                     peer.sock.connect(peer.endpoint)
                 except zmq.ZMQError as exc:

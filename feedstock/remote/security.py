@@ -12,19 +12,30 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 _TCP = re.compile(r"\Atcp://(\[[^\]]*\]|[^:]*):(\d+|\*)\Z")
 
 
-def is_loopback(endpoint: str) -> bool:
-    """True for ipc/inproc endpoints and tcp on a loopback address (127.0.0.0/8, ::1, localhost)."""
+def check_endpoint(endpoint: str) -> Optional[str]:
+    """The host of a tcp endpoint (None for ipc/inproc); ValueError unless it is tcp://HOST:PORT with a
+    port in 0..65535 (ZeroMQ would take port 99999 modulo 65536, silently another port)."""
+    if not isinstance(endpoint, str):
+        raise ValueError(f"endpoint {endpoint!r} must be a string like tcp://HOST:PORT")
     if endpoint.startswith(("ipc://", "inproc://")):
-        return True
+        return None
     m = _TCP.match(endpoint)
     if not m:
-        raise ValueError(f"endpoint {endpoint!r} must look like tcp://HOST:PORT (or ipc://PATH)")
-    host = m.group(1)
-    return host in _LOOPBACK or host.startswith("127.")
+        raise ValueError(f"endpoint {endpoint[:200]!r} must look like tcp://HOST:PORT (or ipc://PATH)")
+    if m.group(2) != "*" and not 0 <= int(m.group(2)) <= 65535:
+        raise ValueError(f"endpoint {endpoint!r}: port {m.group(2)} is not in 0..65535")
+    return m.group(1)
+
+
+def is_loopback(endpoint: str) -> bool:
+    """True for ipc/inproc endpoints and tcp on a loopback address (127.0.0.0/8, ::1, localhost)."""
+    host = check_endpoint(endpoint)
+    return host is None or host in _LOOPBACK or host.startswith("127.")
 
 
 def check_bind(endpoint: str, *, curve: bool, insecure: bool) -> None:
     """ValueError for a non-loopback bind without CURVE, unless ``insecure``."""
+    check_endpoint(endpoint)
     if not curve and not insecure and not is_loopback(endpoint):
         raise ValueError(
             f"binding {endpoint} without CURVE would stream batches to anyone who can reach the port: "

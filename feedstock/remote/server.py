@@ -19,6 +19,7 @@ messages are dropped and the stream simply waits for the next ``start``.
 from __future__ import annotations
 
 import collections
+import errno
 import logging
 import threading
 import time
@@ -293,7 +294,7 @@ def _bind(sock: zmq.Socket, endpoint: str) -> None:
         if exc.errno == zmq.EADDRINUSE:
             why = ("the address is already in use (another `feedstock serve` or program listens there): stop "
                    "it, or bind another port (--bind tcp://HOST:PORT; port * picks a free one)")
-        elif exc.errno == zmq.EADDRNOTAVAIL:
+        elif exc.errno in (zmq.EADDRNOTAVAIL, errno.ENODEV):
             why = "no network interface of this host has that address: bind one of its own addresses, or tcp://*:PORT"
         else:
             why = f"{exc.strerror}: expected tcp://HOST:PORT (or ipc://PATH) that this host can listen on"
