@@ -203,3 +203,11 @@ def test_csv_class_codes_follow_the_given_class_list_and_bad_rows_skip(tmp_path)
     np.testing.assert_array_equal(batch["data"], [[3], [5]])  # the bad cell's row is skipped
     with pytest.raises(ValueError, match="val.csv:3"):
         Stream(source=str(val), batch_size=2, workers=0).build_source()
+
+
+def test_a_stream_without_transform_keys_hands_records_over_as_stored(digits_lmdb):
+    s = Stream(source=digits_lmdb, batch_size=4, workers=0)
+    assert s.build_transforms("train") == []
+    batch = _batches(s, "test", 1)[0]
+    assert batch["data"].dtype == np.uint8  # 4x fewer bytes than the float a no-op transform would give
+    np.testing.assert_array_equal(batch["data"][1, 0, :, 0], np.arange(8) + 10)

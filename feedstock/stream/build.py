@@ -47,8 +47,10 @@ def build_source(s: "Stream", kind: str, *, fields: Optional[Sequence[str]] = No
 def build_transforms(s: "Stream", kind: str, phase: int, source: Optional["Source"] = None) -> List["Transform"]:
     """ImageData's resize, then Caffe's DataTransformer, then range mapping and occlusion (TRAIN)."""
     _refuse_misplaced(s, kind)
-    if kind == "hdf5" or (kind == "csv" and not transform_keys_set(s)):
-        return []  # feature rows as stored: nothing to convert
+    if kind == "hdf5" or (kind != "pairs" and not transform_keys_set(s) and not s.new_height):
+        # records as stored: Caffe's transformer with no settings only casts to float, which the
+        # consumer does on its side (a Caffe top, the trainer's device copy): 4x fewer bytes here
+        return []
     if kind == "pairs":
         from ..transforms.pairs import pairs_transforms
 
