@@ -283,3 +283,21 @@ def test_an_oversized_frame_drops_only_its_sender(server, caplog):
     assert server.thread.is_alive()
     refusals = [r for r in caplog.records if "refused a control message" in r.getMessage()]
     assert len(refusals) <= 30  # rate-limited: a flood does not flood the log
+
+
+def test_a_client_that_stops_reading_cannot_keep_the_server_from_stopping():
+    rows = np.zeros((32, 1 << 20), np.uint8)  # 4 MiB batches: socket buffers fill after a few
+    server = ThreadServer(Loader(ArraySource(data=rows), batch_size=4, workers=0, shuffle=False))
+    raw = Raw(server.endpoint)
+    raw.sock.rcvhwm = 1
+    try:
+        raw.send([_frame("start", "credits", "64")])  # and never read
+        deadline = time.monotonic() + 20
+        while server.server.sent < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        started = time.monotonic()
+        server.close()  # stop(), join the serving thread (30 s at most), close()
+        assert not server.thread.is_alive() and time.monotonic() - started < 10
+    finally:
+        raw.close()

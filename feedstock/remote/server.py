@@ -188,6 +188,8 @@ class FeedServer:
         self._check_free(ident, msg["client"], session)
         self._end_stream()
         self._wait_sent(0)  # a repositioned loader may refill any slot, also those still being sent
+        if self._in_flight:
+            return  # stopped while a client would not take its batches: shutting down
         state = dict(self.loader.state_dict(), seed=msg["seed"], epoch=msg["epoch"], next_batch=msg["batch"])
         self.loader.load_state_dict(state)
         self._stream = _Stream(ident, msg["client"], session, msg["credits"], leased(self.loader))
@@ -205,6 +207,8 @@ class FeedServer:
         stream = self._stream
         assert stream is not None
         self._wait_sent(self._max_in_flight)
+        if len(self._in_flight) > self._max_in_flight:
+            return  # stopped while the client would not take its batches
         try:
             pos = self.loader.state_dict()
             try:
@@ -236,11 +240,14 @@ class FeedServer:
         stream.credits -= 1
         self.sent += 1
 
-    def _wait_sent(self, keep: int) -> None:
-        """Give slots back to the loader as ZeroMQ lets go of their frames, until at most ``keep`` are out."""
+    def _wait_sent(self, keep: int, *, stoppable: bool = True) -> None:
+        """Give slots back to the loader as ZeroMQ lets go of their frames, until at most ``keep`` are out
+        (or ``stop()`` was called: a client that stops reading must not keep the server from stopping)."""
         while self._in_flight and (len(self._in_flight) > keep or self._in_flight[0][0].done):
             tracker, release = self._in_flight[0]
             while not tracker.done:
+                if stoppable and self._stop.is_set():
+                    return  # close() drops what ZeroMQ still holds, then gives the slots back
                 try:
                     tracker.wait(POLL_MS / 1000)
                 except zmq.NotDone:
@@ -263,9 +270,9 @@ class FeedServer:
             if stream is not None:
                 self._send(stream.ident, protocol.encode("bye"))
                 self._end_stream()
+            sock.close(linger=0)  # drops the frames ZeroMQ still holds: their trackers complete
             if getattr(self, "_in_flight", None):
-                self._wait_sent(0)
-            sock.close(linger=0)
+                self._wait_sent(0, stoppable=False)
         if self._auth is not None:
             self._auth.stop()
             self._auth = None
