@@ -271,7 +271,7 @@ class DeviceFeeder:
             return None
         cp = self.backend.xp
         # The compute stream must be done with this buffer (used two steps ago) before we overwrite it.
-        self._stream.wait_event(cp.cuda.get_current_stream().record())
+        self._stream.wait_event(cp.cuda.get_current_stream().record())  # type: ignore[union-attr]
         fields = {}
         for name, arr in host.items():
             arr = np.ascontiguousarray(arr)

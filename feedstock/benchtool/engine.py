@@ -87,7 +87,7 @@ def run_bench(subject: Subject, *, counts: Optional[Sequence[int]] = None, secon
         torch_rates = compare_torch(subject.source, compose, [p.workers for p in points],
                                     batch_size=subject.batch_size, seconds=seconds, seed=subject.seed, tick=tick)
     say("workers='auto' probe")
-    with subject.make_loader("auto") as auto_loader:  # what Loader(workers="auto") would pick here
+    with subject.make_loader("auto") as auto_loader:  # type: ignore[arg-type]  # what Loader(workers="auto") would pick here
         auto = auto_loader.auto
     memory = memory_of(points)
     per_record = stages.per_record()

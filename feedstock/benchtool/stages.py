@@ -145,11 +145,11 @@ def batched(source: Any, compose: Compose, batch_size: int) -> bool:
     """True when the Loader would fill this pipeline's batches with vectorised calls."""
     if not isinstance(source, BatchReadable) or not all(isinstance(t, BatchTransform) for t in compose.transforms):
         return False
-    fields = source.read_batch(np.arange(min(batch_size, len(source))))
+    fields = source.read_batch(np.arange(min(batch_size, len(source))))  # type: ignore[arg-type]
     for t in compose.transforms:
         if fields is NotImplemented:
             return False
-        fields = t.apply_batch(fields)
+        fields = t.apply_batch(fields)  # type: ignore[attr-defined]
     return fields is not NotImplemented
 
 
@@ -220,7 +220,7 @@ def time_transforms(source: Any, compose: Compose, spec: Dict[str, Any], seconds
         def run_batch() -> None:
             result = fields
             for t in compose.transforms:
-                result = t.apply_batch(result)
+                result = t.apply_batch(result)  # type: ignore[attr-defined]
             for name, view in out.items():
                 np.copyto(view[: len(idx)], np.asarray(result[name]), casting="unsafe")
 

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     counts = parse_counts(args.sweep_workers) if args.sweep_workers else None
     bar = progress_bar(_steps(args, counts), desc="bench", unit="step", disable=args.quiet)
 
-    started = []
+    started: List[str] = []
 
     def step(name: str) -> None:  # a step starts: the one before it is done
         if started:

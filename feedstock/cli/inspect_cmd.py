@@ -107,7 +107,7 @@ def read_samples(source: Source, indices: Sequence[int], transform: Compose,
 
 
 def make_transform(args: argparse.Namespace) -> Compose:
-    steps = []
+    steps: List[Any] = []
     if args.resize:
         steps.append(Resize(args.resize[0], args.resize[1], mode=args.resize_mode))
     if args.crop:
@@ -122,7 +122,7 @@ def labels_of(source: Source, limit: int) -> Tuple[Optional[np.ndarray], int]:
         return indexed, len(indexed)
     n = min(len(source), limit)
     if isinstance(source, CaffeLmdb):
-        out = []
+        out: List[Any] = []
         for _, value in iter_db(source.path):
             if len(out) >= n:
                 break
@@ -136,7 +136,7 @@ def labels_of(source: Source, limit: int) -> Tuple[Optional[np.ndarray], int]:
     return np.asarray(values), n
 
 
-def describe(source: Source, labels: Tuple[Optional[np.ndarray], int], samples: Sequence[dict],
+def describe(source: Source, labels: Tuple[Optional[np.ndarray], int], samples: Sequence[Optional[dict]],
              limit: int) -> List[str]:
     n = len(source)
     lines = [f"{source!r}", f"records: {n}"]

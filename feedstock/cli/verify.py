@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
 
     pairs = pairs_cmds.pairs_databases(args.db, args.masks)
     if pairs is not None:
-        return pairs_cmds.run_verify(*pairs, args)
+        return pairs_cmds.run_verify(*pairs, args)  # type: ignore[call-arg]
     failed = False
     from ..loaders.caffe_lmdb import release_env, shared_env
 

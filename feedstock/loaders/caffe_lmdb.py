@@ -114,7 +114,7 @@ def release_env(path: str) -> None:
 def read_keys(path: str) -> StringTable:
     """Every key of the LMDB in byte order, as one compact table."""
     txn = shared_env(path).txn()
-    return StringTable(txn.cursor().iternext(keys=True, values=False))
+    return StringTable(txn.cursor().iternext(keys=True, values=False))  # type: ignore[arg-type]
 
 
 class CaffeLmdb(Source):
@@ -197,7 +197,7 @@ class CaffeLmdb(Source):
 
     def __getitem__(self, i: int) -> Sample:
         i = self._index(i)
-        return self._sample(self._txn().get(self._keys.raw(i)), i)
+        return self._sample(self._txn().get(self._keys.raw(i)), i)  # type: ignore[arg-type]
 
     def read_batch(self, indices: Indices, out: Optional[Mapping[str, np.ndarray]] = None
                    ) -> Union[Sample, NotImplementedType]:
@@ -211,7 +211,7 @@ class CaffeLmdb(Source):
         if not rows:
             raise ValueError("read_batch needs at least one index")
         txn, raw, datum = self._txn(), self._keys.raw, self._datum
-        datums = [datum(txn.get(raw(j)), j) for j in rows]
+        datums = [datum(txn.get(raw(j)), j) for j in rows]  # type: ignore[arg-type]
         first = datums[0]
         shape = (first.channels, first.height, first.width)
         size = shape[0] * shape[1] * shape[2]

@@ -130,7 +130,7 @@ class Loader:
             self.auto = choose_workers(source, transforms, loader_class=Loader, batch_size=batch_size, seed=seed,
                                        prefetch=prefetch, start_method=start_method)
             workers = self.auto.workers
-        check_options(workers=workers, prefetch=prefetch, on_error=on_error, max_bad_fraction=max_bad_fraction,
+        check_options(workers=workers, prefetch=prefetch, on_error=on_error, max_bad_fraction=max_bad_fraction,  # type: ignore[arg-type]
                       timeout=timeout, seed=seed)
         self.source, self.transforms = source, as_compose(transforms)
         rank, world_size = dist_from_env(rank, world_size)  # torchrun's env, read here only

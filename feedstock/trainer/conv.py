@@ -81,7 +81,7 @@ class Convolution(Layer):
         self.x_shape = x.shape
         (ph, pw), g = self.p, self.group
         xt = xp.pad(x.transpose(1, 0, 2, 3), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-        self.col = _im2col(xp, xt, self.out_hw, self.k, self.s)
+        self.col = _im2col(xp, xt, self.out_hw, self.k, self.s)  # type: ignore[arg-type]
         w = self.params[0].data
         y = w.reshape(g, w.shape[0] // g, -1) @ self.col.reshape(g, -1, self.col.shape[1])
         y = y.reshape((w.shape[0], n) + self.out_hw)  # (O, N, Ho, Wo)
@@ -109,8 +109,8 @@ class Convolution(Layer):
         dxt = xp.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=dy.dtype)
         for i in range(self.k[0]):
             for j in range(self.k[1]):
-                _offset(dxt.transpose(0, 3, 1, 2), (i, j), self.out_hw, self.s)[...] += \
-                    dcol[:, i, j].transpose(0, 3, 1, 2)
+                view = _offset(dxt.transpose(0, 3, 1, 2), (i, j), self.out_hw, self.s)  # type: ignore[arg-type]
+                view[...] += dcol[:, i, j].transpose(0, 3, 1, 2)
         return xp.ascontiguousarray(dxt[:, ph:ph + h, pw:pw + w].transpose(3, 0, 1, 2))
 
 
@@ -176,7 +176,7 @@ class Pooling(Layer):
         xp = self.backend.xp
         self.x_shape = x.shape
         canvas = self._canvas(x, 0.0 if self.mode == "AVE" else -np.inf)
-        views = [_offset(canvas, o, self.out_hw, self.s) for o in self._offsets()]
+        views = [_offset(canvas, o, self.out_hw, self.s) for o in self._offsets()]  # type: ignore[arg-type]
         if self.mode == "AVE":
             total = views[0].copy()
             for v in views[1:]:
@@ -197,13 +197,13 @@ class Pooling(Layer):
         if self.mode == "AVE":
             share = dy / self.divisor
             for o in self._offsets():
-                _offset(dx, o, self.out_hw, self.s)[...] += share
+                _offset(dx, o, self.out_hw, self.s)[...] += share  # type: ignore[arg-type]
         else:
             # The gradient goes to the first offset holding the maximum (Caffe's strict '>' scan).
             taken = xp.zeros(dy.shape, dtype=bool)
             for o in self._offsets():
-                hit = _offset(self.canvas_in, o, self.out_hw, self.s) == self.best
+                hit = _offset(self.canvas_in, o, self.out_hw, self.s) == self.best  # type: ignore[arg-type]
                 hit &= ~taken
                 taken |= hit
-                _offset(dx, o, self.out_hw, self.s)[...] += dy * hit
+                _offset(dx, o, self.out_hw, self.s)[...] += dy * hit  # type: ignore[arg-type]
         return dx[:, :, self.p[0]:self.p[0] + h, self.p[1]:self.p[1] + w]

@@ -145,7 +145,7 @@ class SGDSolver:
         arrays.update({f"history/{k}": to_np(v) for k, v in self.history.items()})
         meta = {"iter": self.iter, "config": dataclasses.asdict(self.config), "extra": dict(extra or {})}
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+        np.savez(tmp, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)  # type: ignore[arg-type]
         tmp.replace(path)  # atomic: a crash never leaves half a snapshot
         return path
 

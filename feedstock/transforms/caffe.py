@@ -183,7 +183,7 @@ class CaffeTransform(Transform):
         mean = None
         if self.mean is not None:
             w = self.mean.shape[2]
-            mean = (crop_view(self._mean_flipped, top, w - left - ow, oh, ow) if do_mirror
+            mean = (crop_view(self._mean_flipped, top, w - left - ow, oh, ow) if do_mirror  # type: ignore[arg-type]
                     else crop_view(self.mean, top, left, oh, ow))
         if x.dtype == np.uint8:
             luts = None if mean is not None else self._luts_for(x.shape[0])

@@ -209,7 +209,7 @@ class _Run:
         with contextlib.ExitStack() as stack:
             writers = [stack.enter_context(LmdbWriter(bo.db_dir(self.partial, s.name), resume=is_lmdb(
                 bo.db_dir(self.partial, s.name)), txn_size=self.options.txn_size)) for s in splits]
-            results = stack.enter_context(contextlib.closing(self._map(tasks)))
+            results = stack.enter_context(contextlib.closing(self._map(tasks)))  # type: ignore[type-var]
             for k, result in results:
                 first_shapes[k] = self._write_chunk(splits[k], result, writers[k], first_shapes[k],
                                                     with_mean=self.options.mean and k == 0)
@@ -242,7 +242,7 @@ class _Run:
     def _chunk_function(self) -> Callable[[list], ChunkResult]:
         if self.listing.paths is not None:
             return functools.partial(encode_images, self.options.image_job())
-        return functools.partial(encode_table, self.listing.table, want_sum=self.options.mean,
+        return functools.partial(encode_table, self.listing.table, want_sum=self.options.mean,  # type: ignore[arg-type]
                                  throttle_s=self.options.throttle_s)
 
     def _resume_state(self, db: str, with_mean: bool) -> Optional[tuple]:
@@ -268,7 +268,7 @@ class _Run:
             if self.options.check_size and rec.shape != first_shape:
                 raise RecordError(key.decode("utf-8", "backslashreplace"),
                                   f"shape {rec.shape} differs from the first record's {first_shape} (--check-size)")
-            writer.put(key, rec.value)
+            writer.put(key, rec.value)  # type: ignore[arg-type]
         if with_mean and self.mean is not None:
             for _shape, (total, count, line_id) in result.sums.items():
                 where = record_key(line_id, names[int(split.order[line_id])]).decode("utf-8", "backslashreplace")
@@ -317,7 +317,7 @@ def _finish(run: _Run, splits: List[Split], manifest: dict, out: str) -> BuildRe
     if run.mean is not None and run.mean.count:
         result["mean_count"] = run.mean.count
         if run.options.shard[1] > 1:  # a shard keeps exact sums; merge-lmdb writes the mean
-            np.save(os.path.join(run.partial, bo.MEAN_SUM), run.mean.sum)
+            np.save(os.path.join(run.partial, bo.MEAN_SUM), run.mean.sum)  # type: ignore[arg-type]
         else:
             mean = run.mean.mean()
             write_mean_outputs(run.partial, mean)
