@@ -35,10 +35,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from feedstock.backend import Backend, get_backend  # noqa: E402
 from feedstock.caffe_pb import array_to_datum  # noqa: E402
 from feedstock.loaders.caffe_lmdb import CaffeLmdb  # noqa: E402
 from feedstock.pipeline.loader import Loader  # noqa: E402
-from feedstock.backend import Backend, get_backend  # noqa: E402
 from feedstock.trainer.datasets import load_fashion_mnist  # noqa: E402
 from feedstock.trainer.feeding import labelled_arrays  # noqa: E402
 from feedstock.trainer.loop import train  # noqa: E402

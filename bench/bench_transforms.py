@@ -22,8 +22,7 @@ from typing import Callable, Dict, Tuple
 import cv2
 import numpy as np
 
-from feedstock.transforms import (CaffeTransform, Compose, Mirror, Multiscale, Occlude, RandomCrop,
-                                  Resize)
+from feedstock.transforms import CaffeTransform, Compose, Mirror, Multiscale, Occlude, RandomCrop, Resize
 
 MEAN = (104.0, 117.0, 123.0)
 SCALE = 0.017
@@ -73,8 +72,8 @@ def bench_caffe(layouts: Dict[str, np.ndarray], number: int, repeat: int) -> boo
                 ok &= bool(np.array_equal(slot[0], ref))
             rng_a, rng_b = np.random.default_rng(1), np.random.default_rng(1)
             cyc_a, cyc_b = itertools.cycle(rows), itertools.cycle(rows)
-            fused, base = paired_us(lambda: t.into({"data": x}, rng_a, {"data": next(cyc_a)}),
-                                    lambda: numpy_baseline(x, rng_b, next(cyc_b)), number, repeat)
+            fused, base = paired_us(lambda: t.into({"data": x}, rng_a, {"data": next(cyc_a)}),  # noqa: B023
+                                    lambda: numpy_baseline(x, rng_b, next(cyc_b)), number, repeat)  # noqa: B023
             print(f"  {where:12s} {name:28s} fused {fused:7.1f}   numpy {base:7.1f}   ratio {base / fused:5.2f}x")
     print(f"  fused output == numpy output bit for bit: {ok}")
     return ok
@@ -96,7 +95,7 @@ def bench_others(hwc_view: np.ndarray, number: int, repeat: int) -> None:
     for name, (t, (h, w)) in cases.items():
         rows = {"data": np.empty((3, h, w), np.uint8), "mask": np.empty((1, h, w), np.uint8)}
         pipeline, rng = Compose([t]), np.random.default_rng(0)
-        us = per_call_us(lambda: pipeline.into(sample, rng, rows), number, repeat)
+        us = per_call_us(lambda: pipeline.into(sample, rng, rows), number, repeat)  # noqa: B023
         print(f"  {name:28s} {us:8.1f}")
 
 

@@ -10,8 +10,8 @@ import cv2
 import h5py
 import numpy as np
 import pytest
-
 from caffe_blobs import blobs, make_layer, run_forwards
+
 from feedstock.caffe_layer import DataLayer
 from feedstock.caffe_pb import write_mean_file
 from feedstock.errors import WorkerError

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from caffe_blobs import Blob, BlobVec
+
 from feedstock.caffe_layer import OccludeLayer
 from feedstock.transforms import occlude_batch
 

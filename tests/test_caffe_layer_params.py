@@ -4,10 +4,9 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from caffe_blobs import blobs
+
 from feedstock.caffe_layer import DataLayer, OccludeLayer, default_tops
-from feedstock.stream import Stream
 from feedstock.caffe_params import (
     DATA_KEYS,
     DataLayerParams,
@@ -16,6 +15,7 @@ from feedstock.caffe_params import (
     parse_param_str,
     phase_of,
 )
+from feedstock.stream import Stream
 
 BRIEF = ("{'source': 'train_lmdb', 'batch_size': 64, 'crop_size': 227, 'mirror': True, "
          "'mean_file': 'mean.binaryproto', 'workers': 4}")

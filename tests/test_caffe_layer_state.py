@@ -13,8 +13,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from caffe_blobs import make_layer
+
 from feedstock.caffe_layer import DataLayer, OccludeLayer, close_layers
 from feedstock.testing import make_raw_lmdb
 

@@ -7,8 +7,16 @@ import numpy as np
 import pytest
 
 from feedstock.caffe_pb import (
-    BlobProto, Datum, array_to_blobproto, array_to_datum, blobproto_to_array, datum_to_array,
-    encoded_datum, parse_datum, read_mean_file, write_mean_file,
+    BlobProto,
+    Datum,
+    array_to_blobproto,
+    array_to_datum,
+    blobproto_to_array,
+    datum_to_array,
+    encoded_datum,
+    parse_datum,
+    read_mean_file,
+    write_mean_file,
 )
 
 

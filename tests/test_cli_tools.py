@@ -6,11 +6,11 @@ import hashlib
 import cv2
 import numpy as np
 import pytest
+from test_build_helpers import MY_COMMANDS, cli_output, read_db
 
 from feedstock.caffe_pb import BlobProto, array_to_datum, encoded_datum
 from feedstock.testing import make_otto_csv, make_raw_lmdb
 from feedstock.writers.lmdb_writer import LmdbWriter
-from test_build_helpers import MY_COMMANDS, cli_output, read_db
 
 
 def sha256_of(records) -> str:

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from feedstock.device import DeviceFeeder, page_ranges
 from feedstock.backend import NUMPY, get_backend, probe_cupy
+from feedstock.device import DeviceFeeder, page_ranges
 
 
 def host_batches(n, rows=4, *, delay=0.0, buffer=None):

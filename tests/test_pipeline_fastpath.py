@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pipeline_helpers import assert_same, collect
 
 from feedstock.caffe_pb import array_to_datum
 from feedstock.errors import WorkerError
@@ -12,7 +13,6 @@ from feedstock.pipeline.sampler import Sampler
 from feedstock.testing import make_encoded_lmdb, make_otto_csv, make_raw_lmdb
 from feedstock.transforms import CaffeTransform
 from feedstock.writers import LmdbWriter
-from pipeline_helpers import assert_same, collect
 
 
 class RowLmdb(CaffeLmdb):

@@ -12,11 +12,11 @@ import threading
 import time
 
 import pytest
+from pipeline_helpers import wait_dead
 
 from feedstock.errors import WorkerDied, WorkerError, WorkerTimeout
 from feedstock.pipeline.pool import ProcessPool, choose_start_method, ordered_map
 from feedstock.pipeline.worker import OwnerWatch
-from pipeline_helpers import wait_dead
 
 
 def square_slowly(x: int) -> int:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pipeline_helpers import Jitter, collect, make_source
 
 from feedstock.pipeline.loader import Loader
-from pipeline_helpers import Jitter, collect, make_source
 
 torch = pytest.importorskip("torch")
 from feedstock.torch import wrap  # noqa: E402

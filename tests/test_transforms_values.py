@@ -8,9 +8,23 @@ import pytest
 
 from feedstock.rng import sample_rng
 from feedstock.spec import ArraySpec, spec_of
-from feedstock.transforms import (CaffeTransform, Color, Compose, Gray, MeanSubtract, Mirror, Multiscale,
-                                  Occlude, RandomCrop, Resize, Scale, SwapChannels, ToCHW, ToFloat,
-                                  occlude_batch)
+from feedstock.transforms import (
+    CaffeTransform,
+    Color,
+    Compose,
+    Gray,
+    MeanSubtract,
+    Mirror,
+    Multiscale,
+    Occlude,
+    RandomCrop,
+    Resize,
+    Scale,
+    SwapChannels,
+    ToCHW,
+    ToFloat,
+    occlude_batch,
+)
 
 
 def test_mean_subtract_never_wraps_in_uint8():

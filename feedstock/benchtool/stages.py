@@ -18,9 +18,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from ..loaders import CaffeLmdb, Pairs
-from ..protocols import BatchReadable, BatchTransform, DecodeTimed
 from ..loaders.decode import color_mode, decode_image, read_bytes
 from ..loaders.images import LabeledImages
+from ..protocols import BatchReadable, BatchTransform, DecodeTimed
 from ..rng import sample_rng
 from ..transforms.base import Compose
 
@@ -161,11 +161,11 @@ def time_source(source: Any, seconds: float, seed: int, batch: int = 0) -> Tuple
     while clock.running():
         if batch:
             idx = np.fromiter(order, np.int64, min(batch, len(source)))
-            clock.time(lambda: source.read_batch(idx), len(idx))
+            clock.time(lambda: source.read_batch(idx), len(idx))  # noqa: B023
             clock.nbytes += stored_bytes(source, int(idx[0])) * len(idx)
         else:
             i = next(order)
-            clock.time(lambda: source[i])
+            clock.time(lambda: source[i])  # noqa: B023
             clock.nbytes += stored_bytes(source, i)
     decode_s = source.decode_s - decoded0 if decoded0 is not None else None
     return clock.rate("source"), decode_s
@@ -177,9 +177,9 @@ def time_file_reads(source: LabeledImages, seconds: float, seed: int) -> Tuple[S
     mode = color_mode(source.color)
     while reads.running() or decodes.running():
         path = source.path(next(order))
-        data = reads.time(lambda: read_bytes(path))
+        data = reads.time(lambda: read_bytes(path))  # noqa: B023
         reads.nbytes += len(data)
-        decodes.time(lambda: decode_image(data, mode=mode, rgb=source.rgb, key=path))
+        decodes.time(lambda: decode_image(data, mode=mode, rgb=source.rgb, key=path))  # noqa: B023
     return reads.rate("read"), decodes.rate("decode")
 
 
@@ -232,7 +232,7 @@ def time_transforms(source: Any, compose: Compose, spec: Dict[str, Any], seconds
     j = 0
     while clock.running():
         sample, rng = pool[j % len(pool)], sample_rng(seed, 0, j)
-        clock.time(lambda: compose.into(sample, rng, rows[0]))
+        clock.time(lambda: compose.into(sample, rng, rows[0]))  # noqa: B023
         j += 1
     return clock.rate("transforms")
 

@@ -28,10 +28,10 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..caffe_pb import read_mean_file
+from ..phase import parse_phase
 from ..spec import Sample, Spec
 from ._aligned import IMAGE, MASK, image_of, mask_of, spec_hw
 from .base import Transform, write_rows
-from ..phase import parse_phase
 from .crop import center_offsets, check_fits, crop_view, random_offsets
 from .fused import Scratch, build_luts, write_batch, write_float, write_uint8
 from .mean import broadcast_values, mean_values
