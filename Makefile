@@ -13,7 +13,7 @@ FLOOR_STAMP := $(FLOOR_VENV)/.installed
 FLOOR_PROTOBUF := 3.12.4 4.21.12
 FLOOR_TESTS := tests/test_caffe_pb.py tests/test_compat_imports.py
 
-.PHONY: demo test test-floor bench venv clean
+.PHONY: demo test test-floor lint bench venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,13 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/feedstock demo
 
-test: $(RAY_STAMP) test-floor
+test: $(RAY_STAMP) lint test-floor
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# ruff (pyflakes, pycodestyle, bugbear, import order) and mypy, as configured in pyproject.toml
+lint: $(STAMP)
+	$(PY) -m ruff check feedstock tests bench
+	$(PY) -m mypy
 
 $(FLOOR_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(FLOOR_VENV)
