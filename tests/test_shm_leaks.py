@@ -250,3 +250,25 @@ def test_workers_stuck_in_a_task_leave_with_their_killed_owner(tmp_path, private
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_a_stale_file_that_is_not_ours_to_remove_does_not_break_the_sweep(private_shm, monkeypatch):
+    """Another user's stale file in sticky /dev/shm: unlink is refused; the sweep goes on, ring creation too."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    theirs, mine = f"feedstock_{dead.pid}_00aa_0", f"feedstock_{dead.pid}_00aa_1"
+    for name in (theirs, mine):
+        open(os.path.join(private_shm, name), "wb").close()
+    real_unlink = os.unlink
+
+    def unlink(path, *args, **kwargs):
+        if os.path.basename(path) == theirs:
+            raise PermissionError(errno.EPERM, "Operation not permitted", path)
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(shm.os, "unlink", unlink)
+    assert sweep_stale() == [mine]
+    ring = SlotRing.create(LAYOUT, 2)  # sweeps first: must not fail on that file
+    ring.close()
+    monkeypatch.undo()
+    os.unlink(os.path.join(private_shm, theirs))

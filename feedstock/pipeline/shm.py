@@ -99,7 +99,7 @@ def _zombie(pid: int) -> bool:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except FileNotFoundError:
-        return True  # gone between kill() and here
+        return True  # reaped since kill() (or hidden by hidepid: then its files are not ours to remove)
     except OSError:
         return False  # no /proc to ask: trust kill()
     # "pid (comm) S ...": comm may hold spaces and parentheses, the state follows the last ")"
@@ -135,6 +135,8 @@ def sweep_stale(owner: Optional[int] = None) -> List[str]:
             removed.append(name)
         except FileNotFoundError:
             pass  # another process swept it first
+        except PermissionError:  # another user's, in sticky /dev/shm: theirs to remove, never our failure
+            log.debug("cannot remove %s (another user's)", name)
     if removed:
         log.info("removed %d stale shared-memory files of dead processes: %s", len(removed), removed[:4])
     return removed

@@ -127,10 +127,9 @@ class OwnerWatch:
         fd = os.dup(self.fd)  # its own: close() may run before this thread wakes
 
         def watch() -> None:
-            select.select([fd], [], [])
-            if not pid_alive(self.pid):
-                sweep_stale(owner=self.pid)
-                os._exit(0)
+            select.select([fd], [], [])  # readable once the owner has exited (a zombie too)
+            sweep_stale(owner=self.pid)
+            os._exit(0)
 
         threading.Thread(target=watch, name="feedstock-owner-watch", daemon=True).start()
 
