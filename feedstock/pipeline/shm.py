@@ -52,7 +52,7 @@ class SlotLayout:
         for name, s in spec.items():
             if not s.fixed:
                 raise ValueError(f"field {name!r} has unknown dims {s.shape}; slots need fixed shapes")
-            fields.append((name, (batch_size, *s.shape), s.dtype.str, offset))
+            fields.append((name, (batch_size, *(int(d) for d in s.shape if d is not None)), s.dtype.str, offset))
             offset += -(-batch_size * s.nbytes // _ALIGN) * _ALIGN
         return cls(batch_size, tuple(fields), max(offset, _ALIGN))
 
