@@ -87,7 +87,7 @@ def local_loader(args: Sequence[str], **overrides):
     ns = build_parser().parse_args(["serve", *args, "--workers", "0"])
     for k, v in overrides.items():
         setattr(ns, k, v)
-    return build_loader(ns)
+    return build_loader(ns)[0]
 
 
 def copies(batches: Iterator[Dict[str, np.ndarray]], limit: Optional[int] = None) -> List[Dict[str, np.ndarray]]:

@@ -5,16 +5,15 @@ import time
 
 import numpy as np
 import pytest
+from remote_helpers import ServeProcess, ThreadServer, assert_same_batches, copies, local_loader, serve_args
 
 from feedstock import Loader
-from feedstock.device import DeviceFeeder
 from feedstock.backend import get_backend
+from feedstock.device import DeviceFeeder
 from feedstock.loaders.array import ArraySource
 from feedstock.pipeline.sampler import Sampler
 from feedstock.remote import RemoteLoader
 from feedstock.testing import make_raw_lmdb
-
-from remote_helpers import ServeProcess, ThreadServer, assert_same_batches, copies, local_loader, serve_args
 
 
 @pytest.fixture(scope="module")

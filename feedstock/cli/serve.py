@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from typing import Any, Tuple
+from typing import Any, Dict, Tuple
 
 from ..stream import add_stream_arguments, stream_from_args
 
@@ -63,20 +63,22 @@ def register(subparsers: Any) -> None:
     k.set_defaults(func=keygen)
 
 
-def build_loader(args: argparse.Namespace) -> Any:
-    """The Loader the server runs: the stream of the flags (and --config), this server's part."""
+def build_loader(args: argparse.Namespace) -> Tuple[Any, Dict[str, Any]]:
+    """The Loader the server runs (the stream of the flags and --config, this server's part) and the
+    stream's fingerprint, which every server of one feed must share."""
     stream = stream_from_args(args, defaults=SERVE_DEFAULTS)
     from ..remote.served import serve_part  # a part of the stream is the server's business, not the Loader's
 
-    return serve_part(stream.build_loader(args.phase), args.part)
+    fingerprint = dict(stream.fingerprint(), phase=args.phase)
+    return serve_part(stream.build_loader(args.phase), args.part), fingerprint
 
 
 def run(args: argparse.Namespace) -> int:
     from ..remote.server import FeedServer
 
-    loader = build_loader(args)
+    loader, fingerprint = build_loader(args)
     try:
-        server = FeedServer(loader, bind=args.bind, curve_secret=args.curve_secret,
+        server = FeedServer(loader, bind=args.bind, curve_secret=args.curve_secret, fingerprint=fingerprint,
                             curve_clients=args.curve_clients, insecure=args.insecure, heartbeat=args.heartbeat)
     except BaseException:
         loader.close()

@@ -128,7 +128,7 @@ class Stream:
                                "masks": names["masks"], "label_column": self.label_column}
         for k in TRANSFORM_KEYS:
             out[k] = names[k] if k == "mean_file" and self.mean_file else getattr(self, k)
-        for k in ("batch_size", "shuffle", "drop_last", "rank", "world_size"):
+        for k in ("batch_size", "shuffle", "drop_last", "rank", "world_size", "on_error"):
             out[k] = getattr(self, k)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
