@@ -53,11 +53,15 @@ def test_close_while_a_batch_view_is_held(no_leaks):
     assert held[0].sum() == 15.0
 
 
-def test_sweep_removes_only_files_of_dead_owners(no_leaks):
+def test_sweep_removes_only_files_of_dead_owners(no_leaks, monkeypatch, tmp_path):
+    # a folder of this test's own: another loader's sweep of /dev/shm must not remove the stale file first
+    from feedstock.pipeline import shm
+
+    monkeypatch.setattr(shm, "SHM_DIR", str(tmp_path))
     dead = subprocess.run(["true"]).returncode == 0 and _dead_pid()
-    stale = os.path.join(SHM_DIR, f"feedstock_{dead}_0badc0de_0")
-    live = os.path.join(SHM_DIR, "feedstock_1_0badc0de_ctl")  # pid 1 is alive
-    foreign = os.path.join(SHM_DIR, "feedstock_notours")
+    stale = os.path.join(tmp_path, f"feedstock_{dead}_0badc0de_0")
+    live = os.path.join(tmp_path, "feedstock_1_0badc0de_ctl")  # pid 1 is alive
+    foreign = os.path.join(tmp_path, "feedstock_notours")
     for path in (stale, live, foreign):
         open(path, "wb").close()
     try:
