@@ -155,7 +155,7 @@ class ProcessPool:
     def _spawn(self, wid: int) -> _Seat:
         ctx = multiprocessing.get_context(self.start_method)
         parent_conn, child_conn = ctx.Pipe(duplex=True)
-        process = ctx.Process(
+        process = ctx.Process(  # type: ignore[attr-defined]  # every concrete context has Process
             target=worker_main,
             args=(wid, child_conn, self._factory_for_worker()),
             kwargs={"owner_pid": os.getpid()},  # under forkserver the parent is the server, not us
@@ -207,7 +207,7 @@ class ProcessPool:
 
     @property
     def pids(self) -> List[int]:
-        return [seat.pid for seat in self._seats]
+        return [seat.pid for seat in self._seats if seat.pid is not None]
 
     @property
     def outstanding(self) -> int:

@@ -96,11 +96,11 @@ class RemoteLoader:
                     raise p.error
             if link.error is not None:
                 raise link.error
-            metas = [p.meta for p in link.peers]
+            metas = [p.info for p in link.peers]
         order = protocol.check_metas(metas, endpoints)
         link.peers[:] = [link.peers[i] for i in order]  # by part: peer j serves batches j, j+n, ...
-        meta = link.peers[0].meta
-        seeds = {p.meta["seed"] for p in link.peers}
+        meta = link.peers[0].info
+        seeds = {p.info["seed"] for p in link.peers}
         if seed is None and len(seeds) > 1:
             raise RemoteSetupError(f"the servers run different seeds {sorted(seeds)}: pass seed= to choose one")
         self.seed = int(seed if seed is not None else seeds.pop())
@@ -146,7 +146,7 @@ class RemoteLoader:
         out = []
         for j, peer in enumerate(self._link.peers):
             k = max(0, -(-(g - j) // n))
-            out.append((epoch, k) if k < peer.meta["num_batches"] else (epoch + 1, 0))
+            out.append((epoch, k) if k < peer.info["num_batches"] else (epoch + 1, 0))
         return out
 
     # ----- iteration -------------------------------------------------------------------------------

@@ -43,10 +43,17 @@ class Peer:
     bytes: int = 0
 
     @property
+    def info(self) -> Dict[str, Any]:
+        """The server's meta: set once its setup reply arrived (the client waits for that first)."""
+        if self.meta is None:
+            raise RuntimeError(f"{self.endpoint}: no setup reply from this server yet")
+        return self.meta
+
+    @property
     def name(self) -> str:
         part = f" (part {self.meta['part'][0]}/{self.meta['part'][1]})" if self.meta else ""
         return self.endpoint + part
 
     def next_pos(self, pos: Pos) -> Pos:
         epoch, k = pos
-        return (epoch, k + 1) if k + 1 < self.meta["num_batches"] else (epoch + 1, 0)
+        return (epoch, k + 1) if k + 1 < self.info["num_batches"] else (epoch + 1, 0)
