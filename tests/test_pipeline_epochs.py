@@ -7,12 +7,21 @@ import time
 
 import numpy as np
 import pytest
+from pipeline_helpers import (
+    CorruptSource,
+    FailOn,
+    Jitter,
+    assert_same,
+    collect,
+    make_source,
+    reference_batches,
+    wait_dead,
+)
 
 from feedstock.errors import WorkerError
 from feedstock.pipeline.loader import Loader
 from feedstock.pipeline.sampler import Sampler
 from feedstock.transforms.base import Transform
-from pipeline_helpers import CorruptSource, FailOn, reference_batches, Jitter, assert_same, collect, make_source, wait_dead
 
 
 def _only_in_next_epoch(n: int, batch_size: int) -> tuple:

@@ -6,12 +6,22 @@ import os
 import signal
 
 import pytest
+from pipeline_helpers import (
+    CorruptSource,
+    FailOn,
+    Huge,
+    Jitter,
+    KillSelfOnce,
+    SleepOn,
+    assert_same,
+    collect,
+    make_source,
+    wait_dead,
+)
 
 from feedstock.errors import ShmSpaceError, TooManyBadRecords, WorkerError, WorkerTimeout
 from feedstock.pipeline.loader import Loader
 from feedstock.pipeline.sampler import Sampler
-from pipeline_helpers import (CorruptSource, FailOn, Huge, Jitter, KillSelfOnce, SleepOn, assert_same, collect,
-                              make_source, wait_dead)
 
 
 @pytest.mark.parametrize("workers", [0, 2])
