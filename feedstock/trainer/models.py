@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Sequence, Tuple
 
 import numpy as np
 
@@ -86,7 +86,7 @@ def fcn_small(**kwargs: Any) -> ModelDef:
     return build(**kwargs)
 
 
-MODELS = {"lenet": lenet, "otto_mlp": otto_mlp, "fcn_small": fcn_small}
+MODELS: Dict[str, Callable[..., ModelDef]] = {"lenet": lenet, "otto_mlp": otto_mlp, "fcn_small": fcn_small}
 
 
 def get_model(model: Any, **kwargs: Any) -> ModelDef:
