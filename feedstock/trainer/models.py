@@ -1,34 +1,15 @@
 """Model definitions: Caffe's MNIST LeNet, the Otto MLP, and nets from plain layer-spec lists."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Sequence
 
-import numpy as np
-
-from ..backend import NUMPY, Backend
-from .net import Net
+from .modeldef import ModelDef
+from .seg_models import fcn_small
 from .solver import SolverConfig
 
 _XAVIER = {"type": "xavier"}
 _CONST0 = {"type": "constant"}
 _BIAS_MULTS = [{"lr_mult": 1}, {"lr_mult": 2}]  # Caffe's examples: biases learn twice as fast
-
-
-@dataclass(frozen=True)
-class ModelDef:
-    """A net's layer specs, per-sample input shape, input transform and default solver."""
-
-    name: str
-    layers: Tuple[Mapping[str, Any], ...]
-    input_shape: Tuple[int, ...]
-    scale: float = 1.0
-    mean: float = 0.0
-    log1p: bool = False
-    solver: SolverConfig = field(default_factory=SolverConfig)
-
-    def build(self, *, backend: Backend = NUMPY, dtype: Any = np.float32, seed: int = 0) -> Net:
-        return Net(self.layers, self.input_shape, backend=backend, dtype=dtype, seed=seed)
 
 
 def _conv(name: str, n: int, k: int) -> Dict[str, Any]:
@@ -77,13 +58,6 @@ def otto_mlp(*, hidden: Sequence[int] = (512, 256), dropout: float = 0.3, num_fe
                           test_interval=1000, snapshot_prefix="otto_mlp")
     # Counts are heavy-tailed: log(1 + x) makes them a sane input scale.
     return ModelDef("otto_mlp", tuple(layers), (num_features,), log1p=True, solver=solver)
-
-
-def fcn_small(**kwargs: Any) -> ModelDef:
-    """The small FCN of :mod:`.seg_models` (imported here lazily: it subclasses ModelDef)."""
-    from .seg_models import fcn_small as build
-
-    return build(**kwargs)
 
 
 MODELS: Dict[str, Callable[..., ModelDef]] = {"lenet": lenet, "otto_mlp": otto_mlp, "fcn_small": fcn_small}

@@ -7,7 +7,7 @@ from typing import Any, Dict, Sequence
 import numpy as np
 
 from ..backend import NUMPY, Backend
-from .models import ModelDef
+from .modeldef import ModelDef
 from .seg_net import SegNet
 from .solver import SolverConfig
 
