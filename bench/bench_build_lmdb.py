@@ -83,7 +83,7 @@ def spin(n: int) -> int:
 
 def machine_ceiling(workers: int, n: int = 8_000_000) -> float:
     """How much faster ``workers`` processes run 2*workers CPU tasks than one process does."""
-    from feedstock.pipeline.pool import ordered_map
+    from feedstock.pipeline.ordered import ordered_map
 
     def timed(w: int) -> float:
         started = time.perf_counter()

@@ -15,7 +15,8 @@ import pytest
 from pipeline_helpers import wait_dead
 
 from feedstock.errors import WorkerDied, WorkerError, WorkerTimeout
-from feedstock.pipeline.pool import ProcessPool, choose_start_method, ordered_map
+from feedstock.pipeline.ordered import ordered_map
+from feedstock.pipeline.pool import ProcessPool, choose_start_method
 from feedstock.pipeline.worker import OwnerWatch
 
 

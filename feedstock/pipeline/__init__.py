@@ -1,6 +1,7 @@
 """feedstock.pipeline: sampler, shared-memory slot ring, worker loop, supervised pool and the Loader."""
 from .loader import Loader
-from .pool import ProcessPool, ordered_map
+from .ordered import ordered_map
+from .pool import ProcessPool
 from .sampler import Sampler
 
 __all__ = ["Loader", "ProcessPool", "Sampler", "ordered_map"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Dict, Iterable, Iterator, Optional
 
+from .pool import ProcessPool
+
 
 def _map_factory(fn: Callable[[Any], Any], wid: int) -> Callable[[Any], Any]:
     return fn
@@ -28,8 +30,6 @@ def ordered_map(
     window = window or 2 * workers
     if window < 1:
         raise ValueError(f"{window=} must be positive")
-    from .pool import ProcessPool  # here: pool.py re-exports this function
-
     with ProcessPool(functools.partial(_map_factory, fn), workers=workers, **pool_options) as pool:
         order: Dict[int, int] = {}
         done: Dict[int, Any] = {}

@@ -13,7 +13,7 @@ API (reused by the Loader and by the ``build-lmdb`` tool)::
             ...
         pool.drain(timeout=5.0)                # wait out (and discard) what is still running
 
-    for result in ordered_map(fn, chunks, workers=4):   # fn(chunk) -> small result, in order
+    for result in ordered_map(fn, chunks, workers=4):   # (.ordered) fn(chunk) -> small result, in order
         ...
 
 Supervision, all in the caller's thread while it waits in ``results()``:
@@ -58,7 +58,6 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from ..errors import WorkerDied, WorkerError, WorkerTimeout
 from .bootstrap import HandlerFactory, PackedFactory, not_started, refuse_in_bootstrap, start_hint
-from .ordered import ordered_map  # noqa: F401  (re-exported: part of this module's API)
 from .shm import unlink_blob
 from .worker import ErrorInfo, _send, worker_main  # _send: a closed pipe is False, not an error
 

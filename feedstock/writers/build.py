@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import RecordError
 from ..loaders.caffe_lmdb import CaffeLmdb, read_keys, release_env
 from ..loaders.csv_classes import check_classes
-from ..pipeline.pool import ordered_map
+from ..pipeline.ordered import ordered_map
 from . import build_output as bo
 from .build_encode import RESIZE_MODES, ChunkResult, ImageJob, encode_images, encode_table
 from .build_plan import IMAGE_KINDS, KINDS, Listing, Split, chunks, detect_kind, key_line_id, make_splits, record_key
