@@ -21,6 +21,14 @@ gives one row per record: `key,predicted,<class>...`; a net that scores every pi
 writes OUT as .npz (keys, classes: the class of every pixel). When DATA has labels,
 accuracy and multi-class log-loss are printed and written to OUT's .metrics.json,
 and the confusion matrix to OUT's _confusion.png.
+
+A segmentation snapshot (fcn_small) reads DATA as image + mask pairs: an images
+folder (with --masks, the masks folder, to score), a pairs list file or an image
+LMDB (with --masks the label LMDB); it writes one palette PNG mask per image, at
+the image's own size, into the folder OUT (without its suffix), and when masks are
+given OUT/metrics.json (pixel accuracy, mean and per-class IoU) and OUT/confusion.png.
+
+  feedstock predict fcn_out/fcn_small_iter_600.npz test/images --masks test/masks --out fcn_masks
 """
 
 
@@ -33,6 +41,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=256, help="[%(default)s]")
     p.add_argument("--workers", type=int, default=0, help="loader worker processes [%(default)s]")
     p.add_argument("--backend", choices=("auto", "numpy", "cupy"), default="auto")
+    p.add_argument("--masks", default="", help="segmentation: the masks of DATA's images (folder or label LMDB)")
     p.set_defaults(func=run)
 
 
@@ -40,18 +49,25 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size <= 0 or args.workers < 0:
         raise ValueError(f"--batch-size {args.batch_size} must be positive and --workers {args.workers} >= 0")
     for path in predict_files(args.snapshot, args.data, Path(args.out), batch_size=args.batch_size,
-                              workers=args.workers, backend=args.backend, echo=print):
+                              workers=args.workers, backend=args.backend, echo=print, masks=args.masks):
         print(f"wrote {path}")
     return 0
 
 
 def predict_files(snapshot: str, data: str, out: Path, *, batch_size: int = 256, workers: int = 0,
-                  backend: str = "auto", echo: Any = None) -> list:
+                  backend: str = "auto", echo: Any = None, masks: str = "") -> list:
     """Predict ``data`` with ``snapshot`` and write OUT (and, when labelled, the metrics and confusion files)."""
     from ..trainer.plots import plot_confusion
     from ..trainer.predict import Predictor, write_class_probabilities, write_position_classes, write_record_predictions
 
     predictor = Predictor(snapshot, backend=backend)
+    if predictor.net.task == "segmentation":  # palette PNG masks, scored when masks are given
+        from ..trainer.seg_predict import predict_masks
+
+        return predict_masks(predictor, data, out.with_suffix(""), masks=masks, batch_size=batch_size,
+                             workers=workers, echo=echo)
+    if masks:
+        raise ValueError(f"--masks {masks!r} applies to segmentation snapshots; {snapshot} is a classifier")
     pred = predictor.run(data, batch_size=batch_size, workers=workers)
     names = predictor.class_names
     out.parent.mkdir(parents=True, exist_ok=True)
