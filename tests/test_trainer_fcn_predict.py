@@ -86,3 +86,32 @@ def test_images_without_masks_give_masks_only(snapshot, tmp_path: Path, no_leaks
     assert len(written) == 4 and not (tmp_path / "pred/metrics.json").exists()
     shapes = sorted(m.shape for m in _read(written))
     assert shapes == sorted(SIZES)
+
+
+def test_cli_trains_with_val_masks_and_predicts_pngs(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                     no_leaks: None) -> None:
+    """--val gets its own --val-masks (the training masks share its stems); predict --masks scores the PNGs."""
+    from feedstock.cli.main import main
+
+    images, masks = _pairs(tmp_path / "train")
+    val_masks = tmp_path / "val_masks"
+    for path in masks.rglob("*.png"):  # the same images, every pixel background
+        mask = np.asarray(Image.open(path))
+        write_palette_png(val_masks / path.relative_to(masks), np.zeros_like(mask))
+    out = tmp_path / "out"
+    common = ["--train", str(images), "--masks", str(masks), "--source-type", "pairs", "--crop-size", "16",
+              "--batch-size", "2", "--workers", "0", "--iters", "3", "--backend", "numpy", "--no-plots", "-q"]
+    assert main(["train", "--model", "fcn_small", *common, "--val", str(images), "--val-masks", str(val_masks),
+                 "--out", str(out)]) == 0
+    test = json.loads((out / "fcn_small_metrics.json").read_text())["test"]
+    assert test["iou_0"] == pytest.approx(test["accuracy"])  # only background in the truth: IoU_0 = accuracy
+    assert test["mean_iou"] is not None
+    snap = str(out / "fcn_small_iter_3.npz")
+    assert main(["predict", snap, str(images), "--masks", str(val_masks), "--out", str(tmp_path / "m.csv"),
+                 "--backend", "numpy"]) == 0
+    assert len(list((tmp_path / "m").rglob("p*.png"))) == 4
+    assert json.loads((tmp_path / "m/metrics.json").read_text())["images"] == 4
+    capsys.readouterr()
+    assert main(["train", "--model", "fcn_small", *common[:2], "--val", str(images), "--val-masks", "x",
+                 "--out", str(out), "-q"]) == 1
+    assert "--val-masks applies to a pairs --val" in capsys.readouterr().err

@@ -59,6 +59,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--curve-server-key", help="with --remote over CURVE: the server's public key file")
     p.add_argument("--curve-keys", help="with --remote over CURVE: this client's secret key file")
     p.add_argument("--val", help="validation data for test passes and the final accuracy (TEST phase)")
+    p.add_argument("--val-masks", default="", help="pairs: the masks of --val's images (folder or label LMDB)")
     p.add_argument("--holdout", type=float, default=0.0, help="hold out this fraction of --train as validation")
     p.add_argument("--full", action="store_true", help="lenet: the full Fashion-MNIST of the Debian package")
     p.add_argument("--solver", help="YAML file of Caffe solver fields")
@@ -100,6 +101,10 @@ def _inputs(args: argparse.Namespace) -> Tuple[Any, Any, dict]:
                              "model_scaling": not sets_values(stream)}
     if args.train is None:
         return _bundled(args, stream)
+    if args.val and stream.kind() == "pairs":  # --val's own masks: --train's --masks would match its stems
+        return stream, stream.replace(source=args.val, masks=args.val_masks), {"holdout": args.holdout}
+    if args.val_masks:
+        raise ValueError("--val-masks applies to a pairs --val (--source-type pairs)")
     return stream, args.val, {"holdout": args.holdout}
 
 
