@@ -25,6 +25,9 @@ loss/accuracy curves, first-layer filters, the network diagram, weight histogram
       --to-range=-1,1 --occlude
   feedstock train --model lenet --remote tcp://127.0.0.1:5555 --val test_lmdb   # fed by `feedstock serve
       train_lmdb --shuffle --drop-last` on CPU hosts (its batch size must match --batch-size)
+  # segmentation: a small FCN on image + mask pairs (scores: pixel accuracy, per-class and mean IoU)
+  feedstock train --model fcn_small --train images/ --masks masks/ --source-type pairs --crop-size 64 \
+      --mirror --val val/images --val-masks val/masks
 
 The stream flags are the ones `feedstock serve` takes: --train/--val are read with
 them, training in the TRAIN phase (random crop, mirror, occlusion), validation in
