@@ -41,17 +41,6 @@ class SegScores:
     pixel_accuracy: float = float("nan")
     mean_accuracy: float = float("nan")
 
-    def as_dict(self) -> Dict[str, Any]:
-        return {"per_class_iou": [None if np.isnan(v) else v for v in self.iou], "mean_iou": self.mean_iou,
-                "pixel_accuracy": self.pixel_accuracy, "mean_accuracy": self.mean_accuracy,
-                "pixels": int(self.matrix.sum())}
-
-    def lines(self, class_names: Optional[List[str]] = None) -> List[str]:
-        names = class_names or [str(i) for i in range(len(self.iou))]
-        per = ", ".join(f"{n} {'n/a' if np.isnan(v) else f'{v:.4f}'}" for n, v in zip(names, self.iou))
-        return [f"mean IoU {self.mean_iou:.4f}, pixel accuracy {self.pixel_accuracy:.4f}, "
-                f"mean class accuracy {self.mean_accuracy:.4f}", f"per-class IoU: {per}"]
-
 
 def scores(matrix: np.ndarray) -> SegScores:
     """IoU_c = TP / (TP + FP + FN); mean IoU over classes present in labels or predictions (FCN's nanmean)."""
