@@ -43,7 +43,7 @@ def bare_lmdb(path: str, keys: List[bytes]) -> Callable[[], None]:
                 d.ParseFromString(txn.get(key))
                 np.frombuffer(d.data, dtype=np.uint8).reshape(d.channels, d.height, d.width)
                 _ = d.label  # the field access is part of the measured read
-        env.close()  # py-lmdb allows one env per path and process (trap 22)
+        env.close()  # py-lmdb allows one env per path and process (docs/caffe-compat.md, note 22)
     return run
 
 
@@ -69,7 +69,7 @@ def bench_lmdb(tmp: str, records: int, rounds: int) -> None:
     keys = [src.raw_key(int(i)) for i in order]
     bare, ours, many = [], [], []
     for _ in range(rounds):  # interleaved so that machine noise hits all three alike
-        release_env(path)  # py-lmdb allows one env per path and process (trap 22)
+        release_env(path)  # py-lmdb allows one env per path and process (docs/caffe-compat.md, note 22)
         bare.append(best_of(1, bare_lmdb(path, keys)))
         ours.append(best_of(1, ours_lmdb(src, order, batched=False)))
         many.append(best_of(1, ours_lmdb(src, order, batched=True)))

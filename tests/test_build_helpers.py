@@ -1,6 +1,6 @@
 """Helpers for the build/CLI tests: an independent Datum wire parser and a way to run the subcommands.
 
-The parser is written from caffe.proto's field numbers (caffe.md §1), not from
+The parser is written from caffe.proto's field numbers (docs/caffe-compat.md, "Datum and BlobProto"), not from
 feedstock.caffe_pb, so the tests check the bytes we write against the reference.
 """
 from __future__ import annotations
@@ -121,7 +121,7 @@ def cli_process(argv: List[str], **kwargs) -> subprocess.Popen:
 
 
 def test_wire_parser_reads_caffe_reference_bytes():
-    """The reference raw datum of caffe.md §1: 08 03 10 20 18 20 22 80 18 <3072 bytes> 28 01 38 00."""
+    """The reference raw datum of convert_imageset: 08 03 10 20 18 20 22 80 18 <3072 bytes> 28 01 38 00."""
     pixels = bytes(range(256)) * 12
     value = bytes([0x08, 3, 0x10, 32, 0x18, 32, 0x22, 0x80, 0x18]) + pixels + bytes([0x28, 1, 0x38, 0])
     fields = parse_datum_wire(value)

@@ -73,7 +73,7 @@ def test_list_file_gray_resize_is_opencv_linear_and_keys_keep_spaces(tmp_path):
         fields = parse_datum_wire(value)
         assert fields["tags"] == RAW_TAGS and fields["label"] == label
         assert (fields["channels"], fields["height"], fields["width"]) == (1, 4, 4)
-        # caffe.md trap 23: a 2x INTER_LINEAR downscale is the 2x2 block mean rounded half up.
+        # docs/caffe-compat.md note 23: a 2x INTER_LINEAR downscale is the 2x2 block mean rounded half up.
         g = grays[name].astype(np.int64)
         blocks = (g[0::2, 0::2] + g[1::2, 0::2] + g[0::2, 1::2] + g[1::2, 1::2] + 2) // 4
         np.testing.assert_array_equal(raw_pixels(fields)[0], blocks)

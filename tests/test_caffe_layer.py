@@ -272,7 +272,7 @@ def test_resize_and_gray(tmp_path, no_leaks):
         data, _ = run_forwards(layer, top, 1)
     finally:
         layer.close()
-    # OpenCV's INTER_LINEAR on a 2x downscale is the 2x2 block mean rounded half up (trap 23).
+    # OpenCV's INTER_LINEAR on a 2x downscale is the 2x2 block mean rounded half up (docs/caffe-compat.md, note 23).
     # is_color: false reads grey with imread, as Caffe's ReadImageToCVMat does.
     grey = [cv2.imread(str(tmp_path / "list_images" / f"img {i}.png"), cv2.IMREAD_GRAYSCALE).astype(np.int32)
             for i in range(2)]

@@ -1,4 +1,4 @@
-"""Datum / BlobProto codec: byte-exact against the wire layouts in caffe.md §1 (built by hand here)."""
+"""Datum / BlobProto codec: byte-exact against the wire layouts of caffe.proto (docs/caffe-compat.md; built by hand here)."""
 from __future__ import annotations
 
 import struct

@@ -49,7 +49,7 @@ def test_records_in_key_byte_order(tmp_path):
 
 
 def test_convert_imageset_bytes_read_exactly(tmp_path):
-    # The value convert_imageset writes for a 3x32x32 image with label 1 (caffe.md §1), built by hand.
+    # The value convert_imageset writes for a 3x32x32 image with label 1 (docs/caffe-compat.md, "Datum and BlobProto"), built by hand.
     pixels = np.arange(3072, dtype=np.int64).astype(np.uint8)
     value = bytes([0x08, 3, 0x10, 32, 0x18, 32, 0x22, 0x80, 0x18]) + pixels.tobytes() + bytes([0x28, 1, 0x38, 0])
     _write(tmp_path / "db", [("00000000_cat.png", value)])

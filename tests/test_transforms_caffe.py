@@ -1,4 +1,4 @@
-"""CaffeTransform against Caffe's DataTransformer semantics (caffe.md section 4, traps 7, 8, 9, 16)."""
+"""CaffeTransform against Caffe's DataTransformer semantics (docs/caffe-compat.md, notes 7, 8, 9, 16)."""
 from __future__ import annotations
 
 import pickle
@@ -205,7 +205,7 @@ def test_mask_gets_the_same_crop_and_mirror():
 @pytest.mark.parametrize("flag, channels", [("force_color", 1), ("force_gray", 3), ("force_color", 4),
                                             ("force_gray", 2)])
 def test_force_flags_leave_raw_images_as_stored(flag, channels, caplog):
-    """Caffe's Transform(Datum) on a raw Datum: LOG(ERROR) and the stored channels (caffe.md §4)."""
+    """Caffe's Transform(Datum) on a raw Datum: LOG(ERROR) and the stored channels (docs/caffe-compat.md, note 6)."""
     x = np.random.default_rng(channels).integers(0, 256, (channels, 5, 6), dtype=np.uint8)
     t = CaffeTransform(phase="TEST", scale=0.5, mean_value=7, **{flag: True})
     with caplog.at_level("ERROR", logger="feedstock.transforms.caffe"):

@@ -1,10 +1,10 @@
 """CaffeLmdb: random access to a Caffe LMDB of Datums (convert_imageset, DIGITS, MNIST/CIFAR tools).
 
 Records are indexed in LMDB key byte order, the order Caffe's Data layer reads
-(trap 11). Raw Datums come back as stored (uint8 CHW from ``data``, else float32
+(docs/caffe-compat.md, note 11). Raw Datums come back as stored (uint8 CHW from ``data``, else float32
 from ``float_data``); encoded ones are decoded with OpenCV like Caffe's
 DataTransformer: ``mode="color"``/``"gray"``/``"native"`` = force_color /
-force_gray / IMREAD_UNCHANGED (caffe.md §4, traps 1-4, 6). Raw arrays are
+force_gray / IMREAD_UNCHANGED (docs/caffe-compat.md, notes 1-4, 6). Raw arrays are
 read-only views of the parsed record (no extra copy); do not modify them in place.
 ``read_batch`` reads fixed-shape raw Datums in one vectorised step (the Loader's batch
 fast path) and answers ``NotImplemented`` for encoded, float or mixed-shape records,
@@ -13,7 +13,7 @@ encoded records in this process (the Loader reports it apart from reading).
 Environments are opened without locking (``lock=False``): the database must not
 be written by another process while it is read (training data is static).
 
-py-lmdb refuses to open one environment twice in a process (trap 22), so every
+py-lmdb refuses to open one environment twice in a process (docs/caffe-compat.md, note 22), so every
 source on a path shares one read-only environment per process (:func:`shared_env`).
 """
 from __future__ import annotations

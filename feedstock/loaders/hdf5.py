@@ -1,4 +1,4 @@
-"""Hdf5: Caffe's HDF5Data source (caffe.md §5.4, trap 18) with random access across files.
+"""Hdf5: Caffe's HDF5Data source (docs/caffe-compat.md, note 18) with random access across files.
 
 ``source`` is one .h5 file or a list file of .h5 paths (whitespace-separated
 tokens, as Caffe reads it; relative paths resolved against the list file's

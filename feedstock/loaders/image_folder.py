@@ -1,4 +1,4 @@
-"""ImageFolder: one subfolder per class, as DIGITS reads image folders (caffe.md §7.1)."""
+"""ImageFolder: one subfolder per class, as DIGITS reads image folders (docs/caffe-compat.md, "DIGITS conventions")."""
 from __future__ import annotations
 
 import logging

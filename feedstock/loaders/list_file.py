@@ -1,6 +1,6 @@
 """ListFile: Caffe's ImageData / convert_imageset list file, ``<path> <label>`` per line.
 
-Parsing follows Caffe (caffe.md §3.1, §5.3, trap 13): the line is split at its
+Parsing follows Caffe (docs/caffe-compat.md, note 13): the line is split at its
 *last* space, so paths may hold spaces; tabs are not separators; the image path
 is ``root + path`` by plain string concatenation; the label is read like
 ``atoi`` (surrounding whitespace, e.g. a CRLF ``\\r``, tolerated). Unlike Caffe,

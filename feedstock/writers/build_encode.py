@@ -1,6 +1,6 @@
 """Per-record work of a build, run in worker processes: read, decode, resize, encode to Datum bytes.
 
-Images follow convert_imageset's ReadImageToDatum (caffe.md §2): decode with
+Images follow convert_imageset's ReadImageToDatum (docs/caffe-compat.md, notes 5-6): decode with
 OpenCV COLOR (3-channel BGR) or GRAYSCALE, squash-resize with INTER_LINEAR only
 when both sizes are set, then either a raw Datum (CHW BGR bytes, explicit
 ``encoded=false``) or an encoded one (no channels/height/width): the original

@@ -145,7 +145,7 @@ class SkippedLog:
 
 
 def iter_db(path: str) -> Iterator[Tuple[bytes, bytes]]:
-    """(key, value) of an LMDB in key order, through the process's shared read env (trap 22)."""
+    """(key, value) of an LMDB in key order, through the process's shared read env (docs/caffe-compat.md, note 22)."""
     yield from shared_env(path).txn().cursor()  # type: ignore[misc]  # buffers=False: bytes
 
 
@@ -183,7 +183,7 @@ def publish(partial: str, out: str) -> None:
 
 def release_tree(root: str) -> None:
     """Close this process's cached read envs on ``root`` and its split databases: a replaced or
-    renamed database must not be read through an env opened on the old files (trap 22 cache)."""
+    renamed database must not be read through an env opened on the old files (docs/caffe-compat.md, note 22)."""
     for path in (root, db_dir(root, "train"), db_dir(root, "val")):
         release_env(path)
 

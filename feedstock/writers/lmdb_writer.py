@@ -1,6 +1,6 @@
 """LmdbWriter: Caffe-style LMDB databases (a directory holding data.mdb + lock.mdb).
 
-Behaves as Caffe's convert_imageset writer (caffe.md §3.1): records committed in
+Behaves as Caffe's convert_imageset writer (docs/caffe-compat.md, "Tools and keys"): records committed in
 transactions of ``txn_size`` (1000), the map size doubled and the batch retried
 on MDB_MAP_FULL, keys ``%08d_<name>`` (:func:`caffe_key`) so that LMDB's byte
 order is the insertion order.
