@@ -183,3 +183,11 @@ def test_palette_png_keeps_indices_and_voc_colours(tmp_path: Path) -> None:
         assert tuple(pal[index]) == rgb and tuple(voc_palette()[3 * index:3 * index + 3]) == rgb
     with pytest.raises(ValueError, match="palette PNG"):
         write_palette_png(tmp_path / "bad.png", np.full((2, 2), 300))
+
+
+def test_a_pairs_validation_path_without_its_masks_is_refused(shapes: Path, no_leaks: None) -> None:
+    # the training masks folder would match the validation images by stem: wrong masks, silently
+    stream = Stream(source=str(shapes / "train" / "images"), masks=str(shapes / "train" / "masks"),
+                    source_type="pairs", crop_size=32, batch_size=4, workers=0)
+    with pytest.raises(ValueError, match="need their own masks"):
+        train("fcn_small", stream, str(shapes / "test" / "images"), iters=1, plots=False)

@@ -114,6 +114,9 @@ def _stream_feeds(stream: Stream, val: Any, holdout: float, batch_size: Optional
     if holdout:
         source, held = holdout_split(source, holdout, seed=order_seed)
     elif isinstance(val, (str, os.PathLike)):
+        if stream.masks:  # the training masks would match the validation images' stems silently
+            raise ValueError(f"validation images {os.fspath(val)!r} of a pairs stream need their own masks: pass "
+                             "stream.replace(source=IMAGES, masks=MASKS) as the validation set (CLI: --val-masks)")
         val_stream = stream.replace(source=os.fspath(val))
         held = val_source(val_stream, names)
     elif val is not None and not isinstance(val, Stream):
