@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Mapping, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -11,7 +11,7 @@ from .fillers import fill
 from .layers import Layer, Shape
 
 
-def _pair(spec: dict, name: str, default: int) -> Tuple[int, int]:
+def _pair(spec: Mapping[str, Any], name: str, default: int) -> Tuple[int, int]:
     """Caffe's ``kernel_size`` / ``kernel_h`` + ``kernel_w`` style, as (h, w)."""
     base = name[:-5] if name.endswith("_size") else name
     h, w = spec.get(f"{base}_h"), spec.get(f"{base}_w")
@@ -43,27 +43,48 @@ def _im2col(xp: Any, xt: Any, out_hw: Tuple[int, int], k: Tuple[int, int], s: Tu
     return view.reshape(c * k[0] * k[1], n * out_hw[0] * out_hw[1])
 
 
+GEOMETRY_KEYS = ("num_output", "kernel_size", "kernel_h", "kernel_w", "stride", "stride_h", "stride_w",
+                 "pad", "pad_h", "pad_w", "group", "bias_term", "weight_filler", "bias_filler")
+
+
+class Geometry(NamedTuple):
+    """A (de)convolution's input (C, H, W), num_output, kernel, stride, pad and group."""
+
+    c: int
+    h: int
+    w: int
+    n_out: int
+    k: Tuple[int, int]
+    s: Tuple[int, int]
+    p: Tuple[int, int]
+    group: int
+
+
+def read_geometry(name: str, spec: Mapping[str, Any], in_shape: Shape) -> Geometry:
+    """The geometry of a Convolution or Deconvolution spec on ``in_shape``, checked (errors name the layer)."""
+    if len(in_shape) != 3:
+        raise ValueError(f"{name}: input must be (C, H, W), got {in_shape}")
+    c, h, w = in_shape
+    k, s, p = _pair(spec, "kernel_size", 0), _pair(spec, "stride", 1), _pair(spec, "pad", 0)
+    group, n_out = int(spec.get("group", 1)), int(spec.get("num_output", 0))
+    if min(k) <= 0 or min(s) <= 0 or min(p) < 0 or n_out <= 0:
+        raise ValueError(f"{name}: bad kernel={k} stride={s} pad={p} num_output={n_out}")
+    if group <= 0 or c % group or n_out % group:
+        raise ValueError(f"{name}: group={group} must divide channels {c} and num_output {n_out}")
+    return Geometry(c, h, w, n_out, k, s, p, group)
+
+
 class Convolution(Layer):
     """Caffe's Convolution: weight (num_output, C/group, kh, kw); output floor((H+2p-k)/s)+1."""
 
     type_name = "Convolution"
-    allowed = ("num_output", "kernel_size", "kernel_h", "kernel_w", "stride", "stride_h", "stride_w",
-               "pad", "pad_h", "pad_w", "group", "bias_term", "weight_filler", "bias_filler")
+    allowed = GEOMETRY_KEYS
 
     def setup(self, in_shape: Shape, backend: Backend, rng: np.random.Generator, dtype: Any) -> Shape:
         super().setup(in_shape, backend, rng, dtype)
-        if len(in_shape) != 3:
-            raise ValueError(f"{self.name}: input must be (C, H, W), got {in_shape}")
-        c, h, w = in_shape
-        self.k = _pair(self.spec, "kernel_size", 0)
-        self.s = _pair(self.spec, "stride", 1)
-        self.p = _pair(self.spec, "pad", 0)
-        self.group = int(self.spec.get("group", 1))
-        n_out = int(self.spec.get("num_output", 0))
-        if min(self.k) <= 0 or min(self.s) <= 0 or min(self.p) < 0 or n_out <= 0:
-            raise ValueError(f"{self.name}: bad kernel={self.k} stride={self.s} pad={self.p} num_output={n_out}")
-        if self.group <= 0 or c % self.group or n_out % self.group:
-            raise ValueError(f"{self.name}: group={self.group} must divide channels {c} and num_output {n_out}")
+        g = read_geometry(self.name, self.spec, in_shape)
+        c, h, w, n_out = g.c, g.h, g.w, g.n_out
+        self.k, self.s, self.p, self.group = g.k, g.s, g.p, g.group
         self.out_hw = tuple((d + 2 * p - k) // s + 1 for d, p, k, s in zip((h, w), self.p, self.k, self.s))
         if min(self.out_hw) <= 0:
             raise ValueError(f"{self.name}: kernel {self.k} larger than padded input {(h, w)}")

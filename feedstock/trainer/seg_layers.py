@@ -7,7 +7,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import numpy as np
 
 from ..backend import Backend, array_module
-from .conv import _im2col, _offset, _pair
+from .conv import GEOMETRY_KEYS, _im2col, _offset, read_geometry
 from .fillers import fill
 from .layers import Layer, Shape
 
@@ -48,23 +48,13 @@ class Deconvolution(Layer):
     """
 
     type_name = "Deconvolution"
-    allowed = ("num_output", "kernel_size", "kernel_h", "kernel_w", "stride", "stride_h", "stride_w",
-               "pad", "pad_h", "pad_w", "group", "bias_term", "weight_filler", "bias_filler")
+    allowed = GEOMETRY_KEYS
 
     def setup(self, in_shape: Shape, backend: Backend, rng: np.random.Generator, dtype: Any) -> Shape:
         super().setup(in_shape, backend, rng, dtype)
-        if len(in_shape) != 3:
-            raise ValueError(f"{self.name}: input must be (C, H, W), got {in_shape}")
-        c, h, w = in_shape
-        self.k = _pair(self.spec, "kernel_size", 0)
-        self.s = _pair(self.spec, "stride", 1)
-        self.p = _pair(self.spec, "pad", 0)
-        self.group = int(self.spec.get("group", 1))
-        n_out = int(self.spec.get("num_output", 0))
-        if min(self.k) <= 0 or min(self.s) <= 0 or min(self.p) < 0 or n_out <= 0:
-            raise ValueError(f"{self.name}: bad kernel={self.k} stride={self.s} pad={self.p} num_output={n_out}")
-        if self.group <= 0 or c % self.group or n_out % self.group:
-            raise ValueError(f"{self.name}: group={self.group} must divide channels {c} and num_output {n_out}")
+        g = read_geometry(self.name, self.spec, in_shape)
+        c, h, w, n_out = g.c, g.h, g.w, g.n_out
+        self.k, self.s, self.p, self.group = g.k, g.s, g.p, g.group
         self.in_hw = (h, w)
         self.out_hw = tuple(s * (d - 1) + k - 2 * p for d, s, k, p in zip((h, w), self.s, self.k, self.p))
         if min(self.out_hw) <= 0:
