@@ -1,10 +1,11 @@
 """Deconvolution (bilinear filler), Crop and pixel-wise SoftmaxWithLoss against hand values, loops and finite differences."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict
+from typing import Any, Dict
 
 import numpy as np
 import pytest
+from grad_helpers import numeric_grad
 
 from feedstock.backend import NUMPY
 from feedstock.trainer.conv import Convolution
@@ -15,19 +16,6 @@ def _layer(cls: type, spec: Dict[str, Any], in_shape: tuple, seed: int = 0) -> A
     layer = cls(spec)
     layer.out = layer.setup(in_shape, NUMPY, np.random.default_rng(seed), np.float64)
     return layer
-
-
-def _numeric_grad(f: Callable[[], float], arr: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    g = np.zeros_like(arr)
-    for idx in np.ndindex(arr.shape):
-        old = arr[idx]
-        arr[idx] = old + eps
-        up = f()
-        arr[idx] = old - eps
-        down = f()
-        arr[idx] = old
-        g[idx] = (up - down) / (2 * eps)
-    return g
 
 
 # -- bilinear filler ---------------------------------------------------------------------------------------
@@ -126,9 +114,9 @@ def test_deconv_gradients_match_finite_differences(spec: Dict[str, Any]) -> None
     loss()
     dx = layer.backward(r, need_dx=True)
     grads = [p.grad.copy() for p in layer.params]
-    np.testing.assert_allclose(dx, _numeric_grad(loss, x), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=1e-5, atol=1e-7)
     for p, g in zip(layer.params, grads):
-        np.testing.assert_allclose(g, _numeric_grad(loss, p.data), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(g, numeric_grad(loss, p.data), rtol=1e-5, atol=1e-7)
 
 
 def test_deconv_bad_settings_are_named() -> None:
@@ -196,7 +184,7 @@ def test_pixel_loss_gradient_finite_differences_and_zero_on_ignored() -> None:
     head = PixelSoftmaxWithLoss({"ignore_label": 255, "loss_weight": 2.0})
     head.forward(logits, labels)
     grad = head.backward()
-    np.testing.assert_allclose(grad, _numeric_grad(lambda: float(head.forward(logits, labels)), logits),
+    np.testing.assert_allclose(grad, numeric_grad(lambda: float(head.forward(logits, labels)), logits),
                                rtol=1e-5, atol=1e-8)
     ignored = np.broadcast_to(labels == 255, grad.shape)
     assert np.all(grad[ignored] == 0) and np.any(grad[~ignored] != 0)

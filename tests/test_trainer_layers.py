@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from grad_helpers import numeric_grad
 
 from feedstock.backend import NUMPY
 from feedstock.trainer.conv import Convolution, Pooling, pooled_size
@@ -19,21 +20,6 @@ def make(layer_cls, spec, in_shape, seed=0):
     for p in layer.params:  # non-trivial biases so their gradients matter
         p.data[...] = np.random.default_rng(seed + 1).normal(size=p.data.shape)
     return layer, out
-
-
-def numeric_grad(f, x, eps=1e-6):
-    g = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = x[i]
-        x[i] = old + eps
-        fp = f()
-        x[i] = old - eps
-        fm = f()
-        x[i] = old
-        g[i] = (fp - fm) / (2 * eps)
-    return g
 
 
 def check_gradients(layer, x, *, train=False, rng_seed=None):
