@@ -15,7 +15,7 @@ from ..loaders.base import Source
 from ..loaders.caffe_lmdb import release_env
 from ..protocols import BatchReadable
 from ..rng import sample_rng
-from ..stream import TRANSFORM_KEYS, Stream, add_stream_arguments, stream_from_args
+from ..stream import add_stream_arguments, stream_from_args
 from ..transforms import CenterCrop, Compose, Resize
 from ..writers.build_output import iter_db
 from .build_lmdb import parse_size
@@ -63,15 +63,11 @@ def run(args: argparse.Namespace) -> int:
         return inspect_pairs.run(stream, args)
     source = stream.build_source()
     try:
-        return _inspect(source, args, stream.build_transforms(args.phase) if transforms_given(stream) else [])
+        # no transform key set: no transforms (the stream hands records over as stored)
+        return _inspect(source, args, stream.build_transforms(args.phase))
     finally:
         if isinstance(source, CaffeLmdb):
             release_env(source.path)  # py-lmdb allows one env per path and process
-
-
-def transforms_given(stream: Stream) -> bool:
-    """True when a flag changes the samples (then they are drawn as the stream's Loader gives them)."""
-    return any(k in TRANSFORM_KEYS for k in stream.changed())
 
 
 def _inspect(source: Source, args: argparse.Namespace, stream_transforms: Sequence[Any]) -> int:

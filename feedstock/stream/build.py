@@ -1,7 +1,6 @@
 """A Stream's Source, transforms and Loader: the one place each source kind and transform is chosen."""
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from ..phase import TRAIN
@@ -73,8 +72,8 @@ def build_transforms(s: "Stream", kind: str, phase: int, source: Optional["Sourc
 
 def transform_keys_set(s: "Stream") -> List[str]:
     """The Caffe transform keys (and occlusion, range) set to something other than their default."""
-    defaults = {f.name: f.default for f in dataclasses.fields(s)}
-    return [k for k in CAFFE_TRANSFORM_KEYS + ("occlude", "to_range") if getattr(s, k) != defaults[k]]
+    changed = s.changed()
+    return [k for k in CAFFE_TRANSFORM_KEYS + ("occlude", "to_range") if k in changed]
 
 
 def _refuse_misplaced(s: "Stream", kind: str) -> None:
