@@ -9,7 +9,8 @@ and both dtypes; the pipeline adds the record's key.
 """
 from __future__ import annotations
 
-from typing import Mapping
+import functools
+from typing import Mapping, Tuple
 
 import numpy as np
 
@@ -39,16 +40,28 @@ def cast_problem(value: np.ndarray, dtype: np.dtype) -> str:
     return f"a {src} value cannot be stored as {dtype} without changing it"
 
 
+@functools.lru_cache(maxsize=None)
+def _exact_bound(src: np.dtype, dtype: np.dtype) -> Tuple[int, bool]:
+    """The largest integer ``dtype`` holds exactly, and whether every ``src`` integer is within it
+    (cached: asked per row, and finfo/iinfo cost more than a small row's copy)."""
+    exact = 2 ** (np.finfo(dtype).nmant + 1)
+    info = np.iinfo(src)
+    return exact, -exact <= info.min and info.max <= exact
+
+
 def _int_into_float(value: np.ndarray, dtype: np.dtype) -> str:
     """Integers a float holds exactly (labels as float32, say); uint8 and int16 always are."""
-    exact = 2 ** (np.finfo(dtype).nmant + 1)
-    info = np.iinfo(value.dtype)
-    if (-exact <= info.min and info.max <= exact) or value.size == 0:
+    exact, always = _exact_bound(value.dtype, dtype)
+    if always or value.size == 0:
         return ""
-    lo, hi = int(value.min()), int(value.max())
+    # one label per record is the common case: item() costs far less than min() and max()
+    if value.size == 1:
+        lo = hi = int(value.item())
+    else:
+        lo, hi = int(value.min()), int(value.max())
     if -exact <= lo and hi <= exact:
         return ""
-    return f"values {lo}..{hi} are not all exact in {dtype} (integers up to 2**{np.finfo(dtype).nmant + 1})"
+    return f"values {lo}..{hi} are not all exact in {dtype} (integers up to 2**{exact.bit_length() - 1})"
 
 
 def copy_checked(name: str, dst: np.ndarray, value: np.ndarray) -> None:
@@ -56,10 +69,21 @@ def copy_checked(name: str, dst: np.ndarray, value: np.ndarray) -> None:
     value = np.asarray(value)
     if value.shape != dst.shape:
         raise ValueError(f"field {name!r} has shape {value.shape}, the batch expects {dst.shape}")
-    problem = cast_problem(value, dst.dtype)
-    if problem:
-        raise ValueError(f"field {name!r} is {value.dtype}, the batch holds {dst.dtype}: {problem}")
-    np.copyto(dst, value, casting="unsafe")  # checked above: no value changes (floats may round)
+    if value.dtype.kind == "f" and dst.dtype.kind == "f":
+        # float into float: only overflow to infinity changes a value, and the cast itself reports
+        # it (scanning every row for it first cost ~50x the copy of a float64 image)
+        try:
+            with np.errstate(over="raise"):
+                np.copyto(dst, value, casting="unsafe")
+            return
+        except FloatingPointError:
+            problem = cast_problem(value, dst.dtype)  # names the values
+    else:
+        problem = cast_problem(value, dst.dtype)
+        if not problem:
+            np.copyto(dst, value, casting="unsafe")  # checked: no value changes
+            return
+    raise ValueError(f"field {name!r} is {value.dtype}, the batch holds {dst.dtype}: {problem}")
 
 
 def write_fields(fields: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray]) -> None:
