@@ -123,18 +123,20 @@ class Loader:
         progress: bool = False,
         start_method: str = "auto",
     ):
+        # options first: the workers="auto" probe below takes about a second
+        check_options(workers=workers, prefetch=prefetch, on_error=on_error, max_bad_fraction=max_bad_fraction,
+                      timeout=timeout)
+        seed = check_seed(seed)
         self.auto = None  # workers="auto": a short probe picks the count; stats() reports it (see .auto)
-        if isinstance(workers, str) and workers == "auto":
+        if workers == "auto":
             from .auto import choose_workers
 
             self.auto = choose_workers(source, transforms, loader_class=Loader, batch_size=batch_size, seed=seed,
                                        prefetch=prefetch, start_method=start_method)
             workers = self.auto.workers
-        check_options(workers=workers, prefetch=prefetch, on_error=on_error, max_bad_fraction=max_bad_fraction,  # type: ignore[arg-type]
-                      timeout=timeout, seed=seed)
         self.source, self.transforms = source, as_compose(transforms)
         rank, world_size = dist_from_env(rank, world_size)  # torchrun's env, read here only
-        self.sampler = Sampler(len(source), batch_size=batch_size, shuffle=shuffle, seed=check_seed(seed),
+        self.sampler = Sampler(len(source), batch_size=batch_size, shuffle=shuffle, seed=seed,
                                drop_last=drop_last, rank=rank, world_size=world_size)
         self.workers, self.prefetch, self.on_error = int(workers), int(prefetch), on_error
         self.timeout, self.replace_dead_workers, self.start_method = timeout, replace_dead_workers, start_method

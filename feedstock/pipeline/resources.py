@@ -1,7 +1,7 @@
 """What a Loader owns (pool, slot ring) and must release, plus option checks and task descriptions."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -34,11 +34,11 @@ class Resources:
                 ring.close()
 
 
-def check_options(*, workers: int, prefetch: int, on_error: str, max_bad_fraction: float,
-                  timeout: Optional[float], seed: int) -> None:
-    """ValueError naming the parameter and the value."""
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ValueError(f"{workers=} must be an integer >= 0 (0 runs in this process)")
+def check_options(*, workers: Union[int, str], prefetch: int, on_error: str, max_bad_fraction: float,
+                  timeout: Optional[float]) -> None:
+    """ValueError naming the parameter and the value (the seed is the Sampler's: rng.check_seed)."""
+    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        raise ValueError(f"{workers=} must be an integer >= 0 (0 runs in this process) or 'auto'")
     if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
         raise ValueError(f"{prefetch=} must be an integer >= 1 (slots, counting the batch being consumed)")
     if on_error not in ("raise", "skip"):
@@ -47,8 +47,6 @@ def check_options(*, workers: int, prefetch: int, on_error: str, max_bad_fractio
         raise ValueError(f"{max_bad_fraction=} must be in [0, 1]")
     if timeout is not None and not timeout > 0:
         raise ValueError(f"{timeout=} must be positive seconds or None (wait forever)")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
-        raise ValueError(f"{seed=} must be an integer in [0, 2**64)")
 
 
 def describe_task(source: Any, sampler: Sampler, ctl: Optional[np.ndarray], wid: int, task: Any) -> str:
