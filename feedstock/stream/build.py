@@ -20,8 +20,9 @@ def build_source(s: "Stream", kind: str, *, fields: Optional[Sequence[str]] = No
 
     if kind == "lmdb":
         # force_color/force_gray choose how *encoded* Datums decode; Caffe ignores them for raw ones.
-        mode = "color" if s.force_color else "gray" if s.force_gray else "native"
-        return loaders.CaffeLmdb(s.source, mode=mode)
+        from ..loaders.decode import force_mode
+
+        return loaders.CaffeLmdb(s.source, mode=force_mode(s.force_color, s.force_gray))
     if kind == "list":
         return loaders.ListFile(s.source, root=s.root_folder, color=s.is_color)
     if kind == "folder":
@@ -50,15 +51,17 @@ def build_transforms(s: "Stream", kind: str, phase: int, source: Optional["Sourc
         # records as stored: Caffe's transformer with no settings only casts to float, which the
         # consumer does on its side (a Caffe top, the trainer's device copy): 4x fewer bytes here
         return []
+    from ..transforms import CaffeTransform, Occlude, Resize, Scale
+
+    out: List[Transform]
     if kind == "pairs":
         from ..transforms.pairs import pairs_transforms
 
-        return pairs_transforms(s, phase, source)  # without a crop, pads to the largest image of source
-    from ..transforms import CaffeTransform, Occlude, Resize, Scale
-
-    out: List[Transform] = [Resize(s.new_height, s.new_width)] if s.new_height else []
-    out.append(CaffeTransform(phase=phase, scale=s.scale, mirror=s.mirror, crop_size=s.crop_size,
-                              mean_file=s.mean_file, mean_value=s.mean_value))
+        out = pairs_transforms(s, phase, source)  # without a crop, pads to the largest image of source
+    else:
+        out = [Resize(s.new_height, s.new_width)] if s.new_height else []
+        out.append(CaffeTransform(phase=phase, scale=s.scale, mirror=s.mirror, crop_size=s.crop_size,
+                                  mean_file=s.mean_file, mean_value=s.mean_value))
     if s.to_range is not None:
         # [0, 255] onto (lo, hi); after a mean subtraction the values are centred, so the same
         # slope maps [-127.5, 127.5] onto the range (DIGITS: mean image subtracted, then [-1, 1]).
@@ -93,16 +96,20 @@ def build_loader(s: "Stream", phase: int, *, fields: Optional[Sequence[str]] = N
     from ..pipeline.loader import Loader
 
     kind = s.kind()
-    options: Dict[str, Any] = dict(batch_size=s.batch_size, workers=s.workers, shuffle=s.shuffle, seed=resolve_seed(s.seed),
-                   drop_last=s.drop_last, prefetch=s.prefetch, on_error=s.on_error,
-                   max_bad_fraction=s.max_bad_fraction, timeout=s.timeout, start_method=s.start_method,
-                   rank=s.rank, world_size=s.world_size)
-    options.update(overrides)
+    options = dict(loader_options(s), **overrides)
     if source is None:
         # Caffe's transformer works on (C, H, W) blobs: CSV rows become (F, 1, 1) when it runs
         caffe_layout = caffe_layout or (kind == "csv" and bool(transform_keys_set(s)))
         source = build_source(s, kind, fields=fields, caffe_layout=caffe_layout)
     return Loader(source, build_transforms(s, kind, phase, source), **options)
+
+
+def loader_options(s: "Stream") -> Dict[str, Any]:
+    """The Loader keyword arguments of ``s`` (an unset seed resolved to fresh entropy, once)."""
+    return dict(batch_size=s.batch_size, workers=s.workers, shuffle=s.shuffle, seed=resolve_seed(s.seed),
+                drop_last=s.drop_last, prefetch=s.prefetch, on_error=s.on_error,
+                max_bad_fraction=s.max_bad_fraction, timeout=s.timeout, start_method=s.start_method,
+                rank=s.rank, world_size=s.world_size)
 
 
 def resolve_seed(seed: Optional[int]) -> int:

@@ -137,7 +137,7 @@ def pairs_config(stream: Any) -> PairsConfig:
 
 
 def pairs_transforms(stream: Any, phase: Union[int, str], source: Any = None) -> List[Transform]:
-    """The TRAIN or TEST chain of a pairs Stream (see the module docstring), then ``to_range``.
+    """The TRAIN or TEST chain of a pairs Stream (see the module docstring); the stream adds ``to_range``.
 
     Without ``crop_size`` every sample is padded to the largest image (times the
     largest TRAIN scale), read from the image headers of ``source`` (built from
@@ -149,10 +149,4 @@ def pairs_transforms(stream: Any, phase: Union[int, str], source: Any = None) ->
     max_hw = None
     if not config.crop_size:
         max_hw = max_image_hw(source if source is not None else pairs_source(stream))
-    chain = build_pairs_transforms(config, phase, max_hw)
-    if stream.to_range is not None:
-        from .scale import Scale
-
-        centred = config.mean_file is not None or bool(config.mean_value)
-        chain.append(Scale(to_range=stream.to_range, from_range=(-127.5, 127.5) if centred else (0, 255)))
-    return chain
+    return build_pairs_transforms(config, phase, max_hw)
