@@ -19,6 +19,7 @@ bad rows, never a class. Integer labels mixed with other names are bad rows too.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import re
@@ -225,7 +226,7 @@ def check_classes(classes: Sequence[str], where: str = "classes") -> List[str]:
     names = [str(c).strip() for c in classes]
     if not names or any(not n for n in names):
         raise ValueError(f"{where}: class names must be non-empty, got {list(classes)[:8]!r}")
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    duplicates = sorted(n for n, count in collections.Counter(names).items() if count > 1)
     if duplicates:
         raise ValueError(f"{where}: duplicate class names {duplicates[:8]}")
     return names

@@ -46,6 +46,11 @@ def check_mode(mode: str) -> str:
     return mode
 
 
+def force_mode(force_color: bool, force_gray: bool) -> str:
+    """The decode mode of Caffe's ``force_color``/``force_gray`` for encoded Datums: else their own channels."""
+    return "color" if force_color else "gray" if force_gray else "native"
+
+
 def color_mode(color: bool) -> str:
     """The decode mode of the ``color=`` flag that image sources take (Caffe's ``is_color``)."""
     return "color" if color else "gray"

@@ -56,6 +56,15 @@ def _text_kind(path: str) -> Optional[str]:
     return None
 
 
+def lmdb_dir(path: str) -> str:
+    """The LMDB environment directory ``path`` names (the folder, or its data.mdb); "" when it is none."""
+    if os.path.isdir(path):
+        return path if os.path.isfile(os.path.join(path, "data.mdb")) else ""
+    if os.path.basename(path) == "data.mdb" and os.path.isfile(path):
+        return os.path.dirname(path) or "."
+    return ""
+
+
 def guess_kind(path: str) -> str:
     """One of "lmdb", "csv", "hdf5", "list", "folder"; ValueError when the path fits none."""
     if os.path.isdir(path):
@@ -89,7 +98,7 @@ def open_source(path: str | os.PathLike, **kwargs) -> Source:
 
     path = os.fspath(path)
     kind = guess_kind(path)
-    if kind == "lmdb" and os.path.isfile(path):
-        path = os.path.dirname(path) or "."
+    if kind == "lmdb":
+        path = lmdb_dir(path)
     factory = {"lmdb": CaffeLmdb, "csv": CsvTable, "hdf5": Hdf5, "list": ListFile, "folder": ImageFolder}[kind]
     return factory(path, **kwargs)

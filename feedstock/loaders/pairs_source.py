@@ -19,7 +19,9 @@ import logging
 import os
 from typing import Any, Tuple, Union
 
+from .decode import force_mode
 from .lmdb_pairs import LmdbPairs
+from .open_source import lmdb_dir
 from .pairs import Pairs
 from .pairs_list import read_pairs_list
 
@@ -28,28 +30,15 @@ log = logging.getLogger(__name__)
 PairsSource = Union[Pairs, LmdbPairs]
 
 
-def _is_lmdb(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, "data.mdb")) or os.path.basename(path) == "data.mdb"
-
-
-def _lmdb_dir(path: str) -> str:
-    return (os.path.dirname(path) or ".") if os.path.basename(path) == "data.mdb" else path
-
-
-def _image_mode(stream: Any) -> str:
-    """Caffe's decode mode: force_color / force_gray, else the LMDB's own channels."""
-    return "color" if stream.force_color else "gray" if stream.force_gray else "native"
-
-
 def open_pairs(source: str, masks: str = "", *, root_folder: str = "", color: bool = True,
                mode: str = "native", allow_missing: bool = False) -> PairsSource:
     """The pairs source that ``source``/``masks``/``root_folder`` name (see the module docstring)."""
     if not source:
         raise ValueError("source= is required for pairs (images folder, pairs list file or image LMDB)")
-    if _is_lmdb(source):
-        if not masks or not _is_lmdb(masks):
+    if lmdb_dir(source):
+        if not masks or not lmdb_dir(masks):
             raise ValueError(f"masks={masks!r} must be the label LMDB (same keys) for the image LMDB {source!r}")
-        return LmdbPairs(_lmdb_dir(source), _lmdb_dir(masks), mode=mode)
+        return LmdbPairs(lmdb_dir(source), lmdb_dir(masks), mode=mode)
     if os.path.isdir(source):
         if not masks:
             raise ValueError(f"masks= (the masks folder) is required with the images folder {source!r}")
@@ -68,7 +57,7 @@ def open_pairs(source: str, masks: str = "", *, root_folder: str = "", color: bo
 def pairs_source(stream: Any) -> PairsSource:
     """The pairs source of a Stream (``source``, ``masks``, ``root_folder``, ``is_color``, ``on_error``)."""
     return open_pairs(stream.source, stream.masks, root_folder=stream.root_folder,
-                      color=bool(stream.is_color) or bool(stream.force_color), mode=_image_mode(stream),
+                      color=bool(stream.is_color) or bool(stream.force_color), mode=force_mode(stream.force_color, stream.force_gray),
                       allow_missing=stream.on_error == "skip")
 
 
