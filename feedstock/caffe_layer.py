@@ -24,9 +24,8 @@ from .caffe_params import (
     data_layer_params,
     occlude_layer_params,
     parse_param_str,
-    phase_of,
 )
-from .phase import phase_name
+from .phase import parse_phase, phase_name
 from .transforms import occlude_batch
 
 try:  # pycaffe instantiates subclasses of caffe.Layer; without Caffe any object will do.
@@ -160,7 +159,7 @@ class DataLayer(_LayerBase):
         if len(bottom):
             raise ValueError(f"DataLayer takes no bottom blobs, got {len(bottom)}")
         params = data_layer_params(parse_param_str(getattr(self, "param_str", "")))
-        phase = phase_of(getattr(self, "phase", None))
+        phase = parse_phase(getattr(self, "phase", None))
         tops = params.tops or default_tops(len(top))
         if len(tops) != len(top):
             raise ValueError(f"param_str 'tops' names {len(tops)} fields {list(tops)} but the layer has {len(top)} tops")
@@ -271,7 +270,7 @@ class OccludeLayer(_LayerBase):
         if len(bottom) != 1 or len(top) != 1:
             raise ValueError(f"OccludeLayer needs 1 bottom and 1 top, got {len(bottom)} and {len(top)}")
         params = occlude_layer_params(parse_param_str(getattr(self, "param_str", "")))
-        self._active = phase_of(getattr(self, "phase", None)) == TRAIN or params.in_test
+        self._active = parse_phase(getattr(self, "phase", None)) == TRAIN or params.in_test
         self._rng = np.random.Generator(np.random.PCG64(params.seed))
         self._mask: Optional[np.ndarray] = None
 

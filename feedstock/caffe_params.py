@@ -15,9 +15,8 @@ from .stream.check import StreamKeyError, as_seed, as_str, echo
 from .stream.forms import check_keys
 
 __all__ = ["TRAIN", "TEST", "DataLayerParams", "data_layer_params", "occlude_layer_params", "parse_param_str",
-           "phase_of", "build_loader", "check_keys", "DATA_KEYS", "OCCLUDE_KEYS"]
+           "parse_phase", "build_loader", "check_keys", "DATA_KEYS", "OCCLUDE_KEYS"]
 
-phase_of = parse_phase  # pycaffe sets ``self.phase`` to 0 or 1
 # what a remote feed's servers decide: a layer with 'remote' keeps only these stream keys
 _CLIENT_STREAM_KEYS = ("batch_size", "prefetch", "seed")
 

@@ -13,8 +13,8 @@ from feedstock.caffe_params import (
     data_layer_params,
     occlude_layer_params,
     parse_param_str,
-    phase_of,
 )
+from feedstock.phase import parse_phase
 from feedstock.stream import Stream
 
 BRIEF = ("{'source': 'train_lmdb', 'batch_size': 64, 'crop_size': 227, 'mirror': True, "
@@ -132,13 +132,13 @@ def test_normalised_values():
 
 @pytest.mark.parametrize("value, expected", [(0, 0), (1, 1), ("TRAIN", 0), ("test", 1)])
 def test_phase(value, expected):
-    assert phase_of(value) == expected
+    assert parse_phase(value) == expected
 
 
 @pytest.mark.parametrize("value", [2, -1, None, True, "VAL"])
 def test_bad_phase(value):
     with pytest.raises(ValueError, match="must be 0 \\(TRAIN\\) or 1 \\(TEST\\)"):
-        phase_of(value)
+        parse_phase(value)
 
 
 def test_default_tops():

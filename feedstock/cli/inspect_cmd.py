@@ -58,9 +58,10 @@ def run(args: argparse.Namespace) -> int:
     from . import inspect_pairs
 
     stream = stream_from_args(args, defaults={"seed": 0})
-    args.seed, args.path = stream.seed, stream.source
-    if inspect_pairs.wants_pairs(stream):
-        return inspect_pairs.run(stream, args)
+    args.seed = stream.seed
+    pairs = inspect_pairs.pairs_of(stream)
+    if pairs is not None:
+        return inspect_pairs.run(stream, *pairs, args)
     source = stream.build_source()
     try:
         # no transform key set: no transforms (the stream hands records over as stored)

@@ -20,6 +20,7 @@ from ..loaders.caffe_lmdb import release_env
 from ..loaders.decode import IMAGE_EXTENSIONS
 from ..loaders.lmdb_pairs import LmdbPairs
 from ..loaders.pairs_source import PairsSource, open_pairs
+from ..palette import voc_palette
 from ..stream import Stream
 from .contact_sheet import contact_sheet, pick, to_display
 
@@ -27,15 +28,10 @@ ALPHA = 0.6  # weight of the class colour over the image
 
 
 def class_colour(k: int, ignore_label: int = 255) -> Tuple[int, int, int]:
-    """PASCAL VOC's colour of class ``k`` (bit-interleaved palette) as BGR; the ignore label white."""
+    """PASCAL VOC's colour of class ``k`` (0..255) as BGR; the ignore label white."""
     if k == ignore_label:
         return 255, 255, 255
-    r = g = b = 0
-    for bit in range(8):
-        r |= ((k >> 0) & 1) << (7 - bit)
-        g |= ((k >> 1) & 1) << (7 - bit)
-        b |= ((k >> 2) & 1) << (7 - bit)
-        k >>= 3
+    r, g, b = voc_palette()[3 * k:3 * k + 3]
     return b, g, r
 
 
@@ -70,19 +66,20 @@ def guess_pairs(path: str) -> Optional[Tuple[str, str]]:
     return None
 
 
-def wants_pairs(stream: Stream) -> bool:
-    """Pairs named (``--masks``, ``--source-type pairs``) or a pairs layout found by itself."""
+def pairs_of(stream: Stream) -> Optional[Tuple[str, str]]:
+    """(images, masks) when the stream names pairs (``--masks``, ``--source-type pairs``) or its source
+    is a pairs layout found by itself; None otherwise."""
     if stream.source_type == "pairs" or stream.masks:
-        return True
-    return stream.source_type == "auto" and guess_pairs(stream.source) is not None
+        return stream.source, stream.masks
+    if stream.source_type != "auto":
+        return None
+    found = guess_pairs(stream.source)
+    if found is not None:
+        print(f"pairs: images {found[0]} with masks {found[1]} (a pairs layout; --masks chooses others)")
+    return found
 
 
-def run(stream: Stream, args: argparse.Namespace) -> int:
-    if stream.source_type == "pairs" or stream.masks:
-        images, masks = stream.source, stream.masks
-    else:
-        images, masks = guess_pairs(stream.source)  # type: ignore[misc]
-        print(f"pairs: images {images} with masks {masks} (a pairs layout; --masks chooses others)")
+def run(stream: Stream, images: str, masks: str, args: argparse.Namespace) -> int:
     args.ignore_label = stream.ignore_label
     source = open_pairs(images, masks, root_folder=stream.root_folder, allow_missing=True)
     try:
