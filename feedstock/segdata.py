@@ -29,12 +29,11 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from .palette import voc_palette, write_palette_png
 from .rng import sample_rng
 
 CLASSES = ("background", "circle", "square", "triangle")
 HEIGHT, WIDTH = 96, 128
-# Palette of the mask PNGs (RGB per index): PASCAL VOC's colours; 255 (ignore) white.
-PALETTE = {0: (0, 0, 0), 1: (128, 0, 0), 2: (0, 128, 0), 3: (128, 128, 0), 255: (255, 255, 255)}
 _CLASS_HUE = {1: 0, 2: 60, 3: 120}  # OpenCV hue units (0-180): red, green, blue
 SPLITS = {"train": (256, 0), "test": (64, 1)}  # name -> (n, seed)
 VERSION = 2  # bump when the generator changes: the cache folder name carries it
@@ -91,20 +90,12 @@ def draw_sample(seed: int, index: int) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def palette_bytes() -> List[int]:
-    """The 768-entry RGB palette of the mask PNGs."""
+    """The 768-entry RGB palette of the mask PNGs: PASCAL VOC's colours of the classes, unlike VOC's
+    palette 255 (ignore) white, every other index black."""
     flat = [0] * 768
-    for index, rgb in PALETTE.items():
-        flat[3 * index : 3 * index + 3] = rgb
+    flat[:3 * len(CLASSES)] = voc_palette()[:3 * len(CLASSES)]
+    flat[3 * 255:] = [255, 255, 255]
     return flat
-
-
-def write_palette_png(path: str | os.PathLike, mask: np.ndarray) -> None:
-    """Write an HxW uint8 class mask as a palette PNG (indices kept; PASCAL VOC style)."""
-    from PIL import Image
-
-    im = Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8), mode="P")
-    im.putpalette(palette_bytes())
-    im.save(os.fspath(path), format="PNG", optimize=False)
 
 
 def make_shapes(out_dir: str | os.PathLike, *, n: int = 256, seed: int = 0, quality: int = 95) -> Images:
@@ -127,7 +118,7 @@ def make_shapes(out_dir: str | os.PathLike, *, n: int = 256, seed: int = 0, qual
         if not ok:
             raise RuntimeError(f"OpenCV could not encode {stem}.jpg")
         (images / f"{stem}.jpg").write_bytes(jpg.tobytes())
-        write_palette_png(masks / f"{stem}.png", mask)
+        write_palette_png(masks / f"{stem}.png", mask, palette_bytes())
         lines.append(f"images/{stem}.jpg\tmasks/{stem}.png\n")
     (out / "pairs.txt").write_text("".join(lines))
     return images, masks

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from feedstock.palette import write_palette_png
 from feedstock.stream import Stream
 from feedstock.trainer import train
 from feedstock.trainer.predict import Predictor
 from feedstock.trainer.seg_metrics import confusion, scores
 from feedstock.trainer.seg_models import fcn_small
-from feedstock.trainer.seg_predict import predict_masks, write_palette_png
+from feedstock.trainer.seg_predict import predict_masks
 
 SIZES = ((20, 24), (16, 28), (24, 20), (20, 20))
 

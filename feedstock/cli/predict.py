@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,7 @@ flags for them. DATA is a CSV table, an LMDB, an HDF5 file or an image folder.
 
 A CSV with an id column gives Kaggle Otto's layout: `id,Class_1,...,Class_9`, one
 probability per class in the training file's order, rows summing to 1. Other data
-gives one row per record: `key,predicted,<class>...`; a net that scores every pixel
-writes OUT as .npz (keys, classes: the class of every pixel). When DATA has labels,
+gives one row per record: `key,predicted,<class>...`. When DATA has labels,
 accuracy and multi-class log-loss are printed and written to OUT's .metrics.json,
 and the confusion matrix to OUT's _confusion.png.
 
@@ -57,8 +55,7 @@ def run(args: argparse.Namespace) -> int:
 def predict_files(snapshot: str, data: str, out: Path, *, batch_size: int = 256, workers: int = 0,
                   backend: str = "auto", echo: Any = None, masks: str = "") -> list:
     """Predict ``data`` with ``snapshot`` and write OUT (and, when labelled, the metrics and confusion files)."""
-    from ..trainer.plots import plot_confusion
-    from ..trainer.predict import Predictor, write_class_probabilities, write_position_classes, write_record_predictions
+    from ..trainer.predict import Predictor, write_class_probabilities, write_record_predictions, write_scores
 
     predictor = Predictor(snapshot, backend=backend)
     if predictor.net.task == "segmentation":  # palette PNG masks, scored when masks are given
@@ -71,19 +68,13 @@ def predict_files(snapshot: str, data: str, out: Path, *, batch_size: int = 256,
     pred = predictor.run(data, batch_size=batch_size, workers=workers)
     names = predictor.class_names
     out.parent.mkdir(parents=True, exist_ok=True)
-    if pred.classes is not None:
-        files = [write_position_classes(out.with_suffix(".npz"), pred)]
-    elif pred.ids is not None and pred.probs is not None:
+    if pred.ids is not None:
         files = [write_class_probabilities(out, pred.probs, ids=pred.ids, class_names=names)]
     else:
         files = [write_record_predictions(out, pred, names)]
     if pred.metrics and pred.confusion is not None:
-        if echo is not None:
-            echo(f"{len(pred.keys)} records: " + ", ".join(f"{k.replace('_', '-')} {v:.4f}"
-                                                           for k, v in pred.metrics.items() if isinstance(v, float)))
-        metrics = out.with_name(out.stem + ".metrics.json")
-        metrics.write_text(json.dumps({"data": str(data), "snapshot": str(snapshot), "records": len(pred.keys),
-                                       **pred.metrics}, indent=1) + "\n")
-        files.append(metrics)
-        files.append(plot_confusion(pred.confusion, out.with_name(out.stem + "_confusion.png"), class_names=names))
+        files += write_scores(pred.metrics, pred.confusion, out.with_name(out.stem + ".metrics.json"),
+                              out.with_name(out.stem + "_confusion.png"),
+                              fields={"data": str(data), "snapshot": str(snapshot)}, count="records",
+                              n=len(pred.keys), class_names=names, echo=echo)
     return files

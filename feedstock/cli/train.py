@@ -91,15 +91,14 @@ def _inputs(args: argparse.Namespace) -> Tuple[Any, Any, dict]:
             raise ValueError("--remote replaces --train/--full/--holdout: the servers hold the training data")
         val = stream.replace(source=args.val).build_loader("test", shuffle=False, drop_last=False,
                                                            caffe_layout=True) if args.val else None
-        from ..trainer.feeding import remote_stream
-
-        remote = RemoteLoader(args.remote, curve_server_key=args.curve_server_key, curve_keys=args.curve_keys)
         try:
-            remote_stream(remote, batch_size=stream.batch_size, seed=int(stream.seed or 0))  # full batches, our size
+            remote = RemoteLoader(args.remote, curve_server_key=args.curve_server_key, curve_keys=args.curve_keys)
         except BaseException:
-            remote.close()
+            if val is not None:
+                val.close()
             raise
-        # the servers hold the transform settings; the model scales unless these flags set the values
+        # train() checks the feed (full batches of our size); the servers hold the transform settings,
+        # the model scales unless these flags set the values
         return remote, val, {"batch_size": stream.batch_size, "seed": stream.seed,
                              "model_scaling": not sets_values(stream)}
     if args.train is None:
@@ -139,20 +138,27 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..trainer.feeding import is_loader
     from ..trainer.loop import resolve_solver, train
     from ..trainer.models import get_model
 
     _check(args)
     model = get_model(args.model)
     train_data, val_data, kw = _inputs(args)
-    cfg = resolve_solver(args.solver, model)
-    total = args.iters if args.iters is not None else cfg.max_iter
-    bar = progress_bar(total, desc=f"train {args.model}", unit="it", disable=args.quiet)
     try:
-        report = train(model, train_data, val_data, cfg, args.out, iters=args.iters, backend=args.backend,
-                       resume=args.resume, progress=bar.update, plots=args.plots, **kw)
-    finally:
-        bar.close()
+        cfg = resolve_solver(args.solver, model)
+        total = args.iters if args.iters is not None else cfg.max_iter
+        bar = progress_bar(total, desc=f"train {args.model}", unit="it", disable=args.quiet)
+        try:
+            report = train(model, train_data, val_data, cfg, args.out, iters=args.iters, backend=args.backend,
+                           resume=args.resume, progress=bar.update, plots=args.plots, **kw)
+        finally:
+            bar.close()
+    except BaseException:
+        for data in (train_data, val_data):  # --remote's loaders (train() closes those it took; twice is harmless)
+            if is_loader(data):
+                data.close()
+        raise
     print(report.summary())
     for path in report.files:
         print(f"wrote {path}")

@@ -10,5 +10,5 @@ from .feeding import Subset, as_source, holdout_split, labelled_arrays  # noqa: 
 from .loop import TrainReport, evaluate, train  # noqa: F401
 from .models import ModelDef, get_model, lenet, otto_mlp  # noqa: F401
 from .net import Net  # noqa: F401
-from .predict import predict_proba, write_class_probabilities  # noqa: F401
+from .predict import write_class_probabilities  # noqa: F401
 from .solver import SGDSolver, SolverConfig, learning_rate  # noqa: F401

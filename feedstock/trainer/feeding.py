@@ -102,23 +102,17 @@ def is_loader(obj: Any) -> bool:
 
 
 def loader_stream(loader: BatchLoader, *, batch_size: Optional[int], seed: Optional[int]) -> LoaderBatches:
-    """A ready loader's batches: its batch size rules (a different ``batch_size`` is an error);
-    a given ``seed`` replaces its order's seed."""
+    """A ready loader's batches for training: its batch size rules (a different ``batch_size`` is an
+    error), and full ones where it says (a RemoteLoader: the servers must run with --drop-last, as the
+    local training Loader drops the short batch); a given ``seed`` replaces its order's seed."""
     state = loader.state_dict()
     if batch_size is not None and state["batch_size"] != batch_size:
         raise ValueError(f"the loader serves batches of {state['batch_size']}, training asks for {batch_size}")
+    if getattr(loader, "drop_last", True) is False:
+        raise ValueError("training takes full batches: start the servers with --drop-last")
     if seed is not None and seed != state["seed"]:
         loader.load_state_dict(dict(state, seed=seed))
     return LoaderBatches(loader)
-
-
-def remote_stream(loader: Any, *, batch_size: int, seed: int) -> LoaderBatches:
-    """A RemoteLoader's batches for ``feedstock train --remote``: batches of ``batch_size``, and full ones
-    (the servers are started with --drop-last, as the local training Loader drops the short batch)."""
-    stream = loader_stream(loader, batch_size=batch_size, seed=seed)
-    if not loader.drop_last:
-        raise ValueError("training takes full batches: start the servers with --drop-last")
-    return stream
 
 
 def batch_stream(source: Source, *, batch_size: int, workers: int, shuffle: bool, seed: int,

@@ -1,4 +1,4 @@
-"""Evaluation metrics: Kaggle's multi-class log-loss, the classification meter and the label check.
+"""Evaluation metrics: Kaggle's multi-class log-loss, the confusion matrix, the classification meter and the label check.
 
 The Net owns its task's hooks (``Net.task``, ``input_reshape``, ``check_labels``,
 ``loss_labels``, ``meter``, ``output_rank``; see :mod:`.net`): a segmentation net
@@ -7,7 +7,7 @@ The Net owns its task's hooks (``Net.task``, ``input_reshape``, ``check_labels``
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Protocol
+from typing import Any, Dict, Optional, Protocol
 
 import numpy as np
 
@@ -31,6 +31,29 @@ def multiclass_log_loss(probs: np.ndarray, labels: np.ndarray, *, eps: float = L
     if len(labels) != len(p):
         raise ValueError(f"{len(labels)} labels for {len(p)} rows of probabilities")
     return float(-np.log(p[np.arange(len(p)), labels]).mean()) if len(p) else float("nan")
+
+
+def confusion(pred: Any, labels: Any, num_classes: int, *, ignore_label: Optional[int] = 255) -> np.ndarray:
+    """Host (K, K) int64 counts: row = true class, column = predicted, over the records (a classifier's)
+    or pixels (a segmentation net's) whose label is not ``ignore_label`` (None: every one counts).
+
+    ``pred`` and ``labels`` hold class indices of the same number of records or pixels (any shapes
+    with equal size, numpy or cupy). A label outside [0, K) that is not ``ignore_label`` is an error.
+    """
+    xp = array_module(pred)
+    p = pred.reshape(-1).astype(xp.int64, copy=False)
+    t = labels.reshape(-1).astype(xp.int64, copy=False)
+    if p.size != t.size:
+        raise ValueError(f"{p.size} predicted pixels for {t.size} labelled pixels")
+    if ignore_label is not None:
+        keep = t != ignore_label
+        p, t = p[keep], t[keep]
+    if t.size and (int(t.min()) < 0 or int(t.max()) >= num_classes):
+        raise ValueError(f"labels span [{int(t.min())}, {int(t.max())}], expected [0, {num_classes}) "
+                         f"or ignore_label={ignore_label}")
+    counts = xp.bincount(t * num_classes + p, minlength=num_classes * num_classes)
+    counts = counts.get() if hasattr(counts, "get") else counts
+    return np.asarray(counts, dtype=np.int64).reshape(num_classes, num_classes)
 
 
 class Meter(Protocol):
@@ -87,7 +110,7 @@ class ClassificationMeter:
         better = (s > s[rows, y][:, None]).sum(axis=1)  # Caffe's Accuracy: ties count as correct
         self.correct += int((better < self.top_k).sum())
         self.count += len(y)
-        np.add.at(self._confusion, (y, p.argmax(axis=1)), 1)
+        self._confusion += confusion(p.argmax(axis=1), y, self.num_classes, ignore_label=None)
 
     def result(self) -> Dict[str, float]:
         n = max(self.count, 1)

@@ -92,12 +92,6 @@ class Net:
         self.backward(self.loss.backward())
         return loss, count_correct(logits, labels, self.top_k)
 
-    def evaluate(self, x: Any, labels: Any) -> Tuple[float, int]:
-        """(summed loss, number correct) of a batch in test mode."""
-        logits = self.forward(x, train=False)
-        loss = float(self.loss.forward(logits, labels)) * len(labels)
-        return loss, int(count_correct(logits, labels, self.top_k))
-
     def input_reshape(self, shape: Sequence[int], where: str) -> Optional[Tuple[int, ...]]:
         """None when records of ``shape`` go in as they are; the shape to view them as when Caffe's
         InnerProduct would flatten them ((93, 1, 1) for (93,)); ValueError naming ``where`` otherwise."""
@@ -114,12 +108,6 @@ class Net:
     def meter(self) -> Meter:
         """A fresh accumulator of this net's evaluation metrics (loss, accuracy, log-loss, confusion)."""
         return ClassificationMeter(self.num_classes, self.top_k)
-
-    def predict_proba(self, x: Any) -> Any:
-        """Softmax probabilities over axis 1 ((N, num_classes), or per pixel) in test mode."""
-        logits = self.forward(x, train=False)
-        e = self.backend.xp.exp(logits - logits.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
 
     def state_dict(self) -> Dict[str, np.ndarray]:
         """Host copies of every param, by name."""

@@ -1,4 +1,4 @@
-"""Apply a trained snapshot to new data: class probabilities, Otto submissions and per-record predictions.
+"""Apply a trained snapshot to new data: class probabilities, Otto submissions, per-record predictions, scores.
 
 The snapshot's deploy record (see :mod:`.deploy`) fixes the model, the input
 conversion, the class names and the stream whose TEST phase reads the data
@@ -7,11 +7,12 @@ conversion, the class names and the stream whose TEST phase reads the data
 from __future__ import annotations
 
 import csv
+import json
 import os
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -23,7 +24,8 @@ from ..pipeline.loader import Loader
 from ..stream import TEST, Stream, stream_from_mapping
 from .checks import BatchCheck
 from .deploy import Deployment, load_deployment
-from .feeding import LoaderBatches, batch_stream
+from .feeding import LoaderBatches
+from .metrics import softmax
 from .models import ModelDef
 from .net import Net
 
@@ -32,15 +34,13 @@ PathLike = Union[str, Path]
 
 @dataclass
 class Predictions:
-    """Per record, in data order: probabilities (N, K), keys, CSV ids; labels and metrics when labelled."""
+    """Per record, in data order: probabilities (N, K), keys, CSV ids; metrics and confusion when labelled."""
 
-    probs: Optional[np.ndarray]  # (N, K) for a classifier
+    probs: np.ndarray  # (N, K)
     keys: List[str]
     ids: Optional[np.ndarray] = None
-    labels: Optional[np.ndarray] = None
     metrics: Dict[str, float] = field(default_factory=dict)
     confusion: Optional[np.ndarray] = None
-    classes: Optional[np.ndarray] = None  # (N, H, W) class per position, for nets scoring every pixel
 
 
 class Predictor:
@@ -69,25 +69,20 @@ class Predictor:
         labelled = "label" in loader.spec
         check = BatchCheck(self.net, stream=os.fspath(data), labels=labelled)
         meter = self.net.meter() if labelled else None
-        probs, labels, ids = [], [], []
-        per_record = self.net.output_rank == 1  # else scores per position (a segmentation net)
+        probs, ids = [], []
         batches = LoaderBatches(loader)
         with DeviceFeeder(self.net.backend, dtype=self.net.dtype, **_conversion(self.deploy)) as feeder, \
                 closing(batches):
             for batch in feeder.feed(check.host(batches.epoch(0)), slots=batches.slot_arrays):
                 scores = self.net.forward(check.data(batch), train=False)
-                host = self.net.backend.to_numpy(scores)
-                probs.append(_softmax64(host) if per_record else host.argmax(axis=1).astype(np.int32))
+                # float64 (as the meter computes it): written rows sum to 1 at print precision
+                probs.append(softmax(self.net.backend.to_numpy(scores)))
                 if meter is not None:
                     meter.update(scores, self.net.loss_labels(batch["label"]))
-                    labels.append(self.net.backend.to_numpy(self.net.loss_labels(batch["label"])))
                 if "id" in batch:
                     ids.append(self.net.backend.to_numpy(batch["id"]))
-        stacked = np.concatenate(probs)
-        out = Predictions(stacked if per_record else None, record_keys(loader.source),
-                          np.concatenate(ids).astype(np.int64) if ids else None,
-                          np.concatenate(labels).astype(np.int64) if labels else None,
-                          classes=None if per_record else stacked)
+        out = Predictions(np.concatenate(probs), record_keys(loader.source),
+                          np.concatenate(ids).astype(np.int64) if ids else None)
         if meter is not None:
             out.metrics, out.confusion = meter.result(), meter.confusion
         return out
@@ -96,13 +91,6 @@ class Predictor:
 def _conversion(deploy: Deployment) -> Dict[str, Any]:
     c = deploy.conversion
     return {"scale": float(c["scale"]), "mean": float(c["mean"]), "log1p": bool(c["log1p"])}
-
-
-def _softmax64(logits: np.ndarray) -> np.ndarray:
-    """Softmax in float64 (as the meter computes it), so written rows sum to 1 at print precision."""
-    z = np.asarray(logits, dtype=np.float64)
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _stream(deploy: Deployment, data: str) -> Stream:
@@ -143,21 +131,6 @@ def record_keys(source: Any) -> List[str]:
     return [source.key(i) for i in range(len(source))]
 
 
-def predict_proba(net: Net, model: ModelDef, source: Source, *, batch_size: int = 256) -> np.ndarray:
-    """Softmax probabilities (len(source), num_classes) of an untransformed source, in source order."""
-    stream = batch_stream(source, batch_size=batch_size, workers=0, shuffle=False, seed=0, drop_last=False)
-    check = BatchCheck(net, stream="prediction data", labels=False)
-    feeder = DeviceFeeder(net.backend, scale=model.scale, mean=model.mean, log1p=model.log1p, dtype=net.dtype)
-    out = np.empty((len(source), net.num_classes), dtype=np.float32)
-    row = 0
-    with feeder, closing(stream):
-        for batch in feeder.feed(check.host(stream.epoch(0)), slots=stream.slot_arrays):
-            probs = net.backend.to_numpy(net.predict_proba(check.data(batch)))
-            out[row:row + len(probs)] = probs
-            row += len(probs)
-    return out
-
-
 def write_class_probabilities(path: PathLike, probs: np.ndarray, *, ids: Optional[Any] = None,
                               class_names: Optional[Sequence[str]] = None) -> Path:
     """CSV ``id,Class_1,...,Class_K`` (Kaggle Otto's submission layout); ids default to 1..N."""
@@ -175,20 +148,8 @@ def write_class_probabilities(path: PathLike, probs: np.ndarray, *, ids: Optiona
     return path
 
 
-def write_position_classes(path: PathLike, pred: Predictions) -> Path:
-    """npz of ``keys`` and ``classes`` (N, H, W): the predicted class of every position (segmentation)."""
-    if pred.classes is None:
-        raise ValueError("these predictions hold no per-position classes")
-    path = Path(path)
-    with open(path, "wb") as f:  # a file object: numpy adds no .npz suffix to the name asked for
-        np.savez_compressed(f, keys=np.asarray(pred.keys), classes=pred.classes)
-    return path
-
-
 def write_record_predictions(path: PathLike, pred: Predictions, class_names: Sequence[str]) -> Path:
     """CSV ``key,predicted,<class 1>,...``: one row per record (image models)."""
-    if pred.probs is None:
-        raise ValueError("these predictions hold no per-record probabilities")
     path, probs = Path(path), pred.probs
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -196,3 +157,21 @@ def write_record_predictions(path: PathLike, pred: Predictions, class_names: Seq
         for key, b, row in zip(pred.keys, probs.argmax(axis=1), probs):
             w.writerow([key, class_names[b]] + [f"{p:.9g}" for p in row])
     return path
+
+
+def write_scores(metrics: Mapping[str, Any], confusion: np.ndarray, json_path: Path, png_path: Path, *,
+                 fields: Mapping[str, Any], count: str, n: int, class_names: Sequence[str],
+                 echo: Optional[Callable[[str], Any]] = None, confusion_in_json: bool = False) -> List[Path]:
+    """The scores of labelled data: one echoed line, a JSON file (``fields``, ``count``: n, the metrics
+    with non-finite values as null, the matrix when ``confusion_in_json``) and the confusion-matrix PNG."""
+    from .plots import plot_confusion
+
+    if echo is not None:
+        echo(f"{n} {count}: " + ", ".join(f"{k.replace('_', '-')} {v:.4f}"
+                                          for k, v in metrics.items() if isinstance(v, float)))
+    body = {**fields, count: n, **{k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+                                   for k, v in metrics.items()}}
+    if confusion_in_json:
+        body["confusion"] = confusion.tolist()
+    json_path.write_text(json.dumps(body, indent=1) + "\n")
+    return [json_path, plot_confusion(confusion, png_path, class_names=class_names)]

@@ -7,28 +7,8 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from ..backend import array_module
+from .metrics import confusion
 from .seg_layers import pixel_labels
-
-
-def confusion(pred: Any, labels: Any, num_classes: int, *, ignore_label: Optional[int] = 255) -> np.ndarray:
-    """Host (K, K) int64 counts: row = true class, column = predicted, over pixels not ``ignore_label``.
-
-    ``pred`` and ``labels`` hold class indices of the same number of pixels (any shapes with
-    equal size, numpy or cupy). A label outside [0, K) that is not ``ignore_label`` is an error.
-    """
-    xp = array_module(pred)
-    p = pred.reshape(-1).astype(xp.int64, copy=False)
-    t = labels.reshape(-1).astype(xp.int64, copy=False)
-    if p.size != t.size:
-        raise ValueError(f"{p.size} predicted pixels for {t.size} labelled pixels")
-    keep = t != ignore_label if ignore_label is not None else xp.ones(t.shape, dtype=bool)
-    p, t = p[keep], t[keep]
-    if t.size and (int(t.min()) < 0 or int(t.max()) >= num_classes):
-        raise ValueError(f"labels span [{int(t.min())}, {int(t.max())}], expected [0, {num_classes}) "
-                         f"or ignore_label={ignore_label}")
-    counts = xp.bincount(t * num_classes + p, minlength=num_classes * num_classes)
-    counts = counts.get() if hasattr(counts, "get") else counts
-    return np.asarray(counts, dtype=np.int64).reshape(num_classes, num_classes)
 
 
 @dataclass

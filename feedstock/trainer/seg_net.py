@@ -77,12 +77,6 @@ class SegNet(Net):
         hits = ((scores.argmax(axis=1) == self.loss.safe) & valid).sum()
         return loss, hits * (len(x) / max(1.0, float(valid.sum())))
 
-    def evaluate(self, x: Any, labels: Any) -> Tuple[float, int]:
-        """(batch loss x N, correct non-ignored pixels) in test mode."""
-        meter = self.meter()
-        meter.update(self.forward(x, train=False), labels)
-        return meter.result()["loss"] * len(x), int(np.trace(meter.confusion))
-
     def input_reshape(self, shape: Sequence[int], where: str) -> Optional[Tuple[int, ...]]:
         """None (records go in as they are) for any (C, H, W) with this net's channels; else ValueError."""
         shape = tuple(int(d) for d in shape)
@@ -116,8 +110,3 @@ class SegNet(Net):
     def meter(self) -> SegMeter:
         """Loss, pixel accuracy, per-class and mean IoU over the non-ignored pixels."""
         return SegMeter(self.num_classes, self.ignore_label)
-
-    def predict_mask(self, x: Any) -> Any:
-        """Class index per pixel (N, H, W), uint8 when there are at most 256 classes, in test mode."""
-        scores = self.forward(x, train=False)
-        return scores.argmax(axis=1).astype(np.uint8 if self.num_classes <= 256 else np.int32)
