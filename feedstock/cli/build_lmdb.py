@@ -180,9 +180,9 @@ def engine(args: argparse.Namespace) -> Callable[..., BuildReport]:
 def run(args: argparse.Namespace) -> int:
     from . import pairs_cmds
 
+    check_engine_args(args)
     if pairs_cmds.wants_pairs(args):
         return pairs_cmds.run_build(args)
-    check_engine_args(args)
     options = options_from_args(args)
     try:
         build = engine(args)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import List, Optional
+from typing import List, Mapping, Optional
 
 from ..writers.build_pairs import IMAGES, LABELS, PairsBuildOptions, PairsCheck, build_pairs, check_pairs
 from .progress import progress_bar
@@ -12,6 +12,7 @@ from .progress import progress_bar
 _NOT_FOR_PAIRS = {"val_fraction": 0.0, "mean": False, "shard": (0, 1), "engine": "local", "resume": False,
                   "check_size": False, "label_column": None, "classes": None, "no_labels": False,
                   "encode_type": None, "reencode": False, "resize_mode": "squash"}
+IGNORE_LABEL = 255  # the class id verify accepts beyond --num-classes (Caffe's usual ignore_label)
 
 
 def wants_pairs(args: argparse.Namespace) -> bool:
@@ -35,9 +36,7 @@ def run_build(args: argparse.Namespace) -> int:
         report = build_pairs(args.src, args.out, options, force=args.force, progress=bar.update)
     out = os.path.abspath(args.out)
     print(f"{out}/{IMAGES} + {out}/{LABELS}: {report.written} pairs, same keys in the same order")
-    total = sum(report.classes.values()) or 1
-    print("  class pixels: " + ", ".join(f"{k}: {v} ({100 * v / total:.1f}%)"
-                                          for k, v in sorted(report.classes.items()) if v))
+    print(class_pixels_line(report.classes))
     if report.skipped:
         print(f"  skipped {len(report.skipped)} pairs (listed in {out}/skipped.txt); first: {report.skipped[0]}")
     return 0
@@ -51,7 +50,7 @@ def run_verify(images: str, labels: str, args: argparse.Namespace) -> int:
         total = int(shared_env(images).env.stat()["entries"])
         with progress_bar(total, desc="verify pairs", disable=args.quiet) as bar:
             result = check_pairs(images, labels, num_classes=args.num_classes,
-                                 ignore_label=getattr(args, "ignore_label", None) or 255, progress=bar.update)
+                                 ignore_label=IGNORE_LABEL, progress=bar.update)
     finally:
         release_env(images)  # one env per path and process: do not keep them
         release_env(labels)
@@ -63,15 +62,19 @@ def pairs_report_lines(result: PairsCheck, listed: int = 20) -> List[str]:
     status = "OK" if not result.bad else f"{len(result.bad)} BAD"
     lines = [f"{result.images} + {result.labels}: {result.records} pairs {status} (keys equal, sizes match)"
              if not result.bad else f"{result.images} + {result.labels}: {result.records} pairs {status}"]
-    total = sum(result.classes.values()) or 1
     if result.classes:
-        lines.append("  class pixels: " + ", ".join(f"{k}: {v} ({100 * v / total:.1f}%)"
-                                                    for k, v in sorted(result.classes.items())))
+        lines.append(class_pixels_line(result.classes))
     lines.append(f"  sha256 {result.sha256}")
     lines += [f"  bad {b}" for b in result.bad[:listed]]
     if len(result.bad) > listed:
         lines.append(f"  ... and {len(result.bad) - listed} more")
     return lines
+
+
+def class_pixels_line(classes: Mapping[int, int]) -> str:
+    """``  class pixels: id: count (share%), ...`` in class order."""
+    total = sum(classes.values()) or 1
+    return "  class pixels: " + ", ".join(f"{k}: {v} ({100 * v / total:.1f}%)" for k, v in sorted(classes.items()) if v)
 
 
 def pairs_databases(db: str, masks: Optional[str]) -> Optional[tuple]:

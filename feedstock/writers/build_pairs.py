@@ -13,16 +13,16 @@ is what ``feedstock verify`` runs on such a folder.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
-from collections import Counter, deque
-from concurrent.futures import ProcessPoolExecutor
+from collections import Counter
 from dataclasses import dataclass, field
-from itertools import islice
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from itertools import chain
+from typing import Callable, Dict, Generator, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -33,8 +33,9 @@ from ..loaders.decode import read_bytes
 from ..loaders.lmdb_pairs import LmdbPairs
 from ..loaders.pairs import Pairs
 from ..loaders.pairs_list import read_pairs_list
+from ..pipeline.ordered import ordered_map
 from ..transforms.resize import resize_chw
-from .build_output import checksum_record, iter_db, partial_path
+from .build_output import checksum_record, iter_db, partial_path, publish, remove_paths
 from .build_safety import check_not_a_record, check_not_source, check_records_outside
 from .lmdb_writer import LmdbWriter, is_lmdb
 
@@ -44,6 +45,7 @@ Progress = Optional[Callable[[int], None]]
 PathPair = Tuple[str, str]
 Encoded = Tuple[bytes, bytes, Dict[int, int]]  # image Datum, label Datum, pixels per class
 Failed = Tuple[str, str, str]  # ("error", key, message)
+ChunkResult = List[Union[Encoded, Failed]]
 
 
 @dataclass(frozen=True)
@@ -130,10 +132,10 @@ def encode_pair(pair: PathPair, options: PairsBuildOptions) -> Encoded:
     return image_datum.SerializeToString(), label_datum.SerializeToString(), classes
 
 
-def encode_chunk(pairs: Sequence[PathPair], options: PairsBuildOptions) -> List[Union[Encoded, Failed]]:
+def encode_chunk(pairs: Sequence[PathPair], options: PairsBuildOptions) -> ChunkResult:
     """encode_pair of each pair; a bad pair comes back as ("error", key, message) (exceptions with a
     two-argument constructor do not survive pickling between processes)."""
-    out: List[Union[Encoded, Failed]] = []
+    out: ChunkResult = []
     for pair in pairs:
         try:
             out.append(encode_pair(pair, options))
@@ -142,27 +144,13 @@ def encode_chunk(pairs: Sequence[PathPair], options: PairsBuildOptions) -> List[
     return out
 
 
-def encoded_pairs(pairs: Sequence[PathPair], options: PairsBuildOptions) -> Iterator[Union[Encoded, Failed]]:
-    """encode_chunk results in order: in this process (workers=0) or a bounded window of chunks on a pool."""
+def encoded_chunks(pairs: Sequence[PathPair], options: PairsBuildOptions) -> Generator[ChunkResult, None, None]:
+    """encode_chunk of each CHUNK pairs, in order: in this process (workers=0) or a bounded window on a pool;
+    close() stops the pool."""
     chunks = [pairs[k : k + CHUNK] for k in range(0, len(pairs), CHUNK)]
-    if options.workers == 0:
-        for chunk in chunks:
-            yield from encode_chunk(chunk, options)
-        return
-    from ..pipeline.pool import choose_start_method
-
-    context = multiprocessing.get_context(choose_start_method(options.start_method))
-    pool = ProcessPoolExecutor(options.workers, mp_context=context)
-    try:
-        todo = iter(chunks)
-        pending = deque(pool.submit(encode_chunk, c, options) for c in islice(todo, 4 * options.workers))
-        while pending:
-            results = pending.popleft().result()
-            for chunk in islice(todo, 1):
-                pending.append(pool.submit(encode_chunk, chunk, options))
-            yield from results
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # also when the consumer stops early (--strict)
+    yield from ordered_map(functools.partial(encode_chunk, options=options), chunks, workers=options.workers,
+                          window=4 * options.workers, start_method=options.start_method,
+                          name="feedstock-build-pairs")
 
 
 def build_pairs(src: str, out: str, options: PairsBuildOptions, *, force: bool = False,
@@ -176,7 +164,7 @@ def build_pairs(src: str, out: str, options: PairsBuildOptions, *, force: bool =
     order = np.arange(len(names))
     if options.shuffle:
         order = np.random.Generator(np.random.PCG64(options.seed)).permutation(len(names))
-    shutil.rmtree(partial, ignore_errors=True)
+    remove_paths(partial)
     os.makedirs(partial)
     try:
         report = _write(partial, names, source, order, options, progress)
@@ -191,10 +179,11 @@ def _write(partial: str, names: List[str], source: Pairs, order: np.ndarray, opt
            progress: Progress) -> PairsBuildReport:
     report = PairsBuildReport(partial)
     indices = order.tolist()
-    with LmdbWriter(os.path.join(partial, IMAGES), txn_size=options.txn_size) as images, \
+    chunks = encoded_chunks([source.paths(i) for i in indices], options)
+    with contextlib.closing(chunks), \
+            LmdbWriter(os.path.join(partial, IMAGES), txn_size=options.txn_size) as images, \
             LmdbWriter(os.path.join(partial, LABELS), txn_size=options.txn_size) as labels:
-        results = encoded_pairs([source.paths(i) for i in indices], options)
-        for line_id, (i, result) in enumerate(zip(indices, results)):
+        for line_id, (i, result) in enumerate(zip(indices, chain.from_iterable(chunks))):
             if result[0] == "error":
                 if options.strict:
                     raise RecordError(str(result[1]), str(result[2])[len(str(result[1])) + 2 :])
@@ -218,9 +207,9 @@ def _finish(partial: str, out: str, report: PairsBuildReport, *, force: bool) ->
     with open(os.path.join(partial, "pairs.json"), "w") as f:
         json.dump({"format": "feedstock.pairs/1", "records": report.written, "skipped": len(report.skipped),
                    "class_pixels": classes, "images": IMAGES, "labels": LABELS}, f, indent=1)
-    if force and os.path.exists(out):
-        shutil.rmtree(out)
-    os.rename(partial, out)
+    if force:
+        remove_paths(out)
+    publish(partial, out)
     report.out = out
 
 

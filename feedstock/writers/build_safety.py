@@ -80,12 +80,12 @@ def listing_files(listing: Listing) -> List[str]:
 
 
 def safe_listing(src: str, kind: str, options: object, outputs: Sequence[str]) -> Listing:
-    """The listing of ``src`` after refusing outputs that are, hold or hide source data.
+    """The listing of ``src`` after refusing outputs that hide source data.
 
     ``outputs``: every path the build writes or deletes (:func:`output_paths` of OUT,
-    plus the final OUT's of a ray partition); they are never scanned.
+    plus the final OUT's of a ray partition); they are never scanned. The caller has
+    already refused outputs that are or hold ``src`` (:func:`check_not_source`).
     """
-    check_not_source(src, outputs)
     if kind == "folder":
         check_folder_exclusions(src, outputs)
     listing = make_listing(src, kind, options, exclude=outputs)
