@@ -23,14 +23,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from typing import Callable, Dict, List, Tuple, Union
 
 import numpy as np
 
-from feedstock.loaders import Hdf5
-from feedstock.pipeline.loader import Loader
+sys.path.insert(0, os.path.dirname(__file__))
+
+from bench_loader import rounds  # noqa: E402
+
+from feedstock.loaders import Hdf5  # noqa: E402
+from feedstock.pipeline import machine  # noqa: E402
+from feedstock.pipeline.loader import Loader  # noqa: E402
 
 FEATURES, BATCH = 93, 64
 
@@ -52,12 +58,7 @@ def make_file(path: str, rows: int) -> None:
 
 def cpu_seconds(pids: List[int]) -> float:
     """User + system CPU seconds of this process and of ``pids`` so far."""
-    total = time.process_time()
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return time.process_time() + sum(machine.cpu_seconds(pid) or 0.0 for pid in pids)
 
 
 def loader_rate(source: Hdf5, *, workers: int, prefetch: int, shuffle: bool, max_rows: int) -> Tuple[float, float]:
@@ -94,12 +95,9 @@ Rate = Union[float, Tuple[float, float]]
 
 def best(repeats: int, contenders: Dict[str, Callable[[], Rate]]) -> Dict[str, Tuple[float, float]]:
     """Each contender's best (rows/s, rows per CPU second) over ``repeats`` interleaved rounds."""
-    rates: Dict[str, List[Tuple[float, float]]] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, run in contenders.items():
-            got = run()
-            rates[name].append(got if isinstance(got, tuple) else (got, got))
-    return {name: (max(r[0] for r in got), max(r[1] for r in got)) for name, got in rates.items()}
+    pairs = {name: [r if isinstance(r, tuple) else (r, r) for r in got]
+             for name, got in zip(contenders, rounds(repeats, *contenders.values()))}
+    return {name: (max(r[0] for r in got), max(r[1] for r in got)) for name, got in pairs.items()}
 
 
 def check_same_batches(path: str, workers: int) -> None:

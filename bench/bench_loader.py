@@ -31,12 +31,13 @@ import os
 import tempfile
 import time
 import warnings
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, TypeVar
 
 import numpy as np
 
 from feedstock.caffe_pb import encoded_datum
 from feedstock.loaders import CaffeLmdb, CsvTable
+from feedstock.pipeline import machine
 from feedstock.pipeline.loader import Loader
 from feedstock.pipeline.run import Run
 from feedstock.rng import sample_rng
@@ -44,6 +45,7 @@ from feedstock.testing import make_otto_csv, make_raw_lmdb
 from feedstock.transforms import CaffeTransform, Compose, Resize
 from feedstock.writers.lmdb_writer import LmdbWriter
 
+R = TypeVar("R")
 PHOTOS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "photos", "*_500x375_q90.jpg")
 
 
@@ -72,9 +74,9 @@ class SplitLoader(Loader):
         self.split = split
 
     def _new_run(self, pool, epoch: int, start: int, ctl) -> Run:
-        slots = 1 if self.workers == 0 else self.prefetch
-        return Run(pool, self.sampler, epoch, start, slots=slots, workers=self.workers, bad=self._bad, ctl=ctl,
-                   split=self.split)
+        run = super()._new_run(pool, epoch, start, ctl)
+        run.split = self.split
+        return run
 
 
 def check_fast_path_equal(path: str) -> None:
@@ -110,14 +112,8 @@ def feedstock_rate(source, transforms, *, workers: int, batch_size: int, epochs:
 
 
 def worker_cpu(loader: Loader) -> float:
-    return sum(cpu_seconds(pid) for pid in loader.worker_pids())
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (its whole life: workers are fresh per Loader)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of the workers so far (their whole life: workers are fresh per Loader)."""
+    return sum(machine.cpu_seconds(pid) or 0.0 for pid in loader.worker_pids())
 
 
 class TorchDataset:
@@ -176,13 +172,18 @@ def single_process_rate(source, transform: Compose, records: int, batch_size: in
 
 
 # ----- the cases ----------------------------------------------------------------------------------
+def rounds(repeats: int, *contenders: Callable[[], R]) -> List[List[R]]:
+    """Each contender's results over ``repeats`` interleaved rounds (drift on a shared machine hits all alike)."""
+    results: List[List[R]] = [[] for _ in contenders]
+    for _ in range(repeats):
+        for out, run in zip(results, contenders):
+            out.append(run())
+    return results
+
+
 def best(repeats: int, *contenders: Callable[[], float]) -> List[float]:
     """Each contender's best rate over ``repeats`` interleaved rounds (the machine is shared)."""
-    rates = [[] for _ in contenders]
-    for _ in range(repeats):
-        for out, run in zip(rates, contenders):
-            out.append(run())
-    return [max(r) for r in rates]
+    return [max(r) for r in rounds(repeats, *contenders)]
 
 
 def mnist_case(path: str, args) -> None:
@@ -240,14 +241,6 @@ def otto_case(path: str, args) -> None:
           f"{rate:,.0f} rows/s ({rate / 1e6:.2f}x of the 1M rows/s target); in-process {inline:,.0f} rows/s")
 
 
-def pss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no Pss for pid {pid}")
-
-
 def memory_case(path: str, args) -> None:
     source = CaffeLmdb(path)
     transform = Compose([CaffeTransform(phase="TRAIN", scale=0.00390625)])
@@ -256,9 +249,12 @@ def memory_case(path: str, args) -> None:
         for _ in range(3):
             for _batch in loader:
                 pass
-            per_epoch.append([pss_kib(pid) for pid in loader.worker_pids()])
+            pss = [machine.pss_bytes(pid) for pid in loader.worker_pids()]
+            if None in pss:
+                raise RuntimeError("no Pss for a worker (/proc/<pid>/smaps_rollup)")
+            per_epoch.append([b for b in pss if b is not None])
     for e, row in enumerate(per_epoch):
-        print(f"    after epoch {e + 1}: Pss per worker " + ", ".join(f"{kib / 1024:.1f} MiB" for kib in row))
+        print(f"    after epoch {e + 1}: Pss per worker " + ", ".join(f"{b / 2**20:.1f} MiB" for b in row))
     growth = max(b / a - 1 for a, b in zip(per_epoch[0], per_epoch[-1]))
     print(f"[4] worker Pss growth epoch 1 -> 3: {growth * 100:+.1f}% (target within 5%)")
 

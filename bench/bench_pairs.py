@@ -15,6 +15,9 @@ Usage: python bench/bench_pairs.py [--n 512] [--epochs 2] [--repeats 3]
 from __future__ import annotations
 
 import argparse
+import functools
+import os
+import sys
 import tempfile
 import time
 from typing import Callable, Dict
@@ -23,9 +26,13 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from feedstock.rng import sample_rng
-from feedstock.segdata import make_shapes
-from feedstock.stream import Stream
+sys.path.insert(0, os.path.dirname(__file__))
+
+from bench_loader import best  # noqa: E402
+
+from feedstock.rng import sample_rng  # noqa: E402
+from feedstock.segdata import make_shapes  # noqa: E402
+from feedstock.stream import Stream  # noqa: E402
 
 BATCH = 16
 
@@ -61,7 +68,8 @@ def loader_run(loader, epochs: int) -> int:
     return n
 
 
-def best_rate(run: Callable[[], int]) -> float:
+def rate_of(run: Callable[[], int]) -> float:
+    """Samples/s of one ``run()`` (it returns the samples it produced)."""
     t0 = time.perf_counter()
     n = run()
     return n / (time.perf_counter() - t0)
@@ -87,10 +95,8 @@ def main() -> None:
                 "Loader workers=0": lambda: loader_run(loaders[0], args.epochs),
                 "Loader workers=2": lambda: loader_run(loaders[2], args.epochs),
             }
-            rates = {name: 0.0 for name in cases}
-            for _ in range(args.repeats):  # interleaved rounds: drift hits every case alike
-                for name, run in cases.items():
-                    rates[name] = max(rates[name], best_rate(run))
+            # interleaved rounds: drift hits every case alike
+            rates = dict(zip(cases, best(args.repeats, *(functools.partial(rate_of, run) for run in cases.values()))))
         finally:
             for loader in loaders.values():
                 loader.close()

@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from feedstock.backend import Backend, get_backend  # noqa: E402
+from feedstock.benchtool.device_feed import bandwidth  # noqa: E402
 from feedstock.caffe_pb import array_to_datum  # noqa: E402
 from feedstock.loaders.caffe_lmdb import CaffeLmdb  # noqa: E402
 from feedstock.pipeline.loader import Loader  # noqa: E402
@@ -131,22 +132,10 @@ def h2d(backend: Backend, nbytes: int = 64 * 2**20, reps: int = 20) -> None:
         return
     cp = backend.xp
     host = np.ones(nbytes, np.uint8)
-    dev = cp.empty(nbytes, cp.uint8)
-    stream = cp.cuda.Stream(non_blocking=True)
-
-    def rate() -> float:
-        dev.set(host, stream=stream)
-        stream.synchronize()
-        start = time.perf_counter()
-        for _ in range(reps):
-            dev.set(host, stream=stream)
-        stream.synchronize()
-        return nbytes * reps / (time.perf_counter() - start) / 1e9
-
-    pageable = rate()
+    pageable = bandwidth(cp, host, reps) / 1e9
     cp.cuda.runtime.hostRegister(host.ctypes.data, nbytes, 0)
     try:
-        pinned = rate()
+        pinned = bandwidth(cp, host, reps) / 1e9
     finally:
         cp.cuda.runtime.hostUnregister(host.ctypes.data)
     print(f"H2D {nbytes >> 20} MiB: pageable {pageable:.1f} GB/s, registered slot {pinned:.1f} GB/s "

@@ -1,14 +1,13 @@
 """``--compare torch``: torch's DataLoader over the same source and transforms, timed like the Loader."""
 from __future__ import annotations
 
-import time
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
 from ..rng import sample_rng
 from ..transforms.base import Compose
-from .sweep import Tick
+from .sweep import Tick, steady_batches
 
 
 def have_torch() -> bool:
@@ -42,19 +41,9 @@ def torch_rate(source: Any, compose: Compose, workers: int, *, batch_size: int, 
                             num_workers=workers, drop_last=True, pin_memory=False,
                             generator=_torch_generator(seed), persistent_workers=workers > 0,
                             multiprocessing_context="fork" if workers else None)
-    t0, samples, deadline = None, 0, float("inf")
-    while t0 is None or time.perf_counter() < deadline:
-        for batch in loader:
-            if t0 is None:
-                t0, deadline = time.perf_counter(), time.perf_counter() + seconds
-            else:
-                samples += len(next(iter(batch.values())))
-            if tick is not None:
-                tick()
-            if time.perf_counter() >= deadline and samples:
-                break
+    steady = steady_batches(loader, seconds, tick=tick)
     del loader  # persistent workers stop with the iterator
-    return samples / (time.perf_counter() - t0)
+    return steady.samples / steady.elapsed_s
 
 
 def _torch_generator(seed: int) -> Any:

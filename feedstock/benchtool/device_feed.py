@@ -15,7 +15,7 @@ from .sweep import MakeLoader, Tick
 NO_GPU = "device: no GPU (cupy absent or no usable CUDA device): H2D bandwidth and feed overlap not measured"
 
 
-def _bandwidth(cp: Any, host: np.ndarray, repeats: int) -> float:
+def bandwidth(cp: Any, host: np.ndarray, repeats: int) -> float:
     """Bytes/s of ``repeats`` host->device copies of ``host`` on a side stream."""
     dev = cp.empty(host.shape, host.dtype)
     stream = cp.cuda.Stream(non_blocking=True)
@@ -57,8 +57,8 @@ def measure_device(make_loader: MakeLoader, workers: int, *, seconds: float = 1.
         stats = feeder.stats[-1]
         slot = loader.slot_arrays()[0]
         data = max(slot.values(), key=lambda a: a.nbytes)
-        pinned = _bandwidth(cp, data, 20)
-        pageable = _bandwidth(cp, np.array(data, copy=True), 20)
+        pinned = bandwidth(cp, data, 20)
+        pageable = bandwidth(cp, np.array(data, copy=True), 20)
     lines.append(f"device: H2D of a {data.nbytes / 2**20:.1f} MiB slot: pinned {pinned / 1e9:.2f} GB/s, "
                  f"pageable copy {pageable / 1e9:.2f} GB/s ({pinned / pageable:.2f}x)")
     lines.append(f"device: DeviceFeeder with a {step_s * 1e3:.1f} ms step, {workers} workers: {stats.line()}")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence
 
 from ..pipeline import machine
+from ..pipeline.fill import batch_spec
 from ..transforms.base import as_compose
 from .memory import memory_of
 from .report import BenchResult
@@ -39,14 +40,19 @@ class Subject:
 
     @classmethod
     def of_stream(cls, stream: Any, phase: Any = "train") -> "Subject":
-        from ..stream import resolve_seed
+        from ..pipeline.loader import Loader
+        from ..stream import parse_phase
+        from ..stream.build import build_transforms, loader_options
 
-        seed = resolve_seed(stream.seed)
-        stream = stream.replace(seed=seed)
+        options = loader_options(stream)
+        options.pop("workers")  # the sweep sets it
+        seed = options["seed"]
+        kind = stream.kind()
         source = stream.build_source(caffe_layout=True)  # CSV rows as (F, 1, 1), as train reads them
-        return cls(source, stream.build_transforms(phase),
-                   lambda n: stream.build_loader(phase, workers=n, source=source), stream.batch_size, seed,
-                   f"{stream.source} ({stream.kind()})")
+        # built once (a pairs stream without a crop scans every image for its padding; a mean_file is read)
+        transforms = build_transforms(stream, kind, parse_phase(phase), source)
+        return cls(source, transforms, lambda n: Loader(source, transforms, workers=n, **options),
+                   stream.batch_size, seed, f"{stream.source} ({kind})")
 
     @classmethod
     def of_parts(cls, source: Any, transforms: Any = None, *, batch_size: int = 64, seed: int = 0,
@@ -70,9 +76,8 @@ def run_bench(subject: Subject, *, counts: Optional[Sequence[int]] = None, secon
     cores = machine.usable_cores()
     counts = sorted(set(counts)) if counts else default_counts(cores)
     say("stages (1 core)")
-    with subject.make_loader(0) as probe:
-        spec = dict(probe.spec)
     compose = as_compose(subject.transforms)
+    spec = batch_spec(subject.source, compose, subject.seed)
     stages = measure_stages(subject.source, compose, spec, seconds=seconds, seed=subject.seed,
                             batch_size=subject.batch_size)
     points = []

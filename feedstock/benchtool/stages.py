@@ -17,10 +17,12 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 
+from ..casting import write_fields
 from ..loaders import CaffeLmdb, Pairs
 from ..loaders.decode import color_mode, decode_image, read_bytes
 from ..loaders.images import LabeledImages
-from ..protocols import BatchReadable, BatchTransform, DecodeTimed
+from ..pipeline.fill import apply_batch, fast_path_ok
+from ..protocols import DecodeTimed
 from ..rng import sample_rng
 from ..transforms.base import Compose
 
@@ -143,14 +145,9 @@ def stored_bytes(source: Any, i: int) -> int:
 
 def batched(source: Any, compose: Compose, batch_size: int) -> bool:
     """True when the Loader would fill this pipeline's batches with vectorised calls."""
-    if not isinstance(source, BatchReadable) or not all(isinstance(t, BatchTransform) for t in compose.transforms):
+    if not fast_path_ok(source, compose):
         return False
-    fields = source.read_batch(np.arange(min(batch_size, len(source))))  # type: ignore[arg-type]
-    for t in compose.transforms:
-        if fields is NotImplemented:
-            return False
-        fields = t.apply_batch(fields)  # type: ignore[attr-defined]
-    return fields is not NotImplemented
+    return apply_batch(compose, source.read_batch(np.arange(min(batch_size, len(source))))) is not NotImplemented
 
 
 def time_source(source: Any, seconds: float, seed: int, batch: int = 0) -> Tuple[StageRate, Optional[float]]:
@@ -216,13 +213,10 @@ def time_transforms(source: Any, compose: Compose, spec: Dict[str, Any], seconds
     if batch:
         idx = np.arange(min(batch, len(source)))
         fields = source.read_batch(idx)
+        slot = {name: view[: len(idx)] for name, view in out.items()}
 
         def run_batch() -> None:
-            result = fields
-            for t in compose.transforms:
-                result = t.apply_batch(result)  # type: ignore[attr-defined]
-            for name, view in out.items():
-                np.copyto(view[: len(idx)], np.asarray(result[name]), casting="unsafe")
+            write_fields(apply_batch(compose, fields), slot)
 
         while clock.running():
             clock.time(run_batch, len(idx))

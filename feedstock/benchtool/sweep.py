@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
 
 from ..pipeline import machine
 
@@ -65,6 +65,42 @@ def parse_counts(text: str) -> List[int]:
     return sorted(set(counts))
 
 
+@dataclass(frozen=True)
+class Steady:
+    """Batches taken after the first one (the steady state), and what they cost."""
+
+    first_s: float  # from ``start`` to the first batch
+    batches: int
+    samples: int
+    elapsed_s: float  # from the first batch to the last
+    cpu_s: float  # this process's CPU seconds over the same span
+
+
+def steady_batches(loader: Iterable[Mapping[str, Any]], seconds: float, *, min_batches: int = 1,
+                   tick: Optional[Tick] = None, start: Optional[float] = None) -> Steady:
+    """Take batches for about ``seconds`` after the first (epochs repeat as needed), at least ``min_batches``
+    of them; ValueError when a whole pass yields nothing."""
+    start = time.perf_counter() if start is None else start
+    first, t0, c0, batches, samples, deadline = None, 0.0, 0.0, 0, 0, float("inf")
+    while batches < min_batches or time.perf_counter() < deadline:
+        empty = True
+        for batch in loader:
+            empty = False
+            if first is None:  # the steady state starts after the first batch
+                first = time.perf_counter() - start
+                t0, c0, deadline = time.perf_counter(), time.process_time(), time.perf_counter() + seconds
+            else:
+                batches += 1
+                samples += len(next(iter(batch.values())))
+            if tick is not None:
+                tick()
+            if batches >= min_batches and time.perf_counter() >= deadline:
+                break
+        if empty:
+            raise ValueError("the loader yields no batches (batch size larger than the source with drop_last?)")
+    return Steady(first or 0.0, batches, samples, time.perf_counter() - t0, time.process_time() - c0)
+
+
 def measure_loader(make_loader: MakeLoader, workers: int, *, seconds: float, tick: Optional[Tick] = None,
                    min_batches: int = 2) -> SweepPoint:
     """Take batches for about ``seconds`` after the first (epochs repeat as needed), then read memory."""
@@ -72,28 +108,10 @@ def measure_loader(make_loader: MakeLoader, workers: int, *, seconds: float, tic
     with make_loader(workers) as loader:
         if len(loader) == 0:
             raise ValueError("the Loader yields no batches (batch size larger than the source with drop_last?)")
-        first, t0, c0, batches, samples, deadline = None, 0.0, 0.0, 0, 0, float("inf")
-        while batches < min_batches or time.perf_counter() < deadline:
-            for batch in loader:
-                if first is None:  # the steady state starts after the first batch
-                    first = time.perf_counter() - start
-                    t0, c0, deadline = time.perf_counter(), time.process_time(), time.perf_counter() + seconds
-                else:
-                    batches += 1
-                    samples += len(next(iter(batch.values())))
-                if tick is not None:
-                    tick()
-                if batches >= min_batches and time.perf_counter() >= deadline:
-                    break
-        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+        steady = steady_batches(loader, seconds, min_batches=min_batches, tick=tick, start=start)
         stats = loader.stats()
         pss = [machine.pss_bytes(pid) or 0 for pid in loader.worker_pids()]
         slots = sum(a.nbytes for slot in loader.slot_arrays() for a in slot.values())
     busy = (stats["read_s"] + stats["transform_s"]) / max(stats["elapsed_s"] * max(workers, 1), 1e-9)
-    return SweepPoint(workers, batches, samples, elapsed, first or 0.0, stats["wait_fraction"], min(busy, 1.0),
-                      cpu, pss, slots)
-
-
-def sweep(make_loader: MakeLoader, counts: Sequence[int], *, seconds: float,
-          tick: Optional[Tick] = None) -> List[SweepPoint]:
-    return [measure_loader(make_loader, n, seconds=seconds, tick=tick) for n in counts]
+    return SweepPoint(workers, steady.batches, steady.samples, steady.elapsed_s, steady.first_s,
+                      stats["wait_fraction"], min(busy, 1.0), steady.cpu_s, pss, slots)

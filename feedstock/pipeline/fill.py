@@ -24,7 +24,8 @@ import copy
 import logging
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple, cast
+from types import NotImplementedType
+from typing import Dict, List, Optional, Tuple, Union, cast
 
 import numpy as np
 
@@ -32,7 +33,7 @@ from ..casting import write_fields
 from ..errors import TooManyBadRecords
 from ..protocols import BatchReadable, BatchTransform, DecodeTimed, Source, Transform
 from ..rng import SampleRngs, sample_rng
-from ..spec import Spec, merge_unknown, spec_of
+from ..spec import Sample, Spec, merge_unknown, spec_of
 from ..transforms.base import Compose
 from .sampler import Sampler
 from .shm import SlotLayout, SlotRing
@@ -73,8 +74,18 @@ def record_key(source: Source, index: int) -> str:
         return f"index {index}"
 
 
-def _fast_path_ok(source: Source, compose: Compose) -> bool:
+def fast_path_ok(source: Source, compose: Compose) -> bool:
+    """Whether the batch fast path can be tried: a BatchReadable source, every transform a BatchTransform."""
     return isinstance(source, BatchReadable) and all(isinstance(t, BatchTransform) for t in compose.transforms)
+
+
+def apply_batch(compose: Compose, fields: Union[Sample, NotImplementedType]) -> Union[Sample, NotImplementedType]:
+    """Each transform's ``apply_batch`` in turn; ``NotImplemented`` as soon as the read or one transform answers it."""
+    for t in compose.transforms:
+        if fields is NotImplemented:
+            break
+        fields = cast(BatchTransform, t).apply_batch(fields)
+    return fields
 
 
 class Filler:
@@ -84,7 +95,7 @@ class Filler:
         self.plan, self.ring, self.wid, self.source = plan, ring, wid, source
         self.sampler, self.compose = plan.sampler, plan.compose
         self.rngs = SampleRngs(plan.sampler.seed)
-        self.fast = _fast_path_ok(source, plan.compose)
+        self.fast = fast_path_ok(source, plan.compose)
         # no transforms: the source reads straight into the slot rows
         self.into = self.fast and not plan.compose.transforms
         self.timed = isinstance(source, DecodeTimed)  # the source counts its decode seconds
@@ -164,10 +175,7 @@ class Filler:
             t0 = time.perf_counter()
             fields = cast(BatchReadable, self.source).read_batch(indices, out=rows if self.into else None)
             t1 = time.perf_counter()
-            for t in self.compose.transforms:
-                if fields is NotImplemented:
-                    break
-                fields = cast(BatchTransform, t).apply_batch(fields)
+            fields = apply_batch(self.compose, fields)
             if fields is NotImplemented:  # encoded records, a random transform: rows from now on
                 self.fast = False
                 return False

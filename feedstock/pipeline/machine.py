@@ -14,10 +14,11 @@ import os
 from pathlib import Path
 from typing import List, Optional
 
+from .shm import free_bytes
+
 CGROUP_ROOT = "/sys/fs/cgroup"
 PROC_CGROUP = "/proc/self/cgroup"
 MEMINFO = "/proc/meminfo"
-SHM_DIR = "/dev/shm"
 
 
 def parse_cpu_max(text: str, where: str = "cpu.max") -> Optional[float]:
@@ -131,13 +132,12 @@ def mem_available(meminfo: str = MEMINFO) -> Optional[int]:
     return None
 
 
-def shm_free(path: str = SHM_DIR) -> Optional[int]:
-    """Bytes free on the shared-memory file system holding the slots; None when it is absent."""
+def shm_free(path: Optional[str] = None) -> Optional[int]:
+    """Bytes free on the shared-memory file system holding the slots (:data:`.shm.SHM_DIR`); None when absent."""
     try:
-        st = os.statvfs(path)
+        return free_bytes(path)
     except OSError:
         return None
-    return st.f_bavail * st.f_frsize
 
 
 def pss_bytes(pid: int) -> Optional[int]:

@@ -142,8 +142,9 @@ def sweep_stale(owner: Optional[int] = None) -> List[str]:
     return removed
 
 
-def _free_bytes() -> int:
-    st = os.statvfs(SHM_DIR)
+def free_bytes(path: Optional[str] = None) -> int:
+    """Bytes free on ``path`` (default :data:`SHM_DIR`, the file system holding the slots); OSError when absent."""
+    st = os.statvfs(path or SHM_DIR)
     return st.f_bavail * st.f_frsize
 
 
@@ -159,7 +160,7 @@ def _space_error(free: int, needed: int, slots: int, slot_bytes: int) -> ShmSpac
 
 def check_space(needed: int, *, slots: int, slot_bytes: int) -> None:
     """Fail early, with what to change, when /dev/shm cannot hold the ring."""
-    free = _free_bytes()
+    free = free_bytes()
     if needed > free:
         raise _space_error(free, needed, slots, slot_bytes)
 
@@ -198,7 +199,7 @@ class SlotRing:
             # ENOSPC: another process filled /dev/shm since the check
             if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
                 needed = slots * layout.nbytes + ctl_bytes
-                raise _space_error(_free_bytes(), needed, slots, layout.nbytes) from exc
+                raise _space_error(free_bytes(), needed, slots, layout.nbytes) from exc
             raise
         ring = cls(layout, buffers, names, ctl, ctl_name, owner=True)
         if ring.ctl is not None:
