@@ -11,6 +11,7 @@ from feedstock.errors import RecordError
 from feedstock.loaders.array import ArraySource
 from feedstock.loaders.base import Source
 from feedstock.pipeline.sampler import Sampler
+from feedstock.pipeline.shm import pid_alive
 from feedstock.rng import sample_rng
 from feedstock.spec import ArraySpec
 from feedstock.transforms.base import Transform
@@ -49,12 +50,8 @@ def assert_same(a: List[Batch], b: List[Batch]) -> None:
 
 
 def alive(pid: int) -> bool:
-    """True for a running process (a zombie counts as dead)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+    """True for a running process (a zombie counts as dead): the sweep's own rule."""
+    return pid_alive(pid)
 
 
 def wait_dead(pids: Iterable[int], seconds: float = 8.0) -> List[int]:

@@ -24,6 +24,7 @@ from test_build_helpers import read_db  # noqa: E402
 
 from feedstock.cli.main import main  # noqa: E402
 from feedstock.errors import RecordError, WorkerError  # noqa: E402
+from feedstock.pipeline.shm import pid_alive  # noqa: E402
 from feedstock.testing import make_image_folder, make_otto_csv  # noqa: E402
 from feedstock.writers.build import BuildOptions, build_lmdb  # noqa: E402
 from feedstock.writers.build_ray import build_lmdb_ray, default_partitions, parts_path  # noqa: E402
@@ -49,13 +50,6 @@ def _descendants(pid: int) -> set:
     return found
 
 
-def _running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:200]
@@ -70,9 +64,9 @@ def _ray_processes() -> set:
 
 def _assert_gone(pids: set) -> None:
     deadline = time.monotonic() + 15.0
-    while time.monotonic() < deadline and any(_running(p) for p in pids):
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
         time.sleep(0.1)
-    left = {p: _cmdline(p) for p in pids if _running(p)}
+    left = {p: _cmdline(p) for p in pids if pid_alive(p)}
     assert not left, f"Ray processes left running: {left}"
 
 
@@ -162,7 +156,7 @@ def test_missing_ray_names_the_extra(tmp_path, monkeypatch, capsys):
     assert "feedstock[ray]" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
-def test_a_local_instance_is_started_and_shut_down_when_none_is_running(tmp_path):
+def test_a_local_instance_is_started_and_shut_down_when_none_ispid_alive(tmp_path):
     if ray.is_initialized():
         pytest.skip("runs before the module's Ray instance starts (file order)")
     src = image_folder(tmp_path / "imgs", 2, corrupt=False)

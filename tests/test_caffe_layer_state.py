@@ -16,6 +16,7 @@ import pytest
 from caffe_blobs import make_layer
 
 from feedstock.caffe_layer import DataLayer, OccludeLayer, close_layers
+from feedstock.pipeline.shm import pid_alive
 from feedstock.testing import make_raw_lmdb
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,14 +128,6 @@ def test_bad_state_is_refused(db, tmp_path, no_leaks):
         b.close()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return not Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z")
-
-
 def _ours() -> set:
     return {n for n in os.listdir("/dev/shm") if n.startswith("feedstock")}
 
@@ -144,11 +137,11 @@ def test_deleting_the_layer_stops_the_pool(db, no_leaks):
     layer, top = make_layer(params(db))
     forwards(layer, top, 2)
     pids = layer._feed._loader.worker_pids()
-    assert len(pids) == 2 and all(_alive(p) for p in pids)
+    assert len(pids) == 2 and all(pid_alive(p) for p in pids)
     assert _ours() - before  # the slots live in /dev/shm while the layer runs
     del layer  # as when Caffe deletes the net: no close() call
     gc.collect()
-    assert not any(_alive(p) for p in pids)
+    assert not any(pid_alive(p) for p in pids)
     assert _ours() - before == set()
 
 
@@ -182,9 +175,9 @@ def test_process_exit_without_close_leaves_nothing(db, no_leaks):
     pids = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(pids) == 2
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
         time.sleep(0.05)
-    assert not any(_alive(p) for p in pids)
+    assert not any(pid_alive(p) for p in pids)
     assert _ours() - before == set()
 
 
@@ -193,4 +186,4 @@ def test_close_layers_stops_the_data_layers_of_a_net(db, no_leaks):
     pids = layer._feed._loader.worker_pids()
     net = SimpleNamespace(layers=[layer, OccludeLayer()])  # pycaffe's net.layers: the layer objects
     assert close_layers(net) == 1 and close_layers(net) == 0
-    assert not any(_alive(p) for p in pids)
+    assert not any(pid_alive(p) for p in pids)

@@ -84,3 +84,21 @@ def test_space_check_names_the_fix():
         check_space(2**62, slots=4, slot_bytes=2**60)
     assert "4 slots" in str(info.value)
     check_space(1, slots=1, slot_bytes=1)
+
+
+def test_a_process_that_exits_while_its_stat_is_read_counts_as_dead(monkeypatch):
+    # open() of /proc/PID/stat can succeed and read() then fail with ESRCH when the process goes between
+    from feedstock.pipeline import shm
+
+    class Gone:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def read(self):
+            raise ProcessLookupError(3, "No such process")
+
+    monkeypatch.setattr("builtins.open", lambda *a, **k: Gone())
+    assert shm._zombie(12345) is True

@@ -98,7 +98,7 @@ def _zombie(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # the second: it went between open() and read()
         return True  # reaped since kill() (or hidden by hidepid: then its files are not ours to remove)
     except OSError:
         return False  # no /proc to ask: trust kill()
