@@ -83,3 +83,16 @@ def check_batch(batch: dict, **kwargs) -> Tuple[int, int]:
         c, p = check_aligned(data, label, **kwargs)
         checked, padded = checked + c, padded + p
     return checked, padded
+
+
+def run_cli(*argv) -> tuple:
+    """(exit status, stdout, stderr) of ``feedstock ARGV`` run in this process through the real entry point."""
+    import contextlib
+    import io
+
+    from feedstock.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()

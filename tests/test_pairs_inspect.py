@@ -1,26 +1,15 @@
 """feedstock inspect with pairs: class-frequency table, overlay contact sheet, pairs layouts found by themselves."""
 from __future__ import annotations
 
-import contextlib
-import io
-
 import cv2
 import numpy as np
 import pytest
-from pairs_helpers import write_threshold_pairs
+from pairs_helpers import run_cli, write_threshold_pairs
 
 from feedstock.cli.inspect_pairs import ALPHA, class_colour, overlay
-from feedstock.cli.main import main
 from feedstock.loaders.caffe_lmdb import release_env
 
 SIZES = [(40, 52), (64, 48), (30, 30)]
-
-
-def _cli(*argv) -> tuple:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
 
 
 def _expected_rows(written) -> dict:
@@ -49,7 +38,7 @@ def test_table_counts_pixels_per_class_and_grid_overlays(tmp_path, layout):
         images, masks = images.rename(tmp_path / "JPEGImages"), masks.rename(tmp_path / "SegmentationClass")
     path = {"masks flag": images, "dataset folder": tmp_path, "images folder": images, "voc names": images}[layout]
     extra = ["--masks", masks] if layout == "masks flag" else []
-    code, stdout, err = _cli("inspect", path, *extra, "--grid", tmp_path / "grid.png", "--class-names", "a,b,c,d")
+    code, stdout, err = run_cli("inspect", path, *extra, "--grid", tmp_path / "grid.png", "--class-names", "a,b,c,d")
     assert code == 0, err
     assert "records: 3" in stdout and "image sizes (H x W): 3 distinct, 30x30 .. 64x48" in stdout
     assert _table(stdout) == _expected_rows(written)
@@ -79,14 +68,14 @@ def test_pairs_list_lmdb_and_unreadable_pairs(tmp_path):
     images, masks, written = write_threshold_pairs(tmp_path, SIZES, spaces=True)
     cv2.imwrite(str(masks / "p 002.png"), np.zeros((3, 3), np.uint8))
     (tmp_path / "l.txt").write_text("".join(f"my images/p {i:03d}.png\tmy masks/p {i:03d}.png\n" for i in range(3)))
-    code, stdout, err = _cli("inspect", tmp_path / "l.txt", "--source-type", "pairs", "--root-folder", f"{tmp_path}/")
+    code, stdout, err = run_cli("inspect", tmp_path / "l.txt", "--source-type", "pairs", "--root-folder", f"{tmp_path}/")
     assert code == 0, err
     assert _table(stdout) == _expected_rows(written[:2])
     assert "unreadable pair" in stdout and "is 3x3 but the image is 30x30" in stdout
-    code, _, err = _cli("build-lmdb", tmp_path / "l.txt", tmp_path / "db", "--kind", "pairs", "--root",
+    code, _, err = run_cli("build-lmdb", tmp_path / "l.txt", tmp_path / "db", "--kind", "pairs", "--root",
                         f"{tmp_path}/", "-q")
     assert code == 0, err
-    code, stdout, err = _cli("inspect", tmp_path / "db" / "images_lmdb", "--masks", tmp_path / "db" / "labels_lmdb")
+    code, stdout, err = run_cli("inspect", tmp_path / "db" / "images_lmdb", "--masks", tmp_path / "db" / "labels_lmdb")
     assert code == 0, err
     assert "LmdbPairs(" in stdout and _table(stdout) == _expected_rows(written[:2])
     release_env(str(tmp_path / "db" / "images_lmdb"))
