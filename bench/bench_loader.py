@@ -39,7 +39,6 @@ from feedstock.caffe_pb import encoded_datum
 from feedstock.loaders import CaffeLmdb, CsvTable
 from feedstock.pipeline import machine
 from feedstock.pipeline.loader import Loader
-from feedstock.pipeline.run import Run
 from feedstock.rng import sample_rng
 from feedstock.testing import make_otto_csv, make_raw_lmdb
 from feedstock.transforms import CaffeTransform, Compose, Resize
@@ -66,28 +65,15 @@ class RowByRow(CaffeLmdb):
     read_batch = None
 
 
-class SplitLoader(Loader):
-    """The Loader with a fixed work split (see feedstock/pipeline/run.py) through its ``_new_run`` hook."""
-
-    def __init__(self, *args, split: str = "auto", **kwargs):
-        super().__init__(*args, **kwargs)
-        self.split = split
-
-    def _new_run(self, pool, epoch: int, start: int, ctl) -> Run:
-        run = super()._new_run(pool, epoch, start, ctl)
-        run.split = self.split
-        return run
-
-
 def check_fast_path_equal(path: str) -> None:
     """The batch fast path gives exactly the per-row path's batches."""
-    kw = dict(batch_size=64, workers=0, seed=0)
+    kw = dict(batch_size=64, workers=0, seed=0, shuffle=True, drop_last=True)
     with Loader(CaffeLmdb(path), [CaffeTransform(phase="TRAIN", scale=0.00390625)], **kw) as fast, \
             Loader(RowByRow(path), [CaffeTransform(phase="TRAIN", scale=0.00390625)], **kw) as rows:
         for a, b, _ in zip(fast, rows, range(3)):
             if not all(np.array_equal(a[k], b[k]) for k in a):
                 raise SystemExit("the batch fast path differs from the per-row path")
-        if not fast._res.pool.handler.fast:
+        if not fast.fast_path:
             raise SystemExit("the batch fast path was not taken")
 
 
@@ -95,8 +81,8 @@ def check_fast_path_equal(path: str) -> None:
 def feedstock_rate(source, transforms, *, workers: int, batch_size: int, epochs: int = 1,
                    split: str = "auto", prefetch: int = 4) -> Dict[str, float]:
     """Samples/s of full epochs, worker start included; also the time to the first batch."""
-    with SplitLoader(source, transforms, batch_size=batch_size, workers=workers, seed=0, start_method="fork",
-                     prefetch=prefetch, split=split) as loader:
+    with Loader(source, transforms, batch_size=batch_size, workers=workers, seed=0, start_method="fork",
+                prefetch=prefetch, split=split, shuffle=True, drop_last=True) as loader:
         start = time.perf_counter()
         first, samples, marks = None, 0, []
         for _ in range(epochs):
@@ -244,7 +230,8 @@ def otto_case(path: str, args) -> None:
 def memory_case(path: str, args) -> None:
     source = CaffeLmdb(path)
     transform = Compose([CaffeTransform(phase="TRAIN", scale=0.00390625)])
-    with Loader(source, transform, batch_size=64, workers=args.workers, seed=0, start_method="fork") as loader:
+    with Loader(source, transform, batch_size=64, workers=args.workers, seed=0, start_method="fork", shuffle=True,
+                drop_last=True) as loader:
         per_epoch: List[List[int]] = []
         for _ in range(3):
             for _batch in loader:

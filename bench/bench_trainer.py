@@ -88,7 +88,7 @@ def step_time(model: ModelDef, backend: Backend, batch: int, steps: int) -> floa
 
 def loader_rate(source: Any, batch: int, workers: int, batches: int) -> float:
     """Samples/s of the Loader alone (consumer does nothing), after its first batch."""
-    with Loader(source, None, batch_size=batch, workers=workers, seed=0) as loader:
+    with Loader(source, None, batch_size=batch, workers=workers, seed=0, shuffle=True, drop_last=True) as loader:
         n, start = 0, None
         while n < batches:
             for _ in loader:

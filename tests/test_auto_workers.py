@@ -134,8 +134,8 @@ def test_decide_rejects_zero_cores():
 def test_loader_auto_reports_its_choice_and_gives_the_same_batches(no_leaks):
     rng = np.random.default_rng(0)
     source = ArraySource(data=rng.random((300, 5), dtype=np.float32), label=np.arange(300))
-    with Loader(source, batch_size=32, workers="auto", seed=3) as auto, \
-            Loader(source, batch_size=32, workers=0, seed=3) as inline:
+    with Loader(source, batch_size=32, workers="auto", seed=3, shuffle=True, drop_last=True) as auto, \
+            Loader(source, batch_size=32, workers=0, seed=3, shuffle=True, drop_last=True) as inline:
         for a, b in zip(auto, inline):
             assert all(np.array_equal(a[k], b[k]) for k in b)
         stats = auto.stats()
@@ -162,7 +162,7 @@ SCRIPT = textwrap.dedent("""
             return spec
 
     source = ArraySource(data=np.ones((400, 256), np.float32), label=np.arange(400))
-    with Loader(source, [Busy()], batch_size=16, workers="auto") as loader:
+    with Loader(source, [Busy()], batch_size=16, workers="auto", shuffle=True, drop_last=True) as loader:
         next(iter(loader))
         print(usable_cores(), loader.workers, loader.stats()["workers_auto_cores"])
 """)

@@ -73,7 +73,7 @@ def test_reencode_stores_the_dataset_channels_in_8_bits(tmp_path, no_leaks):
         if name.endswith(".png"):
             np.testing.assert_array_equal(decoded, expected)  # PNG stays lossless
     assert cli_output(["verify", tmp_path / "db", "-q"])[0] == 0
-    with Loader(CaffeLmdb(tmp_path / "db"), batch_size=7, workers=0, shuffle=False) as loader:
+    with Loader(CaffeLmdb(tmp_path / "db"), batch_size=7, workers=0, shuffle=False, drop_last=True) as loader:
         batch = {name: np.array(value) for name, value in next(iter(loader)).items()}
     assert batch["data"].shape == (7, 3, 6, 5) and batch["data"].dtype == np.uint8
     gray_png = cv2.cvtColor(files["b/gray.png"], cv2.COLOR_GRAY2BGR)

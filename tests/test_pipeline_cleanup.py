@@ -28,7 +28,7 @@ def _ours(pid: int):
 
 def test_keyboard_interrupt_inside_a_with_block(no_leaks):
     with pytest.raises(KeyboardInterrupt):
-        with Loader(make_source(400), [SleepOn(0.01)], batch_size=4, workers=2) as loader:
+        with Loader(make_source(400), [SleepOn(0.01)], batch_size=4, workers=2, shuffle=True, drop_last=True) as loader:
             it = iter(loader)
             next(it)
             pids = loader.worker_pids()
@@ -41,7 +41,7 @@ def test_keyboard_interrupt_inside_a_with_block(no_leaks):
 
 
 def test_keyboard_interrupt_without_close(no_leaks):
-    loader = Loader(make_source(400), [SleepOn(0.01)], batch_size=4, workers=2)
+    loader = Loader(make_source(400), [SleepOn(0.01)], batch_size=4, workers=2, shuffle=True, drop_last=True)
     it = iter(loader)
     next(it)
     pids = loader.worker_pids()
@@ -57,7 +57,8 @@ def test_keyboard_interrupt_without_close(no_leaks):
 
 
 def _abandon() -> list:
-    loader = Loader(make_source(64), [SleepOn(0.002)], batch_size=4, workers=2, prefetch=3)
+    loader = Loader(make_source(64), [SleepOn(0.002)], batch_size=4, workers=2, prefetch=3, shuffle=True,
+                    drop_last=True)
     it = iter(loader)
     next(it)
     return loader.worker_pids()  # the iterator and the loader become garbage here
@@ -77,7 +78,8 @@ _SCRIPT = textwrap.dedent("""
 
     if __name__ == "__main__":
         mode, method = sys.argv[1], sys.argv[2]
-        loader = Loader(make_source(64), [SleepOn(0.002)], batch_size=4, workers=2, start_method=method)
+        loader = Loader(make_source(64), [SleepOn(0.002)], batch_size=4, workers=2, start_method=method, shuffle=True,
+                        drop_last=True)
         it = iter(loader)
         next(it)
         print(json.dumps({{"pid": os.getpid(), "workers": loader.worker_pids()}}), flush=True)
@@ -135,7 +137,7 @@ _NO_GUARD = textwrap.dedent("""
     source = ArraySource(data=np.arange(rows * 4, dtype=np.int32).reshape(rows, 4), label=np.arange(rows))
     started = time.monotonic()
     try:
-        with Loader(source, batch_size=4, workers=2, start_method=method, shuffle=False) as loader:
+        with Loader(source, batch_size=4, workers=2, start_method=method, shuffle=False, drop_last=True) as loader:
             for batch in loader:
                 pass
         print(json.dumps({"ok": True}), flush=True)
@@ -190,7 +192,7 @@ _LOST_MODULE = textwrap.dedent("""
         source = lostsource.Source(data=np.zeros((rows, 4), np.int32), label=np.arange(rows))
         started = time.monotonic()
         try:
-            with Loader(source, batch_size=4, workers=2, start_method="spawn") as loader:
+            with Loader(source, batch_size=4, workers=2, start_method="spawn", shuffle=True, drop_last=True) as loader:
                 next(iter(loader))
             print(json.dumps({"ok": True}), flush=True)
         except Exception as exc:
@@ -223,7 +225,8 @@ _FAILING_IMPORT = textwrap.dedent("""
     if __name__ == "__main__":
         started = time.monotonic()
         try:
-            with Loader(make_source(64), batch_size=4, workers=2, start_method=sys.argv[1]) as loader:
+            with Loader(make_source(64), batch_size=4, workers=2, start_method=sys.argv[1], shuffle=True,
+                        drop_last=True) as loader:
                 next(iter(loader))
         except Exception as exc:
             print(json.dumps({{"error": type(exc).__name__, "message": str(exc),
@@ -246,7 +249,8 @@ def test_a_main_script_that_fails_to_import_in_the_worker(tmp_path, method):
 def test_a_plan_that_cannot_be_pickled_names_the_fix(no_leaks):
     local = SleepOn(0.0)
     local.__class__ = type("LocalSleep", (SleepOn,), {})  # a class defined in a function: not importable
-    loader = Loader(make_source(16), [local], batch_size=4, workers=1, start_method="spawn")
+    loader = Loader(make_source(16), [local], batch_size=4, workers=1, start_method="spawn", shuffle=True,
+                    drop_last=True)
     with pytest.raises(TypeError, match="cannot send the workers' plan .* importable module"):
         next(iter(loader))
     loader.close()

@@ -140,7 +140,8 @@ class Identity(Transform):
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_transform_output_that_does_not_fit_is_an_error_too(no_leaks, workers):
     odd = np.full((3, 2, 2), 300.7, np.float32)
-    with Loader(Records(_records(odd)), [Identity()], batch_size=4, workers=workers, shuffle=False) as loader:
+    with Loader(Records(_records(odd)), [Identity()], batch_size=4, workers=workers, shuffle=False,
+                drop_last=True) as loader:
         with pytest.raises(WorkerError, match="float32.*uint8") as info:
             list(loader)
     assert info.value.key == f"rec-{BAD:03d}"
@@ -171,7 +172,7 @@ def test_float_datum_among_uint8_datums(tmp_path, no_leaks, workers):
     assert 44 not in data and data[:, 0, 0, 0].tolist() == [0, 10, 20, 30, 40, 60, 60, 70]
     # Through Caffe's transform the float Datum is valid, as in Caffe: its own values, scaled
     with Loader(CaffeLmdb(path), [CaffeTransform(phase="TEST", scale=0.5)], batch_size=4, workers=workers,
-                shuffle=False) as loader:
+                shuffle=False, drop_last=True) as loader:
         data = np.concatenate([b["data"].copy() for b in loader])
     assert data.dtype == np.float32
     np.testing.assert_allclose(data[:, 0, 0, 0], [0, 5, 10, 15, 20, 150.35, 30, 35], rtol=1e-6)
@@ -219,7 +220,7 @@ def test_a_float_first_record_gives_float_batches_that_hold_the_uint8_records_ex
             arr = np.full((1, 2, 2), 300.7, np.float32) if i == 0 else np.full((1, 2, 2), 250 + i, np.uint8)
             txn.put(f"{i:08d}".encode(), array_to_datum(arr, i).SerializeToString())
     env.close()
-    with Loader(CaffeLmdb(tmp_path / "db"), batch_size=4, workers=0, shuffle=False) as loader:
+    with Loader(CaffeLmdb(tmp_path / "db"), batch_size=4, workers=0, shuffle=False, drop_last=True) as loader:
         (batch,) = [b["data"].copy() for b in loader]
     assert batch.dtype == np.float32
     np.testing.assert_array_equal(batch[:, 0, 0, 0], np.array([300.7, 251, 252, 253], np.float32))
@@ -234,7 +235,7 @@ def test_other_channel_count_through_caffe_transform_names_the_key(tmp_path, no_
             txn.put(f"{i:08d}".encode(), array_to_datum(arr, i).SerializeToString())
     env.close()
     key = f"{tmp_path / 'db'}:{BAD:08d}"
-    kw = dict(batch_size=4, workers=workers, shuffle=False)
+    kw = dict(batch_size=4, workers=workers, shuffle=False, drop_last=True)
     with Loader(CaffeLmdb(tmp_path / "db"), [CaffeTransform(phase="TRAIN", scale=2.0)], **kw) as loader:
         with pytest.raises(WorkerError) as info:
             list(loader)

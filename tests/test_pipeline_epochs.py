@@ -53,7 +53,8 @@ class LogRecords(Transform):
 
 def test_the_next_epoch_is_issued_before_the_pass_ends(no_leaks):
     source = make_source(24)
-    with Loader(source, [Jitter()], batch_size=4, workers=2, prefetch=4, seed=1) as loader:
+    with Loader(source, [Jitter()], batch_size=4, workers=2, prefetch=4, seed=1, shuffle=True,
+                drop_last=True) as loader:
         it = iter(loader)
         for _ in range(5):
             next(it)
@@ -67,7 +68,8 @@ def test_the_next_epoch_is_issued_before_the_pass_ends(no_leaks):
 
 
 def test_the_last_batch_of_a_pass_stays_valid_until_the_next_pass(no_leaks):
-    with Loader(make_source(16), [Jitter()], batch_size=4, workers=2, prefetch=2, seed=2) as loader:
+    with Loader(make_source(16), [Jitter()], batch_size=4, workers=2, prefetch=2, seed=2, shuffle=True,
+                drop_last=True) as loader:
         for batch in loader:
             kept = {k: v.copy() for k, v in batch.items()}
         time.sleep(0.2)  # epoch 1's work, issued ahead, has long been written by now
@@ -82,7 +84,7 @@ def test_batches_are_identical_for_any_worker_count_over_three_epochs(no_leaks, 
     runs = {}
     for workers in (0, 1, 2):
         with Loader(source, [Jitter()], batch_size=4, workers=workers, seed=9, prefetch=prefetch,
-                    drop_last=False) as loader:
+                    drop_last=False, shuffle=True) as loader:
             runs[workers] = [collect(loader) for _ in range(3)]
     for workers in (1, 2):
         for epoch in range(3):
@@ -92,7 +94,7 @@ def test_batches_are_identical_for_any_worker_count_over_three_epochs(no_leaks, 
 
 def test_repositioning_discards_the_work_ahead_and_stops_predicting(no_leaks):
     source = make_source(24)
-    with Loader(source, [Jitter()], batch_size=4, workers=2, seed=3) as loader:
+    with Loader(source, [Jitter()], batch_size=4, workers=2, seed=3, shuffle=True, drop_last=True) as loader:
         first = collect(loader)
         assert (1, 0) in loader._run.issued()
         for _ in range(2):  # an evaluation loader: epoch 0 every time
@@ -106,7 +108,8 @@ def test_repositioning_discards_the_work_ahead_and_stops_predicting(no_leaks):
 
 def test_load_state_dict_mid_epoch_after_work_was_issued_ahead(no_leaks):
     source = make_source(40)
-    with Loader(source, [Jitter()], batch_size=4, workers=2, seed=5, prefetch=3) as loader:
+    with Loader(source, [Jitter()], batch_size=4, workers=2, seed=5, prefetch=3, shuffle=True,
+                drop_last=True) as loader:
         reference = collect(loader) + collect(loader)
         state = {**loader.state_dict(), "epoch": 0, "next_batch": 7}
         loader.load_state_dict(state)
@@ -121,7 +124,8 @@ def test_load_state_dict_mid_epoch_after_work_was_issued_ahead(no_leaks):
 def test_workers_skip_discarded_work_they_have_not_started(no_leaks, tmp_path):
     log = tmp_path / "reads.txt"
     source = make_source(8)
-    with Loader(source, [LogRecords(str(log), 0.02)], batch_size=2, workers=1, prefetch=4, seed=0) as loader:
+    with Loader(source, [LogRecords(str(log), 0.02)], batch_size=2, workers=1, prefetch=4, seed=0, shuffle=True,
+                drop_last=True) as loader:
         first = collect(loader)  # 4 batches; then epoch 1's 4 batches are queued on the worker
         loader.set_epoch(0)
         assert_same(collect(loader), first)
@@ -132,7 +136,7 @@ def test_workers_skip_discarded_work_they_have_not_started(no_leaks, tmp_path):
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_task_error_is_raised_when_its_batch_is_due(no_leaks, workers):
-    loader = Loader(make_source(24), [FailOn({13})], batch_size=4, workers=workers, shuffle=False)
+    loader = Loader(make_source(24), [FailOn({13})], batch_size=4, workers=workers, shuffle=False, drop_last=True)
     got = []
     with pytest.raises(WorkerError) as info:
         for batch in loader:
@@ -144,12 +148,12 @@ def test_a_task_error_is_raised_when_its_batch_is_due(no_leaks, workers):
 
 def test_an_error_in_the_next_epoch_does_not_disturb_this_one(no_leaks):
     seed, bad = _only_in_next_epoch(10, 4)
-    loader = Loader(CorruptSource(10, [bad]), batch_size=4, workers=2, seed=seed)
+    loader = Loader(CorruptSource(10, [bad]), batch_size=4, workers=2, seed=seed, shuffle=True, drop_last=True)
     assert len(collect(loader)) == 2  # epoch 0 is complete although epoch 1's first batch failed
     with pytest.raises(WorkerError) as info:
         next(iter(loader))
     assert info.value.key == f"rec-{bad:04d}"
-    with Loader(CorruptSource(10, [bad]), batch_size=4, workers=2, seed=seed) as other:
+    with Loader(CorruptSource(10, [bad]), batch_size=4, workers=2, seed=seed, shuffle=True, drop_last=True) as other:
         collect(other)
         other.set_epoch(0)  # the failed batch is discarded with the rest: no error
         collect(other)
@@ -158,7 +162,7 @@ def test_an_error_in_the_next_epoch_does_not_disturb_this_one(no_leaks):
 def test_skipped_records_count_when_their_batch_is_delivered(no_leaks):
     seed, bad = _only_in_next_epoch(10, 4)
     with Loader(CorruptSource(10, [bad]), batch_size=4, workers=2, seed=seed, on_error="skip",
-                max_bad_fraction=0.5) as loader:
+                max_bad_fraction=0.5, shuffle=True, drop_last=True) as loader:
         collect(loader)
         assert loader.report()["bad_records"] == 0  # filled ahead, not delivered
         loader.set_epoch(0)
@@ -173,7 +177,8 @@ def test_skipped_records_count_when_their_batch_is_delivered(no_leaks):
 
 def test_a_worker_killed_at_the_epoch_boundary_is_replaced(no_leaks):
     source = make_source(24)
-    with Loader(source, [Jitter()], batch_size=4, workers=2, seed=4, prefetch=4) as loader:
+    with Loader(source, [Jitter()], batch_size=4, workers=2, seed=4, prefetch=4, shuffle=True,
+                drop_last=True) as loader:
         collect(loader)
         victim = loader.worker_pids()[0]
         os.kill(victim, signal.SIGKILL)  # it holds some of epoch 1's batches
@@ -183,7 +188,7 @@ def test_a_worker_killed_at_the_epoch_boundary_is_replaced(no_leaks):
 
 
 def test_close_with_work_issued_ahead_leaves_nothing(no_leaks):
-    loader = Loader(make_source(400), [Jitter()], batch_size=4, workers=2, prefetch=4)
+    loader = Loader(make_source(400), [Jitter()], batch_size=4, workers=2, prefetch=4, shuffle=True, drop_last=True)
     for _ in range(2):
         for _batch in loader:
             pass

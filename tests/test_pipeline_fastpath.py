@@ -28,10 +28,9 @@ class RowCaffe(CaffeTransform):
 
 
 def _two_epochs(source, transform, **kw):
-    with Loader(source, transform, batch_size=8, seed=3, **kw) as loader:
+    with Loader(source, transform, batch_size=8, seed=3, shuffle=True, drop_last=True, **kw) as loader:
         batches = collect(loader) + collect(loader)
-        handler = loader._res.pool.handler if kw.get("workers") == 0 else None
-        return batches, None if handler is None else handler.fast
+        return batches, loader.fast_path if kw.get("workers") == 0 else None
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -51,7 +50,7 @@ def test_lmdb_batches_are_the_same_with_and_without_the_fast_path(no_leaks, tmp_
 def test_the_fast_path_batch_is_the_sampled_records_transformed(no_leaks, tmp_path):
     images, labels = make_raw_lmdb(str(tmp_path / "db"), np.random.default_rng(1), 20, (1, 4, 4))
     with Loader(CaffeLmdb(tmp_path / "db"), [CaffeTransform(phase="TRAIN", scale=0.5, mean_value=8)],
-                batch_size=5, workers=0, seed=2) as loader:
+                batch_size=5, workers=0, seed=2, shuffle=True, drop_last=True) as loader:
         batch = next(iter(loader))
     order = Sampler(20, batch_size=5, seed=2).batch(0, 0)
     expected = (images[order].astype(np.float32) - np.float32(8)) * np.float32(0.5)
@@ -92,7 +91,7 @@ def _lmdb_with_a_bad_record(path: str) -> str:
 def test_a_bad_record_in_a_batch_read_is_named(no_leaks, tmp_path, workers):
     key = _lmdb_with_a_bad_record(str(tmp_path / "db"))
     loader = Loader(CaffeLmdb(tmp_path / "db"), [CaffeTransform(phase="TEST")], batch_size=4, workers=workers,
-                    shuffle=False)
+                    shuffle=False, drop_last=True)
     with pytest.raises(WorkerError) as info:
         collect(loader)
     assert info.value.key == key and "not a Caffe Datum" in str(info.value)
@@ -104,7 +103,7 @@ def test_skipping_a_bad_record_is_the_same_with_the_fast_path(no_leaks, tmp_path
     for source, transform in [(CaffeLmdb(tmp_path / "db"), CaffeTransform(phase="TEST")),
                               (RowLmdb(tmp_path / "db"), RowCaffe(phase="TEST"))]:
         with Loader(source, [transform], batch_size=4, workers=2, seed=1, on_error="skip",
-                    max_bad_fraction=0.5) as loader:
+                    max_bad_fraction=0.5, shuffle=True, drop_last=True) as loader:
             runs.append((collect(loader), loader.report()))
     assert_same(runs[0][0], runs[1][0])
     assert [r["key"] for r in runs[0][1]["skipped"]] == [key]
@@ -129,7 +128,7 @@ def test_stats_report_decoding_apart_from_reading(no_leaks, tmp_path):
     out = {}
     for name in ("enc", "raw"):
         with Loader(CaffeLmdb(tmp_path / name), [CaffeTransform(phase="TEST", crop_size=28)], batch_size=4,
-                    workers=2) as loader:
+                    workers=2, shuffle=True, drop_last=True) as loader:
             collect(loader)
             out[name] = loader.stats()
     assert 0 < out["enc"]["decode_s"] <= out["enc"]["read_s"]

@@ -26,7 +26,8 @@ from feedstock.pipeline.sampler import Sampler
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_transform_exception_is_reraised_with_traceback_and_key(no_leaks, workers):
-    loader = Loader(make_source(24), [Jitter(), FailOn({13})], batch_size=4, workers=workers, seed=0)
+    loader = Loader(make_source(24), [Jitter(), FailOn({13})], batch_size=4, workers=workers, seed=0, shuffle=True,
+                    drop_last=True)
     pids = []
     with pytest.raises(WorkerError) as info:
         for _ in loader:
@@ -40,7 +41,7 @@ def test_transform_exception_is_reraised_with_traceback_and_key(no_leaks, worker
 
 
 def test_source_exception_names_the_record(no_leaks):
-    loader = Loader(CorruptSource(20, bad={6}), batch_size=4, workers=2, shuffle=False)
+    loader = Loader(CorruptSource(20, bad={6}), batch_size=4, workers=2, shuffle=False, drop_last=True)
     with pytest.raises(WorkerError) as info:
         collect(loader)
     assert info.value.key == "rec-0006" and "corrupt record" in str(info.value)
@@ -65,7 +66,8 @@ def test_skip_replaces_bad_records_deterministically_and_reports_them(no_leaks, 
     runs = []
     caplog.set_level(logging.WARNING, logger="feedstock.loader")
     for workers in (0, 2):
-        with Loader(source, batch_size=4, workers=workers, seed=2, on_error="skip", max_bad_fraction=0.5) as loader:
+        with Loader(source, batch_size=4, workers=workers, seed=2, on_error="skip", max_bad_fraction=0.5,
+                    shuffle=True, drop_last=True) as loader:
             runs.append(collect(loader))
             report = loader.report()
     assert_same(runs[0], runs[1])
@@ -80,7 +82,7 @@ def test_skip_replaces_bad_records_deterministically_and_reports_them(no_leaks, 
 
 def test_too_many_bad_records(no_leaks):
     loader = Loader(CorruptSource(40, bad=range(0, 40, 5)), batch_size=4, workers=2, on_error="skip",
-                    max_bad_fraction=0.1)
+                    max_bad_fraction=0.1, shuffle=True, drop_last=True)
     with pytest.raises(TooManyBadRecords, match="max_bad_fraction=0.1"):
         collect(loader)
     assert loader.worker_pids() == []
@@ -88,7 +90,7 @@ def test_too_many_bad_records(no_leaks):
 
 def test_sigkilled_worker_is_replaced_and_the_epoch_is_unchanged(no_leaks):
     source = make_source(48)
-    kw = dict(batch_size=4, seed=6, prefetch=3)
+    kw = dict(batch_size=4, seed=6, prefetch=3, shuffle=True, drop_last=True)
     with Loader(source, [Jitter()], workers=0, **kw) as ref:
         expected = collect(ref)
     with Loader(source, [Jitter(), SleepOn(0.004)], workers=2, timeout=20, **kw) as loader:
@@ -105,10 +107,11 @@ def test_sigkilled_worker_is_replaced_and_the_epoch_is_unchanged(no_leaks):
 
 def test_worker_killed_inside_a_task_is_redone(no_leaks, tmp_path):
     source = make_source(24)
-    with Loader(source, [Jitter()], batch_size=4, workers=0, seed=1) as ref:
+    with Loader(source, [Jitter()], batch_size=4, workers=0, seed=1, shuffle=True, drop_last=True) as ref:
         expected = collect(ref)
     marker = str(tmp_path / "killed")
-    with Loader(source, [KillSelfOnce(label=9, marker=marker), Jitter()], batch_size=4, workers=2, seed=1) as loader:
+    with Loader(source, [KillSelfOnce(label=9, marker=marker), Jitter()], batch_size=4, workers=2, seed=1,
+                shuffle=True, drop_last=True) as loader:
         assert_same(collect(loader), expected)
         assert loader.stats()["worker_restarts"] == 1 and os.path.exists(marker)
 
@@ -116,14 +119,14 @@ def test_worker_killed_inside_a_task_is_redone(no_leaks, tmp_path):
 def test_without_replacement_a_death_is_an_error(no_leaks, tmp_path):
     marker = str(tmp_path / "killed")
     loader = Loader(make_source(24), [KillSelfOnce(label=9, marker=marker)], batch_size=4, workers=2,
-                    replace_dead_workers=False)
+                    replace_dead_workers=False, shuffle=True, drop_last=True)
     with pytest.raises(WorkerError, match="killed by SIGKILL"):
         collect(loader)
 
 
 def test_hung_worker_trips_the_timeout(no_leaks):
     loader = Loader(make_source(16), [SleepOn(None, labels={5})], batch_size=4, workers=2, shuffle=False,
-                    timeout=0.7)
+                    timeout=0.7, drop_last=True)
     with pytest.raises(WorkerTimeout) as info:
         collect(loader)
     text = str(info.value)
@@ -133,6 +136,6 @@ def test_hung_worker_trips_the_timeout(no_leaks):
 
 
 def test_too_little_shm_space_is_an_actionable_error(no_leaks):
-    loader = Loader(make_source(8), [Huge()], batch_size=2, workers=1)
+    loader = Loader(make_source(8), [Huge()], batch_size=2, workers=1, shuffle=True, drop_last=True)
     with pytest.raises(ShmSpaceError, match="prefetch or batch_size"):
         next(iter(loader))

@@ -13,9 +13,10 @@ from feedstock.torch import wrap  # noqa: E402
 
 def test_wrap_yields_zero_copy_tensors(no_leaks):
     source = make_source(16)
-    with Loader(source, [Jitter()], batch_size=4, workers=0, seed=2) as ref:
+    with Loader(source, [Jitter()], batch_size=4, workers=0, seed=2, shuffle=True, drop_last=True) as ref:
         expected = collect(ref)
-    with wrap(Loader(source, [Jitter()], batch_size=4, workers=2, prefetch=2, seed=2)) as loader:
+    with wrap(Loader(source, [Jitter()], batch_size=4, workers=2, prefetch=2, seed=2, shuffle=True,
+                     drop_last=True)) as loader:
         assert len(loader) == 4
         pointers = []
         for batch, want in zip(loader, expected):

@@ -73,7 +73,7 @@ def test_transforms_and_their_batch_form():
 
 def test_loaders_are_batch_loaders_and_nothing_else_is(sources):
     assert issubclass(Loader, BatchLoader) and issubclass(RemoteLoader, BatchLoader)
-    loader = Loader(sources["array"], batch_size=2, workers=0)
+    loader = Loader(sources["array"], batch_size=2, workers=0, shuffle=True, drop_last=True)
     assert isinstance(loader, BatchLoader) and is_loader(loader)
     assert not is_loader(sources["array"]) and not is_loader((np.zeros(2), np.zeros(2)))
 

@@ -96,7 +96,7 @@ class _Broken(ArraySource):
 
 def test_a_server_error_reaches_the_trainer_with_the_record_key():
     src = _Broken(data=np.zeros((40, 2), np.uint8))
-    server = ThreadServer(Loader(src, batch_size=4, workers=0, shuffle=False))
+    server = ThreadServer(Loader(src, batch_size=4, workers=0, shuffle=False, drop_last=True))
     try:
         with RemoteLoader([server.endpoint]) as remote:
             it = iter(remote)
@@ -111,6 +111,7 @@ def test_a_server_error_reaches_the_trainer_with_the_record_key():
 
 
 def _loader(part=(0, 1), n=40, **kw):
+    kw = {"shuffle": True, "drop_last": True, **kw}  # the Loader defaults these tests were written for
     return serve_part(Loader(ArraySource(data=np.zeros((n, 2), np.uint8)), batch_size=4, workers=0, **kw), part)
 
 

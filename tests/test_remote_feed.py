@@ -106,6 +106,7 @@ def test_another_seed_is_served_on_request(lmdb_src, two_servers):
 
 def _array_loader(n=40, batch=4, **kw):
     data = np.arange(n * 6, dtype=np.uint8).reshape(n, 6)
+    kw = {"drop_last": True, **kw}  # the Loader default these tests were written for
     return Loader(ArraySource(data=data, label=np.arange(n, dtype=np.int64)), batch_size=batch, workers=0,
                   shuffle=False, **kw)
 

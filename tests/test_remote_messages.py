@@ -21,7 +21,8 @@ N, BATCH = 48, 4  # 12 batches per epoch
 
 def _loader() -> Loader:
     data = np.arange(N * 3, dtype=np.int32).reshape(N, 3)
-    return Loader(ArraySource(data=data, label=np.arange(N)), batch_size=BATCH, workers=0, shuffle=True, seed=3)
+    return Loader(ArraySource(data=data, label=np.arange(N)), batch_size=BATCH, workers=0, shuffle=True, seed=3,
+                  drop_last=True)
 
 
 def _want(epochs: int = 1) -> List[Dict[str, np.ndarray]]:
@@ -287,7 +288,7 @@ def test_an_oversized_frame_drops_only_its_sender(server, caplog):
 
 def test_a_client_that_stops_reading_cannot_keep_the_server_from_stopping():
     rows = np.zeros((32, 1 << 20), np.uint8)  # 4 MiB batches: socket buffers fill after a few
-    server = ThreadServer(Loader(ArraySource(data=rows), batch_size=4, workers=0, shuffle=False))
+    server = ThreadServer(Loader(ArraySource(data=rows), batch_size=4, workers=0, shuffle=False, drop_last=True))
     raw = Raw(server.endpoint)
     raw.sock.rcvhwm = 1
     try:

@@ -20,7 +20,7 @@ from feedstock.remote.served import serve_part
 
 def _loader(part=(0, 1)) -> Loader:
     source = ArraySource(data=np.zeros((16, 3), np.int32), label=np.arange(16))  # 48 + 32 bytes a batch
-    return serve_part(Loader(source, batch_size=4, workers=0), part)
+    return serve_part(Loader(source, batch_size=4, workers=0, shuffle=True, drop_last=True), part)
 
 
 @pytest.fixture(scope="module")

@@ -7,19 +7,32 @@ from pipeline_helpers import Jitter, collect, make_source
 
 from feedstock.loaders.array import ArraySource
 from feedstock.pipeline.loader import Loader
+from feedstock.pipeline.sampler import Sampler
 from feedstock.remote.served import leased, serve_part
 
 
-def test_public_loader_has_no_part_option_and_no_leases():
+def test_public_loader_has_no_part_option():
     with pytest.raises(TypeError, match="part"):
-        Loader(make_source(8), batch_size=2, part=(0, 2))  # type: ignore[call-arg]
-    assert not hasattr(Loader, "leased") and not hasattr(Loader, "_split")
+        Loader(make_source(8), batch_size=2, part=(0, 2), shuffle=True, drop_last=True)  # type: ignore[call-arg]
+
+
+def test_a_sampler_injected_at_construction_is_the_served_part():
+    source, kw = make_source(30), dict(batch_size=4, seed=5, shuffle=True, drop_last=True, workers=0)
+    with Loader(source, [Jitter()], **kw) as narrowed:
+        part = Sampler(30, batch_size=4, seed=5, part=(1, 3))
+        serve_part(narrowed, (1, 3))
+        with Loader(source, [Jitter()], sampler=part, **kw) as injected:
+            assert len(injected) == len(narrowed) == len(range(1, 7, 3))
+            for a, b in zip(collect(injected), collect(narrowed)):
+                np.testing.assert_array_equal(a["data"], b["data"])
+    with pytest.raises(ValueError, match="does not fit"):
+        Loader(source, sampler=Sampler(31, batch_size=4), **kw)
 
 
 @pytest.mark.parametrize("n,drop_last", [(2, True), (3, False)])
 def test_parts_interleaved_give_back_the_whole_stream(no_leaks, n, drop_last):
     source = make_source(30)
-    kw = dict(batch_size=4, seed=5, drop_last=drop_last)
+    kw = dict(batch_size=4, seed=5, drop_last=drop_last, shuffle=True)
     with Loader(source, [Jitter()], workers=0, **kw) as whole:
         want = [collect(whole), collect(whole)]  # epochs 0 and 1
     parts = [serve_part(Loader(source, [Jitter()], workers=2 if j == 0 else 0, **kw), (j, n)) for j in range(n)]
@@ -41,12 +54,13 @@ def test_parts_interleaved_give_back_the_whole_stream(no_leaks, n, drop_last):
 def test_serve_part_rejects_a_bad_part():
     for part in [(2, 2), (-1, 2), (0, 0), "0/2"]:
         with pytest.raises(ValueError, match="part="):
-            serve_part(Loader(make_source(8), batch_size=2, workers=0), part)  # type: ignore[arg-type]
+            serve_part(Loader(make_source(8), batch_size=2, workers=0, shuffle=True,
+                              drop_last=True), part)  # type: ignore[arg-type]
 
 
 def test_leased_batches_stay_valid_until_released(no_leaks):
     data = np.arange(40 * 3, dtype=np.int32).reshape(40, 3)
-    with Loader(ArraySource(data=data), batch_size=4, workers=1, shuffle=False, prefetch=4) as loader:
+    with Loader(ArraySource(data=data), batch_size=4, workers=1, shuffle=False, prefetch=4, drop_last=True) as loader:
         held = []
         for k, (batch, release) in enumerate(leased(loader)):
             held.append((k, batch, release))

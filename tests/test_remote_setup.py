@@ -83,6 +83,7 @@ def test_the_same_data_mounted_elsewhere_is_one_feed(lmdbs):
 
 
 def _array_loader(part, **kw) -> Loader:
+    kw = {"shuffle": True, "drop_last": True, **kw}  # the Loader defaults these tests were written for
     return serve_part(Loader(ArraySource(data=np.zeros((40, 2), np.uint8)), batch_size=4, workers=0, **kw), part)
 
 

@@ -177,7 +177,8 @@ _OWNER = textwrap.dedent("""
     shm.SHM_DIR = sys.argv[2]  # at the top: spawned workers re-run this part
 
     if __name__ == "__main__":
-        loader = Loader(make_source(64), [SleepOn(0.002)], batch_size=4, workers=2, start_method=sys.argv[1])
+        loader = Loader(make_source(64), [SleepOn(0.002)], batch_size=4, workers=2, start_method=sys.argv[1],
+                        shuffle=True, drop_last=True)
         it = iter(loader)
         next(it)
         print(json.dumps({{"workers": loader.worker_pids(), "files": len(loader._res.ring.names)}}), flush=True)
@@ -220,7 +221,8 @@ _STUCK_OWNER = textwrap.dedent("""
     shm.SHM_DIR = sys.argv[2]
     if __name__ == "__main__":
         never = SleepOn(None, labels=range(8, 64))  # batches from 2 on never finish
-        loader = Loader(make_source(64), [never], batch_size=4, workers=2, shuffle=False, start_method=sys.argv[1])
+        loader = Loader(make_source(64), [never], batch_size=4, workers=2, shuffle=False, start_method=sys.argv[1],
+                        drop_last=True)
         it = iter(loader)
         next(it)
         time.sleep(0.5)  # the workers are now inside tasks that never return

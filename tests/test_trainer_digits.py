@@ -79,11 +79,13 @@ def test_the_snapshot_predicts_with_the_test_phase_of_the_stream(digits, occlude
 
 
 def test_train_takes_a_loader_with_any_transforms(digits, no_leaks):
-    """A user's Loader(src, [Scale(...), Occlude()]) with workers: its batch size and seed are used; the
+    """A user's Loader(src, [Scale(...), Occlude()], shuffle=True,
+                       drop_last=True) with workers: its batch size and seed are used; the
     same stream as a Stream gives the same net (one definition of the transforms)."""
     src = CaffeLmdb(digits / "train_lmdb")
     solver = {"base_lr": 0.01, "momentum": 0.9, "max_iter": 6, "display": 0}
-    loader = Loader(src, [Scale(to_range=(-1, 1)), Occlude()], batch_size=16, workers=1, seed=5, shuffle=True)
+    loader = Loader(src, [Scale(to_range=(-1, 1)), Occlude()], batch_size=16, workers=1, seed=5, shuffle=True,
+                    drop_last=True)
     with pytest.raises(ValueError, match="the loader serves batches of 16, training asks for 32"):
         train("lenet", loader, None, solver, batch_size=32, plots=False)
     report = train("lenet", loader, None, solver, plots=False, model_scaling=False)

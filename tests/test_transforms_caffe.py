@@ -242,7 +242,7 @@ def test_force_gray_through_a_loader_raw_vs_encoded_lmdb(tmp_path, no_leaks):
     from feedstock.testing import make_encoded_lmdb, make_raw_lmdb
 
     def one_batch(source, transform):
-        with Loader(source, [transform], batch_size=4, workers=0, shuffle=False) as loader:
+        with Loader(source, [transform], batch_size=4, workers=0, shuffle=False, drop_last=True) as loader:
             return list(loader)
 
     t = CaffeTransform(phase="TEST", force_gray=True)

@@ -42,9 +42,9 @@ class Subject:
     def of_stream(cls, stream: Any, phase: Any = "train") -> "Subject":
         from ..pipeline.loader import Loader
         from ..stream import parse_phase
-        from ..stream.build import build_transforms, loader_options
+        from ..stream.build import build_transforms
 
-        options = loader_options(stream)
+        options = stream.loader_options().as_kwargs()
         options.pop("workers")  # the sweep sets it
         seed = options["seed"]
         kind = stream.kind()

@@ -7,96 +7,41 @@
             for batch in loader:          # dict field -> np.ndarray, one epoch
                 train(batch)              # views into a slot: valid until the next batch
 
-Lifetime. Slots (``prefetch`` of them, in /dev/shm) and worker processes are
-created at the first iteration and reused by every later pass; ``close()`` (or
-leaving the ``with`` block, or the loader being garbage-collected, or the
-interpreter exiting) stops the workers and unlinks the slots. An exception while
-iterating (a worker error, KeyboardInterrupt) closes the loader; a later
-iteration starts fresh workers.
-
-Batches. Shapes come from ``transforms.output_spec(source.spec())``; dims still
-unknown are fixed by running sample 0 through the transforms in this process
-(rng of (seed, epoch, 0)). A yielded batch is a dict of views into a slot; the
-slot is refilled once the next batch is requested; the last batch of a pass (also
-an abandoned one) stays valid until the next pass takes its first batch
-(``copy=True`` yields owned arrays). The last batch of a ``drop_last=False``
-epoch may be short.
-
-Position. ``iter(loader)`` continues from ``(epoch, next batch)``: a finished
-pass moves to the next epoch, an abandoned one resumes where it stopped;
-``set_epoch(e)`` restarts at batch 0 of epoch ``e``; ``state_dict()`` /
-``load_state_dict()`` carry the position to a new loader (any worker count).
-
-Across epochs. The workers do not idle at an epoch's end: once its last batch
-is issued, the first batches of the next epoch go into the free slots, so the next
-pass starts without waiting, as long as it continues where the last one left off
-(the automatic next epoch, or ``set_epoch``/``load_state_dict`` naming that same
-position). A pass that starts elsewhere discards the work issued ahead (workers
-skip what they had not started; batches are unchanged) and, as the loader is
-evidently repositioned each time (an evaluation loader at epoch 0, say), it stops
-issuing ahead until a pass again continues where the previous one stopped.
-
-Batch fast path. When the source is :class:`~feedstock.protocols.BatchReadable`
-(``read_batch(indices, out=None)``) and every transform is a
-:class:`~feedstock.protocols.BatchTransform` (deterministic, row-wise
-``apply_batch``) or there are none, a chunk is filled with one vectorised read
-(ArraySource, CsvTable, Hdf5's slice reads, CaffeLmdb of raw Datums with
-CaffeTransform in settings that draw nothing). A source whose records cannot be
-stacked (encoded Datums) or a transform whose settings are random answers
-``NotImplemented``; rows are then filled one by one, with per-sample rngs.
-Batches are the same either way; an error in a batch read is reported by the
-per-row path, naming the record. A record whose shape or dtype does not fit the
-batch (a float Datum among uint8 ones, another size or channel count, a value
-that overflows the batch dtype) is an error naming its key, or skipped and
-reported under ``on_error="skip"``: values are never cast unsafely (see
-:mod:`feedstock.casting`).
-
-Options (keyword-only; invalid values raise ValueError naming them):
-
-* ``workers``: processes filling slots; 0 runs everything in this process (same
-  batches, for debugging); "auto": a probe of about a second picks the count, 0
-  included, within the usable cores and memory (:mod:`.auto`; ``stats()`` says
-  why). ``start_method``: "auto" = fork when this process
-  runs one Python thread, else spawn (see :mod:`.pool`).
-* ``prefetch``: slots, counting the one being consumed. ``shuffle``, ``seed``,
-  ``drop_last``, ``rank``, ``world_size``: see :mod:`.sampler`; rank and
-  world_size default to torchrun's ``RANK``/``WORLD_SIZE``, read here, once.
-* ``on_error``: "raise" (WorkerError with the worker's traceback and the record
-  key; the loader closes) or "skip" (the row takes the next good record of this
-  rank's order; counted, logged with a rate limit, listed by ``report()``; more
-  than ``max_bad_fraction`` of an epoch raises TooManyBadRecords).
-* ``timeout``: seconds a worker may spend on one task before WorkerTimeout
-  (None: no limit). ``replace_dead_workers``: a killed worker is replaced and
-  its tasks redone (the epoch's batches do not change), else WorkerDied.
-* ``copy``: yield owned arrays. ``progress``: a tqdm bar per pass.
-
-A feed server narrows a Loader to its part of the stream and leases batches
-through :mod:`feedstock.remote.served` (private hooks ``_use_sampler`` and
-``_iterate(keep=True)``); a benchmark picks how batches are split across
-workers by overriding ``_new_run``.
+Slots and workers start at the first iteration and live until ``close()``. A
+yielded batch is a view into a slot, valid until the next batch is requested
+(``copy=True`` yields owned arrays). ``iter(loader)`` continues from
+``(epoch, next batch)``; ``set_epoch`` and ``state_dict``/``load_state_dict``
+move it. Options and their defaults are :class:`~.options.LoaderOptions`' (the
+stream's). Seams, injected at construction: ``sampler=`` (which indices make batch
+k; a feed server's part of the stream) and ``split=`` (the :mod:`.split` policy);
+:meth:`Loader.leased` hands batches out as leases (:mod:`.slots`).
+docs/pipeline.md describes lifetime, epochs, the batch fast path and the options
+at length.
 """
 from __future__ import annotations
 
 import functools
 import weakref
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..protocols import Source, TaskPool, Transform
-from ..rng import check_seed
 from ..spec import Spec
 from ..transforms.base import as_compose
-from .fill import Filler, FillPlan, batch_spec
+from .fill import Filler, FillPlan, batch_spec, fast_path_ok
+from .options import DEFAULTS, LoaderOptions
 from .pool import ProcessPool
-from .resources import Resources, check_options, describe_task
+from .resources import Resources, describe_task
 from .run import InlinePool, Run
 from .sampler import Sampler, dist_from_env
 from .shm import SlotLayout, SlotRing
+from .split import WorkSplit, check_split
 from .state import LoaderState, check_epoch
 from .stats import BadRecords, RunStats
 
 Batch = Dict[str, np.ndarray]
+Release = Callable[[], None]
 
 
 class Loader:
@@ -107,44 +52,53 @@ class Loader:
         source: Source,
         transforms: Union[Transform, Sequence[Transform], None] = None,
         *,
-        batch_size: int = 64,
-        workers: Union[int, str] = 4,
-        shuffle: bool = True,
-        seed: int = 0,
-        drop_last: bool = True,
-        prefetch: int = 4,
-        on_error: str = "raise",
-        max_bad_fraction: float = 0.01,
-        rank: Optional[int] = None,
-        world_size: Optional[int] = None,
-        timeout: Optional[float] = 120.0,
-        replace_dead_workers: bool = True,
-        copy: bool = False,
-        progress: bool = False,
-        start_method: str = "auto",
+        batch_size: int = DEFAULTS.batch_size,
+        workers: Union[int, str] = DEFAULTS.workers,
+        shuffle: bool = DEFAULTS.shuffle,
+        seed: int = DEFAULTS.seed,
+        drop_last: bool = DEFAULTS.drop_last,
+        prefetch: int = DEFAULTS.prefetch,
+        on_error: str = DEFAULTS.on_error,
+        max_bad_fraction: float = DEFAULTS.max_bad_fraction,
+        rank: Optional[int] = DEFAULTS.rank,
+        world_size: Optional[int] = DEFAULTS.world_size,
+        timeout: Optional[float] = DEFAULTS.timeout,
+        replace_dead_workers: bool = DEFAULTS.replace_dead_workers,
+        copy: bool = DEFAULTS.copy,
+        progress: bool = DEFAULTS.progress,
+        start_method: str = DEFAULTS.start_method,
+        sampler: Optional[Sampler] = None,
+        split: str = "auto",
     ):
         # options first: the workers="auto" probe below takes about a second
-        check_options(workers=workers, prefetch=prefetch, on_error=on_error, max_bad_fraction=max_bad_fraction,
-                      timeout=timeout)
-        seed = check_seed(seed)
+        opts = self.options = LoaderOptions(
+            batch_size=batch_size, workers=workers, shuffle=shuffle, seed=seed, drop_last=drop_last,
+            prefetch=prefetch, on_error=on_error, max_bad_fraction=max_bad_fraction, rank=rank,
+            world_size=world_size, timeout=timeout, replace_dead_workers=replace_dead_workers, copy=copy,
+            progress=progress, start_method=start_method)
+        self.split = check_split(split)
         self.auto = None  # workers="auto": a short probe picks the count; stats() reports it (see .auto)
-        if workers == "auto":
+        if opts.workers == "auto":
             from .auto import choose_workers
 
-            self.auto = choose_workers(source, transforms, loader_class=Loader, batch_size=batch_size, seed=seed,
-                                       prefetch=prefetch, start_method=start_method)
-            workers = self.auto.workers
+            self.auto = choose_workers(source, transforms, loader_class=Loader, batch_size=opts.batch_size,
+                                       seed=opts.seed, prefetch=opts.prefetch, start_method=opts.start_method)
         self.source, self.transforms = source, as_compose(transforms)
-        rank, world_size = dist_from_env(rank, world_size)  # torchrun's env, read here only
-        self.sampler = Sampler(len(source), batch_size=batch_size, shuffle=shuffle, seed=seed,
-                               drop_last=drop_last, rank=rank, world_size=world_size)
-        self.workers, self.prefetch, self.on_error = int(workers), int(prefetch), on_error
-        self.timeout, self.replace_dead_workers, self.start_method = timeout, replace_dead_workers, start_method
-        self.copy, self.progress = bool(copy), bool(progress)
+        if sampler is None:
+            rank, world_size = dist_from_env(opts.rank, opts.world_size)  # torchrun's env, read here only
+            sampler = Sampler(len(source), batch_size=opts.batch_size, shuffle=opts.shuffle, seed=opts.seed,
+                              drop_last=opts.drop_last, rank=rank, world_size=world_size)
+        self._check_sampler(sampler, opts.batch_size)
+        self.sampler = sampler
+        self.workers = self.auto.workers if self.auto is not None else int(opts.workers)
+        self.prefetch, self.on_error = opts.prefetch, opts.on_error
+        self.timeout, self.replace_dead_workers, self.start_method = opts.timeout, opts.replace_dead_workers, \
+            opts.start_method
+        self.copy, self.progress = opts.copy, opts.progress
         self._epoch, self._next = 0, 0
         self.spec: Spec = batch_spec(self.source, self.transforms, self.sampler.seed)
-        self._layout = SlotLayout.of(self.spec, batch_size)
-        self._bad = BadRecords(max_bad_fraction, self.sampler.shard_size)
+        self._layout = SlotLayout.of(self.spec, opts.batch_size)
+        self._bad = BadRecords(opts.max_bad_fraction, self.sampler.shard_size)
         self._res = Resources()
         self._finalizer = weakref.finalize(self, self._res.close)  # GC and interpreter exit
         self._token = 0
@@ -153,6 +107,17 @@ class Loader:
         self._left_at: Optional[Tuple[int, int]] = None  # where the last pass stopped (None: no pass yet)
         self._live: Optional[RunStats] = None
         self._last_stats: Dict[str, float] = {}
+
+    @classmethod
+    def from_options(cls, source: Source, transforms: Union[Transform, Sequence[Transform], None],
+                     options: LoaderOptions, *, sampler: Optional[Sampler] = None, split: str = "auto") -> "Loader":
+        """The Loader of ``options`` (e.g. ``Stream.loader_options()``), with the same seams as the constructor."""
+        return cls(source, transforms, **options.as_kwargs(), sampler=sampler, split=split)
+
+    def _check_sampler(self, sampler: Sampler, batch_size: int) -> None:
+        if sampler.length != len(self.source) or sampler.batch_size != batch_size:
+            raise ValueError(f"{sampler!r} does not fit this loader's source ({len(self.source)} records) and "
+                             f"{batch_size=}")
 
     # ----- resources -------------------------------------------------------------------------
     def _start(self) -> Resources:
@@ -224,9 +189,15 @@ class Loader:
     def __iter__(self) -> Iterator[Batch]:
         return self._iterate()
 
+    def leased(self) -> Iterator[Tuple[Batch, Release]]:
+        """One pass like ``iter(loader)``, yielding ``(batch, release)``: the batch's slot stays valid until
+        ``release()`` is called, whatever is asked for meanwhile (fewer than ``prefetch`` may be held at
+        once; a repositioned loader drops its leases, and their late releases do nothing). A feed server
+        sends batches straight from the slots this way."""
+        return self._iterate(keep=True)
+
     def _iterate(self, keep: bool = False) -> Iterator[Any]:
-        """One pass from the current position; ``keep``: yield ``(batch, release)`` leases instead of
-        batches (:func:`feedstock.remote.served.leased` documents them)."""
+        """One pass from the current position; ``keep``: yield leases (see :meth:`leased`)."""
         self._token += 1
         token = self._token
         epoch, start = self._epoch, self._next
@@ -276,14 +247,15 @@ class Loader:
         return run, res
 
     def _new_run(self, pool: TaskPool, epoch: int, start: int, ctl: Optional[np.ndarray]) -> Run:
-        """The run issuing batches from ``(epoch, start)`` (a hook: bench/bench_loader.py's split study)."""
+        """The run issuing batches from ``(epoch, start)``, with a fresh work-split estimate."""
         slots = 1 if self.workers == 0 else self.prefetch
-        return Run(pool, self.sampler, epoch, start, slots=slots, workers=self.workers, bad=self._bad, ctl=ctl)
+        split = WorkSplit(self.split, workers=self.workers, slots=slots, batch_size=self.sampler.batch_size)
+        return Run(pool, self.sampler, epoch, start, split=split, bad=self._bad, ctl=ctl)
 
-    def _use_sampler(self, sampler: Sampler) -> None:
-        """Batches from ``sampler`` from now on (a new seed; a feed server's part of the stream)."""
-        if sampler.length != len(self.source) or sampler.batch_size != self._layout.batch_size:
-            raise ValueError(f"{sampler!r} does not fit this loader's source and batch size")
+    def use_sampler(self, sampler: Sampler) -> None:
+        """Batches from ``sampler`` from now on, starting at epoch 0 (another seed; a feed server's part
+        of the stream): it must fit the source and batch size; a started loader restarts its workers."""
+        self._check_sampler(sampler, self._layout.batch_size)
         self.close()  # workers hold the old sampler
         self.sampler = sampler
         self._bad.shard_size = sampler.shard_size  # the budget of bad records per epoch; totals carry on
@@ -316,8 +288,17 @@ class Loader:
         st = LoaderState.from_dict(state)
         st.check(self.sampler)
         if st.seed != self.sampler.seed:
-            self._use_sampler(self.sampler.replace(seed=st.seed))
+            self.use_sampler(self.sampler.replace(seed=st.seed))
         self._epoch, self._next = st.position(self.sampler.num_batches)
+
+    @property
+    def fast_path(self) -> bool:
+        """Whether chunks are filled by the batch fast path (docs/pipeline.md): its conditions hold and,
+        with ``workers=0``, no batch read has yet answered NotImplemented."""
+        pool = self._res.pool
+        if isinstance(pool, InlinePool) and isinstance(pool.handler, Filler):
+            return pool.handler.fast
+        return fast_path_ok(self.source, self.transforms)
 
     def stats(self) -> Dict[str, float]:
         """Throughput, per-stage seconds, consumer wait and slot occupancy of the current/last pass;

@@ -1,7 +1,7 @@
-"""What a Loader owns (pool, slot ring) and must release, plus option checks and task descriptions."""
+"""What a Loader owns (pool, slot ring) and must release, and the descriptions of its tasks."""
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 import numpy as np
 
@@ -32,21 +32,6 @@ class Resources:
         finally:
             if ring is not None:
                 ring.close()
-
-
-def check_options(*, workers: Union[int, str], prefetch: int, on_error: str, max_bad_fraction: float,
-                  timeout: Optional[float]) -> None:
-    """ValueError naming the parameter and the value (the seed is the Sampler's: rng.check_seed)."""
-    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
-        raise ValueError(f"{workers=} must be an integer >= 0 (0 runs in this process) or 'auto'")
-    if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
-        raise ValueError(f"{prefetch=} must be an integer >= 1 (slots, counting the batch being consumed)")
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"{on_error=} must be 'raise' or 'skip'")
-    if not 0.0 <= max_bad_fraction <= 1.0:
-        raise ValueError(f"{max_bad_fraction=} must be in [0, 1]")
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"{timeout=} must be positive seconds or None (wait forever)")
 
 
 def describe_task(source: Any, sampler: Sampler, ctl: Optional[np.ndarray], wid: int, task: Any) -> str:

@@ -36,6 +36,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 import numpy as np
 
 from ..errors import RemoteError, RemoteSetupError, ServerLost
+from ..pipeline.options import DEFAULTS, LoaderOptions, OptionError, as_timeout
 from ..pipeline.state import LoaderState, check_epoch
 from ..spec import ArraySpec
 from . import protocol
@@ -48,8 +49,8 @@ Batch = Dict[str, np.ndarray]
 class RemoteLoader:
     """The batches of the servers at ``endpoints`` as one deterministic stream; see the module doc."""
 
-    def __init__(self, endpoints: Sequence[str], *, seed: Optional[int] = None, prefetch: int = 4,
-                 timeout: float = 120.0, connect_timeout: float = 30.0, reconnect: float = 30.0,
+    def __init__(self, endpoints: Sequence[str], *, seed: Optional[int] = None, prefetch: int = DEFAULTS.prefetch,
+                 timeout: Optional[float] = DEFAULTS.timeout, connect_timeout: float = 30.0, reconnect: float = 30.0,
                  heartbeat: float = 1.0, copy: bool = False, zero_copy: bool = False,
                  curve_server_key: Any = None, curve_keys: Optional[str] = None):
         endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
@@ -57,14 +58,18 @@ class RemoteLoader:
             raise ValueError("endpoints: give at least one tcp://HOST:PORT of a `feedstock serve`")
         if len(set(endpoints)) != len(endpoints):
             raise ValueError(f"endpoints {endpoints} name a server twice")
-        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or not 2 <= prefetch <= MAX_CREDITS:
-            raise ValueError(f"{prefetch=} must be an integer in [2, {MAX_CREDITS}] (one buffer is the batch "
-                             "being consumed)")
-        for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout),
-                            ("reconnect", reconnect), ("heartbeat", heartbeat)):
-            if not value > 0:
-                raise ValueError(f"{name}={value!r} must be a positive number of seconds")
-        self.prefetch, self.timeout, self.copy = int(prefetch), float(timeout), bool(copy)
+        # the Loader's options by the Loader's rules; a seed left None is the servers'
+        opts = LoaderOptions.from_kwargs(prefetch=prefetch, timeout=timeout, copy=copy,
+                                         **({} if seed is None else {"seed": seed}))
+        if not 2 <= opts.prefetch <= MAX_CREDITS:
+            raise OptionError("prefetch", f"={opts.prefetch} must be in [2, {MAX_CREDITS}] (one buffer is the batch "
+                                          "being consumed)")
+        if opts.timeout is None:
+            raise OptionError("timeout", "=None: a RemoteLoader needs a positive number of seconds")
+        for name, value in (("connect_timeout", connect_timeout), ("reconnect", reconnect),
+                            ("heartbeat", heartbeat)):
+            as_timeout(name, value)
+        self.prefetch, self.timeout, self.copy = opts.prefetch, opts.timeout, opts.copy
         self._link = Link(endpoints, heartbeat=heartbeat, reconnect=reconnect, zero_copy=bool(zero_copy),
                           curve_server_key=curve_server_key, curve_keys=curve_keys)
         self._finalizer = weakref.finalize(self, self._link.close)

@@ -4,20 +4,15 @@ Several servers split one stream: server j of n serves batches j, j+n, ... of
 each epoch (:func:`serve_part`; interleaving the n parts batch by batch gives
 back the whole stream, whatever n is). A server sends each batch straight from
 the loader's shared-memory slot, so it holds several batches at once
-(:func:`leased`) until ZeroMQ has let go of their frames. Both reach the Loader
-through private hooks; users never need them.
+(:func:`leased`) until ZeroMQ has let go of their frames. Both are the Loader's
+public seams (``use_sampler``, ``leased``), named here for the feed.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Iterator, Tuple
+from typing import Iterator, Tuple
 
-import numpy as np
-
-from ..pipeline.loader import Loader
+from ..pipeline.loader import Batch, Loader, Release
 from ..pipeline.sampler import check_part
-
-Batch = Dict[str, np.ndarray]
-Release = Callable[[], None]
 
 
 def serve_part(loader: Loader, part: Tuple[int, int]) -> Loader:
@@ -26,11 +21,11 @@ def serve_part(loader: Loader, part: Tuple[int, int]) -> Loader:
     Positions (``state_dict``, ``len``) then count this part's batches. Call it
     before the loader starts (it restarts a started one); returns ``loader``.
     """
-    loader._use_sampler(loader.sampler.replace(part=check_part(part)))
+    loader.use_sampler(loader.sampler.replace(part=check_part(part)))
     return loader
 
 
 def leased(loader: Loader) -> Iterator[Tuple[Batch, Release]]:
     """One pass like ``iter(loader)``, yielding ``(batch, release)``: the batch's slot stays valid until
     ``release()`` (fewer than ``prefetch`` may be held at once; a repositioned loader drops its leases)."""
-    return loader._iterate(keep=True)
+    return loader.leased()

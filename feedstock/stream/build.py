@@ -4,7 +4,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from ..phase import TRAIN
+from ..pipeline.options import LoaderOptions
 from .check import CAFFE_TRANSFORM_KEYS, StreamKeyError
+
+# the loader options a stream sets (the rest, e.g. copy and progress, keep the table's defaults)
+STREAM_LOADER_KEYS = ("batch_size", "workers", "shuffle", "drop_last", "prefetch", "on_error", "max_bad_fraction",
+                      "timeout", "start_method", "rank", "world_size")
 
 if TYPE_CHECKING:
     from ..loaders.base import Source
@@ -96,20 +101,17 @@ def build_loader(s: "Stream", phase: int, *, fields: Optional[Sequence[str]] = N
     from ..pipeline.loader import Loader
 
     kind = s.kind()
-    options = dict(loader_options(s), **overrides)
+    options = loader_options(s).replace(**overrides)
     if source is None:
         # Caffe's transformer works on (C, H, W) blobs: CSV rows become (F, 1, 1) when it runs
         caffe_layout = caffe_layout or (kind == "csv" and bool(transform_keys_set(s)))
         source = build_source(s, kind, fields=fields, caffe_layout=caffe_layout)
-    return Loader(source, build_transforms(s, kind, phase, source), **options)
+    return Loader.from_options(source, build_transforms(s, kind, phase, source), options)
 
 
-def loader_options(s: "Stream") -> Dict[str, Any]:
-    """The Loader keyword arguments of ``s`` (an unset seed resolved to fresh entropy, once)."""
-    return dict(batch_size=s.batch_size, workers=s.workers, shuffle=s.shuffle, seed=resolve_seed(s.seed),
-                drop_last=s.drop_last, prefetch=s.prefetch, on_error=s.on_error,
-                max_bad_fraction=s.max_bad_fraction, timeout=s.timeout, start_method=s.start_method,
-                rank=s.rank, world_size=s.world_size)
+def loader_options(s: "Stream") -> LoaderOptions:
+    """The loader options of ``s`` (an unset seed resolved to fresh entropy, once)."""
+    return LoaderOptions.from_kwargs(**{k: getattr(s, k) for k in STREAM_LOADER_KEYS}, seed=resolve_seed(s.seed))
 
 
 def resolve_seed(seed: Optional[int]) -> int:

@@ -1,10 +1,12 @@
 """Validation of a stream definition's values: one rule per key, errors that name the key and its form."""
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from ..rng import check_seed
+from ..pipeline.options import RULES as LOADER_RULES
+from ..pipeline.options import START_METHODS as START_METHODS  # re-exported for the parsers
+from ..pipeline.options import OptionError, as_bool, as_choice, as_int, as_number, as_positive, echo
+from ..pipeline.options import as_seed as loader_seed
 
 # Caffe's TransformationParameter fields, copied by name from a prototxt's transform_param.
 CAFFE_TRANSFORM_KEYS = ("scale", "mirror", "crop_size", "mean_file", "mean_value", "force_color", "force_gray")
@@ -12,60 +14,21 @@ CAFFE_TRANSFORM_KEYS = ("scale", "mirror", "crop_size", "mean_file", "mean_value
 TRANSFORM_KEYS = CAFFE_TRANSFORM_KEYS + ("new_height", "new_width", "is_color", "scales", "pad_value",
                                          "ignore_label", "occlude", "to_range")
 SOURCE_TYPES = ("auto", "lmdb", "list", "folder", "csv", "hdf5", "pairs")
-START_METHODS = ("auto", "fork", "spawn", "forkserver")
-ON_ERROR = ("raise", "skip")
-_ECHO = 120  # a bad value is echoed cut to this many characters (a param_str may hold 200 KB)
 
 
-class StreamKeyError(ValueError):
-    """A bad value of one key; ``detail`` reads after the key's name (``=0 must be >= 1``)."""
-
-    def __init__(self, key: str, detail: str) -> None:
-        super().__init__(f"{key!r}{detail}")
-        self.key, self.detail = key, detail
+# one error type for a bad key, whether a Stream, a Loader or a RemoteLoader was given it
+StreamKeyError = OptionError
 
 
-def echo(value: Any) -> str:
-    """``repr(value)``, cut so an error never repeats a huge input."""
-    text = repr(value)
-    return text if len(text) <= _ECHO else f"{text[:_ECHO]}... ({len(text)} characters)"
-
-
-def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)  # True must not pass as 1
-
-
-def as_int(key: str, value: Any, minimum: int = 0) -> int:
-    if not is_int(value):
-        raise StreamKeyError(key, f" must be int, got {echo(value)}")
-    if value < minimum:
-        raise StreamKeyError(key, f"={value} must be >= {minimum}")
-    return int(value)
-
-
-def as_bool(key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise StreamKeyError(key, f" must be bool (true/false), got {echo(value)}")
-    return value
+def as_seed(key: str, value: Any) -> Optional[int]:
+    """None (fresh entropy at build time) or a seed by the Loader's rule."""
+    return None if value is None else loader_seed(key, value)
 
 
 def as_str(key: str, value: Any) -> str:
     if not isinstance(value, str):
         raise StreamKeyError(key, f" must be str, got {echo(value)}")
     return value
-
-
-def as_number(key: str, value: Any) -> float:
-    """A finite number: NaN and infinities (JSON's NaN/Infinity, YAML's .nan/.inf) are refused."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise StreamKeyError(key, f" must be a number, got {echo(value)}")
-    try:
-        number = float(value)
-    except OverflowError:
-        number = math.inf
-    if not math.isfinite(number):
-        raise StreamKeyError(key, f" must be a finite number, got {echo(value)}")
-    return number
 
 
 def as_numbers(key: str, value: Any) -> Tuple[float, ...]:
@@ -75,41 +38,6 @@ def as_numbers(key: str, value: Any) -> Tuple[float, ...]:
         return tuple(as_number(key, v) for v in values)
     except StreamKeyError:
         raise StreamKeyError(key, f" must be a number or a list of finite numbers, got {echo(value)}") from None
-
-
-def as_choice(key: str, value: Any, choices: Tuple[str, ...]) -> str:
-    if value not in choices:
-        raise StreamKeyError(key, f"={echo(value)} must be one of {choices}")
-    return value
-
-
-def as_seed(key: str, value: Any) -> Optional[int]:
-    """None (fresh entropy at build time) or a seed by the one rule of :func:`feedstock.rng.check_seed`."""
-    if value is None:
-        return None
-    if not is_int(value):
-        raise StreamKeyError(key, f" must be int, got {echo(value)}")
-    try:
-        return check_seed(value, name=key)
-    except ValueError as e:
-        raise StreamKeyError(key, "=" + str(e).split("=", 1)[1]) from None
-
-
-def as_workers(key: str, value: Any) -> Any:
-    if value == "auto":
-        return "auto"
-    if not is_int(value):
-        raise StreamKeyError(key, f" must be an int >= 0 or 'auto', got {echo(value)}")
-    return as_int(key, value, 0)
-
-
-def as_timeout(key: str, value: Any) -> Optional[float]:
-    if value is None:
-        return None
-    number = as_number(key, value)
-    if number <= 0:
-        raise StreamKeyError(key, f"={number} must be positive seconds (or null: wait forever)")
-    return number
 
 
 def as_range(key: str, value: Any) -> Optional[Tuple[float, float]]:
@@ -134,17 +62,6 @@ def _opt_str(key: str, value: Any) -> Optional[str]:
     return None if value is None else as_str(key, value)
 
 
-def _positive(key: str, value: Any) -> int:
-    return as_int(key, value, 1)
-
-
-def _fraction(key: str, value: Any) -> float:
-    number = as_number(key, value)
-    if not 0.0 <= number <= 1.0:
-        raise StreamKeyError(key, f"={number} must be in [0, 1]")
-    return number
-
-
 def _label(key: str, value: Any) -> int:
     number = as_int(key, value, 0)
     if number > 255:
@@ -159,10 +76,10 @@ RULES: Dict[str, Callable[[str, Any], Any]] = {
     "scale": as_number, "mirror": as_bool, "crop_size": as_int, "mean_file": _opt_str, "mean_value": as_numbers,
     "force_color": as_bool, "force_gray": as_bool, "new_height": as_int, "new_width": as_int, "is_color": as_bool,
     "scales": as_scales, "pad_value": as_number, "ignore_label": _label, "occlude": as_bool, "to_range": as_range,
-    "batch_size": _positive, "shuffle": as_bool, "seed": as_seed, "drop_last": as_bool, "workers": as_workers,
-    "prefetch": _positive, "on_error": lambda k, v: as_choice(k, v, ON_ERROR), "max_bad_fraction": _fraction,
-    "timeout": as_timeout, "start_method": lambda k, v: as_choice(k, v, START_METHODS), "rank": as_int,
-    "world_size": _positive,
+    # the loader keys: LoaderOptions' rules, but a stream's seed may be unset and its rank/world_size are set
+    **{k: LOADER_RULES[k] for k in ("batch_size", "shuffle", "drop_last", "workers", "prefetch", "on_error",
+                                    "max_bad_fraction", "timeout", "start_method")},
+    "seed": as_seed, "rank": as_int, "world_size": as_positive,
 }
 
 

@@ -3,7 +3,7 @@
 Every entry point (``feedstock train``/``serve``/``bench``/``predict``/``inspect``,
 the Caffe DataLayer) describes what it reads with a :class:`Stream` and builds
 its Loader with :meth:`Stream.build_loader`. A Stream comes from any of three
-forms, parsed by :mod:`feedstock.stream_forms`: command-line flags (one shared
+forms, parsed by :mod:`feedstock.stream.forms`: command-line flags (one shared
 argument group), a param_str (dict literal, JSON or YAML) and a YAML file.
 The keys are Caffe's where Caffe has one (``transform_param``, ImageData's
 ``new_height``/``root_folder``/``is_color``, ``batch_size``, ``shuffle``).
@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..phase import TRAIN, parse_phase
+from ..pipeline.options import DEFAULTS, LoaderOptions
 from .check import RULES, TRANSFORM_KEYS, StreamKeyError, check_together
 
 if TYPE_CHECKING:
@@ -52,17 +53,18 @@ class Stream:
     ignore_label: int = 255
     occlude: bool = False
     to_range: Optional[Tuple[float, float]] = None
-    # the loader
-    batch_size: int = 64
-    shuffle: bool = False
+    # the loader: LoaderOptions' table, but an unset seed draws fresh entropy at build time (see
+    # .build.resolve_seed) and rank/world_size are explicit (0 of 1), never read from the environment
+    batch_size: int = DEFAULTS.batch_size
+    shuffle: bool = DEFAULTS.shuffle
     seed: Optional[int] = None
-    drop_last: bool = False
-    workers: Union[int, str] = 2
-    prefetch: int = 4
-    on_error: str = "raise"
-    max_bad_fraction: float = 0.01
-    timeout: Optional[float] = 120.0
-    start_method: str = "auto"
+    drop_last: bool = DEFAULTS.drop_last
+    workers: Union[int, str] = DEFAULTS.workers
+    prefetch: int = DEFAULTS.prefetch
+    on_error: str = DEFAULTS.on_error
+    max_bad_fraction: float = DEFAULTS.max_bad_fraction
+    timeout: Optional[float] = DEFAULTS.timeout
+    start_method: str = DEFAULTS.start_method
     rank: int = 0
     world_size: int = 1
 
@@ -81,6 +83,13 @@ class Stream:
     def changed(self) -> Dict[str, Any]:
         """The keys set to something other than their default."""
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
+
+    def loader_options(self, **overrides: Any) -> LoaderOptions:
+        """This stream's loader options (an unset seed resolved to fresh entropy, once per call), with
+        ``overrides`` (any LoaderOptions key): what every engine of this stream takes."""
+        from .build import loader_options
+
+        return loader_options(self).replace(**overrides)
 
     # ----- building ----------------------------------------------------------------------------
     def kind(self) -> str:
