@@ -58,10 +58,10 @@ def test_the_next_epoch_is_issued_before_the_pass_ends(no_leaks):
         it = iter(loader)
         for _ in range(5):
             next(it)
-        assert (1, 0) in loader._run.issued()  # batch 4 of 6 in hand: epoch 1 already being filled
+        assert (1, 0) in loader.issued_ahead()  # batch 4 of 6 in hand: epoch 1 already being filled
         for _ in it:
             pass
-        assert loader._run.issued() == [(1, 0), (1, 1), (1, 2)]  # every slot but the last batch's busy
+        assert loader.issued_ahead() == [(1, 0), (1, 1), (1, 2)]  # every slot but the last batch's busy
         epoch1 = collect(loader)
         assert loader.stats()["discarded_batches"] == 0
     assert_same(epoch1, reference_batches(source, 1, 1, 4))
@@ -96,14 +96,14 @@ def test_repositioning_discards_the_work_ahead_and_stops_predicting(no_leaks):
     source = make_source(24)
     with Loader(source, [Jitter()], batch_size=4, workers=2, seed=3, shuffle=True, drop_last=True) as loader:
         first = collect(loader)
-        assert (1, 0) in loader._run.issued()
+        assert (1, 0) in loader.issued_ahead()
         for _ in range(2):  # an evaluation loader: epoch 0 every time
             loader.set_epoch(0)
             assert_same(collect(loader), first)
-            assert loader._run.issued() == []  # not guessing the next epoch any more
+            assert loader.issued_ahead() == []  # not guessing the next epoch any more
         assert loader.stats()["discarded_batches"] == 3  # epoch 1's batches issued ahead (prefetch - 1), once
         assert_same(collect(loader), reference_batches(source, 3, 1, 4))  # continues: epoch 1
-        assert loader._run.issued()[0] == (2, 0)  # continuing again: filling ahead again
+        assert loader.issued_ahead()[0] == (2, 0)  # continuing again: filling ahead again
 
 
 def test_load_state_dict_mid_epoch_after_work_was_issued_ahead(no_leaks):

@@ -181,7 +181,7 @@ _OWNER = textwrap.dedent("""
                         shuffle=True, drop_last=True)
         it = iter(loader)
         next(it)
-        print(json.dumps({{"workers": loader.worker_pids(), "files": len(loader._res.ring.names)}}), flush=True)
+        print(json.dumps({{"workers": loader.worker_pids(), "files": len(loader.shm_files())}}), flush=True)
         time.sleep(120)
 """)
 
@@ -197,7 +197,7 @@ def test_the_workers_of_a_killed_owner_remove_its_files(tmp_path, private_shm, s
     proc = subprocess.Popen([sys.executable, str(script), method, private_shm], stdout=subprocess.PIPE, text=True)
     try:
         info = json.loads(proc.stdout.readline())
-        assert len(_owned_by(proc.pid, private_shm)) == info["files"] + 1  # the slots and the control file
+        assert len(_owned_by(proc.pid, private_shm)) == info["files"]  # the slots and the control file
         proc.send_signal(sig)
         if reap:
             proc.wait(30)

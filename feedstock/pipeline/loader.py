@@ -104,6 +104,7 @@ class Loader:
         self._token = 0
         self._run: Optional[Run] = None
         self._discarded = 0  # batches filled ahead and thrown away by runs that are gone
+        self._tasks = 0  # tasks submitted by runs that are gone
         self._left_at: Optional[Tuple[int, int]] = None  # where the last pass stopped (None: no pass yet)
         self._live: Optional[RunStats] = None
         self._last_stats: Dict[str, float] = {}
@@ -158,6 +159,7 @@ class Loader:
     def _drop_run(self) -> None:
         if self._run is not None:
             self._discarded += self._run.discarded + len(self._run.issued())
+            self._tasks += self._run.tasks
             self._run = None
 
     def __enter__(self) -> "Loader":
@@ -170,6 +172,13 @@ class Loader:
         """Every slot's full-batch arrays, e.g. to register the memory with a GPU once; [] before a pass."""
         ring = self._res.ring
         return [dict(views) for views in ring.slots] if ring is not None else []
+
+    def shm_files(self) -> List[str]:
+        """The /dev/shm files this loader holds now (its slots and control block); [] before a pass."""
+        ring = self._res.ring
+        if ring is None:
+            return []
+        return list(ring.names) + ([ring.ctl_name] if ring.ctl_name else [])
 
     def worker_pids(self) -> List[int]:
         return list(self._res.pool.pids) if self._res.pool is not None else []
@@ -300,13 +309,19 @@ class Loader:
             return pool.handler.fast
         return fast_path_ok(self.source, self.transforms)
 
+    def issued_ahead(self) -> List[Tuple[int, int]]:
+        """``(epoch, batch)`` positions being filled or filled and not yet handed out, in order."""
+        return self._run.issued() if self._run is not None else []
+
     def stats(self) -> Dict[str, float]:
         """Throughput, per-stage seconds, consumer wait and slot occupancy of the current/last pass;
-        bad records, worker restarts and batches filled ahead then discarded (repositioning) so far."""
+        bad records, worker restarts, tasks sent to workers and batches filled ahead then discarded
+        (repositioning) so far."""
         out = dict(self._live.summary() if self._live is not None else self._last_stats)
         out["bad_records"] = self._bad.total
         out["worker_restarts"] = self._res.restarts()
         out["discarded_batches"] = self._discarded + (self._run.discarded if self._run is not None else 0)
+        out["tasks"] = self._tasks + (self._run.tasks if self._run is not None else 0)
         if self.auto is not None:
             out.update(self.auto.stats())
         return out

@@ -84,6 +84,7 @@ class Run:
         self.horizon: Optional[Pos] = None  # first position not to issue (None: go on into later epochs)
         self.gen = 0
         self.discarded = 0  # batches issued, then dropped by a restart
+        self.tasks = 0  # tasks submitted (several chunks or batches may share one)
         self._publish_gen()
         self._reset((epoch, start))
 
@@ -136,6 +137,7 @@ class Run:
             self._remaining[pos] = len(parts)
             chunks.extend((pos[0], pos[1], slot, lo, hi, self.gen) for lo, hi in parts)
         tasks = [tuple(chunks)] if len(positions) > 1 else [(c,) for c in chunks]
+        self.tasks += len(tasks)
         for task in tasks:
             self._owner[self.pool.submit(task)] = [((c[0], c[1]), c[4] - c[3]) for c in task]
 
