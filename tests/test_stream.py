@@ -211,3 +211,38 @@ def test_a_stream_without_transform_keys_hands_records_over_as_stored(digits_lmd
     batch = _batches(s, "test", 1)[0]
     assert batch["data"].dtype == np.uint8  # 4x fewer bytes than the float a no-op transform would give
     np.testing.assert_array_equal(batch["data"][1, 0, :, 0], np.arange(8) + 10)
+
+
+def test_a_new_source_kind_is_one_registry_entry_and_its_module(tmp_path, no_leaks):
+    from kind_npz import NpzRows, open_npz
+
+    from feedstock.stream import StreamKeyError
+    from feedstock.stream.kinds import SourceKind, register, source_types, unregister
+
+    data = np.arange(10 * 3 * 2 * 2, dtype=np.uint8).reshape(10, 3, 2, 2)
+    labels = np.arange(10) % 4
+    path = str(tmp_path / "rows.npz")
+    np.savez(path, data=data, label=labels)
+    with pytest.raises(ValueError, match="cannot tell the format"):
+        Stream(source=path).build_loader()
+    with pytest.raises(StreamKeyError, match="'source_type'='npz' must be one of"):
+        Stream(source=path, source_type="npz")
+    register(SourceKind("npz", open_npz, lambda p: p.endswith(".npz")))
+    try:
+        assert "npz" in source_types()
+        with pytest.raises(ValueError, match="registered already"):
+            register(SourceKind("npz", open_npz))
+        for stream in (Stream(source=path, batch_size=4, scale=0.5, workers=2),  # guessed from the path
+                       Stream(source=path, source_type="npz", batch_size=4, scale=0.5, workers=0)):
+            assert stream.kind() == "npz" and isinstance(stream.build_source(), NpzRows)
+            with stream.build_loader("TEST") as loader:
+                batches = [{k: v.copy() for k, v in b.items()} for b in loader]
+            # in order, the short last batch kept, Caffe's scale applied to the rows
+            np.testing.assert_array_equal(np.concatenate([b["data"] for b in batches]), data * np.float32(0.5))
+            assert np.concatenate([b["label"] for b in batches]).tolist() == labels.tolist()
+            assert [len(b["label"]) for b in batches] == [4, 4, 2]
+        with pytest.raises(StreamKeyError, match="new_height"):  # not an image kind: no resize
+            Stream(source=path, new_height=4, new_width=4).build_loader()
+    finally:
+        unregister("npz")
+    assert "npz" not in source_types()

@@ -12,6 +12,7 @@ from ..loaders.csv_classes import read_classes
 from ..writers.build import BuildOptions, BuildReport, build_lmdb
 from ..writers.build_encode import RESIZE_MODES
 from ..writers.build_output import SKIPPED
+from ..writers.build_plan import KINDS
 from ..writers.mean import mean_value_block
 from .progress import add_quiet_flag, progress_bar
 
@@ -80,7 +81,7 @@ def register(subparsers) -> None:
     p.add_argument("out", metavar="OUT", help="output LMDB directory (a folder with train_lmdb/val_lmdb "
                    "when --val-fraction is set)")
     g = p.add_argument_group("source")
-    g.add_argument("--kind", choices=("auto", "folder", "list", "csv", "hdf5", "pairs"), default="auto",
+    g.add_argument("--kind", choices=("auto",) + KINDS + ("pairs",), default="auto",
                    help="how to read SRC (default: guess from the path); pairs: SRC is a pairs list file "
                    "('<image> <mask>' lines) or, with --masks, an images folder")
     g.add_argument("--masks", help="segmentation pairs: the masks folder (matched to SRC's images by stem); "

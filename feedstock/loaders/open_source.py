@@ -65,31 +65,58 @@ def lmdb_dir(path: str) -> str:
     return ""
 
 
+def is_lmdb(path: str) -> bool:
+    """A folder holding data.mdb, or that data.mdb itself."""
+    return bool(lmdb_dir(path))
+
+
+def is_class_folder(path: str) -> bool:
+    """A folder with subfolders (one per class)."""
+    if not os.path.isdir(path):
+        return False
+    with os.scandir(path) as entries:
+        return any(e.is_dir() for e in entries)
+
+
+def is_csv(path: str) -> bool:
+    return os.path.isfile(path) and path.lower().endswith(".csv")
+
+
+def is_hdf5(path: str) -> bool:
+    """An HDF5 file (by extension or signature) or a text list of .h5 files."""
+    if not os.path.isfile(path):
+        return False
+    return path.lower().endswith(_H5_EXTENSIONS) or _is_hdf5(path) or _text_kind(path) == "hdf5"
+
+
+def is_list_file(path: str) -> bool:
+    """A Caffe list file: ``<path> <label>`` lines."""
+    return os.path.isfile(path) and _text_kind(path) == "list"
+
+
+# the built-in kinds in the order a path is tried against them (the stream's registry reuses these)
+GUESSES = (("lmdb", is_lmdb), ("folder", is_class_folder), ("csv", is_csv), ("hdf5", is_hdf5),
+           ("list", is_list_file))
+
+
+def unknown_kind(path: str) -> ValueError:
+    """The error for a path that no kind claims, saying what it is and what was expected."""
+    if os.path.isdir(path):
+        return ValueError(f"{path!r} is a directory with neither data.mdb (LMDB) nor class subfolders")
+    if not os.path.exists(path):
+        return ValueError(f"{path!r} does not exist")
+    return ValueError(
+        f"cannot tell the format of {path!r}: expected an LMDB directory, a .csv, an .h5 file, "
+        "a list of .h5 files, a Caffe list file ('<path> <label>' lines) or a folder of class folders"
+    )
+
+
 def guess_kind(path: str) -> str:
     """One of "lmdb", "csv", "hdf5", "list", "folder"; ValueError when the path fits none."""
-    if os.path.isdir(path):
-        if os.path.isfile(os.path.join(path, "data.mdb")):
-            return "lmdb"
-        with os.scandir(path) as entries:
-            if any(e.is_dir() for e in entries):
-                return "folder"
-        raise ValueError(f"{path!r} is a directory with neither data.mdb (LMDB) nor class subfolders")
-    if not os.path.isfile(path):
-        raise ValueError(f"{path!r} does not exist")
-    lower = path.lower()
-    if os.path.basename(lower) == "data.mdb":
-        return "lmdb"
-    if lower.endswith(".csv"):
-        return "csv"
-    if lower.endswith(_H5_EXTENSIONS) or _is_hdf5(path):
-        return "hdf5"
-    kind = _text_kind(path)
-    if kind is None:
-        raise ValueError(
-            f"cannot tell the format of {path!r}: expected an LMDB directory, a .csv, an .h5 file, "
-            "a list of .h5 files, a Caffe list file ('<path> <label>' lines) or a folder of class folders"
-        )
-    return kind
+    for kind, fits in GUESSES:
+        if fits(path):
+            return kind
+    raise unknown_kind(path)
 
 
 def open_source(path: str | os.PathLike, **kwargs) -> Source:

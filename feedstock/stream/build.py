@@ -1,11 +1,12 @@
 """A Stream's Source, transforms and Loader: the one place each source kind and transform is chosen."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence
 
 from ..phase import TRAIN
 from ..pipeline.options import LoaderOptions
 from .check import CAFFE_TRANSFORM_KEYS, StreamKeyError
+from .kinds import SourceKind, kind_of, source_of
 
 # the loader options a stream sets (the rest, e.g. copy and progress, keep the table's defaults)
 STREAM_LOADER_KEYS = ("batch_size", "workers", "shuffle", "drop_last", "prefetch", "on_error", "max_bad_fraction",
@@ -18,51 +19,19 @@ if TYPE_CHECKING:
     from .definition import Stream
 
 
-def build_source(s: "Stream", kind: str, *, fields: Optional[Sequence[str]] = None,
-                 caffe_layout: bool = False) -> "Source":
-    """The Source of ``s.source`` read as ``kind``."""
-    from .. import loaders
-
-    if kind == "lmdb":
-        # force_color/force_gray choose how *encoded* Datums decode; Caffe ignores them for raw ones.
-        from ..loaders.decode import force_mode
-
-        return loaders.CaffeLmdb(s.source, mode=force_mode(s.force_color, s.force_gray))
-    if kind == "list":
-        return loaders.ListFile(s.source, root=s.root_folder, color=s.is_color)
-    if kind == "folder":
-        return loaders.ImageFolder(s.source, color=s.is_color)
-    if kind == "csv":
-        kwargs: Dict[str, Any] = {"label_column": s.label_column} if s.label_column else {}
-        if s.classes:  # the training set's codes, so a file without some class keeps them
-            from ..loaders.csv_classes import read_classes
-
-            kwargs["classes"] = read_classes(s.classes)
-        return loaders.CsvTable(s.source, caffe_shape=caffe_layout, on_error=s.on_error, **kwargs)
-    if kind == "hdf5":
-        # Caffe's HDF5Data: the dataset names are the layer's top names
-        return loaders.Hdf5(s.source, fields=tuple(fields) if fields else ("data", "label"))
-    if kind == "pairs":
-        from ..loaders.pairs_source import pairs_source
-
-        return pairs_source(s)
-    raise StreamKeyError("source_type", f"={kind!r} is not a source type")
-
-
 def build_transforms(s: "Stream", kind: str, phase: int, source: Optional["Source"] = None) -> List["Transform"]:
     """ImageData's resize, then Caffe's DataTransformer, then range mapping and occlusion (TRAIN)."""
-    _refuse_misplaced(s, kind)
-    if kind == "hdf5" or (kind != "pairs" and not transform_keys_set(s) and not s.new_height):
+    k = kind_of(kind)
+    _refuse_misplaced(s, k)
+    if not k.transform_param or (k.transforms is None and not transform_keys_set(s) and not s.new_height):
         # records as stored: Caffe's transformer with no settings only casts to float, which the
         # consumer does on its side (a Caffe top, the trainer's device copy): 4x fewer bytes here
         return []
     from ..transforms import CaffeTransform, Occlude, Resize, Scale
 
     out: List[Transform]
-    if kind == "pairs":
-        from ..transforms.pairs import pairs_transforms
-
-        out = pairs_transforms(s, phase, source)  # without a crop, pads to the largest image of source
+    if k.transforms is not None:
+        out = k.transforms(s, phase, source)
     else:
         out = [Resize(s.new_height, s.new_width)] if s.new_height else []
         out.append(CaffeTransform(phase=phase, scale=s.scale, mirror=s.mirror, crop_size=s.crop_size,
@@ -84,13 +53,13 @@ def transform_keys_set(s: "Stream") -> List[str]:
     return [k for k in CAFFE_TRANSFORM_KEYS + ("occlude", "to_range") if k in changed]
 
 
-def _refuse_misplaced(s: "Stream", kind: str) -> None:
-    if s.new_height and kind not in ("lmdb", "list", "folder"):
-        raise StreamKeyError("new_height", f": new_height/new_width resize images; source {s.source!r} is {kind}")
-    if kind == "hdf5":
+def _refuse_misplaced(s: "Stream", k: SourceKind) -> None:
+    if s.new_height and not k.images:
+        raise StreamKeyError("new_height", f": new_height/new_width resize images; source {s.source!r} is {k.name}")
+    if not k.transform_param:
         changed = transform_keys_set(s)
         if changed:
-            raise StreamKeyError(changed[0], ": HDF5 sources take no transform_param keys (Caffe's "
+            raise StreamKeyError(changed[0], f": {k.name.upper()} sources take no transform_param keys (Caffe's "
                                              f"HDF5Data refuses them too); set: {changed}")
 
 
@@ -104,8 +73,8 @@ def build_loader(s: "Stream", phase: int, *, fields: Optional[Sequence[str]] = N
     options = loader_options(s).replace(**overrides)
     if source is None:
         # Caffe's transformer works on (C, H, W) blobs: CSV rows become (F, 1, 1) when it runs
-        caffe_layout = caffe_layout or (kind == "csv" and bool(transform_keys_set(s)))
-        source = build_source(s, kind, fields=fields, caffe_layout=caffe_layout)
+        caffe_layout = caffe_layout or (kind_of(kind).rows and bool(transform_keys_set(s)))
+        source = source_of(s, fields=fields, caffe_layout=caffe_layout)
     return Loader.from_options(source, build_transforms(s, kind, phase, source), options)
 
 

@@ -7,13 +7,14 @@ from ..pipeline.options import RULES as LOADER_RULES
 from ..pipeline.options import START_METHODS as START_METHODS  # re-exported for the parsers
 from ..pipeline.options import OptionError, as_bool, as_choice, as_int, as_number, as_positive, echo
 from ..pipeline.options import as_seed as loader_seed
+from .kinds import source_types
 
 # Caffe's TransformationParameter fields, copied by name from a prototxt's transform_param.
 CAFFE_TRANSFORM_KEYS = ("scale", "mirror", "crop_size", "mean_file", "mean_value", "force_color", "force_gray")
 # what changes the samples (the remote setup check compares these)
 TRANSFORM_KEYS = CAFFE_TRANSFORM_KEYS + ("new_height", "new_width", "is_color", "scales", "pad_value",
                                          "ignore_label", "occlude", "to_range")
-SOURCE_TYPES = ("auto", "lmdb", "list", "folder", "csv", "hdf5", "pairs")
+SOURCE_TYPES = source_types()  # the built-in kinds (flags' choices); the rule asks the registry each time
 
 
 # one error type for a bad key, whether a Stream, a Loader or a RemoteLoader was given it
@@ -71,7 +72,7 @@ def _label(key: str, value: Any) -> int:
 
 # key -> normaliser (raises StreamKeyError naming the key)
 RULES: Dict[str, Callable[[str, Any], Any]] = {
-    "source": as_str, "source_type": lambda k, v: as_choice(k, v, SOURCE_TYPES), "root_folder": as_str,
+    "source": as_str, "source_type": lambda k, v: as_choice(k, v, source_types()), "root_folder": as_str,
     "masks": as_str, "label_column": as_str, "classes": as_str,
     "scale": as_number, "mirror": as_bool, "crop_size": as_int, "mean_file": _opt_str, "mean_value": as_numbers,
     "force_color": as_bool, "force_gray": as_bool, "new_height": as_int, "new_width": as_int, "is_color": as_bool,

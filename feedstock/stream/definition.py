@@ -100,16 +100,18 @@ class Stream:
             return self.source_type
         if self.masks or self.scales:
             return "pairs"  # only image + mask pairs have masks and scales
-        from ..loaders.open_source import guess_kind
+        from .kinds import guess_kind
 
         return guess_kind(self.source)
 
-    def build_source(self, *, fields: Optional[Sequence[str]] = None, caffe_layout: bool = False) -> "Source":
-        """The Source reading ``source``; ``fields``: HDF5 dataset names (Caffe's HDF5Data tops);
-        ``caffe_layout``: CSV rows as (F, 1, 1) blobs, the shape Caffe's layers take."""
-        from .build import build_source
+    def build_source(self, *, fields: Optional[Sequence[str]] = None, caffe_layout: bool = False,
+                     class_names: Optional[Sequence[str]] = None, labels: str = "required") -> "Source":
+        """The Source reading ``source``, opened by its kind: :func:`.kinds.source_of` (``fields``: HDF5
+        dataset names; ``caffe_layout``: CSV rows as (F, 1, 1) blobs; ``class_names``: the training set's
+        label codes; ``labels="optional"``: prediction data, labels only where present)."""
+        from .kinds import source_of
 
-        return build_source(self, self.kind(), fields=fields, caffe_layout=caffe_layout)
+        return source_of(self, fields=fields, caffe_layout=caffe_layout, class_names=class_names, labels=labels)
 
     def build_transforms(self, phase: Any = TRAIN) -> List["Transform"]:
         """The transforms of ``phase``: TEST draws nothing (centre crop, no mirror, no occlusion)."""

@@ -5,7 +5,6 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional
 
-from ..loaders import CsvTable
 from ..loaders.base import Source
 from ..pipeline.loader import Loader
 from ..protocols import BatchLoader
@@ -90,10 +89,7 @@ def _val_batches(val: Any, names: Optional[List[str]], batch_size: int, workers:
 def val_source(stream: Stream, names: Optional[List[str]]) -> Source:
     """The stream's Source; a CSV reads its class names with the training set's codes (one mapping
     per dataset: a validation file without Class_1 must not shift Class_3 to code 1)."""
-    if names and stream.kind() == "csv":
-        kwargs = {"label_column": stream.label_column} if stream.label_column else {}
-        return CsvTable(stream.source, caffe_shape=True, classes=names, **kwargs)
-    return stream.build_source(caffe_layout=True)
+    return stream.build_source(caffe_layout=True, class_names=names or None)
 
 
 def _stream_feeds(stream: Stream, val: Any, holdout: float, batch_size: Optional[int], seed: Optional[int],

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..backend import Backend, get_backend
 from ..device import DeviceFeeder
-from ..loaders import CaffeLmdb, CsvTable
+from ..loaders import CaffeLmdb
 from ..loaders.base import Source
 from ..pipeline.loader import Loader
 from ..stream import TEST, Stream, stream_from_mapping
@@ -103,25 +103,7 @@ def _stream(deploy: Deployment, data: str) -> Stream:
 def predict_source(stream: Stream, class_names: Optional[Sequence[str]]) -> Source:
     """The stream's Source on predict data, with labels when the data has them (a CSV's label
     column, an HDF5 ``label`` dataset) and none otherwise (Otto's test.csv)."""
-    kind = stream.kind()
-    if kind == "csv":
-        with open(stream.source, newline="", encoding="utf-8-sig") as f:
-            header = [h.strip() for h in next(csv.reader(f), [])]
-        column = stream.label_column or "target"
-        if column not in header:
-            return CsvTable(stream.source, caffe_shape=True, label_column=None)
-        # the training set's codes: a file without Class_1 must still map Class_3 to code 2
-        return CsvTable(stream.source, caffe_shape=True, label_column=column,
-                        classes=None if class_names is None else list(class_names))
-    if kind == "hdf5":
-        import h5py
-
-        from ..loaders.hdf5 import hdf5_files
-
-        with h5py.File(hdf5_files(stream.source)[0], "r") as f:
-            fields = ("data", "label") if "label" in f else ("data",)
-        return stream.build_source(fields=fields)
-    return stream.build_source(caffe_layout=True)
+    return stream.build_source(caffe_layout=True, class_names=class_names, labels="optional")
 
 
 def record_keys(source: Any) -> List[str]:

@@ -11,8 +11,8 @@ import numpy as np
 from ..device import DeviceFeeder
 from ..loaders.decode import color_mode, read_image
 from ..loaders.image_folder import images_under
+from ..loaders.open_source import lmdb_dir
 from ..loaders.pairs import Pairs
-from ..loaders.pairs_source import open_pairs
 from ..palette import write_palette_png
 from ..phase import TEST
 from ..spec import Sample
@@ -46,8 +46,8 @@ def seg_source(stream: Stream) -> Tuple[Any, bool]:
     """(source, labelled): pairs when masks are named (folder + masks, list file, LMDB pair), else the
     images under the folder without masks."""
     color = bool(stream.is_color) or bool(stream.force_color)
-    if stream.masks or not os.path.isdir(stream.source) or os.path.isfile(os.path.join(stream.source, "data.mdb")):
-        return open_pairs(stream.source, stream.masks, color=color), True
+    if stream.masks or not os.path.isdir(stream.source) or lmdb_dir(stream.source):
+        return stream.replace(source_type="pairs").build_source(), True
     images = images_under(stream.source)
     if not images:
         raise ValueError(f"{stream.source!r} holds no images to predict")

@@ -143,10 +143,10 @@ def pairs_transforms(stream: Any, phase: Union[int, str], source: Any = None) ->
     largest TRAIN scale), read from the image headers of ``source`` (built from
     the stream when not given).
     """
-    from ..loaders.pairs_source import max_image_hw, pairs_source
+    from ..loaders.pairs_source import max_image_hw
 
     config = pairs_config(stream)
     max_hw = None
     if not config.crop_size:
-        max_hw = max_image_hw(source if source is not None else pairs_source(stream))
+        max_hw = max_image_hw(source if source is not None else stream.build_source())
     return build_pairs_transforms(config, phase, max_hw)

@@ -1,0 +1,198 @@
+"""The registry of source kinds, and the one function from a Stream to its Source.
+
+A kind is one :class:`SourceKind` entry: its name (the stream's ``source_type``),
+how a path is recognised as it, how a Stream opens it as a Source, what its
+transforms may be, and how ``build-lmdb`` lists it. Adding a kind is one
+:func:`register` call and the loader module it opens (docs/pipeline.md, "Adding a
+source kind"). Every entry point gets its Source from :func:`source_of`: train,
+validation, predict, segmentation predict, serve, bench and the Caffe layer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from ..loaders.open_source import is_class_folder, is_csv, is_hdf5, is_list_file, is_lmdb, unknown_kind
+
+if TYPE_CHECKING:
+    from ..protocols import Source, Transform
+    from ..writers.listing import Listing
+    from .definition import Stream
+
+LABELS = ("required", "optional")
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What the caller needs of the Source, beyond the stream's keys."""
+
+    fields: Optional[Tuple[str, ...]] = None  # HDF5 dataset names (Caffe's HDF5Data tops)
+    caffe_layout: bool = False  # CSV rows as (F, 1, 1) blobs, the shape Caffe's layers take
+    class_names: Optional[Tuple[str, ...]] = None  # the training set's classes: label codes follow them
+    labels: str = "required"  # "optional": labels where the data has them, none otherwise (prediction)
+
+
+Open = Callable[["Stream", Needs], "Source"]
+OwnTransforms = Callable[["Stream", int, Optional["Source"]], List["Transform"]]
+Lister = Callable[[str, Any, Sequence[str]], "Listing"]  # (path, build options, folders to skip)
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """One source kind: see the module doc. ``guess`` None: never guessed from a path, named only."""
+
+    name: str
+    open: Open
+    guess: Optional[Callable[[str], bool]] = None
+    images: bool = False  # decoded images: new_height/new_width resize them
+    transform_param: bool = True  # takes Caffe's transform_param keys (HDF5Data refuses them)
+    rows: bool = False  # feature rows: (F, 1, 1) blobs when Caffe's transformer runs on them
+    transforms: Optional[OwnTransforms] = None  # its own transform chain instead of Caffe's
+    listing: Optional[Lister] = None  # build-lmdb's hook; None: build-lmdb does not read it
+
+
+KINDS: Dict[str, SourceKind] = {}
+
+
+def register(kind: SourceKind) -> SourceKind:
+    """Add ``kind`` to the registry (guessed after the kinds already there); a taken name is an error."""
+    if kind.name in KINDS or kind.name == "auto":
+        raise ValueError(f"source kind {kind.name!r} is registered already")
+    KINDS[kind.name] = kind
+    return kind
+
+
+def unregister(name: str) -> None:
+    """Remove a kind (a test's made-up one, say)."""
+    KINDS.pop(name, None)
+
+
+def source_types() -> Tuple[str, ...]:
+    """The values ``source_type`` takes: "auto" and every registered kind."""
+    return ("auto",) + tuple(KINDS)
+
+
+def kind_of(name: str) -> SourceKind:
+    from .check import StreamKeyError
+
+    if name not in KINDS:
+        raise StreamKeyError("source_type", f"={name!r} must be one of {source_types()}")
+    return KINDS[name]
+
+
+def guess_kind(path: str) -> str:
+    """The first registered kind whose ``guess`` claims ``path``; ValueError saying what was expected."""
+    for kind in KINDS.values():
+        if kind.guess is not None and kind.guess(path):
+            return kind.name
+    raise unknown_kind(path)
+
+
+def source_of(stream: "Stream", *, fields: Optional[Sequence[str]] = None, caffe_layout: bool = False,
+              class_names: Optional[Sequence[str]] = None, labels: str = "required") -> "Source":
+    """The Source a Stream names, opened by its kind (see :class:`Needs` for the keywords)."""
+    if labels not in LABELS:
+        raise ValueError(f"labels={labels!r} must be one of {LABELS}")
+    needs = Needs(tuple(fields) if fields else None, caffe_layout,
+                  tuple(class_names) if class_names is not None else None, labels)
+    return kind_of(stream.kind()).open(stream, needs)
+
+
+# ----- the built-in kinds --------------------------------------------------------------------------
+def _lmdb(s: "Stream", needs: Needs) -> "Source":
+    from ..loaders.caffe_lmdb import CaffeLmdb
+    from ..loaders.decode import force_mode
+
+    # force_color/force_gray choose how *encoded* Datums decode; Caffe ignores them for raw ones
+    return CaffeLmdb(s.source, mode=force_mode(s.force_color, s.force_gray))
+
+
+def _list(s: "Stream", needs: Needs) -> "Source":
+    from ..loaders.list_file import ListFile
+
+    return ListFile(s.source, root=s.root_folder, color=s.is_color)
+
+
+def _folder(s: "Stream", needs: Needs) -> "Source":
+    from ..loaders.image_folder import ImageFolder
+
+    return ImageFolder(s.source, color=s.is_color)
+
+
+def _csv(s: "Stream", needs: Needs) -> "Source":
+    import csv
+
+    from ..loaders.csv_table import CsvTable
+
+    kwargs: Dict[str, Any] = {"label_column": s.label_column} if s.label_column else {}
+    if needs.labels == "optional":  # prediction data may have no label column (Otto's test.csv)
+        with open(s.source, newline="", encoding="utf-8-sig") as f:
+            header = [h.strip() for h in next(csv.reader(f), [])]
+        column = s.label_column or "target"
+        kwargs["label_column"] = column if column in header else None
+    classes: Optional[Sequence[str]] = needs.class_names
+    if classes is None and s.classes:  # the training set's codes, so a file without some class keeps them
+        from ..loaders.csv_classes import read_classes
+
+        classes = read_classes(s.classes)
+    if classes is not None:
+        kwargs["classes"] = list(classes)
+    return CsvTable(s.source, caffe_shape=needs.caffe_layout, on_error=s.on_error, **kwargs)
+
+
+def _hdf5(s: "Stream", needs: Needs) -> "Source":
+    from ..loaders.hdf5 import Hdf5, hdf5_files
+
+    # Caffe's HDF5Data: the dataset names are the layer's top names
+    fields = needs.fields or ("data", "label")
+    if needs.labels == "optional" and not needs.fields:
+        import h5py
+
+        with h5py.File(hdf5_files(s.source)[0], "r") as f:
+            fields = ("data", "label") if "label" in f else ("data",)
+    return Hdf5(s.source, fields=fields)
+
+
+def _pairs(s: "Stream", needs: Needs) -> "Source":
+    from ..loaders.pairs_source import pairs_source
+
+    return pairs_source(s)
+
+
+def _pairs_transforms(s: "Stream", phase: int, source: Optional["Source"]) -> List["Transform"]:
+    from ..transforms.pairs import pairs_transforms
+
+    return pairs_transforms(s, phase, source)  # without a crop, pads to the largest image of source
+
+
+def _list_folder(src: str, options: Any, exclude: Sequence[str]) -> "Listing":
+    from ..writers.listing import list_folder
+
+    return list_folder(src, exclude)
+
+
+def _list_file(src: str, options: Any, exclude: Sequence[str]) -> "Listing":
+    from ..writers.listing import list_file
+
+    return list_file(src, options.root)
+
+
+def _list_table(kind: str) -> Lister:
+    def lister(src: str, options: Any, exclude: Sequence[str]) -> "Listing":
+        from ..writers.listing import list_table
+
+        return list_table(src, kind, options)
+
+    return lister
+
+
+for _kind in (
+    SourceKind("lmdb", _lmdb, is_lmdb, images=True),
+    SourceKind("folder", _folder, is_class_folder, images=True, listing=_list_folder),
+    SourceKind("csv", _csv, is_csv, rows=True, listing=_list_table("csv")),
+    SourceKind("hdf5", _hdf5, is_hdf5, transform_param=False, listing=_list_table("hdf5")),
+    SourceKind("list", _list, is_list_file, images=True, listing=_list_file),
+    SourceKind("pairs", _pairs, None, transforms=_pairs_transforms),
+):
+    register(_kind)
+
