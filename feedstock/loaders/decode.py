@@ -4,7 +4,7 @@ Modes follow Caffe: ``"color"`` = imread COLOR / force_color (always 3 channels,
 grey replicated, alpha dropped), ``"gray"`` = GRAYSCALE / force_gray (1 channel),
 ``"native"`` = IMREAD_UNCHANGED (the file's own channel count, 4 for BGRA PNGs).
 The CHW result is ``hwc.transpose(2, 0, 1)``: no copy, and a transform that needs
-HWC gets it back for free (``feedstock.transforms.base.to_hwc``).
+HWC gets it back for free (``feedstock.chw.to_hwc``).
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 
 from ..caffe_pb import Datum, datum_to_array
+from ..chw import to_chw
 from ..errors import RecordError
-from ..transforms.base import to_chw
 
 MODES = ("color", "gray", "native")
 _FLAGS = {"color": cv2.IMREAD_COLOR, "gray": cv2.IMREAD_GRAYSCALE, "native": cv2.IMREAD_UNCHANGED}

@@ -2,7 +2,7 @@
 
 Images travel as CHW arrays (Caffe's layout). Sources that decode with OpenCV
 hand out CHW *views* of the HWC buffer (``hwc.transpose(2, 0, 1)``), so a
-transform that needs HWC gets it back without a copy via :func:`to_hwc`.
+transform that needs HWC gets it back without a copy via :func:`feedstock.chw.to_hwc`.
 """
 from __future__ import annotations
 
@@ -11,21 +11,11 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from ..casting import write_fields
+from ..chw import to_chw as to_chw  # re-exported: the old import path keeps working
+from ..chw import to_hwc as to_hwc
 from ..protocols import FusedTransform
 from ..protocols import Transform as TransformProtocol
 from ..spec import Sample, Spec
-
-
-def to_hwc(chw: np.ndarray) -> np.ndarray:
-    """HWC view/copy of a CHW image; free when the CHW array is a view of HWC memory."""
-    return np.ascontiguousarray(chw.transpose(1, 2, 0))
-
-
-def to_chw(hwc: np.ndarray) -> np.ndarray:
-    """CHW view of an HWC image (no copy); 2-D input becomes one channel."""
-    if hwc.ndim == 2:
-        hwc = hwc[:, :, None]
-    return hwc.transpose(2, 0, 1)
 
 
 class Transform:

@@ -19,11 +19,11 @@ import cv2
 import numpy as np
 
 from ..caffe_pb import array_to_datum, encoded_datum
+from ..chw import to_chw, to_hwc
 from ..errors import RecordError
 from ..loaders.base import Source
 from ..loaders.decode import color_mode, decode_image, limit_opencv_threads, read_bytes
 from ..rng import sample_rng
-from ..transforms.base import to_chw, to_hwc
 
 Shape = Tuple[int, ...]
 RESIZE_MODES = ("squash", "crop", "fill", "half_crop")
