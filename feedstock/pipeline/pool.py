@@ -4,44 +4,21 @@ API (reused by the Loader and by the ``build-lmdb`` tool)::
 
     pool = ProcessPool(factory, workers=4, start_method="auto", timeout=60.0,
                        replace_dead=True, max_restarts=16, describe=None, name="feedstock")
-    # factory(worker_id) -> handler runs once in each worker (open files, attach memory);
-    # handler(payload) -> result per task. Payloads and results travel through a pipe:
-    # picklable and small (bytes per record are fine, arrays belong in shared memory).
     with pool:                                 # start(); close() on exit, also on errors
         tid = pool.submit(payload)             # to the least-loaded worker; returns a task id
         for tid, result in pool.results(timeout=1.0):   # >= 1 result unless the timeout passed
             ...
         pool.drain(timeout=5.0)                # wait out (and discard) what is still running
 
-    for result in ordered_map(fn, chunks, workers=4):   # (.ordered) fn(chunk) -> small result, in order
-        ...
-
-Supervision, all in the caller's thread while it waits in ``results()``:
-
-* a handler exception comes back as data and is raised as ``WorkerError`` with the
-  worker's traceback text, ``record_key`` (set that attribute on the exception
-  to name the record) as ``key`` and the failed task's id as ``task_id``; the
-  worker itself keeps serving;
-* a worker that exits (e.g. SIGKILL) is seen at once through its process sentinel;
-  with ``replace_dead`` a new process takes its seat and its unfinished tasks are
-  re-sent in order, otherwise ``WorkerDied``; a task that was running when two
-  workers died, or more than ``max_restarts`` replacements, is ``WorkerDied``;
-* a task running longer than ``timeout`` seconds (counted from when the worker
-  could start it) is ``WorkerTimeout`` naming the worker and ``describe(worker_id,
-  payload)``;
-* a worker that exits before its factory returned is not replaced: ``WorkerDied``
-  at once, naming the cause and the fix (see :mod:`.bootstrap`);
-* ``close()`` stops idle workers with a message and terminates busy ones, then
-  joins all: no process outlives it. Workers also exit by themselves when the
-  process that started the pool dies, and remove its /dev/shm files (:mod:`.worker`).
-
-Start method ("auto"): ``fork`` when the calling process runs a single Python
-thread, else ``spawn``. Measured here (2 cores, 2 workers, start + join of an empty
-target): fork 8-19 ms, forkserver 0.8-1.0 s, spawn 1.3-1.5 s (they re-import numpy,
-OpenCV and ``__main__``). Fork is unsafe when another thread may hold a lock at fork
-time (logging, imports), hence the thread check; native pools (OpenBLAS, OpenMP) are
-idle and fork-aware, and workers run them single-threaded. Spawn is the safe
-fallback and needs the ``if __name__ == "__main__":`` guard in the main script.
+``factory(worker_id)`` runs once in each worker and returns the handler;
+``handler(payload)`` runs per task; payloads and results are small and picklable
+(arrays belong in shared memory). Supervision runs in the caller's thread while it
+waits in ``results()``: handler errors come back as ``WorkerError`` with the
+worker's traceback; a dead worker is replaced and its tasks re-sent (or
+``WorkerDied``); a task over ``timeout`` is ``WorkerTimeout``; ``close()`` leaves
+no process behind. Start method "auto": ``fork`` when the caller runs one Python
+thread, else ``spawn``. docs/pipeline.md ("The process pool") has the details and
+bench/README.md the start-method timings.
 """
 from __future__ import annotations
 

@@ -18,14 +18,11 @@ setup checks): a run can resume remotely from a local checkpoint and back.
 Each server streams ahead into ``prefetch`` preallocated receive buffers of
 its own, never more (credits); ``slot_arrays()`` lists them so a GPU feeder
 can pin them once. ``zero_copy=True`` skips that copy: batches are views of
-ZeroMQ's received frames (new memory each batch, nothing to pin; on a
-machine short of cores the saved copy is worth up to a third of the
-throughput, see bench/bench_remote.py). A server that disconnects is waited for ``reconnect``
-seconds and resumes where its part of the stream stopped when it is back (a
-restarted ``feedstock serve`` with the same settings will do); after that, or
-when a server reports an error, iteration raises (ServerLost / RemoteError
-naming the server) instead of waiting. A batch that does not arrive within
-``timeout`` seconds raises too: the consumer never hangs.
+ZeroMQ's received frames (new memory each batch, nothing to pin; measured in
+bench/bench_remote.py). A server that disconnects is waited for ``reconnect``
+seconds and resumes where it stopped; after that, a server's error, or no batch
+within ``timeout`` seconds, iteration raises (ServerLost / RemoteError naming the
+server): the consumer never hangs.
 """
 from __future__ import annotations
 

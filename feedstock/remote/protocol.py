@@ -1,33 +1,12 @@
 """Wire format of the remote feed: small JSON control messages; a batch is a header frame plus one frame per array.
 
-Client -> server (DEALER -> ROUTER), one frame each, every field required and
-checked (:mod:`.messages`):
-
-* ``hello {client}``: asks for ``meta`` (what the server serves); ``client`` names
-  the client (host, pid and a token of its RemoteLoader) in the server's messages.
-* ``start {session, seed, epoch, batch, credits, client}``: stream this server's
-  batches from local batch ``batch`` of ``epoch`` on, epoch after epoch; ``credits``
-  is how many batches the client has room for. A new start of the same client
-  replaces its earlier stream; another client is refused while one is attached.
-* ``credit {session, n}``: the client freed ``n`` more receive buffers.
-* ``stop {session}``: end the stream.
-
-Server -> client:
-
-* ``meta {...}``: protocol version, fields (name, shape, dtype), batch_size,
-  length, shuffle, drop_last, rank, world_size, part, batches per epoch, seed,
-  and the stream's fingerprint (:mod:`.fingerprint`).
-* ``batch {session, epoch, batch, rows}`` followed by one frame per field
-  (``rows`` rows each, in ``meta``'s field order), sent without copying.
-* ``error {session, message, kind}``: ``kind`` "stream": the server's loader failed
-  (the message names the record), the stream is over; "bad_request": a message
-  of this client was refused; "busy": another client is attached.
-* ``ping``: the server checks that an attached client is still there (ignored).
-* ``bye``: the server is shutting down.
-
-Flow control: the server sends a batch only while it holds a credit, so no
-queue on either side grows beyond the client's ``prefetch`` buffers. ``tune``
-sets the socket options both ends share (heartbeats, linger, queue limits).
+Client -> server (DEALER -> ROUTER): ``hello``, ``start``, ``credit``, ``stop``;
+server -> client: ``meta``, ``batch`` (a header frame, then one frame per field,
+sent without copying), ``error``, ``ping``, ``bye``. Every field is required and
+checked (:mod:`.messages`). Flow control: the server sends a batch only while it
+holds a credit, so no queue grows beyond the client's ``prefetch`` buffers;
+``tune`` sets the socket options both ends share. docs/architecture.md ("The
+remote feed's wire format") describes every message.
 """
 from __future__ import annotations
 

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Any, List, Optional, Sequence
 from ..phase import TRAIN
 from ..pipeline.options import LoaderOptions
 from .check import CAFFE_TRANSFORM_KEYS, StreamKeyError
-from .kinds import SourceKind, kind_of, source_of
+from .keys import StreamKeys
+from .kinds import SourceKind, kind_name, kind_of, source_of
 
 # the loader options a stream sets (the rest, e.g. copy and progress, keep the table's defaults)
 STREAM_LOADER_KEYS = ("batch_size", "workers", "shuffle", "drop_last", "prefetch", "on_error", "max_bad_fraction",
@@ -16,10 +17,9 @@ if TYPE_CHECKING:
     from ..loaders.base import Source
     from ..pipeline.loader import Loader
     from ..transforms.base import Transform
-    from .definition import Stream
 
 
-def build_transforms(s: "Stream", kind: str, phase: int, source: Optional["Source"] = None) -> List["Transform"]:
+def build_transforms(s: StreamKeys, kind: str, phase: int, source: Optional["Source"] = None) -> List["Transform"]:
     """ImageData's resize, then Caffe's DataTransformer, then range mapping and occlusion (TRAIN)."""
     k = kind_of(kind)
     _refuse_misplaced(s, k)
@@ -47,13 +47,13 @@ def build_transforms(s: "Stream", kind: str, phase: int, source: Optional["Sourc
     return out
 
 
-def transform_keys_set(s: "Stream") -> List[str]:
+def transform_keys_set(s: StreamKeys) -> List[str]:
     """The Caffe transform keys (and occlusion, range) set to something other than their default."""
     changed = s.changed()
     return [k for k in CAFFE_TRANSFORM_KEYS + ("occlude", "to_range") if k in changed]
 
 
-def _refuse_misplaced(s: "Stream", k: SourceKind) -> None:
+def _refuse_misplaced(s: StreamKeys, k: SourceKind) -> None:
     if s.new_height and not k.images:
         raise StreamKeyError("new_height", f": new_height/new_width resize images; source {s.source!r} is {k.name}")
     if not k.transform_param:
@@ -63,13 +63,13 @@ def _refuse_misplaced(s: "Stream", k: SourceKind) -> None:
                                              f"HDF5Data refuses them too); set: {changed}")
 
 
-def build_loader(s: "Stream", phase: int, *, fields: Optional[Sequence[str]] = None, caffe_layout: bool = False,
+def build_loader(s: StreamKeys, phase: int, *, fields: Optional[Sequence[str]] = None, caffe_layout: bool = False,
                  source: Optional["Source"] = None, **overrides: Any) -> "Loader":
     """The Loader of ``s`` in ``phase``, with ``overrides`` replacing loader options; ``source``: read
     this Source (a held-out split of the stream's, say) instead of building one."""
     from ..pipeline.loader import Loader
 
-    kind = s.kind()
+    kind = kind_name(s)
     options = loader_options(s).replace(**overrides)
     if source is None:
         # Caffe's transformer works on (C, H, W) blobs: CSV rows become (F, 1, 1) when it runs
@@ -78,7 +78,7 @@ def build_loader(s: "Stream", phase: int, *, fields: Optional[Sequence[str]] = N
     return Loader.from_options(source, build_transforms(s, kind, phase, source), options)
 
 
-def loader_options(s: "Stream") -> LoaderOptions:
+def loader_options(s: StreamKeys) -> LoaderOptions:
     """The loader options of ``s`` (an unset seed resolved to fresh entropy, once)."""
     return LoaderOptions.from_kwargs(**{k: getattr(s, k) for k in STREAM_LOADER_KEYS}, seed=resolve_seed(s.seed))
 

@@ -10,14 +10,16 @@ The keys are Caffe's where Caffe has one (``transform_param``, ImageData's
 """
 from __future__ import annotations
 
-import dataclasses
 import os
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from ..phase import TRAIN, parse_phase
-from ..pipeline.options import DEFAULTS, LoaderOptions
-from .check import RULES, TRANSFORM_KEYS, StreamKeyError, check_together
+from ..pipeline.options import LoaderOptions
+from .build import build_loader, build_transforms, loader_options
+from .check import TRANSFORM_KEYS
+from .keys import StreamKeys
+from .kinds import kind_name, source_of
 
 if TYPE_CHECKING:
     from ..loaders.base import Source
@@ -26,97 +28,28 @@ if TYPE_CHECKING:
 
 
 
-@dataclass(frozen=True)
-class Stream:
+class Stream(StreamKeys):
     """What a Loader reads and how: see the module doc; every value is validated at construction."""
-
-    # the source
-    source: str = ""
-    source_type: str = "auto"
-    root_folder: str = ""
-    masks: str = ""
-    label_column: str = ""
-    classes: str = ""
-    # transforms: Caffe's transform_param, ImageData's resize and colour, augmentations
-    scale: float = 1.0
-    mirror: bool = False
-    crop_size: int = 0
-    mean_file: Optional[str] = None
-    mean_value: Tuple[float, ...] = ()
-    force_color: bool = False
-    force_gray: bool = False
-    new_height: int = 0
-    new_width: int = 0
-    is_color: bool = True
-    scales: Tuple[float, ...] = ()
-    pad_value: float = 0.0
-    ignore_label: int = 255
-    occlude: bool = False
-    to_range: Optional[Tuple[float, float]] = None
-    # the loader: LoaderOptions' table, but an unset seed draws fresh entropy at build time (see
-    # .build.resolve_seed) and rank/world_size are explicit (0 of 1), never read from the environment
-    batch_size: int = DEFAULTS.batch_size
-    shuffle: bool = DEFAULTS.shuffle
-    seed: Optional[int] = None
-    drop_last: bool = DEFAULTS.drop_last
-    workers: Union[int, str] = DEFAULTS.workers
-    prefetch: int = DEFAULTS.prefetch
-    on_error: str = DEFAULTS.on_error
-    max_bad_fraction: float = DEFAULTS.max_bad_fraction
-    timeout: Optional[float] = DEFAULTS.timeout
-    start_method: str = DEFAULTS.start_method
-    rank: int = 0
-    world_size: int = 1
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            object.__setattr__(self, f.name, RULES[f.name](f.name, getattr(self, f.name)))
-        check_together(self)
-
-    def replace(self, **changes: Any) -> "Stream":
-        return dataclasses.replace(self, **changes)
-
-    def as_dict(self) -> Dict[str, Any]:
-        """Plain JSON-able values (tuples as lists): what a snapshot or a YAML file stores."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    def changed(self) -> Dict[str, Any]:
-        """The keys set to something other than their default."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
 
     def loader_options(self, **overrides: Any) -> LoaderOptions:
         """This stream's loader options (an unset seed resolved to fresh entropy, once per call), with
         ``overrides`` (any LoaderOptions key): what every engine of this stream takes."""
-        from .build import loader_options
-
         return loader_options(self).replace(**overrides)
 
     # ----- building ----------------------------------------------------------------------------
     def kind(self) -> str:
-        """The source type, guessed from the path when ``source_type`` is "auto"."""
-        if not self.source:
-            raise StreamKeyError("source", " must name the data to read (a path)")
-        if self.source_type != "auto":
-            return self.source_type
-        if self.masks or self.scales:
-            return "pairs"  # only image + mask pairs have masks and scales
-        from .kinds import guess_kind
-
-        return guess_kind(self.source)
+        """The source type, guessed from the path when ``source_type`` is "auto" (:func:`.kinds.kind_name`)."""
+        return kind_name(self)
 
     def build_source(self, *, fields: Optional[Sequence[str]] = None, caffe_layout: bool = False,
                      class_names: Optional[Sequence[str]] = None, labels: str = "required") -> "Source":
         """The Source reading ``source``, opened by its kind: :func:`.kinds.source_of` (``fields``: HDF5
         dataset names; ``caffe_layout``: CSV rows as (F, 1, 1) blobs; ``class_names``: the training set's
         label codes; ``labels="optional"``: prediction data, labels only where present)."""
-        from .kinds import source_of
-
         return source_of(self, fields=fields, caffe_layout=caffe_layout, class_names=class_names, labels=labels)
 
     def build_transforms(self, phase: Any = TRAIN) -> List["Transform"]:
         """The transforms of ``phase``: TEST draws nothing (centre crop, no mirror, no occlusion)."""
-        from .build import build_transforms
-
         return build_transforms(self, self.kind(), parse_phase(phase))
 
     def build_loader(self, phase: Any = TRAIN, *, fields: Optional[Sequence[str]] = None,
@@ -124,8 +57,6 @@ class Stream:
         """The Loader of this stream in ``phase``; ``overrides`` replace loader options for this
         one Loader (e.g. ``shuffle=False`` for a validation pass); ``source`` replaces the one
         the stream would build (e.g. a held-out split of it)."""
-        from .build import build_loader
-
         return build_loader(self, parse_phase(phase), fields=fields, caffe_layout=caffe_layout, source=source,
                             **overrides)
 
@@ -144,5 +75,5 @@ class Stream:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 
-STREAM_KEYS = tuple(f.name for f in fields(Stream))
+STREAM_KEYS = tuple(f.name for f in fields(StreamKeys))
 

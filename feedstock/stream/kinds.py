@@ -10,16 +10,33 @@ validation, predict, segmentation predict, serve, bench and the Caffe layer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from ..loaders.open_source import is_class_folder, is_csv, is_hdf5, is_list_file, is_lmdb, unknown_kind
+from ..pipeline.options import OptionError
 
 if TYPE_CHECKING:
     from ..protocols import Source, Transform
     from ..writers.listing import Listing
-    from .definition import Stream
 
 LABELS = ("required", "optional")
+
+
+class StreamLike(Protocol):
+    """The keys of a stream that choose and open its source (a :class:`~.definition.Stream` has them all;
+    declared here so that the registry needs no import of the definition it serves)."""
+
+    source: str
+    source_type: str
+    root_folder: str
+    masks: str
+    label_column: str
+    classes: str
+    scales: Tuple[float, ...]
+    is_color: bool
+    force_color: bool
+    force_gray: bool
+    on_error: str
 
 
 @dataclass(frozen=True)
@@ -32,8 +49,8 @@ class Needs:
     labels: str = "required"  # "optional": labels where the data has them, none otherwise (prediction)
 
 
-Open = Callable[["Stream", Needs], "Source"]
-OwnTransforms = Callable[["Stream", int, Optional["Source"]], List["Transform"]]
+Open = Callable[[StreamLike, Needs], "Source"]
+OwnTransforms = Callable[[StreamLike, int, Optional["Source"]], List["Transform"]]
 Lister = Callable[[str, Any, Sequence[str]], "Listing"]  # (path, build options, folders to skip)
 
 
@@ -73,10 +90,8 @@ def source_types() -> Tuple[str, ...]:
 
 
 def kind_of(name: str) -> SourceKind:
-    from .check import StreamKeyError
-
     if name not in KINDS:
-        raise StreamKeyError("source_type", f"={name!r} must be one of {source_types()}")
+        raise OptionError("source_type", f"={name!r} must be one of {source_types()}")
     return KINDS[name]
 
 
@@ -88,18 +103,29 @@ def guess_kind(path: str) -> str:
     raise unknown_kind(path)
 
 
-def source_of(stream: "Stream", *, fields: Optional[Sequence[str]] = None, caffe_layout: bool = False,
+def kind_name(stream: StreamLike) -> str:
+    """The stream's source kind: ``source_type``, else pairs for masks or scales, else guessed from the path."""
+    if not stream.source:
+        raise OptionError("source", " must name the data to read (a path)")
+    if stream.source_type != "auto":
+        return stream.source_type
+    if stream.masks or stream.scales:
+        return "pairs"  # only image + mask pairs have masks and scales
+    return guess_kind(stream.source)
+
+
+def source_of(stream: StreamLike, *, fields: Optional[Sequence[str]] = None, caffe_layout: bool = False,
               class_names: Optional[Sequence[str]] = None, labels: str = "required") -> "Source":
     """The Source a Stream names, opened by its kind (see :class:`Needs` for the keywords)."""
     if labels not in LABELS:
         raise ValueError(f"labels={labels!r} must be one of {LABELS}")
     needs = Needs(tuple(fields) if fields else None, caffe_layout,
                   tuple(class_names) if class_names is not None else None, labels)
-    return kind_of(stream.kind()).open(stream, needs)
+    return kind_of(kind_name(stream)).open(stream, needs)
 
 
 # ----- the built-in kinds --------------------------------------------------------------------------
-def _lmdb(s: "Stream", needs: Needs) -> "Source":
+def _lmdb(s: StreamLike, needs: Needs) -> "Source":
     from ..loaders.caffe_lmdb import CaffeLmdb
     from ..loaders.decode import force_mode
 
@@ -107,19 +133,19 @@ def _lmdb(s: "Stream", needs: Needs) -> "Source":
     return CaffeLmdb(s.source, mode=force_mode(s.force_color, s.force_gray))
 
 
-def _list(s: "Stream", needs: Needs) -> "Source":
+def _list(s: StreamLike, needs: Needs) -> "Source":
     from ..loaders.list_file import ListFile
 
     return ListFile(s.source, root=s.root_folder, color=s.is_color)
 
 
-def _folder(s: "Stream", needs: Needs) -> "Source":
+def _folder(s: StreamLike, needs: Needs) -> "Source":
     from ..loaders.image_folder import ImageFolder
 
     return ImageFolder(s.source, color=s.is_color)
 
 
-def _csv(s: "Stream", needs: Needs) -> "Source":
+def _csv(s: StreamLike, needs: Needs) -> "Source":
     import csv
 
     from ..loaders.csv_table import CsvTable
@@ -140,7 +166,7 @@ def _csv(s: "Stream", needs: Needs) -> "Source":
     return CsvTable(s.source, caffe_shape=needs.caffe_layout, on_error=s.on_error, **kwargs)
 
 
-def _hdf5(s: "Stream", needs: Needs) -> "Source":
+def _hdf5(s: StreamLike, needs: Needs) -> "Source":
     from ..loaders.hdf5 import Hdf5, hdf5_files
 
     # Caffe's HDF5Data: the dataset names are the layer's top names
@@ -153,13 +179,13 @@ def _hdf5(s: "Stream", needs: Needs) -> "Source":
     return Hdf5(s.source, fields=fields)
 
 
-def _pairs(s: "Stream", needs: Needs) -> "Source":
+def _pairs(s: StreamLike, needs: Needs) -> "Source":
     from ..loaders.pairs_source import pairs_source
 
     return pairs_source(s)
 
 
-def _pairs_transforms(s: "Stream", phase: int, source: Optional["Source"]) -> List["Transform"]:
+def _pairs_transforms(s: StreamLike, phase: int, source: Optional["Source"]) -> List["Transform"]:
     from ..transforms.pairs import pairs_transforms
 
     return pairs_transforms(s, phase, source)  # without a crop, pads to the largest image of source

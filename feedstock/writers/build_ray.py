@@ -1,34 +1,13 @@
 """build-lmdb on Ray Data: every output partition is a shard build run as a Ray Data task, then merged into OUT.
 
-Design. The driver computes the plan once (listing, shuffle, val split: the
-pure function the local engine uses) and picks ``P`` partitions;
-``ray.data.range(P).map(build_partition)`` runs one task per partition, and
-task ``i`` builds shard ``i/P`` of that plan with ``build_lmdb`` (decode,
-resize, encode and its own LMDB writer) into ``OUT.parts/part-<i>``. Shards
-carry the final ``%08d`` keys, so ``merge_lmdb`` (one sequential copy on the
-driver) joins them into what one machine would have built: keys, values,
-labels.txt, skipped.txt, build.json and the mean files (from exact sums) are
-byte-identical to ``build_lmdb`` with the same options. Each finished partition
-is reported through ``progress``. Errors travel as data: a task returns its
-exception and the driver re-raises the local engine's type and message (a
-RecordError names the file), the task's traceback chained as the cause.
-
-Work folder. ``OUT.parts`` sits next to OUT and **must be on a filesystem that
-every Ray node mounts at the same path** (NFS, Lustre, a cloud file system),
-as must SRC and its images: tasks read the source and write their part there,
-and the driver merges from it. It is removed when the build succeeds and kept
-after a failure, because ``resume=True`` reuses its finished partitions (a cut
-off one continues from its last committed transaction); ``force=True`` discards
-it. Tasks always build with ``resume=True``, so Ray retrying a task is safe.
-
-On a cluster: install ``feedstock[ray]`` (same versions) on every node, start
-Ray (``ray start --head`` on one node, ``ray start --address=HEAD:6379`` on the
-others), then on a node of the cluster run
-``feedstock build-lmdb SRC OUT --engine ray --address HEAD:6379`` (or
-``--address auto``). Without an address a local Ray instance with
-``options.workers`` CPUs (all when 0) is started and shut down afterwards (its
-session logs stay under /tmp/ray unless ``init_kwargs={"_temp_dir": ...}``); an
-already initialised Ray connection is used as it is and left open.
+The driver computes the plan once (the local engine's pure function) and picks
+``P`` partitions; task ``i`` builds shard ``i/P`` into ``OUT.parts/part-<i>`` with
+``build_lmdb``; ``merge_lmdb`` joins the shards into what one machine would have
+built, byte for byte. Errors travel as data and are re-raised with the local
+engine's type and message. ``OUT.parts`` must be on a filesystem every Ray node
+mounts at the same path; it is kept after a failure so ``resume=True`` reuses its
+finished partitions. docs/architecture.md ("build-lmdb on Ray") has the design,
+the work folder's rules and how to run it on a cluster.
 """
 from __future__ import annotations
 
