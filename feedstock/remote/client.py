@@ -12,8 +12,7 @@ Server ``j`` of ``n`` (``--part j/n``) serves batches j, j+n, ... of every
 epoch; the client takes them in turn, so batch g of an epoch is the same array
 data as the local Loader's batch g for the same source, transforms, seed, rank
 and world size, for any number of servers and whatever the timing.
-``state_dict()`` is the local Loader's state (seed, epoch, next batch, and
-setup checks): a run can resume remotely from a local checkpoint and back.
+``state_dict()`` is the local Loader's: a run resumes remotely from a local checkpoint and back.
 
 Each server streams ahead into ``prefetch`` preallocated receive buffers of
 its own, never more (credits); ``slot_arrays()`` lists them so a GPU feeder
