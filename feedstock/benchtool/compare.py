@@ -1,7 +1,7 @@
 """``--compare torch``: torch's DataLoader over the same source and transforms, timed like the Loader."""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, cast
 
 import numpy as np
 
@@ -37,10 +37,11 @@ def torch_rate(source: Any, compose: Compose, workers: int, *, batch_size: int, 
     """Samples/s of ``torch.utils.data.DataLoader`` after its first batch, for about ``seconds``."""
     import torch.utils.data as tud
 
-    loader = tud.DataLoader(SourceDataset(source, compose, seed), batch_size=batch_size, shuffle=True,
-                            num_workers=workers, drop_last=True, pin_memory=False,
-                            generator=_torch_generator(seed), persistent_workers=workers > 0,
-                            multiprocessing_context="fork" if workers else None)
+    dataset = cast("tud.Dataset[Dict[str, np.ndarray]]", SourceDataset(source, compose, seed))  # map-style
+    loader: tud.DataLoader[Dict[str, np.ndarray]] = tud.DataLoader(
+        dataset, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True, pin_memory=False,
+        generator=_torch_generator(seed), persistent_workers=workers > 0,
+        multiprocessing_context="fork" if workers else None)
     steady = steady_batches(loader, seconds, tick=tick)
     del loader  # persistent workers stop with the iterator
     return steady.samples / steady.elapsed_s

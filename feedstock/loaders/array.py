@@ -63,7 +63,7 @@ class ArraySource(Source):
                 np.take(a, idx, axis=0, out=dst, mode="wrap")
         return dict(out)
 
-    def __setstate__(self, state) -> None:
+    def __setstate__(self, state: Dict[str, object]) -> None:
         super().__setstate__(state)
         for a in self.arrays.values():  # unpickled arrays are fresh and writable: keep them read-only
             a.flags.writeable = False

@@ -1,7 +1,7 @@
 """The Source contract: random access by index, a key per record, picklable without handles."""
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from typing import Dict, Mapping, Optional
 
 import numpy as np
 
@@ -43,13 +43,13 @@ class Source:
             raise IndexError(f"index {i} out of range for {type(self).__name__} of length {n}")
         return i
 
-    def __getstate__(self):
+    def __getstate__(self) -> Dict[str, object]:
         state = self.__dict__.copy()
         for name in self._handles:
             state[name] = None
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: Dict[str, object]) -> None:
         self.__dict__.update(state)
 
 

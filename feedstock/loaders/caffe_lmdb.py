@@ -135,7 +135,7 @@ class CaffeLmdb(Source):
         self._labels: Dict[int, np.ndarray] = {}  # read-only 0-d label arrays, shared between samples
         self.decode_s = 0.0
 
-    def __getstate__(self):
+    def __getstate__(self) -> Dict[str, object]:
         state = super().__getstate__()
         state["_labels"] = {}  # unpickled arrays would come back writeable
         return state

@@ -171,7 +171,8 @@ def _cell_bounds(b: np.ndarray, starts: np.ndarray, ends: np.ndarray, ncols: int
 _GATHER_WIDTH = 64  # cells up to this long are gathered with numpy; longer ones sliced in Python
 
 
-def _column_cells(b: np.ndarray, starts, ends, commas, j: int, ncols: int) -> np.ndarray:
+def _column_cells(b: np.ndarray, starts: np.ndarray, ends: np.ndarray, commas: np.ndarray, j: int,
+                  ncols: int) -> np.ndarray:
     """Column ``j`` of every row as one fixed-width bytes array (numpy ``S``)."""
     lo = starts if j == 0 else commas[:, j - 1] + 1
     hi = ends if j == ncols - 1 else commas[:, j]

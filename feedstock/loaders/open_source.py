@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Any, Optional
 
 from .base import Source
 
@@ -119,7 +119,7 @@ def guess_kind(path: str) -> str:
     raise unknown_kind(path)
 
 
-def open_source(path: str | os.PathLike, **kwargs) -> Source:
+def open_source(path: str | os.PathLike, **kwargs: Any) -> Source:
     """Open ``path`` with the source its kind calls for; ``kwargs`` go to that source."""
     from . import CaffeLmdb, CsvTable, Hdf5, ImageFolder, ListFile
 

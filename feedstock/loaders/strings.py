@@ -6,7 +6,7 @@ read the index do not touch (and copy-on-write) millions of small objects.
 from __future__ import annotations
 
 import os
-from typing import Iterable, Iterator, List, Union
+from typing import Iterable, Iterator, List, Tuple, Union
 
 import numpy as np
 
@@ -45,10 +45,10 @@ class StringTable:
     def nbytes(self) -> int:
         return len(self._blob) + self._offsets.nbytes
 
-    def __getstate__(self):
+    def __getstate__(self) -> Tuple[bytes, np.ndarray]:
         return (self._blob, self._offsets)
 
-    def __setstate__(self, state) -> None:
+    def __setstate__(self, state: Tuple[bytes, np.ndarray]) -> None:
         self._blob, self._offsets = state
         self._starts = memoryview(self._offsets)  # type: ignore[arg-type]
 

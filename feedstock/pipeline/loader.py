@@ -22,7 +22,20 @@ from __future__ import annotations
 
 import functools
 import weakref
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    NoReturn,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import numpy as np
 
@@ -39,6 +52,9 @@ from .shm import SlotLayout, SlotRing
 from .split import WorkSplit, check_split
 from .state import LoaderState, check_epoch
 from .stats import BadRecords, RunStats
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 Batch = Dict[str, np.ndarray]
 Release = Callable[[], None]
@@ -165,7 +181,7 @@ class Loader:
     def __enter__(self) -> "Loader":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def slot_arrays(self) -> List[Dict[str, np.ndarray]]:
@@ -276,7 +292,7 @@ class Loader:
             return {name: (v if full else v[:rows]).copy() for name, v in views.items()}
         return {name: v if full else v[:rows] for name, v in views.items()}
 
-    def _progress_bar(self, epoch: int, start: int):
+    def _progress_bar(self, epoch: int, start: int) -> Optional["tqdm[NoReturn]"]:
         if not self.progress:
             return None
         from tqdm.auto import tqdm

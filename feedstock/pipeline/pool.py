@@ -31,6 +31,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from ..errors import WorkerDied, WorkerError, WorkerTimeout
@@ -178,7 +179,7 @@ class ProcessPool:
     def __enter__(self) -> "ProcessPool":
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     @property
@@ -337,6 +338,6 @@ class ProcessPool:
         return wake
 
 
-def _terminate(process) -> None:
+def _terminate(process: BaseProcess) -> None:
     if process.exitcode is None:
         process.terminate()

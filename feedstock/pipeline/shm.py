@@ -23,12 +23,14 @@ import os
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..errors import ShmSpaceError
 from ..spec import ArraySpec
+
+Buffer = Union[mmap.mmap, bytearray, memoryview]  # a slot's memory: shared (mmap) or this process's
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ class SlotLayout:
             offset += -(-batch_size * s.nbytes // _ALIGN) * _ALIGN
         return cls(batch_size, tuple(fields), max(offset, _ALIGN))
 
-    def views(self, buffer) -> Dict[str, np.ndarray]:
+    def views(self, buffer: Buffer) -> Dict[str, np.ndarray]:
         """Numpy arrays over one slot's buffer (no copy)."""
         return {
             name: np.ndarray(shape, dtype=np.dtype(dtype), buffer=buffer, offset=offset)
@@ -168,8 +170,8 @@ def check_space(needed: int, *, slots: int, slot_bytes: int) -> None:
 class SlotRing:
     """The owner creates the ring; workers :meth:`attach` by name; views are built once."""
 
-    def __init__(self, layout: SlotLayout, buffers: List, names: Tuple[str, ...], ctl, ctl_name: Optional[str],
-                 owner: bool):
+    def __init__(self, layout: SlotLayout, buffers: Sequence[Buffer], names: Tuple[str, ...],
+                 ctl: Optional[mmap.mmap], ctl_name: Optional[str], owner: bool):
         self.layout, self.names, self.ctl_name, self.owner = layout, names, ctl_name, owner
         self._buffers, self._ctl_buffer = buffers, ctl
         self.slots = [layout.views(b) for b in buffers]
@@ -261,7 +263,7 @@ def unlink_blob(name: str) -> None:
     _unlink_all([name])
 
 
-def _unlink_all(names) -> None:
+def _unlink_all(names: Iterable[str]) -> None:
     for name in names:
         try:
             os.unlink(_path(name))

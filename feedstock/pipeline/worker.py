@@ -30,6 +30,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Any, Callable, Optional, Union
 
 from .bootstrap import HandlerFactory, PackedFactory
@@ -134,7 +135,7 @@ class OwnerWatch:
         threading.Thread(target=watch, name="feedstock-owner-watch", daemon=True).start()
 
 
-def worker_main(wid: int, conn, factory: Union[HandlerFactory, PackedFactory], poll_s: float = 1.0,
+def worker_main(wid: int, conn: Connection, factory: Union[HandlerFactory, PackedFactory], poll_s: float = 1.0,
                 owner_pid: Optional[int] = None) -> None:
     """Entry point of a worker process (target of ``multiprocessing.Process``).
 
@@ -163,7 +164,7 @@ def worker_main(wid: int, conn, factory: Union[HandlerFactory, PackedFactory], p
         owner.close()
 
 
-def _serve(conn, handler: Handler, owner: OwnerWatch, poll_s: float) -> bool:
+def _serve(conn: Connection, handler: Handler, owner: OwnerWatch, poll_s: float) -> bool:
     """Run tasks until told to stop (False) or cut off from the owner (True)."""
     poller = select.poll()
     for fd in (conn.fileno(), owner.fd):
@@ -190,7 +191,7 @@ def _serve(conn, handler: Handler, owner: OwnerWatch, poll_s: float) -> bool:
             return True
 
 
-def _send(conn, message) -> bool:
+def _send(conn: Connection, message: object) -> bool:
     try:
         conn.send(message)
         return True

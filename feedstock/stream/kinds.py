@@ -16,7 +16,8 @@ from ..loaders.open_source import is_class_folder, is_csv, is_hdf5, is_list_file
 from ..pipeline.options import OptionError
 
 if TYPE_CHECKING:
-    from ..protocols import Source, Transform
+    from ..loaders.base import Source
+    from ..transforms.base import Transform
     from ..writers.listing import Listing
 
 LABELS = ("required", "optional")
@@ -26,17 +27,28 @@ class StreamLike(Protocol):
     """The keys of a stream that choose and open its source (a :class:`~.definition.Stream` has them all;
     declared here so that the registry needs no import of the definition it serves)."""
 
-    source: str
-    source_type: str
-    root_folder: str
-    masks: str
-    label_column: str
-    classes: str
-    scales: Tuple[float, ...]
-    is_color: bool
-    force_color: bool
-    force_gray: bool
-    on_error: str
+    @property
+    def source(self) -> str: ...
+    @property
+    def source_type(self) -> str: ...
+    @property
+    def root_folder(self) -> str: ...
+    @property
+    def masks(self) -> str: ...
+    @property
+    def label_column(self) -> str: ...
+    @property
+    def classes(self) -> str: ...
+    @property
+    def scales(self) -> Tuple[float, ...]: ...
+    @property
+    def is_color(self) -> bool: ...
+    @property
+    def force_color(self) -> bool: ...
+    @property
+    def force_gray(self) -> bool: ...
+    @property
+    def on_error(self) -> str: ...
 
 
 @dataclass(frozen=True)
