@@ -5,9 +5,17 @@ import functools
 import logging
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Union, cast
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
+
+if TYPE_CHECKING:
+    import cupy
+
+# A trainer array: numpy's on the CPU, cupy's on a GPU (cupy mirrors numpy's API). Where cupy is not
+# installed mypy knows only numpy's half; the annotation still says which values are arrays.
+Array = Union[np.ndarray, "cupy.ndarray"]
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +58,13 @@ class Backend:
     def gpu(self) -> bool:
         return self.name == "cupy"
 
-    def asarray(self, array: Any, dtype: Any = None) -> Any:
+    def asarray(self, array: Union[Array, ArrayLike], dtype: Optional[DTypeLike] = None) -> Array:
         """A device array (no copy on numpy when dtype already matches)."""
         return self.xp.asarray(array, dtype=dtype)
 
-    def to_numpy(self, array: Any) -> np.ndarray:
+    def to_numpy(self, array: Array) -> np.ndarray:
         """A host numpy array."""
-        return array.get() if self.gpu else np.asarray(array)
+        return cast("cupy.ndarray", array).get() if self.gpu else np.asarray(array)
 
     def synchronize(self) -> None:
         """Wait for queued device work (no-op on numpy)."""
@@ -85,7 +93,7 @@ def get_backend(prefer: str = "auto") -> Backend:
     return Backend(cupy, "cupy")
 
 
-def array_module(array: Any) -> Any:
+def array_module(array: Array) -> ModuleType:
     """numpy or cupy, whichever owns ``array``."""
     if type(array).__module__.startswith("cupy"):
         import cupy

@@ -20,11 +20,15 @@ import logging
 import mmap
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+from numpy.typing import DTypeLike
 
-from .backend import Backend, get_backend
+from .backend import Array, Backend, get_backend
+
+if TYPE_CHECKING:
+    import cupy
 
 log = logging.getLogger(__name__)
 
@@ -129,10 +133,11 @@ class DeviceFeeder:
     """Turns host batches into device batches ``{"data": float32, "label": int64, ...}`` with timing."""
 
     def __init__(self, backend: Optional[Backend] = None, *, scale: float = 1.0, mean: float = 0.0,
-                 log1p: bool = False, dtype: Any = np.float32, data_field: str = "data") -> None:
+                 log1p: bool = False, dtype: DTypeLike = np.float32, data_field: str = "data") -> None:
         self.backend = backend or get_backend()
         self.scale, self.mean, self.log1p = float(scale), float(mean), bool(log1p)
-        self.dtype, self.data_field = np.dtype(dtype), data_field
+        self.dtype: np.dtype[Any] = np.dtype(dtype)
+        self.data_field = data_field
         self.stats: List[FeedStats] = []
         self._registered: Dict[int, int] = {}
         self._device: Dict[Tuple[Any, ...], Any] = {}
@@ -187,7 +192,7 @@ class DeviceFeeder:
     # -- feeding ---------------------------------------------------------------
     def feed(self, batches: Iterable[Batch], *, epoch: int = 0,
              slots: Optional[Callable[[], Sequence[Mapping[str, np.ndarray]]]] = None,
-             record: bool = True) -> Iterator[Dict[str, Any]]:
+             record: bool = True) -> Iterator[Dict[str, Array]]:
         """Device batches from host batches; appends this pass's FeedStats (when ``record``) at its end.
 
         ``slots`` (e.g. ``loader.slot_arrays``) is called once the first batch has
@@ -209,7 +214,7 @@ class DeviceFeeder:
                                             timer.wait, timer.startup))
                 self._timer = None
 
-    def _convert(self, raw: Any, out: Any = None) -> Any:
+    def _convert(self, raw: Array, out: Optional[Array] = None) -> Array:
         """(f(x) - mean) * scale into float, f = log1p or identity; Caffe's order of operations."""
         xp = self.backend.xp
         if out is None:
@@ -224,7 +229,7 @@ class DeviceFeeder:
             out *= self.dtype.type(self.scale)
         return out
 
-    def _host(self, batches: Iterable[Batch], timer: _Timer) -> Iterator[Dict[str, Any]]:
+    def _host(self, batches: Iterable[Batch], timer: _Timer) -> Iterator[Dict[str, Array]]:
         buffers: Dict[Tuple[int, ...], np.ndarray] = {}
         it = iter(batches)
         while True:
@@ -244,7 +249,7 @@ class DeviceFeeder:
             timer.hand(since, len(raw))
             yield out
 
-    def _gpu(self, batches: Iterable[Batch], timer: _Timer) -> Iterator[Dict[str, Any]]:
+    def _gpu(self, batches: Iterable[Batch], timer: _Timer) -> Iterator[Dict[str, Array]]:
         cp = self.backend.xp
         it = iter(batches)
         parity = 0
@@ -265,7 +270,7 @@ class DeviceFeeder:
             yield out
             since = timer.resumed()
 
-    def _issue(self, host: Optional[Batch], parity: int) -> Optional[Tuple[Dict[str, Any], Any]]:
+    def _issue(self, host: Optional[Batch], parity: int) -> Optional[Tuple[Dict[str, Array], Any]]:
         """Start the async copy of ``host`` into device buffer ``parity``; (device fields, event)."""
         if host is None:
             return None
@@ -282,7 +287,7 @@ class DeviceFeeder:
         done.record(self._stream)
         return fields, done
 
-    def _device_buffer(self, parity: int, name: str, arr: np.ndarray) -> Any:
+    def _device_buffer(self, parity: int, name: str, arr: np.ndarray) -> "cupy.ndarray":
         key = (parity, name, arr.shape, arr.dtype.str)
         if key not in self._device:  # two buffers per field (and per shape: a short last batch)
             self._device[key] = self.backend.xp.empty(arr.shape, dtype=arr.dtype)

@@ -11,6 +11,7 @@ from typing import Any, Generator, Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..backend import Array
 from .layers import Shape
 
 # Layers that keep any shape: an InnerProduct behind them still sees the input blob.
@@ -79,11 +80,11 @@ class BatchCheck:
             if close is not None:
                 close()
 
-    def data(self, batch: Mapping[str, Any]) -> Any:
+    def data(self, batch: Mapping[str, Any]) -> Array:
         """The device data batch in the model's input layout (a view)."""
         x = batch[self.data_field]
         return x if self.reshape is None else x.reshape((x.shape[0],) + self.reshape)
 
-    def device(self, batch: Mapping[str, Any]) -> Tuple[Any, Any]:
+    def device(self, batch: Mapping[str, Any]) -> Tuple[Array, Array]:
         """(data, labels) of a device batch in the layouts the net and its loss take."""
         return self.data(batch), self.net.loss_labels(batch[self.label_field])

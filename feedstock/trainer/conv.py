@@ -5,8 +5,9 @@ import math
 from typing import Any, List, Mapping, NamedTuple, Optional, Tuple
 
 import numpy as np
+from numpy.typing import DTypeLike
 
-from ..backend import Backend
+from ..backend import Array, Backend
 from .fillers import fill
 from .layers import Layer, Shape
 
@@ -23,13 +24,13 @@ def _pair(spec: Mapping[str, Any], name: str, default: int) -> Tuple[int, int]:
     return int(v), int(v)
 
 
-def _offset(x: Any, offset: Tuple[int, int], out_hw: Tuple[int, int], s: Tuple[int, int]) -> Any:
+def _offset(x: Array, offset: Tuple[int, int], out_hw: Tuple[int, int], s: Tuple[int, int]) -> Array:
     """x[..., i::sh, j::sw] cut to Ho x Wo: the input pixel under kernel offset (i, j) of every window."""
     (i, j), (ho, wo) = offset, out_hw
     return x[..., i:i + s[0] * (ho - 1) + 1:s[0], j:j + s[1] * (wo - 1) + 1:s[1]]
 
 
-def _im2col(xp: Any, xt: Any, out_hw: Tuple[int, int], k: Tuple[int, int], s: Tuple[int, int]) -> Any:
+def _im2col(xp: Any, xt: Array, out_hw: Tuple[int, int], k: Tuple[int, int], s: Tuple[int, int]) -> Array:
     """Channel-major im2col of contiguous xt (C, N, Hp, Wp): a (C*kh*kw, N*Ho*Wo) copy.
 
     Rows of Wo output pixels stay contiguous in the gather, which copies faster
@@ -80,7 +81,7 @@ class Convolution(Layer):
     type_name = "Convolution"
     allowed = GEOMETRY_KEYS
 
-    def setup(self, in_shape: Shape, backend: Backend, rng: np.random.Generator, dtype: Any) -> Shape:
+    def setup(self, in_shape: Shape, backend: Backend, rng: np.random.Generator, dtype: DTypeLike) -> Shape:
         super().setup(in_shape, backend, rng, dtype)
         g = read_geometry(self.name, self.spec, in_shape)
         c, h, w, n_out = g.c, g.h, g.w, g.n_out
@@ -96,7 +97,7 @@ class Convolution(Layer):
         self._add_params(blobs)
         return (n_out,) + self.out_hw
 
-    def forward(self, x: Any, *, train: bool, rng: Any = None) -> Any:
+    def forward(self, x: Array, *, train: bool, rng: Any = None) -> Array:
         xp = self.backend.xp
         n = x.shape[0]
         self.x_shape = x.shape
@@ -110,7 +111,7 @@ class Convolution(Layer):
             y += self.params[1].data[:, None, None, None]
         return xp.ascontiguousarray(y.transpose(1, 0, 2, 3))
 
-    def backward(self, dy: Any, *, need_dx: bool = True) -> Optional[Any]:
+    def backward(self, dy: Array, *, need_dx: bool = True) -> Optional[Array]:
         xp = self.backend.xp
         n, n_out = dy.shape[:2]
         g = self.group
@@ -154,7 +155,7 @@ class Pooling(Layer):
     allowed = ("pool", "kernel_size", "kernel_h", "kernel_w", "stride", "stride_h", "stride_w",
                "pad", "pad_h", "pad_w")
 
-    def setup(self, in_shape: Shape, backend: Backend, rng: np.random.Generator, dtype: Any) -> Shape:
+    def setup(self, in_shape: Shape, backend: Backend, rng: np.random.Generator, dtype: DTypeLike) -> Shape:
         super().setup(in_shape, backend, rng, dtype)
         self.mode = str(self.spec.get("pool", "MAX")).upper()
         if self.mode not in ("MAX", "AVE"):
@@ -174,14 +175,14 @@ class Pooling(Layer):
         self.divisor = self._ave_divisor() if self.mode == "AVE" else None
         return (in_shape[0],) + self.out_hw
 
-    def _ave_divisor(self) -> Any:
+    def _ave_divisor(self) -> Array:
         sizes = []
         for d, p, o, s, k in zip(self.in_hw, self.p, self.out_hw, self.s, self.k):
             start = np.arange(o) * s - p
             sizes.append(np.minimum(start + k, d + p) - start)
         return self.backend.xp.asarray(np.outer(*sizes), dtype=self.dtype)
 
-    def _canvas(self, x: Any, fill_value: float) -> Any:
+    def _canvas(self, x: Array, fill_value: float) -> Array:
         if tuple(x.shape[2:]) == self.canvas:  # no pad and no overhang: pool x in place
             return x
         xp = self.backend.xp
@@ -193,7 +194,7 @@ class Pooling(Layer):
     def _offsets(self) -> List[Tuple[int, int]]:
         return [(i, j) for i in range(self.k[0]) for j in range(self.k[1])]
 
-    def forward(self, x: Any, *, train: bool, rng: Any = None) -> Any:
+    def forward(self, x: Array, *, train: bool, rng: Any = None) -> Array:
         xp = self.backend.xp
         self.x_shape = x.shape
         canvas = self._canvas(x, 0.0 if self.mode == "AVE" else -np.inf)
@@ -209,7 +210,7 @@ class Pooling(Layer):
         self.canvas_in, self.best = canvas, best
         return best
 
-    def backward(self, dy: Any, *, need_dx: bool = True) -> Optional[Any]:
+    def backward(self, dy: Array, *, need_dx: bool = True) -> Optional[Array]:
         if not need_dx:
             return None
         xp = self.backend.xp

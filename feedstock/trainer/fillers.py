@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional, Tuple
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 FILLERS = ("constant", "gaussian", "uniform", "xavier", "msra")
 _VARIANCE_NORMS = ("FAN_IN", "FAN_OUT", "AVERAGE")
@@ -22,7 +23,7 @@ def _fan(shape: Tuple[int, ...], norm: str) -> float:
 
 
 def fill(shape: Tuple[int, ...], spec: Optional[Mapping[str, Any]], rng: np.random.Generator,
-         dtype: Any = np.float32) -> np.ndarray:
+         dtype: DTypeLike = np.float32) -> np.ndarray:
     """An array of ``shape`` filled as Caffe's FillerParameter ``spec`` says (default constant 0)."""
     spec = dict(spec or {"type": "constant"})
     kind = spec.pop("type", "constant")

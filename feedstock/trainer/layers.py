@@ -5,8 +5,9 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
+from numpy.typing import DTypeLike
 
-from ..backend import NUMPY, Backend, array_module
+from ..backend import NUMPY, Array, Backend, array_module
 from .fillers import fill
 
 Shape = Tuple[int, ...]
@@ -17,8 +18,8 @@ class Param:
     """A learnable blob: data, gradient and Caffe's per-blob lr_mult / decay_mult."""
 
     name: str
-    data: Any
-    grad: Any
+    data: Array
+    grad: Array
     lr_mult: float = 1.0
     decay_mult: float = 1.0
 
@@ -46,9 +47,9 @@ class Layer:
         self.name: str = str(spec.get("name", self.type_name.lower()))
         self.params: List[Param] = []
         self.backend: Backend = NUMPY
-        self.dtype: Any = np.float32
+        self.dtype: DTypeLike = np.float32
 
-    def setup(self, in_shape: Shape, backend: Backend, rng: np.random.Generator, dtype: Any) -> Shape:
+    def setup(self, in_shape: Shape, backend: Backend, rng: np.random.Generator, dtype: DTypeLike) -> Shape:
         """Create params for per-sample input ``in_shape``; return the per-sample output shape."""
         self.backend, self.dtype = backend, np.dtype(dtype)
         return in_shape
@@ -59,10 +60,10 @@ class Layer:
             data = xp.asarray(host, dtype=self.dtype)
             self.params.append(Param(f"{self.name}/{suffix}", data, xp.zeros_like(data), lr, decay))
 
-    def forward(self, x: Any, *, train: bool, rng: Any = None) -> Any:
+    def forward(self, x: Array, *, train: bool, rng: Any = None) -> Array:
         raise NotImplementedError
 
-    def backward(self, dy: Any, *, need_dx: bool = True) -> Optional[Any]:
+    def backward(self, dy: Array, *, need_dx: bool = True) -> Optional[Array]:
         """Accumulate nothing: param grads are overwritten; returns dL/dx when ``need_dx``."""
         raise NotImplementedError
 
@@ -73,7 +74,7 @@ class InnerProduct(Layer):
     type_name = "InnerProduct"
     allowed = ("num_output", "bias_term", "weight_filler", "bias_filler")
 
-    def setup(self, in_shape: Shape, backend: Backend, rng: np.random.Generator, dtype: Any) -> Shape:
+    def setup(self, in_shape: Shape, backend: Backend, rng: np.random.Generator, dtype: DTypeLike) -> Shape:
         super().setup(in_shape, backend, rng, dtype)
         n_out = int(self.spec.get("num_output", 0))
         if n_out <= 0:
@@ -86,7 +87,7 @@ class InnerProduct(Layer):
         self._add_params(blobs)
         return (n_out,)
 
-    def forward(self, x: Any, *, train: bool, rng: Any = None) -> Any:
+    def forward(self, x: Array, *, train: bool, rng: Any = None) -> Array:
         self.x_shape = x.shape
         self.x2 = x.reshape(x.shape[0], -1)
         y = self.x2 @ self.params[0].data.T
@@ -94,7 +95,7 @@ class InnerProduct(Layer):
             y += self.params[1].data
         return y
 
-    def backward(self, dy: Any, *, need_dx: bool = True) -> Optional[Any]:
+    def backward(self, dy: Array, *, need_dx: bool = True) -> Optional[Array]:
         self.params[0].grad[...] = dy.T @ self.x2
         if self.bias:
             self.params[1].grad[...] = dy.sum(axis=0)
@@ -107,7 +108,7 @@ class ReLU(Layer):
     type_name = "ReLU"
     allowed = ("negative_slope",)
 
-    def forward(self, x: Any, *, train: bool, rng: Any = None) -> Any:
+    def forward(self, x: Array, *, train: bool, rng: Any = None) -> Array:
         self.slope = float(self.spec.get("negative_slope", 0.0))
         self.positive = x > 0
         y = x * self.positive
@@ -115,7 +116,7 @@ class ReLU(Layer):
             y += self.slope * x * ~self.positive
         return y
 
-    def backward(self, dy: Any, *, need_dx: bool = True) -> Optional[Any]:
+    def backward(self, dy: Array, *, need_dx: bool = True) -> Optional[Array]:
         if not need_dx:
             return None
         dx = dy * self.positive
@@ -130,13 +131,13 @@ class Dropout(Layer):
     type_name = "Dropout"
     allowed = ("dropout_ratio",)
 
-    def setup(self, in_shape: Shape, backend: Backend, rng: np.random.Generator, dtype: Any) -> Shape:
+    def setup(self, in_shape: Shape, backend: Backend, rng: np.random.Generator, dtype: DTypeLike) -> Shape:
         self.ratio = float(self.spec.get("dropout_ratio", 0.5))
         if not 0.0 <= self.ratio < 1.0:
             raise ValueError(f"{self.name}: dropout_ratio={self.ratio} must be in [0, 1)")
         return super().setup(in_shape, backend, rng, dtype)
 
-    def forward(self, x: Any, *, train: bool, rng: Any = None) -> Any:
+    def forward(self, x: Array, *, train: bool, rng: Any = None) -> Array:
         if not train or self.ratio == 0.0:
             self.mask = None
             return x
@@ -146,7 +147,7 @@ class Dropout(Layer):
         self.mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.ratio))
         return x * self.mask
 
-    def backward(self, dy: Any, *, need_dx: bool = True) -> Optional[Any]:
+    def backward(self, dy: Array, *, need_dx: bool = True) -> Optional[Array]:
         if not need_dx:
             return None
         return dy if self.mask is None else dy * self.mask
@@ -161,7 +162,7 @@ class SoftmaxWithLoss:
         spec = dict(spec or {})
         self.loss_weight = float(spec.get("loss_weight", 1.0))
 
-    def forward(self, logits: Any, labels: Any) -> Any:
+    def forward(self, logits: Array, labels: Array) -> Array:
         xp = array_module(logits)
         shifted = logits - logits.max(axis=1, keepdims=True)
         e = xp.exp(shifted)
@@ -171,7 +172,7 @@ class SoftmaxWithLoss:
         picked = self.prob[xp.arange(n), labels]
         return -xp.log(xp.maximum(picked, np.finfo(np.float32).tiny)).sum() / n * self.loss_weight
 
-    def backward(self) -> Any:
+    def backward(self) -> Array:
         xp = array_module(self.prob)
         n = self.prob.shape[0]
         d = self.prob.copy()
@@ -179,7 +180,7 @@ class SoftmaxWithLoss:
         return d * (self.loss_weight / n)
 
 
-def count_correct(scores: Any, labels: Any, top_k: int = 1) -> Any:
+def count_correct(scores: Array, labels: Array, top_k: int = 1) -> Array:
     """Caffe's Accuracy: correct when fewer than top_k classes score strictly higher (ties count)."""
     xp = array_module(scores)
     true_score = scores[xp.arange(scores.shape[0]), labels][:, None]

@@ -8,7 +8,7 @@ from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Uni
 
 import numpy as np
 
-from ..backend import Backend, get_backend
+from ..backend import Array, Backend, get_backend
 from ..device import DeviceFeeder
 from .checks import BatchCheck
 from .deploy import deployment
@@ -57,9 +57,9 @@ def evaluate(net: Net, feeder: DeviceFeeder, stream: Any, test_iter: int = 0, *,
     return meter
 
 
-def _closable(batches: Iterator[Dict[str, Any]]) -> Generator[Dict[str, Any], None, None]:
+def _closable(batches: Iterator[Dict[str, Array]]) -> Generator[Dict[str, Array], None, None]:
     """The feeder's batches (a generator: closing it stops the loader's pass early)."""
-    return cast(Generator[Dict[str, Any], None, None], batches)  # DeviceFeeder.feed is a generator function
+    return cast(Generator[Dict[str, Array], None, None], batches)  # DeviceFeeder.feed is a generator function
 
 
 class _Run:
@@ -88,7 +88,7 @@ class _Run:
         log.info("iteration %d: test %s", self.solver.iter,
                  ", ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float)))
 
-    def step(self, batch: Dict[str, Any]) -> None:
+    def step(self, batch: Dict[str, Array]) -> None:
         backend, it = self.net.backend, self.solver.iter
         rng = backend.rng(step_seed(self.seed, it)) if self.dropout else None
         x, labels = self.train_check.device(batch)

@@ -7,11 +7,11 @@ The Net owns its task's hooks (``Net.task``, ``input_reshape``, ``check_labels``
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Protocol
+from typing import Dict, Optional, Protocol
 
 import numpy as np
 
-from ..backend import array_module
+from ..backend import Array, array_module
 
 LOG_LOSS_EPS = 1e-15  # Kaggle's clipping for the multi-class log-loss
 
@@ -33,7 +33,7 @@ def multiclass_log_loss(probs: np.ndarray, labels: np.ndarray, *, eps: float = L
     return float(-np.log(p[np.arange(len(p)), labels]).mean()) if len(p) else float("nan")
 
 
-def confusion(pred: Any, labels: Any, num_classes: int, *, ignore_label: Optional[int] = 255) -> np.ndarray:
+def confusion(pred: Array, labels: Array, num_classes: int, *, ignore_label: Optional[int] = 255) -> np.ndarray:
     """Host (K, K) int64 counts: row = true class, column = predicted, over the records (a classifier's)
     or pixels (a segmentation net's) whose label is not ``ignore_label`` (None: every one counts).
 
@@ -60,7 +60,7 @@ class Meter(Protocol):
     """Accumulates one evaluation pass from (scores, labels) batches; ``result()`` has at least
     ``loss`` and ``accuracy``; ``confusion`` is the (K, K) matrix, row = true, column = predicted."""
 
-    def update(self, scores: Any, labels: Any) -> None: ...
+    def update(self, scores: Array, labels: Array) -> None: ...
 
     def result(self) -> Dict[str, float]: ...
 
@@ -99,7 +99,7 @@ class ClassificationMeter:
         self.loss_sum = self.log_loss_sum = 0.0
         self._confusion = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
 
-    def update(self, scores: Any, labels: Any) -> None:
+    def update(self, scores: Array, labels: Array) -> None:
         """Add a batch: scores (N, K) logits and labels (N,) class indices (device or host arrays)."""
         s = _host(scores).astype(np.float64)
         y = _host(labels).astype(np.int64).reshape(-1)
@@ -122,6 +122,6 @@ class ClassificationMeter:
         return self._confusion.copy()
 
 
-def _host(a: Any) -> np.ndarray:
+def _host(a: Array) -> np.ndarray:
     xp = array_module(a)
     return np.asarray(a) if xp is np else xp.asnumpy(a)

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Tuple
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from ..backend import NUMPY, Backend
 from .net import Net
@@ -23,5 +24,5 @@ class ModelDef:
     log1p: bool = False
     solver: SolverConfig = field(default_factory=SolverConfig)
 
-    def build(self, *, backend: Backend = NUMPY, dtype: Any = np.float32, seed: int = 0) -> Net:
+    def build(self, *, backend: Backend = NUMPY, dtype: DTypeLike = np.float32, seed: int = 0) -> Net:
         return Net(self.layers, self.input_shape, backend=backend, dtype=dtype, seed=seed)

@@ -4,8 +4,9 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+from numpy.typing import DTypeLike
 
-from ..backend import NUMPY, Backend
+from ..backend import NUMPY, Array, Backend
 from .checks import flattens_input, input_reshape
 from .conv import Convolution, Pooling
 from .layers import LAYER_TYPES, Layer, Param, SoftmaxWithLoss, count_correct
@@ -38,7 +39,7 @@ class Net:
     task = "classification"
 
     def __init__(self, specs: Sequence[Mapping[str, Any]], input_shape: Sequence[int], *,
-                 backend: Backend = NUMPY, dtype: Any = np.float32, seed: int = 0) -> None:
+                 backend: Backend = NUMPY, dtype: DTypeLike = np.float32, seed: int = 0) -> None:
         self.backend, self.dtype = backend, np.dtype(dtype)
         self.input_shape = tuple(int(d) for d in input_shape)
         body = [s for s in specs if s.get("type") not in _HEAD_TYPES]
@@ -71,7 +72,7 @@ class Net:
     def params(self) -> List[Param]:
         return [p for layer in self.layers for p in layer.params]
 
-    def forward(self, x: Any, *, train: bool = False, rng: Any = None) -> Any:
+    def forward(self, x: Array, *, train: bool = False, rng: Any = None) -> Array:
         """Logits of a batch x (N, *input_shape)."""
         if tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(f"batch shape {tuple(x.shape)} does not match input {self.input_shape}")
@@ -79,13 +80,13 @@ class Net:
             x = layer.forward(x, train=train, rng=rng)
         return x
 
-    def backward(self, dlogits: Any) -> None:
+    def backward(self, dlogits: Array) -> None:
         """Fill every param's grad from dL/dlogits (no gradient w.r.t. the data)."""
         d = dlogits
         for i in range(len(self.layers) - 1, -1, -1):
             d = self.layers[i].backward(d, need_dx=i > 0)
 
-    def forward_backward(self, x: Any, labels: Any, *, rng: Any = None) -> Tuple[Any, Any]:
+    def forward_backward(self, x: Array, labels: Array, *, rng: Any = None) -> Tuple[Array, Array]:
         """One training pass: returns (loss, number correct) as device scalars; grads filled."""
         logits = self.forward(x, train=True, rng=rng)
         loss = self.loss.forward(logits, labels)
@@ -101,7 +102,7 @@ class Net:
         """Host labels of one batch, checked before they reach the device; ValueError naming ``where``."""
         check_class_labels(labels, self.num_classes, where)
 
-    def loss_labels(self, labels: Any) -> Any:
+    def loss_labels(self, labels: Array) -> Array:
         """Device labels in the layout the loss takes: (N,) class indices for a classifier."""
         return labels.reshape(labels.shape[0])
 

@@ -5,8 +5,9 @@ import math
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
+from numpy.typing import DTypeLike
 
-from ..backend import Backend, array_module
+from ..backend import Array, Backend, array_module
 from .conv import GEOMETRY_KEYS, _im2col, _offset, read_geometry
 from .fillers import fill
 from .layers import Layer, Shape
@@ -14,7 +15,7 @@ from .layers import Layer, Shape
 NORMALIZATIONS = ("FULL", "VALID", "BATCH_SIZE", "NONE")
 
 
-def bilinear_filler(shape: Tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
+def bilinear_filler(shape: Tuple[int, ...], dtype: DTypeLike = np.float32) -> np.ndarray:
     """Caffe's BilinearFiller: every (K, K) kernel of a 4-D blob is the same bilinear interpolation kernel.
 
     ``f = ceil(K / 2)``, ``c = (K - 1) / (2 f)``, ``w(x, y) = (1 - |x/f - c|) (1 - |y/f - c|)``.
@@ -31,7 +32,7 @@ def bilinear_filler(shape: Tuple[int, ...], dtype: Any = np.float32) -> np.ndarr
 
 
 def fill_weights(shape: Tuple[int, ...], spec: Optional[Mapping[str, Any]], rng: np.random.Generator,
-                 dtype: Any) -> np.ndarray:
+                 dtype: DTypeLike) -> np.ndarray:
     """``fillers.fill`` plus Caffe's ``bilinear`` (which takes no other keys)."""
     if spec is not None and spec.get("type") == "bilinear":
         if set(spec) - {"type"}:
@@ -50,7 +51,7 @@ class Deconvolution(Layer):
     type_name = "Deconvolution"
     allowed = GEOMETRY_KEYS
 
-    def setup(self, in_shape: Shape, backend: Backend, rng: np.random.Generator, dtype: Any) -> Shape:
+    def setup(self, in_shape: Shape, backend: Backend, rng: np.random.Generator, dtype: DTypeLike) -> Shape:
         super().setup(in_shape, backend, rng, dtype)
         g = read_geometry(self.name, self.spec, in_shape)
         c, h, w, n_out = g.c, g.h, g.w, g.n_out
@@ -68,12 +69,12 @@ class Deconvolution(Layer):
         self._add_params(blobs)
         return (n_out,) + self.out_hw
 
-    def _wmat(self) -> Any:
+    def _wmat(self) -> Array:
         """The weight as (group, C/group, num_output/group * kh * kw)."""
         w = self.params[0].data
         return w.reshape(self.group, w.shape[0] // self.group, -1)
 
-    def forward(self, x: Any, *, train: bool, rng: Any = None) -> Any:
+    def forward(self, x: Array, *, train: bool, rng: Any = None) -> Array:
         xp = self.backend.xp
         n, c = x.shape[:2]
         g, (ph, pw), (ho, wo) = self.group, self.p, self.out_hw
@@ -90,7 +91,7 @@ class Deconvolution(Layer):
             y = y + self.params[1].data[:, None, None, None]
         return xp.ascontiguousarray(y.transpose(1, 0, 2, 3))
 
-    def backward(self, dy: Any, *, need_dx: bool = True) -> Optional[Any]:
+    def backward(self, dy: Array, *, need_dx: bool = True) -> Optional[Array]:
         xp = self.backend.xp
         n = dy.shape[0]
         g, (ph, pw) = self.group, self.p
@@ -118,7 +119,7 @@ class Crop(Layer):
     type_name = "Crop"
     allowed = ("axis", "offset", "shape")
 
-    def setup(self, in_shape: Shape, backend: Backend, rng: np.random.Generator, dtype: Any) -> Shape:
+    def setup(self, in_shape: Shape, backend: Backend, rng: np.random.Generator, dtype: DTypeLike) -> Shape:
         super().setup(in_shape, backend, rng, dtype)
         axis = int(self.spec.get("axis", 2))
         if not 1 <= axis <= len(in_shape):
@@ -141,10 +142,10 @@ class Crop(Layer):
         self.index = lead + tuple(slice(o, o + t) for o, t in zip(offsets, target))
         return tuple(in_shape[:axis - 1]) + target
 
-    def forward(self, x: Any, *, train: bool, rng: Any = None) -> Any:
+    def forward(self, x: Array, *, train: bool, rng: Any = None) -> Array:
         return self.backend.xp.ascontiguousarray(x[self.index])
 
-    def backward(self, dy: Any, *, need_dx: bool = True) -> Optional[Any]:
+    def backward(self, dy: Array, *, need_dx: bool = True) -> Optional[Array]:
         if not need_dx:
             return None
         dx = self.backend.xp.zeros((dy.shape[0],) + self.in_shape, dtype=dy.dtype)
@@ -152,7 +153,7 @@ class Crop(Layer):
         return dx
 
 
-def pixel_labels(labels: Any, logits_shape: Tuple[int, ...]) -> Any:
+def pixel_labels(labels: Array, logits_shape: Tuple[int, ...]) -> Array:
     """Labels (N, 1, H, W) or (N, H, W) as int64 (N, H, W) matching logits (N, K, H, W)."""
     n, _, h, w = logits_shape
     if labels.ndim == 4 and labels.shape[1] == 1:
@@ -186,12 +187,12 @@ class PixelSoftmaxWithLoss:
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"SoftmaxWithLoss normalization={self.normalization!r} must be one of {NORMALIZATIONS}")
 
-    def _normalizer(self, valid_count: Any, shape: Tuple[int, ...]) -> Any:
+    def _normalizer(self, valid_count: Array, shape: Tuple[int, ...]) -> Array:
         n, _, h, w = shape
         count = {"FULL": n * h * w, "BATCH_SIZE": n, "NONE": 1}.get(self.normalization, valid_count)
         return max(1.0, float(count))
 
-    def forward(self, logits: Any, labels: Any) -> Any:
+    def forward(self, logits: Array, labels: Array) -> Array:
         xp = array_module(logits)
         k = logits.shape[1]
         lab = pixel_labels(labels, logits.shape)
@@ -209,7 +210,7 @@ class PixelSoftmaxWithLoss:
         self.norm = self._normalizer(valid.sum(), logits.shape)
         return nll.sum() * (self.loss_weight / self.norm)
 
-    def backward(self) -> Any:
+    def backward(self) -> Array:
         xp = array_module(self.prob)
         d = self.prob.copy()
         onehot = xp.arange(d.shape[1])[None, :, None, None] == self.safe[:, None]

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..backend import array_module
+from ..backend import Array, array_module
 from .metrics import confusion
 from .seg_layers import pixel_labels
 
@@ -59,7 +59,7 @@ class SegMeter:
         self.loss_sum = 0.0
         self._confusion = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
 
-    def update(self, scores: Any, labels: Any) -> None:
+    def update(self, scores: Array, labels: Array) -> None:
         """Add a batch: scores (N, K, H, W) and labels (N, 1, H, W) or (N, H, W) (device or host arrays)."""
         xp = array_module(scores)
         lab = pixel_labels(labels, tuple(scores.shape))

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Sequence
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from ..backend import NUMPY, Backend
 from .modeldef import ModelDef
@@ -20,7 +21,7 @@ _BIAS_MULTS = [{"lr_mult": 1}, {"lr_mult": 2}]
 class SegModelDef(ModelDef):
     """A ModelDef whose net scores every pixel: builds a SegNet (task "segmentation": IoU, pixel accuracy)."""
 
-    def build(self, *, backend: Backend = NUMPY, dtype: Any = np.float32, seed: int = 0) -> SegNet:
+    def build(self, *, backend: Backend = NUMPY, dtype: DTypeLike = np.float32, seed: int = 0) -> SegNet:
         return SegNet(self.layers, self.input_shape, backend=backend, dtype=dtype, seed=seed)
 
 

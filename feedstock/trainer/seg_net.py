@@ -5,8 +5,9 @@ from collections import OrderedDict
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+from numpy.typing import DTypeLike
 
-from ..backend import NUMPY, Backend
+from ..backend import NUMPY, Array, Backend
 from .net import Net
 from .seg_layers import PixelSoftmaxWithLoss
 from .seg_metrics import SegMeter
@@ -38,7 +39,7 @@ class SegNet(Net):
     task = "segmentation"
 
     def __init__(self, specs: Sequence[Mapping[str, Any]], input_shape: Sequence[int], *,
-                 backend: Backend = NUMPY, dtype: Any = np.float32, seed: int = 0) -> None:
+                 backend: Backend = NUMPY, dtype: DTypeLike = np.float32, seed: int = 0) -> None:
         self.specs = [dict(s) for s in specs]
         shape = tuple(int(d) for d in input_shape)
         super().__init__(_crop_to_input(self.specs, shape), shape, backend=backend, dtype=dtype, seed=seed)
@@ -62,11 +63,11 @@ class SegNet(Net):
         self._shaped[shape] = net
         return net
 
-    def forward(self, x: Any, *, train: bool = False, rng: Any = None) -> Any:
+    def forward(self, x: Array, *, train: bool = False, rng: Any = None) -> Array:
         """Scores (N, K, H, W) of a batch of any height and width."""
         return Net.forward(self.for_shape(x.shape[1:]), x, train=train, rng=rng)
 
-    def forward_backward(self, x: Any, labels: Any, *, rng: Any = None) -> Tuple[Any, Any]:
+    def forward_backward(self, x: Array, labels: Array, *, rng: Any = None) -> Tuple[Array, Array]:
         """(loss, pixel accuracy x N), so that the loop's ``correct / N`` is the batch's pixel accuracy
         over the non-ignored pixels; param grads are filled."""
         net = self.for_shape(x.shape[1:])
@@ -103,7 +104,7 @@ class SegNet(Net):
             raise ValueError(f"{where}: label values {bad}, expected classes in [0, {self.num_classes}) "
                              f"or ignore_label {self.ignore_label}")
 
-    def loss_labels(self, labels: Any) -> Any:
+    def loss_labels(self, labels: Array) -> Array:
         """Device labels as the pixel-wise loss takes them: (N, H, W) class indices."""
         return labels.reshape((labels.shape[0],) + tuple(labels.shape[-2:]))
 
