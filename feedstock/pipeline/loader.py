@@ -227,6 +227,7 @@ class Loader:
         token = self._token
         epoch, start = self._epoch, self._next
         run, res = self._run_from(epoch, start)
+        _, ring = res.live()
         stats = self._live = RunStats(epoch, run.slots, self.workers)
         bar = self._progress_bar(epoch, start)
         try:
@@ -235,7 +236,7 @@ class Loader:
                 self._next = k + 1
                 if bar is not None:
                     bar.update(1)
-                batch = self._batch(res.ring.slots[slot], rows)
+                batch = self._batch(ring.slots[slot], rows)
                 yield (batch, functools.partial(run.release_slot, slot, run.resets)) if keep else batch
                 if token != self._token:
                     raise RuntimeError("this iterator is stale: the loader was closed or iterated again")
@@ -265,7 +266,8 @@ class Loader:
                 self._res.close()  # a worker would not finish: start afresh
                 res, run = self._start(), None
         if run is None:
-            run = self._run = self._new_run(res.pool, epoch, start, res.ring.ctl)
+            pool, ring = res.live()
+            run = self._run = self._new_run(pool, epoch, start, ring.ctl)
         # Issue into the next epoch only while passes continue where the last one stopped.
         continues = self._left_at is None or self._left_at == (epoch, start)
         run.horizon = None if continues else (epoch + 1, 0)

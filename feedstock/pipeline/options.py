@@ -119,7 +119,7 @@ def as_fraction(key: str, value: object) -> float:
     return number
 
 
-def _opt(rule: Callable[[str, object], Any]) -> Callable[[str, object], Any]:
+def _opt(rule: Callable[[str, object], object]) -> Callable[[str, object], object]:
     return lambda key, value: None if value is None else rule(key, value)
 
 
@@ -166,7 +166,7 @@ class LoaderOptions:
 
 
 # key -> normaliser (raises OptionError naming the key); the stream's loader keys use the same rules
-RULES: Dict[str, Callable[[str, object], Any]] = {
+RULES: Dict[str, Callable[[str, object], object]] = {
     "batch_size": as_positive, "workers": as_workers, "shuffle": as_bool, "seed": as_seed,
     "drop_last": as_bool, "prefetch": as_positive, "on_error": lambda k, v: as_choice(k, v, ON_ERROR),
     "max_bad_fraction": as_fraction, "timeout": as_timeout,

@@ -31,6 +31,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
@@ -41,7 +42,7 @@ from .worker import ErrorInfo, _send, worker_main  # _send: a closed pipe is Fal
 
 log = logging.getLogger(__name__)
 
-Describe = Callable[[int, Any], str]
+Describe = Callable[[int, object], str]
 
 
 def choose_start_method(requested: str = "auto") -> str:
@@ -57,7 +58,7 @@ def choose_start_method(requested: str = "auto") -> str:
     return "fork" if threads == 1 and "fork" in available else "spawn"
 
 
-def _default_describe(wid: int, payload: Any) -> str:
+def _default_describe(wid: int, payload: object) -> str:
     text = repr(payload)
     return f"task {text if len(text) <= 200 else text[:197] + '...'}"
 
@@ -65,7 +66,7 @@ def _default_describe(wid: int, payload: Any) -> str:
 @dataclass(eq=False)
 class _Task:
     tid: int
-    payload: Any
+    payload: object
     submitted: float
     deaths: int = 0
 
@@ -73,8 +74,8 @@ class _Task:
 @dataclass(eq=False)
 class _Seat:
     wid: int
-    process: Any
-    conn: Any
+    process: BaseProcess
+    conn: Connection
     started: float
     tasks: Deque[_Task] = field(default_factory=deque)
     last_event: float = 0.0
@@ -191,7 +192,7 @@ class ProcessPool:
         return sum(len(seat.tasks) for seat in self._seats)
 
     # ----- tasks -----------------------------------------------------------------------------
-    def submit(self, payload: Any, *, worker: Optional[int] = None) -> int:
+    def submit(self, payload: object, *, worker: Optional[int] = None) -> int:
         """Queue ``payload`` on ``worker`` (default: the one with the fewest unfinished tasks)."""
         self.start()
         seat = self._seats[worker] if worker is not None else min(self._seats, key=lambda s: len(s.tasks))

@@ -1,12 +1,16 @@
 """What a Loader owns (pool, slot ring) and must release, and the descriptions of its tasks."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 
-from .fill import record_key
+from ..protocols import Source
+from .fill import Task, record_key
+from .pool import ProcessPool
+from .run import InlinePool
 from .sampler import Sampler
+from .shm import SlotRing
 
 _KEYS_SHOWN = 8
 
@@ -15,9 +19,15 @@ class Resources:
     """Held apart from the Loader so its finalizer can release them without keeping the Loader alive."""
 
     def __init__(self) -> None:
-        self.pool: Any = None
-        self.ring: Any = None
+        self.pool: Optional[Union[ProcessPool, InlinePool]] = None
+        self.ring: Optional[SlotRing] = None
         self._past_restarts = 0
+
+    def live(self) -> Tuple[Union[ProcessPool, InlinePool], SlotRing]:
+        """The pool and the ring of a started loader."""
+        if self.pool is None or self.ring is None:
+            raise RuntimeError("the loader is not started (or was closed)")
+        return self.pool, self.ring
 
     def restarts(self) -> int:
         return self._past_restarts + (self.pool.restarts if self.pool is not None else 0)
@@ -34,15 +44,16 @@ class Resources:
                 ring.close()
 
 
-def describe_task(source: Any, sampler: Sampler, ctl: Optional[np.ndarray], wid: int, task: Any) -> str:
+def describe_task(source: Source, sampler: Sampler, ctl: Optional[np.ndarray], wid: int, task: object) -> str:
     """``batch k of epoch e (rows lo-hi; records a, b, ...)`` per chunk, plus the record a worker is on."""
-    text = " and ".join(_describe_chunk(source, sampler, chunk) for chunk in task)
+    chunks = cast(Sequence[Task], task)  # the pool describes its payloads: this Loader's chunks
+    text = " and ".join(_describe_chunk(source, sampler, chunk) for chunk in chunks)
     if ctl is not None and wid < len(ctl) and ctl[wid] >= 0:
         text += f"; it was working on record {record_key(source, int(ctl[wid]))}"
     return text
 
 
-def _describe_chunk(source: Any, sampler: Sampler, chunk: Any) -> str:
+def _describe_chunk(source: Source, sampler: Sampler, chunk: Task) -> str:
     epoch, k, _slot, lo, hi = chunk[:5]
     indices = sampler.batch(epoch, k)[lo:hi]
     keys = ", ".join(record_key(source, int(i)) for i in indices[:_KEYS_SHOWN])

@@ -35,9 +35,9 @@ Pos = Tuple[int, int]  # (epoch, batch k)
 class InlinePool:
     """``workers=0``: the ProcessPool interface, running each task in this process when awaited."""
 
-    def __init__(self, handler: Callable[[Any], Any], describe: Callable[[int, Any], str]):
+    def __init__(self, handler: Callable[[Any], Any], describe: Callable[[int, object], str]):
         self.handler, self.describe = handler, describe
-        self._pending: Deque[Tuple[int, Any]] = deque()
+        self._pending: Deque[Tuple[int, object]] = deque()
         self._next_tid = 0
         self.restarts = 0
         self.pids: List[int] = []
@@ -46,7 +46,7 @@ class InlinePool:
     def outstanding(self) -> int:
         return len(self._pending)
 
-    def submit(self, payload: Any) -> int:
+    def submit(self, payload: object) -> int:
         self._pending.append((self._next_tid, payload))
         self._next_tid += 1
         return self._next_tid - 1

@@ -250,7 +250,7 @@ class RemoteLoader:
     def __enter__(self) -> "RemoteLoader":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:

@@ -14,7 +14,10 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
+
+if TYPE_CHECKING:
+    from ..pipeline.loader import Loader
 
 _QUOTED_PATH = re.compile(r"""(['"])([^'"]*/[^'"]*)\1""")
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
@@ -27,7 +30,7 @@ def portable_repr(obj: Any) -> str:
     return _QUOTED_PATH.sub(lambda m: m.group(1) + os.path.basename(m.group(2).rstrip("/")) + m.group(1), text)
 
 
-def loader_fingerprint(loader: Any) -> Dict[str, Any]:
+def loader_fingerprint(loader: Loader) -> Dict[str, Any]:
     """What decides a Loader's batches, for servers given no fingerprint of their stream."""
     s = loader.sampler
     source = loader.source

@@ -32,14 +32,14 @@ class BadRequest(RemoteError):
         self.session, self.kind = session, kind
 
 
-def show(value: Any) -> str:
+def show(value: object) -> str:
     """``repr(value)``, cut: an error must not echo a large input back."""
     text = repr(value)
     return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(text)} characters)"
 
 
-def _integer(lo: int, hi: int) -> Callable[[str, Any], int]:
-    def check(name: str, value: Any) -> int:
+def _integer(lo: int, hi: int) -> Callable[[str, object], int]:
+    def check(name: str, value: object) -> int:
         if type(value) is not int or not lo <= value < hi:  # bool is an int subclass: refused too
             raise ValueError(f"{name}={show(value)} must be an integer in [{lo}, {_bound(hi)})")
         return value
@@ -52,14 +52,14 @@ def _bound(hi: int) -> str:
     return f"2**{bits}" if hi == 1 << bits and bits > 16 else str(hi)
 
 
-def _client(name: str, value: Any) -> str:
+def _client(name: str, value: object) -> str:
     if not isinstance(value, str) or not 0 < len(value) <= MAX_CLIENT_CHARS or not value.isprintable():
         raise ValueError(f"{name}={show(value)} must be a printable string of 1 to {MAX_CLIENT_CHARS} characters")
     return value
 
 
 _SESSION = _integer(0, MAX_SESSION)
-REQUESTS: Mapping[str, Mapping[str, Callable[[str, Any], Any]]] = {
+REQUESTS: Mapping[str, Mapping[str, Callable[[str, object], object]]] = {
     "hello": {"client": _client},
     "start": {"session": _SESSION, "seed": _integer(0, MAX_SEED), "epoch": _integer(0, MAX_EPOCH),
               "batch": _integer(0, MAX_BATCH), "credits": _integer(0, MAX_CREDITS + 1), "client": _client},

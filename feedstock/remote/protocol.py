@@ -11,13 +11,16 @@ remote feed's wire format") describes every message.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import zmq
 
 from ..errors import RemoteError, RemoteSetupError
 from .fingerprint import first_difference
+
+if TYPE_CHECKING:
+    from ..pipeline.loader import Loader
 
 PROTOCOL = 2
 Fields = List[Tuple[str, Tuple[int, ...], np.dtype]]
@@ -51,7 +54,7 @@ def fields_of(meta: Mapping[str, Any]) -> Fields:
     return [(str(name), tuple(int(d) for d in shape), np.dtype(dtype)) for name, shape, dtype in meta["fields"]]
 
 
-def make_meta(loader: Any, fingerprint: Mapping[str, Any]) -> Dict[str, Any]:
+def make_meta(loader: Loader, fingerprint: Mapping[str, Any]) -> Dict[str, Any]:
     """What a server tells clients about the stream it serves."""
     s = loader.sampler
     return {"protocol": PROTOCOL, "fields": describe_fields(loader.spec), "batch_size": s.batch_size,

@@ -19,8 +19,8 @@ MAX_BATCH_BYTES = 1 << 36  # one batch of a feed (64 GiB): beyond it a meta is n
 MAX_TEXT = 2000  # characters of a server's error message kept
 
 
-def _int(lo: int, hi: int) -> Callable[[str, Any], int]:
-    def check(name: str, value: Any) -> int:
+def _int(lo: int, hi: int) -> Callable[[str, object], int]:
+    def check(name: str, value: object) -> int:
         if type(value) is not int or not lo <= value < hi:
             raise RemoteError(f"{name}={show(value)} is not an integer in [{lo}, {hi})")
         return value
@@ -28,32 +28,32 @@ def _int(lo: int, hi: int) -> Callable[[str, Any], int]:
     return check
 
 
-def _bool(name: str, value: Any) -> bool:
+def _bool(name: str, value: object) -> bool:
     if type(value) is not bool:
         raise RemoteError(f"{name}={show(value)} is not true/false")
     return value
 
 
-def _text(name: str, value: Any) -> str:
+def _text(name: str, value: object) -> str:
     if not isinstance(value, str):
         raise RemoteError(f"{name}={show(value)} is not a string")
     return value if len(value) <= MAX_TEXT else value[:MAX_TEXT] + f"... ({len(value)} characters)"
 
 
-def _part(name: str, value: Any) -> list:
+def _part(name: str, value: object) -> list:
     if not (isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value)
             and 0 <= value[0] < value[1]):
         raise RemoteError(f"{name}={show(value)} is not [j, n] with 0 <= j < n")
     return value
 
 
-def _mapping(name: str, value: Any) -> dict:
+def _mapping(name: str, value: object) -> dict:
     if not isinstance(value, dict):
         raise RemoteError(f"{name}={show(value)} is not an object")
     return value
 
 
-def _fields(name: str, value: Any) -> list:
+def _fields(name: str, value: object) -> list:
     if not isinstance(value, list) or not value:
         raise RemoteError(f"{name}={show(value)} is not a list of [name, shape, dtype]")
     for item in value:
@@ -69,7 +69,7 @@ def _fields(name: str, value: Any) -> list:
 
 
 _COUNT = _int(0, MAX_BATCH)
-REPLIES: Mapping[str, Mapping[str, Callable[[str, Any], Any]]] = {
+REPLIES: Mapping[str, Mapping[str, Callable[[str, object], object]]] = {
     "meta": {"protocol": _int(0, 1 << 31), "fields": _fields, "batch_size": _int(1, 1 << 31), "length": _COUNT,
              "shuffle": _bool, "drop_last": _bool, "rank": _int(0, 1 << 31), "world_size": _int(1, 1 << 31),
              "part": _part, "num_batches": _COUNT, "rank_batches": _COUNT, "seed": _int(0, MAX_SEED),

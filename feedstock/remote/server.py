@@ -282,7 +282,7 @@ class FeedServer:
     def __enter__(self) -> "FeedServer":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

@@ -21,18 +21,18 @@ SOURCE_TYPES = source_types()  # the built-in kinds (flags' choices); the rule a
 StreamKeyError = OptionError
 
 
-def as_seed(key: str, value: Any) -> Optional[int]:
+def as_seed(key: str, value: object) -> Optional[int]:
     """None (fresh entropy at build time) or a seed by the Loader's rule."""
     return None if value is None else loader_seed(key, value)
 
 
-def as_str(key: str, value: Any) -> str:
+def as_str(key: str, value: object) -> str:
     if not isinstance(value, str):
         raise StreamKeyError(key, f" must be str, got {echo(value)}")
     return value
 
 
-def as_numbers(key: str, value: Any) -> Tuple[float, ...]:
+def as_numbers(key: str, value: object) -> Tuple[float, ...]:
     """A number or a list of numbers (``mean_value: 104`` or ``[104, 117, 123]``)."""
     values = value if isinstance(value, (list, tuple)) else [value]
     try:
@@ -41,7 +41,7 @@ def as_numbers(key: str, value: Any) -> Tuple[float, ...]:
         raise StreamKeyError(key, f" must be a number or a list of finite numbers, got {echo(value)}") from None
 
 
-def as_range(key: str, value: Any) -> Optional[Tuple[float, float]]:
+def as_range(key: str, value: object) -> Optional[Tuple[float, float]]:
     if value is None:
         return None
     if not isinstance(value, (list, tuple)) or len(value) != 2:
@@ -52,18 +52,18 @@ def as_range(key: str, value: Any) -> Optional[Tuple[float, float]]:
     return lo, hi
 
 
-def as_scales(key: str, value: Any) -> Tuple[float, ...]:
+def as_scales(key: str, value: object) -> Tuple[float, ...]:
     scales = as_numbers(key, value) if value != () else ()
     if any(s <= 0 for s in scales):
         raise StreamKeyError(key, f"={echo(value)} must be positive factors (e.g. [0.6, 1, 1.4])")
     return scales
 
 
-def _opt_str(key: str, value: Any) -> Optional[str]:
+def _opt_str(key: str, value: object) -> Optional[str]:
     return None if value is None else as_str(key, value)
 
 
-def _label(key: str, value: Any) -> int:
+def _label(key: str, value: object) -> int:
     number = as_int(key, value, 0)
     if number > 255:
         raise StreamKeyError(key, f"={number} must fit a uint8 mask (0..255)")
@@ -71,7 +71,7 @@ def _label(key: str, value: Any) -> int:
 
 
 # key -> normaliser (raises StreamKeyError naming the key)
-RULES: Dict[str, Callable[[str, Any], Any]] = {
+RULES: Dict[str, Callable[[str, object], object]] = {
     "source": as_str, "source_type": lambda k, v: as_choice(k, v, source_types()), "root_folder": as_str,
     "masks": as_str, "label_column": as_str, "classes": as_str,
     "scale": as_number, "mirror": as_bool, "crop_size": as_int, "mean_file": _opt_str, "mean_value": as_numbers,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import fields
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
 from ..phase import TRAIN, parse_phase
 from ..pipeline.options import LoaderOptions
@@ -48,11 +48,11 @@ class Stream(StreamKeys):
         label codes; ``labels="optional"``: prediction data, labels only where present)."""
         return source_of(self, fields=fields, caffe_layout=caffe_layout, class_names=class_names, labels=labels)
 
-    def build_transforms(self, phase: Any = TRAIN) -> List["Transform"]:
+    def build_transforms(self, phase: Union[int, str] = TRAIN) -> List["Transform"]:
         """The transforms of ``phase``: TEST draws nothing (centre crop, no mirror, no occlusion)."""
         return build_transforms(self, self.kind(), parse_phase(phase))
 
-    def build_loader(self, phase: Any = TRAIN, *, fields: Optional[Sequence[str]] = None,
+    def build_loader(self, phase: Union[int, str] = TRAIN, *, fields: Optional[Sequence[str]] = None,
                      caffe_layout: bool = False, source: Optional["Source"] = None, **overrides: Any) -> "Loader":
         """The Loader of this stream in ``phase``; ``overrides`` replace loader options for this
         one Loader (e.g. ``shuffle=False`` for a validation pass); ``source`` replaces the one
