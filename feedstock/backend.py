@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 # A trainer array: numpy's on the CPU, cupy's on a GPU (cupy mirrors numpy's API). Where cupy is not
 # installed mypy knows only numpy's half; the annotation still says which values are arrays.
 Array = Union[np.ndarray, "cupy.ndarray"]
+Rng = Union[np.random.Generator, "cupy.random.Generator"]  # a device generator (Backend.rng)
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class Backend:
         if self.gpu:
             self.xp.cuda.get_current_stream().synchronize()
 
-    def rng(self, seed: int) -> Any:
+    def rng(self, seed: int) -> Rng:
         """A generator on the device: numpy's Generator or cupy's."""
         return self.xp.random.default_rng(int(seed))
 

@@ -23,10 +23,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
+from ..protocols import Source, Transform
 from . import machine
 from .pool import choose_start_method
+
+Transforms = Union[Transform, Sequence[Transform], None]
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +134,7 @@ def _reason(probe: Probe, workers: int, cores: int, predicted: Dict[int, float])
 
 
 # ----- the probe ----------------------------------------------------------------------------------
-def _sample_seconds(source: Any, compose: Any, seed: int) -> float:
+def _sample_seconds(source: Source, compose: Transform, seed: int) -> float:
     """Seconds to read and transform one record in this process (record 0 warms up, 1 is timed)."""
     from .. import rng as rng_module
 
@@ -158,7 +161,7 @@ def _timed_batches(loader: Any, budget_s: float, max_batches: int) -> Tuple[int,
             return 0, 0.0, 0.0
 
 
-def run_probe(source: Any, transforms: Any, *, loader_class: Callable[..., Any], batch_size: int, seed: int,
+def run_probe(source: Source, transforms: Transforms, *, loader_class: Callable[..., Any], batch_size: int, seed: int,
               prefetch: int, start_method: str, budget_s: float = 0.8) -> Probe:
     """Measure the pipeline in this process and with one worker (see the module doc); ``loader_class``
     is the Loader (passed in: the Loader calls this while it is being built)."""
@@ -195,7 +198,7 @@ def run_probe(source: Any, transforms: Any, *, loader_class: Callable[..., Any],
     return Probe(inline_s, wall / n * scale, cpu * scale, main_cpu / n, worker_bytes, slot_bytes)
 
 
-def choose_workers(source: Any, transforms: Any, *, loader_class: Callable[..., Any], batch_size: int, seed: int = 0,
+def choose_workers(source: Source, transforms: Transforms, *, loader_class: Callable[..., Any], batch_size: int, seed: int = 0,
                    prefetch: int = 4, start_method: str = "auto", budget_s: float = 0.8) -> AutoChoice:
     """The worker count for a Loader over ``source``/``transforms``; see the module doc."""
     cores = machine.usable_cores()

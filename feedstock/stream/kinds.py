@@ -18,7 +18,7 @@ from ..pipeline.options import OptionError
 if TYPE_CHECKING:
     from ..loaders.base import Source
     from ..transforms.base import Transform
-    from ..writers.listing import Listing
+    from ..writers.listing import Listing, ListingOptions
 
 LABELS = ("required", "optional")
 
@@ -63,7 +63,7 @@ class Needs:
 
 Open = Callable[[StreamLike, Needs], "Source"]
 OwnTransforms = Callable[[StreamLike, int, Optional["Source"]], List["Transform"]]
-Lister = Callable[[str, Any, Sequence[str]], "Listing"]  # (path, build options, folders to skip)
+Lister = Callable[[str, "ListingOptions", Sequence[str]], "Listing"]  # (path, build options, folders to skip)
 
 
 @dataclass(frozen=True)
@@ -203,20 +203,20 @@ def _pairs_transforms(s: StreamLike, phase: int, source: Optional["Source"]) -> 
     return pairs_transforms(s, phase, source)  # without a crop, pads to the largest image of source
 
 
-def _list_folder(src: str, options: Any, exclude: Sequence[str]) -> "Listing":
+def _list_folder(src: str, options: "ListingOptions", exclude: Sequence[str]) -> "Listing":
     from ..writers.listing import list_folder
 
     return list_folder(src, exclude)
 
 
-def _list_file(src: str, options: Any, exclude: Sequence[str]) -> "Listing":
+def _list_file(src: str, options: "ListingOptions", exclude: Sequence[str]) -> "Listing":
     from ..writers.listing import list_file
 
     return list_file(src, options.root)
 
 
 def _list_table(kind: str) -> Lister:
-    def lister(src: str, options: Any, exclude: Sequence[str]) -> "Listing":
+    def lister(src: str, options: "ListingOptions", exclude: Sequence[str]) -> "Listing":
         from ..writers.listing import list_table
 
         return list_table(src, kind, options)

@@ -7,7 +7,7 @@ from typing import Any, List, Mapping, NamedTuple, Optional, Tuple
 import numpy as np
 from numpy.typing import DTypeLike
 
-from ..backend import Array, Backend
+from ..backend import Array, Backend, Rng
 from .fillers import fill
 from .layers import Layer, Shape
 
@@ -97,7 +97,7 @@ class Convolution(Layer):
         self._add_params(blobs)
         return (n_out,) + self.out_hw
 
-    def forward(self, x: Array, *, train: bool, rng: Any = None) -> Array:
+    def forward(self, x: Array, *, train: bool, rng: Optional[Rng] = None) -> Array:
         xp = self.backend.xp
         n = x.shape[0]
         self.x_shape = x.shape
@@ -194,7 +194,7 @@ class Pooling(Layer):
     def _offsets(self) -> List[Tuple[int, int]]:
         return [(i, j) for i in range(self.k[0]) for j in range(self.k[1])]
 
-    def forward(self, x: Array, *, train: bool, rng: Any = None) -> Array:
+    def forward(self, x: Array, *, train: bool, rng: Optional[Rng] = None) -> Array:
         xp = self.backend.xp
         self.x_shape = x.shape
         canvas = self._canvas(x, 0.0 if self.mode == "AVE" else -np.inf)

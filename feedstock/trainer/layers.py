@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 from numpy.typing import DTypeLike
 
-from ..backend import NUMPY, Array, Backend, array_module
+from ..backend import NUMPY, Array, Backend, Rng, array_module
 from .fillers import fill
 
 Shape = Tuple[int, ...]
@@ -60,7 +60,7 @@ class Layer:
             data = xp.asarray(host, dtype=self.dtype)
             self.params.append(Param(f"{self.name}/{suffix}", data, xp.zeros_like(data), lr, decay))
 
-    def forward(self, x: Array, *, train: bool, rng: Any = None) -> Array:
+    def forward(self, x: Array, *, train: bool, rng: Optional[Rng] = None) -> Array:
         raise NotImplementedError
 
     def backward(self, dy: Array, *, need_dx: bool = True) -> Optional[Array]:
@@ -87,7 +87,7 @@ class InnerProduct(Layer):
         self._add_params(blobs)
         return (n_out,)
 
-    def forward(self, x: Array, *, train: bool, rng: Any = None) -> Array:
+    def forward(self, x: Array, *, train: bool, rng: Optional[Rng] = None) -> Array:
         self.x_shape = x.shape
         self.x2 = x.reshape(x.shape[0], -1)
         y = self.x2 @ self.params[0].data.T
@@ -108,7 +108,7 @@ class ReLU(Layer):
     type_name = "ReLU"
     allowed = ("negative_slope",)
 
-    def forward(self, x: Array, *, train: bool, rng: Any = None) -> Array:
+    def forward(self, x: Array, *, train: bool, rng: Optional[Rng] = None) -> Array:
         self.slope = float(self.spec.get("negative_slope", 0.0))
         self.positive = x > 0
         y = x * self.positive
@@ -137,7 +137,7 @@ class Dropout(Layer):
             raise ValueError(f"{self.name}: dropout_ratio={self.ratio} must be in [0, 1)")
         return super().setup(in_shape, backend, rng, dtype)
 
-    def forward(self, x: Array, *, train: bool, rng: Any = None) -> Array:
+    def forward(self, x: Array, *, train: bool, rng: Optional[Rng] = None) -> Array:
         if not train or self.ratio == 0.0:
             self.mask = None
             return x

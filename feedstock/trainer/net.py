@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from numpy.typing import DTypeLike
 
-from ..backend import NUMPY, Array, Backend
+from ..backend import NUMPY, Array, Backend, Rng
 from .checks import flattens_input, input_reshape
 from .conv import Convolution, Pooling
 from .layers import LAYER_TYPES, Layer, Param, SoftmaxWithLoss, count_correct
@@ -72,7 +72,7 @@ class Net:
     def params(self) -> List[Param]:
         return [p for layer in self.layers for p in layer.params]
 
-    def forward(self, x: Array, *, train: bool = False, rng: Any = None) -> Array:
+    def forward(self, x: Array, *, train: bool = False, rng: Optional[Rng] = None) -> Array:
         """Logits of a batch x (N, *input_shape)."""
         if tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(f"batch shape {tuple(x.shape)} does not match input {self.input_shape}")
@@ -86,7 +86,7 @@ class Net:
         for i in range(len(self.layers) - 1, -1, -1):
             d = self.layers[i].backward(d, need_dx=i > 0)
 
-    def forward_backward(self, x: Array, labels: Array, *, rng: Any = None) -> Tuple[Array, Array]:
+    def forward_backward(self, x: Array, labels: Array, *, rng: Optional[Rng] = None) -> Tuple[Array, Array]:
         """One training pass: returns (loss, number correct) as device scalars; grads filled."""
         logits = self.forward(x, train=True, rng=rng)
         loss = self.loss.forward(logits, labels)

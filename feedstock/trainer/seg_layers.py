@@ -7,7 +7,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import numpy as np
 from numpy.typing import DTypeLike
 
-from ..backend import Array, Backend, array_module
+from ..backend import Array, Backend, Rng, array_module
 from .conv import GEOMETRY_KEYS, _im2col, _offset, read_geometry
 from .fillers import fill
 from .layers import Layer, Shape
@@ -74,7 +74,7 @@ class Deconvolution(Layer):
         w = self.params[0].data
         return w.reshape(self.group, w.shape[0] // self.group, -1)
 
-    def forward(self, x: Array, *, train: bool, rng: Any = None) -> Array:
+    def forward(self, x: Array, *, train: bool, rng: Optional[Rng] = None) -> Array:
         xp = self.backend.xp
         n, c = x.shape[:2]
         g, (ph, pw), (ho, wo) = self.group, self.p, self.out_hw
@@ -142,7 +142,7 @@ class Crop(Layer):
         self.index = lead + tuple(slice(o, o + t) for o, t in zip(offsets, target))
         return tuple(in_shape[:axis - 1]) + target
 
-    def forward(self, x: Array, *, train: bool, rng: Any = None) -> Array:
+    def forward(self, x: Array, *, train: bool, rng: Optional[Rng] = None) -> Array:
         return self.backend.xp.ascontiguousarray(x[self.index])
 
     def backward(self, dy: Array, *, need_dx: bool = True) -> Optional[Array]:

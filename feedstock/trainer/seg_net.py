@@ -7,7 +7,7 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from numpy.typing import DTypeLike
 
-from ..backend import NUMPY, Array, Backend
+from ..backend import NUMPY, Array, Backend, Rng
 from .net import Net
 from .seg_layers import PixelSoftmaxWithLoss
 from .seg_metrics import SegMeter
@@ -63,11 +63,11 @@ class SegNet(Net):
         self._shaped[shape] = net
         return net
 
-    def forward(self, x: Array, *, train: bool = False, rng: Any = None) -> Array:
+    def forward(self, x: Array, *, train: bool = False, rng: Optional[Rng] = None) -> Array:
         """Scores (N, K, H, W) of a batch of any height and width."""
         return Net.forward(self.for_shape(x.shape[1:]), x, train=train, rng=rng)
 
-    def forward_backward(self, x: Array, labels: Array, *, rng: Any = None) -> Tuple[Array, Array]:
+    def forward_backward(self, x: Array, labels: Array, *, rng: Optional[Rng] = None) -> Tuple[Array, Array]:
         """(loss, pixel accuracy x N), so that the loop's ``correct / N`` is the batch's pixel accuracy
         over the non-ignored pixels; param grads are filled."""
         net = self.for_shape(x.shape[1:])

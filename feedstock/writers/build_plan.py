@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, List, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 
 from ..stream.kinds import KINDS as SOURCE_KINDS
 from ..stream.kinds import guess_kind, kind_of
-from .listing import Listing
+from .listing import Listing, ListingOptions
 from .lmdb_writer import caffe_key
 
 # the kinds build-lmdb lists: the registry's entries with a listing hook, images first
@@ -51,7 +51,7 @@ def detect_kind(src: str) -> str:
     return kind
 
 
-def make_listing(src: str, kind: str, options: Any, *, exclude: Sequence[str] = ()) -> Listing:
+def make_listing(src: str, kind: str, options: ListingOptions, *, exclude: Sequence[str] = ()) -> Listing:
     """The listing of ``src`` read as ``kind``, by the kind's build hook in the registry
     (:mod:`feedstock.stream.kinds`); a folder source never scans the folders in ``exclude``."""
     hook = kind_of(kind).listing

@@ -16,6 +16,7 @@ from typing import Iterable, List, Sequence
 from ..loaders.image_folder import Excluded, is_within, walk_images
 from .build_output import partial_path
 from .build_plan import Listing, make_listing
+from .listing import ListingOptions
 
 MAX_NAMED = 3  # source records named in the refusal message
 
@@ -79,7 +80,7 @@ def listing_files(listing: Listing) -> List[str]:
     return list(getattr(listing.table, "files", []) or [])
 
 
-def safe_listing(src: str, kind: str, options: object, outputs: Sequence[str]) -> Listing:
+def safe_listing(src: str, kind: str, options: ListingOptions, outputs: Sequence[str]) -> Listing:
     """The listing of ``src`` after refusing outputs that hide source data.
 
     ``outputs``: every path the build writes or deletes (:func:`output_paths` of OUT,

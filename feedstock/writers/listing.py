@@ -8,11 +8,25 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence
+from typing import TYPE_CHECKING, List, Optional, Protocol, Sequence
 
 import numpy as np
 
 from ..loaders.base import Source
+
+if TYPE_CHECKING:
+    from ..loaders.hdf5 import Hdf5
+
+
+class ListingOptions(Protocol):
+    """What a lister reads of build-lmdb's options (BuildOptions has them; ``no_labels`` and ``classes``
+    are optional and read with getattr)."""
+
+    @property
+    def root(self) -> str: ...
+
+    @property
+    def label_column(self) -> Optional[str]: ...
 
 
 @dataclass
@@ -48,7 +62,7 @@ def list_file(path: str, root: str) -> Listing:
     return Listing("list", names, np.asarray(labels, dtype=np.int64), paths=[root + n for n in names])
 
 
-def list_table(path: str, kind: str, options: Any) -> Listing:
+def list_table(path: str, kind: str, options: ListingOptions) -> Listing:
     """A CSV table or HDF5 file/list: one Datum per row, named by the row's id (CSV) or unnamed (HDF5).
 
     The label column (CSV ``target``, HDF5 ``label`` unless ``label_column``) must exist
@@ -81,7 +95,7 @@ def list_csv(path: str, label_column: Optional[str], no_labels: bool, classes: O
     return Listing("csv", names, np.asarray(labels, dtype=np.int64), table=table, class_names=table.classes)
 
 
-def hdf5_labels(table: Any, field_name: str) -> np.ndarray:
+def hdf5_labels(table: Hdf5, field_name: str) -> np.ndarray:
     """Every row's label, read per file in one slice; each must be one integer (Datum.label is int32)."""
     import h5py
 
