@@ -14,7 +14,7 @@ import logging
 import os
 import weakref
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
@@ -27,6 +27,18 @@ from .caffe_params import (
 )
 from .phase import parse_phase, phase_name
 from .transforms import occlude_batch
+
+
+class Blob(Protocol):
+    """What the layers use of a pycaffe blob (see the module doc)."""
+
+    @property
+    def data(self) -> np.ndarray: ...
+
+    @property
+    def diff(self) -> np.ndarray: ...
+
+    def reshape(self, *dims: int) -> None: ...
 
 try:  # pycaffe instantiates subclasses of caffe.Layer; without Caffe any object will do.
     import caffe as _caffe
@@ -136,7 +148,7 @@ class BatchFeed:
             self._loader.close()
 
 
-def blob_list(blobs: Sequence[Any]) -> List[Any]:
+def blob_list(blobs: Sequence[Blob]) -> List[Blob]:
     """The blobs of a pycaffe blob vector, by index: its iterator cannot convert ``Blob*`` to Python."""
     return [blobs[i] for i in range(len(blobs))]
 
@@ -154,7 +166,7 @@ class DataLayer(_LayerBase):
     _feed: Optional[BatchFeed] = None
     _finalizer: Optional[weakref.finalize] = None
 
-    def setup(self, bottom: Sequence[Any], top: Sequence[Any]) -> None:
+    def setup(self, bottom: Sequence[Blob], top: Sequence[Blob]) -> None:
         """Parse param_str, start the pipeline, shape the tops (Caffe calls this once)."""
         if len(bottom):
             raise ValueError(f"DataLayer takes no bottom blobs, got {len(bottom)}")
@@ -185,17 +197,17 @@ class DataLayer(_LayerBase):
         else:
             log.warning("state_file %s does not exist yet: starting from the beginning", path)
 
-    def reshape(self, bottom: Sequence[Any], top: Sequence[Any]) -> None:
+    def reshape(self, bottom: Sequence[Blob], top: Sequence[Blob]) -> None:
         """Called before every forward: only restores the shapes if someone changed them."""
         for blob, shape in zip(blob_list(top), self._shapes):
             if blob.data.shape != shape:
                 blob.reshape(*shape)
 
-    def forward(self, bottom: Sequence[Any], top: Sequence[Any]) -> None:
+    def forward(self, bottom: Sequence[Blob], top: Sequence[Blob]) -> None:
         """Copy the ready batch into the tops (float32 in pycaffe)."""
         self._live_feed().fill([blob.data for blob in blob_list(top)])
 
-    def backward(self, top: Sequence[Any], propagate_down: Sequence[bool], bottom: Sequence[Any]) -> None:
+    def backward(self, top: Sequence[Blob], propagate_down: Sequence[bool], bottom: Sequence[Blob]) -> None:
         """Data layers have nothing to propagate."""
 
     def _live_feed(self) -> BatchFeed:
@@ -265,7 +277,7 @@ class OccludeLayer(_LayerBase):
     Active in TRAIN; in TEST it passes data through unless param_str says ``'in_test': True``.
     """
 
-    def setup(self, bottom: Sequence[Any], top: Sequence[Any]) -> None:
+    def setup(self, bottom: Sequence[Blob], top: Sequence[Blob]) -> None:
         """Parse the optional seed; one bottom, one top."""
         if len(bottom) != 1 or len(top) != 1:
             raise ValueError(f"OccludeLayer needs 1 bottom and 1 top, got {len(bottom)} and {len(top)}")
@@ -274,11 +286,11 @@ class OccludeLayer(_LayerBase):
         self._rng = np.random.Generator(np.random.PCG64(params.seed))
         self._mask: Optional[np.ndarray] = None
 
-    def reshape(self, bottom: Sequence[Any], top: Sequence[Any]) -> None:
+    def reshape(self, bottom: Sequence[Blob], top: Sequence[Blob]) -> None:
         """Top has the bottom's shape (set unconditionally: Caffe aborts on reading an unshaped top's data)."""
         top[0].reshape(*bottom[0].data.shape)
 
-    def forward(self, bottom: Sequence[Any], top: Sequence[Any]) -> None:
+    def forward(self, bottom: Sequence[Blob], top: Sequence[Blob]) -> None:
         """top = bottom with a random quarter of each item zeroed (a fresh draw every call)."""
         x = bottom[0].data
         if not self._active:
@@ -290,7 +302,7 @@ class OccludeLayer(_LayerBase):
         occlude_batch(self._mask, self._rng, out=self._mask)
         np.multiply(x, self._mask, out=top[0].data)
 
-    def backward(self, top: Sequence[Any], propagate_down: Sequence[bool], bottom: Sequence[Any]) -> None:
+    def backward(self, top: Sequence[Blob], propagate_down: Sequence[bool], bottom: Sequence[Blob]) -> None:
         """d(bottom) = d(top) where the forward kept the input, 0 where it zeroed it."""
         if not propagate_down[0]:
             return

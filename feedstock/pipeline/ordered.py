@@ -2,23 +2,26 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Dict, Iterable, Iterator, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional, TypeVar
 
 from .pool import ProcessPool
 
+T = TypeVar("T")
+R = TypeVar("R")
 
-def _map_factory(fn: Callable[[Any], Any], wid: int) -> Callable[[Any], Any]:
+
+def _map_factory(fn: Callable[[T], R], wid: int) -> Callable[[T], R]:
     return fn
 
 
 def ordered_map(
-    fn: Callable[[Any], Any],
-    items: Iterable[Any],
+    fn: Callable[[T], R],
+    items: Iterable[T],
     *,
     workers: int,
     window: Optional[int] = None,
     **pool_options: Any,
-) -> Iterator[Any]:
+) -> Iterator[R]:
     """``map(fn, items)`` in worker processes, results in input order, at most ``window`` in flight.
 
     ``fn`` must be picklable (a module-level function or a ``functools.partial`` of
@@ -32,7 +35,7 @@ def ordered_map(
         raise ValueError(f"{window=} must be positive")
     with ProcessPool(functools.partial(_map_factory, fn), workers=workers, **pool_options) as pool:
         order: Dict[int, int] = {}
-        done: Dict[int, Any] = {}
+        done: Dict[int, R] = {}
         items_iter, n_in, n_out = iter(items), 0, 0
         while True:
             while n_in - n_out < window:
