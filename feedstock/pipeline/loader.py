@@ -27,6 +27,7 @@ from typing import (
     Any,
     Callable,
     Dict,
+    Generator,
     Iterator,
     List,
     Mapping,
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
 
 Batch = Dict[str, np.ndarray]
 Release = Callable[[], None]
+Leases = Generator[Tuple[Batch, Release], None, None]  # close() abandons the pass
 
 
 class Loader:
@@ -214,14 +216,14 @@ class Loader:
     def __iter__(self) -> Iterator[Batch]:
         return self._iterate()
 
-    def leased(self) -> Iterator[Tuple[Batch, Release]]:
+    def leased(self) -> Leases:
         """One pass like ``iter(loader)``, yielding ``(batch, release)``: the batch's slot stays valid until
         ``release()`` is called, whatever is asked for meanwhile (fewer than ``prefetch`` may be held at
         once; a repositioned loader drops its leases, and their late releases do nothing). A feed server
         sends batches straight from the slots this way."""
         return self._iterate(keep=True)
 
-    def _iterate(self, keep: bool = False) -> Iterator[Any]:
+    def _iterate(self, keep: bool = False) -> Generator[Any, None, None]:
         """One pass from the current position; ``keep``: yield leases (see :meth:`leased`)."""
         self._token += 1
         token = self._token

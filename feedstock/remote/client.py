@@ -38,6 +38,7 @@ from ..spec import ArraySpec
 from . import protocol
 from .link import Link, Pos
 from .messages import MAX_CREDITS
+from .security import CurveKey
 
 Batch = Dict[str, np.ndarray]
 
@@ -48,7 +49,7 @@ class RemoteLoader:
     def __init__(self, endpoints: Sequence[str], *, seed: Optional[int] = None, prefetch: int = DEFAULTS.prefetch,
                  timeout: Optional[float] = DEFAULTS.timeout, connect_timeout: float = 30.0, reconnect: float = 30.0,
                  heartbeat: float = 1.0, copy: bool = False, zero_copy: bool = False,
-                 curve_server_key: Any = None, curve_keys: Optional[str] = None):
+                 curve_server_key: Optional[CurveKey] = None, curve_keys: Optional[str] = None):
         endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
         if not endpoints:
             raise ValueError("endpoints: give at least one tcp://HOST:PORT of a `feedstock serve`")

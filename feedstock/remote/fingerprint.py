@@ -24,7 +24,7 @@ _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _SETTING = re.compile(r"""(\w+)=((?:\[[^\]]*\]|\([^)]*\)|'[^']*'|"[^"]*"|[^,()\[\]\s])+)""")
 
 
-def portable_repr(obj: Any) -> str:
+def portable_repr(obj: object) -> str:
     """``repr(obj)`` without what differs between equal objects on two hosts: folders, addresses."""
     text = _ADDRESS.sub("", repr(obj))
     return _QUOTED_PATH.sub(lambda m: m.group(1) + os.path.basename(m.group(2).rstrip("/")) + m.group(1), text)
@@ -50,7 +50,7 @@ def checked(fingerprint: Mapping[str, Any]) -> Dict[str, Any]:
         raise ValueError(f"fingerprint must be JSON-able (str keys; numbers, strings, lists, dicts): {exc}") from None
 
 
-def first_difference(ours: Any, theirs: Any, path: str = "") -> Optional[Tuple[str, Any, Any]]:
+def first_difference(ours: object, theirs: object, path: str = "") -> Optional[Tuple[str, object, object]]:
     """(setting, our value, their value) of the first difference, keys in sorted order; None if equal."""
     if isinstance(ours, Mapping) and isinstance(theirs, Mapping):
         for key in sorted(set(ours) | set(theirs), key=str):
@@ -66,7 +66,7 @@ def first_difference(ours: Any, theirs: Any, path: str = "") -> Optional[Tuple[s
     return path, ours, theirs
 
 
-def _setting_difference(path: str, ours: str, theirs: str) -> Tuple[str, Any, Any]:
+def _setting_difference(path: str, ours: str, theirs: str) -> Tuple[str, object, object]:
     """Within two reprs of the same shape, the first ``name=value`` that differs (``scale``, say)."""
     a, b = _settings(ours), _settings(theirs)
     same_shape = _SETTING.sub("", ours) == _SETTING.sub("", theirs) and [k for k, _ in a] == [k for k, _ in b]

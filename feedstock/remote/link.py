@@ -27,7 +27,7 @@ from . import protocol
 from .peer import Peer, Pos, Ready
 from .protocol import tune
 from .replies import check_reply
-from .security import check_endpoint, client_curve
+from .security import CurveKey, check_endpoint, client_curve
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class Link:
     """The receive thread and the state it shares with the consumer (guarded by ``cond``)."""
 
     def __init__(self, endpoints: List[str], *, heartbeat: float, reconnect: float, zero_copy: bool = False,
-                 curve_server_key: Any = None, curve_keys: Optional[str] = None):
+                 curve_server_key: Optional[CurveKey] = None, curve_keys: Optional[str] = None):
         self.peers = [Peer(ep) for ep in endpoints]
         # how servers name this client (to others it refuses): host, pid and a token of this loader
         self.client = f"{socket.gethostname()[:64]} pid {os.getpid()} #{secrets.token_hex(3)}"
@@ -317,7 +317,7 @@ class Link:
             raise RemoteError(f"{peer.name} sent a batch of {msg['rows']} rows before its meta or beyond its "
                               "batch_size: protocol error")
         slot, rows = peer.free.pop(), msg["rows"]
-        frames: Optional[List[Any]] = [] if self.zero_copy else None
+        frames: Optional[List[zmq.Frame]] = [] if self.zero_copy else None
         nbytes = 0
         for name, shape, dtype in self.fields:
             if not peer.sock.rcvmore:

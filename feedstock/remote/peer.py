@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
+import zmq
 
 Pos = Tuple[int, int]  # (epoch, local batch)
 
@@ -16,7 +17,7 @@ class Ready:
     batch: int
     slot: int  # the receive buffer (with zero_copy: only a credit)
     rows: int
-    frames: Optional[List[Any]] = None  # zero_copy: ZeroMQ's own frames, one per field
+    frames: Optional[List[zmq.Frame]] = None  # zero_copy: ZeroMQ's own frames, one per field
 
 
 @dataclass

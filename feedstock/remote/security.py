@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import zmq
 import zmq.auth
+
+CurveKey = Union[str, bytes, "os.PathLike[str]"]  # a Z85 public key (40 characters) or a certificate file
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 _TCP = re.compile(r"\Atcp://(\[[^\]]*\]|[^:]*):(\d+|\*)\Z")
@@ -51,7 +53,7 @@ def make_keys(directory: str, name: str) -> Tuple[str, str]:
     return public, secret
 
 
-def load_public(key: Any) -> bytes:
+def load_public(key: CurveKey) -> bytes:
     """A Z85 public key: given as bytes/str (40 characters) or a certificate file path."""
     if isinstance(key, (bytes, str)) and len(key) == 40 and not os.path.exists(str(key)):
         return key.encode() if isinstance(key, str) else key
@@ -79,7 +81,7 @@ def server_curve(sock: zmq.Socket, secret_file: str) -> None:
     sock.curve_publickey, sock.curve_secretkey, sock.curve_server = public, secret, True
 
 
-def client_curve(sock: zmq.Socket, server_key: Any, keys: Optional[str]) -> None:
+def client_curve(sock: zmq.Socket, server_key: CurveKey, keys: Optional[str]) -> None:
     """The client side of CURVE: our pair (from ``keys`` or a fresh one) and the server's public key."""
     public, secret = load_pair(keys) if keys else zmq.curve_keypair()
     sock.curve_publickey, sock.curve_secretkey = public, secret

@@ -9,9 +9,9 @@ public seams (``use_sampler``, ``leased``), named here for the feed.
 """
 from __future__ import annotations
 
-from typing import Iterator, Tuple
+from typing import Tuple
 
-from ..pipeline.loader import Batch, Loader, Release
+from ..pipeline.loader import Leases, Loader
 from ..pipeline.sampler import check_part
 
 
@@ -25,7 +25,7 @@ def serve_part(loader: Loader, part: Tuple[int, int]) -> Loader:
     return loader
 
 
-def leased(loader: Loader) -> Iterator[Tuple[Batch, Release]]:
+def leased(loader: Loader) -> Leases:
     """One pass like ``iter(loader)``, yielding ``(batch, release)``: the batch's slot stays valid until
     ``release()`` (fewer than ``prefetch`` may be held at once; a repositioned loader drops its leases)."""
     return loader.leased()

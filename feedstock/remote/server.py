@@ -23,7 +23,7 @@ import errno
 import logging
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, Iterator, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Mapping, Optional, Tuple
 
 import zmq
 
@@ -35,6 +35,11 @@ from .protocol import tune
 from .security import check_bind, server_curve
 from .served import leased
 
+if TYPE_CHECKING:
+    from zmq.auth.thread import ThreadAuthenticator
+
+    from ..pipeline.loader import Leases, Loader
+
 log = logging.getLogger(__name__)
 
 POLL_MS = 200  # how often an idle server looks at its stop flag
@@ -44,9 +49,9 @@ LOGGED_BAD = 20  # bad messages logged one by one; after that every 1000th
 class _Stream:
     """The one client being served: its identity and name, session id and unused credits."""
 
-    def __init__(self, ident: bytes, client: str, session: int, credits: int, it: Iterator[Any]):
+    def __init__(self, ident: bytes, client: str, session: int, credits: int, it: Leases):
         self.ident, self.client, self.session, self.credits = ident, client, session, credits
-        self.it: Any = it  # the loader's leased pass, a generator: close() abandons it
+        self.it = it  # the loader's leased pass, a generator: close() abandons it
         self.address = "?"
         self.since = time.strftime("%H:%M:%S")
 
@@ -54,7 +59,7 @@ class _Stream:
 class FeedServer:
     """Serve ``loader``'s batches at ``bind``; ``run()`` until ``stop()`` (or Ctrl-C), then ``close()``."""
 
-    def __init__(self, loader: Any, *, bind: str = "tcp://127.0.0.1:5555", curve_secret: Optional[str] = None,
+    def __init__(self, loader: Loader, *, bind: str = "tcp://127.0.0.1:5555", curve_secret: Optional[str] = None,
                  curve_clients: Optional[str] = None, insecure: bool = False, heartbeat: float = 1.0,
                  fingerprint: Optional[Mapping[str, Any]] = None):
         """``fingerprint``: what identifies the stream for the clients' setup check (source, transform
@@ -229,7 +234,9 @@ class FeedServer:
         frames = [batch[name] for name in self._fields]
         try:
             self.sock.send_multipart([stream.ident, header], zmq.SNDMORE)
-            trackers = [self.sock.send(a, zmq.SNDMORE if i + 1 < len(frames) else 0, copy=False, track=True)
+            # an ndarray is a buffer; pyzmq's stubs ask for collections.abc.Buffer, which numpy's do not declare
+            trackers = [self.sock.send(a, zmq.SNDMORE if i + 1 < len(frames) else 0,  # type: ignore[call-overload]
+                                       copy=False, track=True)
                         for i, a in enumerate(frames)]
         except zmq.ZMQError as exc:
             log.warning("stream %d: send failed (%s)", stream.session, exc)
@@ -308,9 +315,8 @@ def _bind(sock: zmq.Socket, endpoint: str) -> None:
         raise RemoteSetupError(f"cannot bind {show(endpoint)[1:-1]}: {why}") from None
 
 
-def _authenticator(ctx: zmq.Context, clients_dir: str) -> Any:
+def _authenticator(ctx: zmq.Context, clients_dir: str) -> ThreadAuthenticator:
     """ZAP handler admitting only the CURVE public keys found in ``clients_dir``."""
-    from zmq.auth.thread import ThreadAuthenticator
 
     auth = ThreadAuthenticator(ctx)
     auth.start()
