@@ -11,12 +11,13 @@ remote feed's wire format") describes every message.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import zmq
 
 from ..errors import RemoteError, RemoteSetupError
+from ..spec import Spec
 from .fingerprint import first_difference
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ def encode(op: str, **body: Any) -> bytes:
     return json.dumps({"op": op, **body}, separators=(",", ":")).encode()
 
 
-def decode(frame: Any) -> Dict[str, Any]:
+def decode(frame: Union[bytes, memoryview]) -> Dict[str, Any]:
     """The control message in ``frame``; RemoteError for anything that is not one."""
     try:
         msg = json.loads(bytes(frame))
@@ -45,7 +46,7 @@ def decode(frame: Any) -> Dict[str, Any]:
     return msg
 
 
-def describe_fields(spec: Mapping[str, Any]) -> list:
+def describe_fields(spec: Spec) -> list:
     """JSON-able (name, shape, dtype) of a loader's fixed batch spec (per-sample shapes)."""
     return [[name, list(s.shape), np.dtype(s.dtype).str] for name, s in spec.items()]
 
