@@ -317,6 +317,7 @@ def _bind(sock: zmq.Socket, endpoint: str) -> None:
 
 def _authenticator(ctx: zmq.Context, clients_dir: str) -> ThreadAuthenticator:
     """ZAP handler admitting only the CURVE public keys found in ``clients_dir``."""
+    from zmq.auth.thread import ThreadAuthenticator  # pyzmq's auth thread, only for CURVE servers
 
     auth = ThreadAuthenticator(ctx)
     auth.start()

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from ..transforms.base import Transform
 
 
-
 class Stream(StreamKeys):
     """What a Loader reads and how: see the module doc; every value is validated at construction."""
 
