@@ -12,7 +12,7 @@ The pipeline asks what a part can do with ``isinstance`` against these protocols
 from __future__ import annotations
 
 from types import NotImplementedType
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Protocol, Sequence, Tuple, Union, runtime_checkable
+from typing import Dict, Iterator, List, Mapping, Optional, Protocol, Sequence, Tuple, Union, runtime_checkable
 
 import numpy as np
 
@@ -120,7 +120,7 @@ class TaskPool(Protocol):
 
     def submit(self, payload: object) -> int: ...
 
-    def results(self, timeout: Optional[float] = None) -> List[Tuple[int, Any]]: ...
+    def results(self, timeout: Optional[float] = None) -> List[Tuple[int, object]]: ...
 
     def drain(self, timeout: float) -> bool: ...
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Dict, Iterable, Iterator, Optional, TypeVar
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional, TypeVar, cast
 
 from .pool import ProcessPool
 
@@ -48,7 +48,7 @@ def ordered_map(
                 return
             while n_out not in done:
                 for tid, result in pool.results():
-                    done[order.pop(tid)] = result
+                    done[order.pop(tid)] = cast(R, result)  # fn's result, back from the worker
             yield done.pop(n_out)
             n_out += 1
 

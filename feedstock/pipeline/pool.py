@@ -33,7 +33,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 
 from ..errors import WorkerDied, WorkerError, WorkerTimeout
 from .bootstrap import HandlerFactory, PackedFactory, not_started, refuse_in_bootstrap, start_hint
@@ -150,11 +150,13 @@ class ProcessPool:
         now = time.monotonic()
         return _Seat(wid, process, parent_conn, now, last_event=now)
 
-    def _factory_for_worker(self) -> Any:
+    def _factory_for_worker(self) -> Union[HandlerFactory, PackedFactory]:
         """The factory itself for fork; else pickled once (in a file when large)."""
-        if self.start_method != "fork" and self._packed is None:
+        if self.start_method == "fork":
+            return self.factory
+        if self._packed is None:
             self._packed = PackedFactory.of(self.factory)
-        return self.factory if self.start_method == "fork" else self._packed
+        return self._packed
 
     def close(self) -> None:
         """Stop every worker (terminate busy ones) and reap them; idempotent."""
@@ -202,10 +204,10 @@ class ProcessPool:
         _send(seat.conn, (task.tid, payload))  # a dead worker is seen via its sentinel; then re-sent
         return task.tid
 
-    def results(self, timeout: Optional[float] = None) -> List[Tuple[int, Any]]:
+    def results(self, timeout: Optional[float] = None) -> List[Tuple[int, object]]:
         """Wait for finished tasks; ``[]`` only when ``timeout`` passed first. Raises worker failures."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        out: List[Tuple[int, Any]] = []
+        out: List[Tuple[int, object]] = []
         while not out:
             if self._failed:
                 raise self._failed.popleft()
@@ -259,7 +261,7 @@ class ProcessPool:
             self._poll_key, self._poll = key, (poller, handles)
         return self._poll
 
-    def _on_message(self, seat: _Seat, out: List[Tuple[int, Any]]) -> None:
+    def _on_message(self, seat: _Seat, out: List[Tuple[int, object]]) -> None:
         while True:
             try:
                 if not seat.conn.poll():
@@ -290,7 +292,7 @@ class ProcessPool:
         error.task_id = task.tid  # type: ignore[attr-defined]
         return error
 
-    def _on_death(self, seat: _Seat, out: List[Tuple[int, Any]]) -> None:
+    def _on_death(self, seat: _Seat, out: List[Tuple[int, object]]) -> None:
         self._on_message(seat, out)  # results it sent before dying still count
         seat.process.join(0.1)
         code = seat.process.exitcode

@@ -17,13 +17,14 @@ from __future__ import annotations
 import time
 import traceback
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, cast
 
 import numpy as np
 
 from ..errors import WorkerError
 from ..protocols import TaskPool
 from ..rng import MAX_EPOCH  # the per-sample rng key's epoch bits bound the epochs a run issues
+from .fill import FillResult
 from .sampler import Sampler
 from .slots import SlotBook
 from .split import WorkSplit, split_rows
@@ -51,7 +52,7 @@ class InlinePool:
         self._next_tid += 1
         return self._next_tid - 1
 
-    def results(self, timeout: float | None = None) -> List[Tuple[int, Any]]:
+    def results(self, timeout: float | None = None) -> List[Tuple[int, object]]:
         tid, payload = self._pending.popleft()
         try:
             return [(tid, self.handler(payload))]
@@ -196,7 +197,8 @@ class Run:
             self._defer(exc, want)
             return
         for tid, results in done:
-            for (pos, rows), (read_s, decode_s, transform_s, bad) in zip(self._owner.pop(tid), results):
+            fills = cast(Tuple[FillResult, ...], results)  # what a Filler returns for a task
+            for (pos, rows), (read_s, decode_s, transform_s, bad) in zip(self._owner.pop(tid), fills):
                 self._remaining[pos] -= 1
                 self.split.observe(read_s + transform_s, rows)
                 stats.on_chunk(rows, read_s, decode_s, transform_s)
