@@ -6,7 +6,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -14,6 +14,9 @@ from ..loaders import CaffeLmdb, CsvTable, ImageFolder
 from ..loaders.csv_classes import read_classes
 from .feeding import Subset
 from .models import MODELS, ModelDef
+
+if TYPE_CHECKING:
+    from ..protocols import Source
 
 PathLike = Union[str, Path]
 IDENTITY = {"scale": 1.0, "mean": 0.0, "log1p": False}  # the device conversion when the stream did it
@@ -86,7 +89,7 @@ def load_deployment(path: PathLike) -> Tuple[Deployment, Dict[str, np.ndarray]]:
     return Deployment.from_dict(record, str(path)), params
 
 
-def class_names_of(source: Any) -> Optional[List[str]]:
+def class_names_of(source: "Source") -> Optional[List[str]]:
     """Class names a source knows: a CSV's label names, an image folder's classes, an LMDB's labels.txt."""
     if isinstance(source, Subset):
         return class_names_of(source.source)

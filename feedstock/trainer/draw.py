@@ -7,9 +7,12 @@ draw_net's (Convolution red, Pooling orange, InnerProduct purple, others blue).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List, NamedTuple, Tuple, Union
+from typing import TYPE_CHECKING, Any, List, NamedTuple, Tuple, Union
 
 from .conv import _pair
+
+if TYPE_CHECKING:
+    from .net import Net
 
 _COLOURS = {"Convolution": "#FF5050", "Deconvolution": "#FF5050", "Pooling": "#FF9900",
             "InnerProduct": "#CC33FF", "data": "#E0E0E0"}
@@ -40,7 +43,7 @@ def _detail(layer: Any) -> str:
     return ""
 
 
-def net_boxes(net: Any, batch: int = 1) -> List[Box]:
+def net_boxes(net: "Net", batch: int = 1) -> List[Box]:
     """The diagram's boxes of ``net`` for a batch of ``batch``: input, body layers, loss."""
     boxes = [Box("Input", "data", "", (batch,) + tuple(net.input_shape))]
     for layer, shape in zip(net.layers, net.shapes):
@@ -53,7 +56,7 @@ def _shape_text(shape: Tuple[int, ...]) -> str:
     return " x ".join(str(d) for d in shape) if shape else "scalar"
 
 
-def draw_net(net: Any, path: Union[str, Path], *, title: str = "", batch: int = 1) -> Path:
+def draw_net(net: "Net", path: Union[str, Path], *, title: str = "", batch: int = 1) -> Path:
     """Write the diagram of ``net`` to ``path`` (PNG)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .net import Net
 
 PathLike = Union[str, Path]
 
@@ -102,7 +105,7 @@ def extra_metrics(history: Mapping[str, Sequence[float]]) -> List[str]:
             "test_accuracy") and len(v) == n and all(isinstance(x, (int, float)) for x in v)]
 
 
-def plot_weight_histograms(net: Any, path: PathLike, *, bins: int = 60) -> Path:
+def plot_weight_histograms(net: "Net", path: PathLike, *, bins: int = 60) -> Path:
     """One histogram of each layer's weights (its first blob), in layer order, with mean and std."""
     layers = [(layer.name, net.backend.to_numpy(layer.params[0].data).ravel()) for layer in net.layers if layer.params]
     if not layers:
@@ -148,7 +151,7 @@ def plot_confusion(matrix: np.ndarray, path: PathLike, *, class_names: Optional[
     return Path(path)
 
 
-def training_pictures(net: Any, history: Mapping[str, Sequence[float]], out: Path, name: str, *,
+def training_pictures(net: "Net", history: Mapping[str, Sequence[float]], out: Path, name: str, *,
                       batch: int = 1) -> List[str]:
     """Curves, first-layer filters, the net diagram (blob shapes for ``batch``) and weight histograms."""
     from .draw import draw_net

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from contextlib import closing
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from ..stream import Stream
 from .deploy import Deployment
 from .feeding import LoaderBatches
 from .predict import _conversion, _stream, write_scores
+
+if TYPE_CHECKING:
+    from ..protocols import Source
 
 PathLike = Union[str, Path]
 
@@ -54,7 +57,7 @@ def seg_source(stream: Stream) -> Tuple[Any, bool]:
     return UnlabelledImages(images, ignore_label=stream.ignore_label, color=color), False
 
 
-def mask_names(source: Any) -> List[str]:
+def mask_names(source: "Source") -> List[str]:
     """A relative .png name per record: the image path below the images' common folder, or the key."""
     keys = [source.key(i) for i in range(len(source))]
     if isinstance(source, Pairs):
