@@ -60,7 +60,7 @@ LAYER_KEYS = tuple(f.name for f in fields(DataLayerParams) if f.name != "stream"
 DATA_KEYS = STREAM_KEYS + LAYER_KEYS
 
 
-def _as_names(key: str, value: Any) -> Tuple[str, ...]:
+def _as_names(key: str, value: object) -> Tuple[str, ...]:
     values = [value] if isinstance(value, str) else value
     if not isinstance(values, (list, tuple)) or not values or not all(isinstance(v, str) and v for v in values):
         raise ValueError(f"param_str key {key!r} must be a non-empty list of names, got {echo(value)}")

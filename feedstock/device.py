@@ -84,7 +84,7 @@ def page_ranges(arrays: Iterable[np.ndarray]) -> List[Tuple[int, int]]:
     return [(s, e - s) for s, e in merged]
 
 
-def _after_first(batches: Iterable[Batch], hook: Callable[[], Any]) -> Iterator[Batch]:
+def _after_first(batches: Iterable[Batch], hook: Callable[[], object]) -> Iterator[Batch]:
     """``batches`` with ``hook()`` run once the first batch exists; closes the source when closed."""
     it = iter(batches)
     try:
@@ -140,7 +140,7 @@ class DeviceFeeder:
         self.data_field = data_field
         self.stats: List[FeedStats] = []
         self._registered: Dict[int, int] = {}
-        self._device: Dict[Tuple[Any, ...], Any] = {}
+        self._device: Dict[Tuple[int, str, Tuple[int, ...], str], "cupy.ndarray"] = {}
         self._timer: Optional[_Timer] = None
         self._stream = self.backend.xp.cuda.Stream(non_blocking=True) if self.backend.gpu else None
 
@@ -176,7 +176,7 @@ class DeviceFeeder:
     def __enter__(self) -> "DeviceFeeder":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     @contextlib.contextmanager
@@ -270,7 +270,7 @@ class DeviceFeeder:
             yield out
             since = timer.resumed()
 
-    def _issue(self, host: Optional[Batch], parity: int) -> Optional[Tuple[Dict[str, Array], Any]]:
+    def _issue(self, host: Optional[Batch], parity: int) -> Optional[Tuple[Dict[str, Array], "cupy.cuda.Event"]]:
         """Start the async copy of ``host`` into device buffer ``parity``; (device fields, event)."""
         if host is None:
             return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -185,7 +185,7 @@ def _column_cells(b: np.ndarray, starts: np.ndarray, ends: np.ndarray, commas: n
     return np.ascontiguousarray(cells).view(f"S{width}").reshape(-1)
 
 
-def parse_ids(cells: Any, where: Callable[[int], str]) -> np.ndarray:
+def parse_ids(cells: Union[Sequence[Union[str, bytes]], np.ndarray], where: Callable[[int], str]) -> np.ndarray:
     """Integer ids; the first bad one raises naming its line and column."""
     try:
         return np.asarray(cells).astype(np.int64)

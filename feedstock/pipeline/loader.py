@@ -35,6 +35,7 @@ from typing import (
     Optional,
     Sequence,
     Tuple,
+    TypedDict,
     Union,
 )
 
@@ -59,6 +60,16 @@ if TYPE_CHECKING:
 
 Batch = Dict[str, np.ndarray]
 Release = Callable[[], None]
+
+
+class Report(TypedDict):
+    """What :meth:`Loader.report` returns."""
+
+    bad_records: int
+    skipped: List[Dict[str, object]]  # epoch, index, key and error of each skipped record
+    worker_restarts: int
+
+
 Leases = Generator[Tuple[Batch, Release], None, None]  # close() abandons the pass
 
 
@@ -346,7 +357,7 @@ class Loader:
             out.update(self.auto.stats())
         return out
 
-    def report(self) -> Dict[str, Any]:
+    def report(self) -> Report:
         """Skipped records (epoch, index, key, error) and worker restarts."""
         return {"bad_records": self._bad.total, "skipped": list(self._bad.records),
                 "worker_restarts": self._res.restarts()}

@@ -33,7 +33,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
+from typing import Callable, Deque, Dict, List, Optional, Tuple, Union
 
 from ..errors import WorkerDied, WorkerError, WorkerTimeout
 from .bootstrap import HandlerFactory, PackedFactory, not_started, refuse_in_bootstrap, start_hint
@@ -117,7 +117,7 @@ class ProcessPool:
         self._next_tid = 0
         self._closed = False
         self._poll_key: Tuple[int, ...] = ()
-        self._poll: Tuple[Any, Dict[int, Tuple[_Seat, bool]]] = (None, {})
+        self._poll: Tuple[Optional[select.poll], Dict[int, Tuple[_Seat, bool]]] = (None, {})
         self._failed: Deque[WorkerError] = deque()  # task errors not raised yet (results came first)
         self._packed: Optional[PackedFactory] = None  # the factory as spawned workers get it
 
@@ -248,18 +248,19 @@ class ProcessPool:
         return True
 
     # ----- supervision -----------------------------------------------------------------------
-    def _poller(self) -> Tuple[Any, Dict[int, Tuple[_Seat, bool]]]:
+    def _poller(self) -> Tuple[select.poll, Dict[int, Tuple[_Seat, bool]]]:
         """One poll object over every pipe and process sentinel, rebuilt only when seats change
         (``multiprocessing.connection.wait`` builds a selector per call: ~30 us per batch)."""
         key = tuple(id(seat) for seat in self._seats)
-        if self._poll_key != key:
+        poller, handles = self._poll
+        if poller is None or self._poll_key != key:
             poller, handles = select.poll(), {}
             for seat in self._seats:
                 for fd, is_conn in ((seat.conn.fileno(), True), (seat.process.sentinel, False)):
                     poller.register(fd, select.POLLIN)
                     handles[fd] = (seat, is_conn)
             self._poll_key, self._poll = key, (poller, handles)
-        return self._poll
+        return poller, handles
 
     def _on_message(self, seat: _Seat, out: List[Tuple[int, object]]) -> None:
         while True:

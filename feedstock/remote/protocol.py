@@ -88,7 +88,7 @@ def check_metas(metas: Sequence[Mapping[str, Any]], endpoints: Sequence[str]) ->
     return sorted(range(n), key=lambda i: parts[i][0])
 
 
-def same_server(old: Mapping[str, Any], new: Mapping[str, Any]) -> Optional[str]:
+def same_server(old: Mapping[str, object], new: Mapping[str, object]) -> Optional[str]:
     """What differs between a server's meta before and after a reconnect (None: the same stream)."""
     for key in SHARED_KEYS + ("part",):
         if old.get(key) != new.get(key):

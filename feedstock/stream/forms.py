@@ -10,14 +10,14 @@ import argparse
 import ast
 import json
 import os
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 from .check import SOURCE_TYPES, START_METHODS, StreamKeyError, echo
 from .definition import STREAM_KEYS, Stream
 
 
 # ----- mappings: param_str and YAML ----------------------------------------------------------------
-def check_keys(mapping: Mapping[str, Any], valid: Sequence[str], required: Sequence[str], what: str) -> None:
+def check_keys(mapping: Mapping[str, object], valid: Sequence[str], required: Sequence[str], what: str) -> None:
     """Unknown or missing keys raise one error that lists the valid keys."""
     unknown = sorted(echo(k) if not isinstance(k, str) or len(k) > 60 else k for k in mapping if k not in valid)
     missing = [k for k in required if k not in mapping]
@@ -43,7 +43,7 @@ def stream_from_mapping(mapping: Mapping[str, Any], *, form: str = "param_str",
         raise ValueError(f"{form} key {e}") from None
 
 
-def parse_param_str(text: Any) -> Dict[str, Any]:
+def parse_param_str(text: object) -> Dict[str, Any]:
     """A dict from a Python dict literal, JSON or YAML; never evaluates code."""
     import yaml
 
@@ -115,7 +115,7 @@ def _pair(text: str) -> Tuple[float, ...]:
     return values
 
 
-def _workers(text: str) -> Any:
+def _workers(text: str) -> Union[int, str]:
     if text == "auto":
         return "auto"
     try:

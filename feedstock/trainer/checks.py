@@ -80,11 +80,11 @@ class BatchCheck:
             if close is not None:
                 close()
 
-    def data(self, batch: Mapping[str, Any]) -> Array:
+    def data(self, batch: Mapping[str, Array]) -> Array:
         """The device data batch in the model's input layout (a view)."""
         x = batch[self.data_field]
         return x if self.reshape is None else x.reshape((x.shape[0],) + self.reshape)
 
-    def device(self, batch: Mapping[str, Any]) -> Tuple[Array, Array]:
+    def device(self, batch: Mapping[str, Array]) -> Tuple[Array, Array]:
         """(data, labels) of a device batch in the layouts the net and its loss take."""
         return self.data(batch), self.net.loss_labels(batch[self.label_field])

@@ -12,6 +12,7 @@ from ..backend import Array, Backend, get_backend
 from ..device import DeviceFeeder
 from .checks import BatchCheck
 from .deploy import deployment
+from .feeding import LoaderBatches
 from .inputs import Feeds, open_feeds
 from .layers import Dropout
 from .metrics import Meter
@@ -41,7 +42,7 @@ def step_seed(seed: int, it: int) -> int:
     return int(np.random.SeedSequence([seed, it, _DROPOUT_TAG]).generate_state(1)[0])
 
 
-def evaluate(net: Net, feeder: DeviceFeeder, stream: Any, test_iter: int = 0, *,
+def evaluate(net: Net, feeder: DeviceFeeder, stream: LoaderBatches, test_iter: int = 0, *,
              check: Optional[BatchCheck] = None) -> Meter:
     """The net's meter over the stream's epoch 0 (the first ``test_iter`` batches when > 0)."""
     check = check or BatchCheck(net, stream="validation data")
@@ -77,7 +78,7 @@ class _Run:
         self.train_check = BatchCheck(self.net, stream="training data")
         self.val_check = BatchCheck(self.net, stream="validation data")
 
-    def test(self, feeder: DeviceFeeder, val: Any) -> None:
+    def test(self, feeder: DeviceFeeder, val: LoaderBatches) -> None:
         with feeder.paused():
             result = evaluate(self.net, feeder, val, self.cfg.test_iter, check=self.val_check).result()
         h = self.history
@@ -182,7 +183,7 @@ def _extra(run: _Run, feeds: Feeds, resume: Union[str, Path, None]) -> Dict[str,
     return {"seed": seed, "batch_size": batch_size, "model": run.mdef.name, "deploy": deploy.to_dict()}
 
 
-def _first_batch(check: BatchCheck, stream: Any) -> None:
+def _first_batch(check: BatchCheck, stream: LoaderBatches) -> None:
     """Check the first batch of ``stream`` (layout and labels) and put the stream back."""
     batches = check.host(stream.epoch(0))
     try:

@@ -71,7 +71,7 @@ class TrainReport:
                 "images_per_s": self.images_per_s, "data_wait_fraction": self.data_wait_fraction}
 
 
-def _finite(v: Any) -> Any:
+def _finite(v: object) -> object:
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
