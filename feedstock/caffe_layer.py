@@ -26,6 +26,7 @@ from .caffe_params import (
     parse_param_str,
 )
 from .phase import parse_phase, phase_name
+from .protocols import BatchLoader
 from .transforms import occlude_batch
 
 
@@ -61,13 +62,13 @@ class BatchFeed:
     It never refers to the layer, so the layer's finalizer can close it.
     """
 
-    def __init__(self, loader: Any, fields: Sequence[str], batch_size: int):
+    def __init__(self, loader: BatchLoader, fields: Sequence[str], batch_size: int):
         self._loader = loader
         self._fields = tuple(fields)
         self._batch_size = int(batch_size)
         self._iter: Optional[Any] = None
         self._pending: Optional[Dict[str, np.ndarray]] = None
-        self._pending_state: Optional[Dict[str, Any]] = None
+        self._pending_state: Optional[Dict[str, int]] = None
         self._offset = 0
         self._closed = False
 
