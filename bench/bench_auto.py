@@ -39,7 +39,6 @@ def make_data(tmp: str, otto_rows: int, jpegs: int) -> Dict[str, List[str]]:
 
     from feedstock.cli.demo import write_lmdb
     from feedstock.trainer.datasets import load_fashion_mnist
-    from feedstock.writers.build import BuildOptions, build_lmdb
 
     train, _ = load_fashion_mnist()
     write_lmdb(Path(tmp, "fashion_lmdb"), train.images, train.labels, "fashion_lmdb")
@@ -50,7 +49,9 @@ def make_data(tmp: str, otto_rows: int, jpegs: int) -> Dict[str, List[str]]:
         os.makedirs(folder, exist_ok=True)
         img = cv2.resize(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8), (500, 375), interpolation=cv2.INTER_CUBIC)
         cv2.imwrite(os.path.join(folder, f"{i}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
-    build_lmdb(os.path.join(tmp, "photos"), os.path.join(tmp, "jpeg_lmdb"), BuildOptions(encoding="", workers=1))
+    # the build runs as the command, in a fresh process: forking this one after OpenCV's calls can hang
+    subprocess.run([sys.executable, "-m", "feedstock.cli.main", "build-lmdb", os.path.join(tmp, "photos"),
+                    os.path.join(tmp, "jpeg_lmdb"), "--encoded", "-q"], check=True, capture_output=True)
     return {"fashion sample LMDB, batch 64": [os.path.join(tmp, "fashion_lmdb"), "--batch-size", "64"],
             f"Otto CSV {otto_rows} rows, batch 256": [os.path.join(tmp, "otto.csv"), "--batch-size", "256"],
             f"JPEG LMDB {jpegs} x 500x375 -> 227, batch 64": [

@@ -23,7 +23,7 @@ from .progress import Bar
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="convert bundled digits to LMDB and train LeNet on them",
+    p = sub.add_parser("demo", help="convert the bundled Fashion-MNIST sample to LMDB and train LeNet on it",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="demo-out", help="output folder (replaced) [%(default)s]")
     p.add_argument("--iters", type=int, default=400, help="LeNet training iterations [%(default)s]")

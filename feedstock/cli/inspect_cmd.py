@@ -42,7 +42,8 @@ def register(subparsers) -> None:
     p.add_argument("--grid", metavar="OUT.png", help="write a contact sheet of --samples records")
     p.add_argument("--samples", type=int, default=16, help="records in the grid (default 16)")
     p.add_argument("--resize", type=parse_size, metavar="HxW", help="resize samples before drawing")
-    p.add_argument("--resize-mode", choices=("squash", "crop", "fill", "half_crop"), default="squash")
+    p.add_argument("--resize-mode", choices=("squash", "crop", "fill", "half_crop"), default="squash",
+                   help="with --resize: squash (Caffe) or the DIGITS modes crop, fill, half_crop (default squash)")
     p.add_argument("--crop", type=int, metavar="N", help="centre-crop samples to NxN before drawing")
     p.add_argument("--phase", choices=("train", "test"), default="test",
                    help="with stream transform flags: draw the samples as this phase gives them (default test)")

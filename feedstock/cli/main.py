@@ -29,10 +29,24 @@ SUBCOMMANDS = [
 ]
 
 
+def package_version() -> str:
+    """The installed distribution's version (package metadata); the source tree's when not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("feedstock")
+    except PackageNotFoundError:
+        from .. import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="feedstock", description="Keeps neural-network trainers fed.")
     verbose_help = "log debug messages; show the traceback of an error"
     parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
+    parser.add_argument("--version", action="version", version=f"feedstock {package_version()}",
+                        help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(name).register(sub)
