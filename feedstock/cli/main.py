@@ -13,6 +13,7 @@ import traceback
 from typing import List, Optional
 
 from .env_errors import describe
+from .progress import logging_redirect
 
 # Subcommand modules, in the order --help lists them.
 SUBCOMMANDS = [
@@ -67,7 +68,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with logging_redirect():  # log lines above a progress bar, never through it
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
