@@ -115,8 +115,9 @@ def test_the_words_for_the_data_match_the_data():
 
 def test_mirror_help_says_caffe_flips_in_test_too():
     """Caffe's DataTransformer draws do_mirror = mirror && Rand(2) in every phase (reference, section 5)."""
-    from feedstock.transforms import CaffeTransform
     import numpy as np
+
+    from feedstock.transforms import CaffeTransform
 
     for name in ("train", "bench", "serve", "inspect"):
         text = _help(name)

@@ -25,7 +25,8 @@ A segmentation snapshot (fcn_small) reads DATA as image + mask pairs: an images
 folder (with --masks, the masks folder, to score), a pairs list file or an image
 LMDB (with --masks the label LMDB); it writes one palette PNG mask per image, at
 the image's own size, into the folder OUT (without its suffix), and when masks are
-given OUT/metrics.json (pixel accuracy, mean and per-class IoU) and OUT/confusion.png.
+given OUT/metrics.json (pixel accuracy, mean and per-class IoU) and OUT/confusion.png;
+OUT/sheet.png shows the first images as truth | prediction | prediction over the image.
 
   feedstock predict fcn_out/fcn_small_iter_600.npz test/images --masks test/masks --out fcn_masks
 """
