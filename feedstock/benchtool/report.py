@@ -112,6 +112,7 @@ def plot(result: BenchResult, path: str) -> str:
 
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     v = result.verdict
     xs = [p.workers for p in result.points]
@@ -127,7 +128,15 @@ def plot(result: BenchResult, path: str) -> str:
         if result.compare:
             ns = sorted(result.compare)
             ax.plot(ns, [result.compare[n] for n in ns], "s-", label="torch DataLoader")
-        ax.axvline(v.workers, color="green", alpha=0.3, label=f"recommended: {v.workers}")
+        rec = next((p.rate for p in result.points if p.workers == v.workers), None)
+        if rec is not None:  # a ring around the point: a line would hide its range
+            ax.plot([v.workers], [rec], "o", ms=16, mfc="none", mec="green", mew=2,
+                    label=f"recommended (= workers='auto'): {v.workers}")
+        if result.auto is not None and result.auto.worker_limit < top:  # counts the rule leaves out
+            ax.axvspan(result.auto.worker_limit + 0.5, top + 0.5, color="grey", alpha=0.12,
+                       label=f"over the core budget (+{result.consumer_threads} consumer thread)")
+        ax.set_xlim(-0.5, top + 0.5)
+        ax.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
         ax.set_xticks(range(0, top + 1, max(1, (top + 1) // 12)))  # whole workers only
         ax.set_xlabel("workers (0 = in-process)")
         ax.set_ylabel("samples/s")
