@@ -121,13 +121,21 @@ def test_mirror_help_says_caffe_flips_in_test_too():
 
     for name in ("train", "bench", "serve", "inspect"):
         text = _help(name)
-        assert "TRAIN only" not in text
-        assert re.search(r"--mirror\s+random horizontal flip[^-]*TEST too", text), name
+        assert "random horizontal flip in TRAIN" not in text
+        assert re.search(r"--mirror\s+random horizontal flip, in TEST too[^-]*\(pairs: TRAIN only\)", text), name
     # and the code does flip in TEST: some of 64 draws are mirrored
     t = CaffeTransform(phase="TEST", mirror=True)
     x = {"data": np.arange(6, dtype=np.uint8).reshape(1, 1, 6)}
     flipped = [bool(t(x, np.random.default_rng(i))["data"][0, 0, 0] == 5) for i in range(64)]
     assert any(flipped) and not all(flipped)
+    # segmentation pairs flip in TRAIN only, as the help says
+    from feedstock.stream import Stream
+    from feedstock.transforms.mirror import Mirror
+    from feedstock.transforms.pairs import pairs_transforms
+
+    stream = Stream(source="x", source_type="pairs", crop_size=4, mirror=True)
+    assert any(isinstance(t, Mirror) for t in pairs_transforms(stream, "TRAIN", None))
+    assert not any(isinstance(t, Mirror) for t in pairs_transforms(stream, "TEST", None))
 
 
 def test_predict_out_names_both_outputs():

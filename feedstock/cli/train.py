@@ -32,7 +32,8 @@ loss/accuracy curves, first-layer filters, the network diagram, weight histogram
 
 The stream flags are the ones `feedstock serve` takes: --train/--val are read with
 them, training in the TRAIN phase (random crop, mirror, occlusion), validation in
-the TEST phase (centre crop, no occlusion; --mirror flips in TEST too, as Caffe does). Training defaults: --shuffle,
+the TEST phase (centre crop, no occlusion; --mirror flips in TEST too, as Caffe's
+transformer does, except for segmentation pairs). Training defaults: --shuffle,
 --drop-last, --seed 0. The model scales its raw input itself (lenet: x/256,
 otto_mlp: log(1+x)) unless a value flag (--scale, --mean-file, --mean-value,
 --to-range) sets the values.
