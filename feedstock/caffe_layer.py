@@ -115,7 +115,7 @@ class BatchFeed:
             row += take
             self._offset += take
 
-    def state(self) -> Dict[str, Any]:
+    def state(self) -> Dict[str, object]:
         """Where the stream stands: the loader's state before the pending batch plus rows used of it."""
         if self._pending is None or self._rows_left() == 0:
             return {"loader": self._loader.state_dict(), "offset": 0}
@@ -216,7 +216,7 @@ class DataLayer(_LayerBase):
             raise RuntimeError("DataLayer is not set up (or was closed): call setup() first")
         return self._feed
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> Dict[str, object]:
         """A few integers saying which sample comes next (JSON-serialisable)."""
         state = self._live_feed().state()
         return {"format": STATE_FORMAT, "batch_size": self._params.batch_size, "tops": list(self._tops), **state}

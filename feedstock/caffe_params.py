@@ -7,12 +7,15 @@ keys, loader options) with the layer's own keys: ``tops``, ``state_file``, ``bac
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Tuple
 
 from .phase import TEST, TRAIN, parse_phase
 from .stream import STREAM_KEYS, Stream, parse_param_str, stream_from_mapping
 from .stream.check import StreamKeyError, as_seed, as_str, echo
 from .stream.forms import check_keys
+
+if TYPE_CHECKING:
+    from .protocols import BatchLoader
 
 __all__ = ["TRAIN", "TEST", "DataLayerParams", "data_layer_params", "occlude_layer_params", "parse_param_str",
            "parse_phase", "build_loader", "check_keys", "DATA_KEYS", "OCCLUDE_KEYS"]
@@ -83,7 +86,7 @@ def data_layer_params(mapping: Mapping[str, Any]) -> DataLayerParams:
     return DataLayerParams(stream=stream, **layer)
 
 
-def build_loader(p: DataLayerParams, phase: int, tops: Tuple[str, ...]) -> Any:
+def build_loader(p: DataLayerParams, phase: int, tops: Tuple[str, ...]) -> "BatchLoader":
     """The Loader a DataLayer copies from (or, with ``remote``, the RemoteLoader of those servers):
     every record, in Caffe's layouts (CSV rows as (F, 1, 1); HDF5 datasets named by the tops)."""
     if p.remote:

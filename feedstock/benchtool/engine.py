@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Union
 
 from ..pipeline import machine
 from ..pipeline.auto import CONSUMER_THREADS, REPEATS, measure_counts
@@ -28,6 +28,9 @@ from .report import BenchResult
 from .stages import measure_stages, stage_names
 from .sweep import MakeLoader, SweepPoint, Tick, default_counts
 from .verdict import judge
+
+if TYPE_CHECKING:
+    from ..stream import Stream
 
 Step = Callable[[str], None]  # the engine names each measurement as it starts it (a progress bar)
 
@@ -45,7 +48,7 @@ class Subject:
     load_s: Optional[float] = None  # seconds the source took to open (a CSV's parse); None: not timed
 
     @classmethod
-    def of_stream(cls, stream: Any, phase: Any = "train") -> "Subject":
+    def of_stream(cls, stream: "Stream", phase: Union[int, str] = "train") -> "Subject":
         from ..pipeline.loader import Loader
         from ..stream import parse_phase
         from ..stream.build import build_transforms

@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -65,7 +65,7 @@ class LayerTiming:
                 f"  plain np.copyto    {self.copy.text()}",
                 f"  forward / copy (median) {self.forward.median / max(self.copy.median, 1e-12):.2f}"]
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> Dict[str, object]:
         return {"forward": self.forward.to_dict(), "copy": self.copy.to_dict(), "tops": [list(s) for s in self.shapes]}
 
 

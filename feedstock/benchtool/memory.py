@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from ..pipeline import machine
 from .sweep import SweepPoint
@@ -40,7 +40,7 @@ class Memory:
         fit = "" if self.slots_fit() else "  (the slots do NOT fit: lower --prefetch or --batch-size)"
         return f"memory: {pss}; slots {self.slot_bytes / MIB:.1f} MiB of shared memory; {shm}{ram}{fit}"
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> Dict[str, object]:
         return {"worker_pss_bytes": self.worker_pss, "slot_bytes": self.slot_bytes, "shm_free_bytes": self.shm_free,
                 "mem_available_bytes": self.mem_available, "slots_fit": self.slots_fit(),
                 "max_workers_by_memory": self.max_workers()}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
 from ..pipeline.auto import AutoChoice
 from .memory import Memory
@@ -30,7 +30,7 @@ class BenchResult:
     auto: Optional[AutoChoice] = None  # workers="auto"'s rule on this run's windows (= the verdict's count)
     consumer_threads: int = 1
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> Dict[str, object]:
         st = self.stages
         return {
             "source": self.description, "batch_size": self.batch_size, "cores": self.cores,

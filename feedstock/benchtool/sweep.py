@@ -6,7 +6,7 @@ The windows come from :func:`feedstock.pipeline.auto.measure_counts`, the measur
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Sequence
+from typing import Dict, List, Sequence
 
 from ..pipeline.auto import MakeLoader, Spread, Steady, Tick, Window, default_counts, steady_batches
 
@@ -52,7 +52,7 @@ class SweepPoint:
     def batch_rate(self) -> float:
         return self.rate / self.batch_size if self.batch_size else 0.0
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> Dict[str, object]:
         s = self.spread
         return {"workers": self.workers, "samples_per_s": s.median, "samples_per_s_low": s.low,
                 "samples_per_s_high": s.high, "samples_per_s_windows": list(self.rates),

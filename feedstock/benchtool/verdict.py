@@ -20,7 +20,7 @@ in-process); else the **stage** taking at least half of a record's time; else
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..pipeline.auto import CONSUMER_THREADS, AutoChoice
 from ..pipeline.auto import recommend as auto_recommend
@@ -47,7 +47,7 @@ class Verdict:
     def lines(self) -> List[str]:
         return [f"verdict: bound by {self.bound}: {self.why}", f"recommended workers: {self.workers}: {self.workers_why}"]
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> Dict[str, object]:
         return {"bound": self.bound, "why": self.why, "workers": self.workers, "workers_why": self.workers_why,
                 "ceiling_samples_per_s": self.ceiling, "one_core_samples_per_s": self.one_core,
                 "stage_shares": dict(self.shares)}

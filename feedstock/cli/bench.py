@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, List, Optional
+from typing import Callable, List, Optional
 
 from ..pipeline.auto import CONSUMER_THREADS, REPEATS
 from .progress import add_quiet_flag, progress_bar
@@ -34,7 +34,7 @@ range of the best count, workers plus --consumer-threads within the usable cores
 """
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     from ..stream import add_stream_arguments
 
     p = subparsers.add_parser("bench", help="throughput of a stream: stages, workers, memory, verdict",
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _measure(args: argparse.Namespace, counts: Optional[List[int]], step: Any) -> dict:
+def _measure(args: argparse.Namespace, counts: Optional[List[int]], step: Callable[[str], None]) -> dict:
     """The bench result (when a SOURCE is given) and the extra lines and fields of the options."""
     out: dict = {"result": None, "extra": [], "fields": {}}
     if args.source:

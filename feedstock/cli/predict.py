@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Callable, Optional
 
 DESCRIPTION = """\
 Run a snapshot written by `feedstock train` on new data, without training. The
@@ -32,7 +32,7 @@ OUT/sheet.png shows the first images as truth | prediction | prediction over the
 """
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = subparsers.add_parser("predict", help="run a trained snapshot on new data (Otto submission, predictions)",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("snapshot", help="npz snapshot written by `feedstock train`")
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def predict_files(snapshot: str, data: str, out: Path, *, batch_size: int = 256, workers: int = 0,
-                  backend: str = "auto", echo: Any = None, masks: str = "") -> list:
+                  backend: str = "auto", echo: Optional[Callable[[str], object]] = None, masks: str = "") -> list:
     """Predict ``data`` with ``snapshot`` and write OUT (and, when labelled, the metrics and confusion files)."""
     from ..trainer.predict import Predictor, write_class_probabilities, write_record_predictions, write_scores
 

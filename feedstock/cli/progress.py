@@ -9,6 +9,7 @@ lands in the middle of a bar.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import sys
 from typing import Any, Iterator, Optional, TextIO
@@ -20,7 +21,7 @@ LINE_FORMAT = "{desc}: {n_fmt}/{total_fmt} {unit} ({percentage:.0f}%), {rate_fmt
 LINE_FORMAT_OPEN = "{desc}: {n_fmt} {unit}, {rate_fmt}, {elapsed} elapsed"  # no total: no percentage or ETA
 
 
-def is_terminal(stream: Any) -> bool:
+def is_terminal(stream: object) -> bool:
     isatty = getattr(stream, "isatty", None)
     try:
         return bool(isatty()) if isatty is not None else False
@@ -90,5 +91,5 @@ def logging_redirect() -> Iterator[None]:
         yield
 
 
-def add_quiet_flag(parser: Any) -> None:
+def add_quiet_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -4,9 +4,12 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from typing import Any, Dict, Tuple
+from typing import TYPE_CHECKING, Dict, Tuple
 
 from ..stream import add_stream_arguments, stream_from_args
+
+if TYPE_CHECKING:
+    from ..pipeline.loader import Loader
 
 # what a server does unless told otherwise (a client may ask for another seed)
 SERVE_DEFAULTS = {"seed": 0}
@@ -43,7 +46,7 @@ def parse_part(text: str) -> Tuple[int, int]:
     return j, n
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = subparsers.add_parser("serve", help="stream a Loader's batches to remote trainers (ZeroMQ)",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bind", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint (default: loopback)")
@@ -67,7 +70,7 @@ def register(subparsers: Any) -> None:
     k.set_defaults(func=keygen)
 
 
-def build_loader(args: argparse.Namespace) -> Tuple[Any, Dict[str, Any]]:
+def build_loader(args: argparse.Namespace) -> Tuple["Loader", Dict[str, object]]:
     """The Loader the server runs (the stream of the flags and --config, this server's part) and the
     stream's fingerprint, which every server of one feed must share."""
     stream = stream_from_args(args, defaults=SERVE_DEFAULTS)

@@ -4,9 +4,12 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any, Tuple
+from typing import TYPE_CHECKING, Any, Tuple
 
 from .progress import add_quiet_flag, progress_bar
+
+if TYPE_CHECKING:
+    from ..trainer.solver import SolverConfig
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,7 @@ LOADER_KEYS = ("batch_size", "shuffle", "seed", "drop_last", "workers", "prefetc
                "timeout", "start_method", "rank", "world_size")
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     from ..stream import add_stream_arguments
     from ..trainer.models import MODELS
 
@@ -148,7 +151,7 @@ def _check(args: argparse.Namespace) -> None:
             raise ValueError(f"{flag} {value} must be >= 0 (0: off)")
 
 
-def with_intervals(cfg: Any, args: argparse.Namespace) -> Any:
+def with_intervals(cfg: "SolverConfig", args: argparse.Namespace) -> "SolverConfig":
     """The solver with --test-interval / --snapshot-interval applied (None: the solver's own)."""
     changes = {k: v for k, v in (("test_interval", args.test_interval), ("snapshot", args.snapshot_interval))
                if v is not None}

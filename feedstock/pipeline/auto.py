@@ -26,7 +26,7 @@ import logging
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Sized, Tuple
 
 from . import machine
 
@@ -55,7 +55,7 @@ class Steady:
     cpu_s: float  # this process's CPU seconds over the same span
 
 
-def steady_batches(loader: Iterable[Mapping[str, Any]], seconds: float, *, min_batches: int = 1, warmup: int = 1,
+def steady_batches(loader: Iterable[Mapping[str, Sized]], seconds: float, *, min_batches: int = 1, warmup: int = 1,
                    tick: Optional[Tick] = None, start: Optional[float] = None) -> Steady:
     """Skip ``warmup`` batches, then take batches for about ``seconds`` (epochs repeat as needed), at least
     ``min_batches`` of them; ValueError when a whole pass yields nothing."""

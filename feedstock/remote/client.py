@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -236,7 +236,7 @@ class RemoteLoader:
         s["reconnects"] = sum(p.reconnects for p in self._link.peers)
         return s
 
-    def report(self) -> Dict[str, Any]:
+    def report(self) -> Dict[str, object]:
         """Per server: endpoint, part, connected, batches and bytes received, reconnects, error."""
         return {"servers": [{"endpoint": p.endpoint, "part": list(p.meta["part"]) if p.meta else None,
                              "connected": p.connected, "received": p.received, "bytes": p.bytes,

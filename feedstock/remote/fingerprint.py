@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Tuple
 
 if TYPE_CHECKING:
     from ..pipeline.loader import Loader
@@ -30,7 +30,7 @@ def portable_repr(obj: object) -> str:
     return _QUOTED_PATH.sub(lambda m: m.group(1) + os.path.basename(m.group(2).rstrip("/")) + m.group(1), text)
 
 
-def loader_fingerprint(loader: Loader) -> Dict[str, Any]:
+def loader_fingerprint(loader: Loader) -> Dict[str, object]:
     """What decides a Loader's batches, for servers given no fingerprint of their stream."""
     s = loader.sampler
     source = loader.source
@@ -40,7 +40,7 @@ def loader_fingerprint(loader: Loader) -> Dict[str, Any]:
             "rank": s.rank, "world_size": s.world_size}
 
 
-def checked(fingerprint: Mapping[str, Any]) -> Dict[str, Any]:
+def checked(fingerprint: Mapping[str, object]) -> Dict[str, object]:
     """``fingerprint`` as a JSON round trip (what the client will see); ValueError when it is not JSON-able."""
     if not isinstance(fingerprint, Mapping):
         raise ValueError(f"fingerprint must be a mapping (e.g. Stream.fingerprint()), got {type(fingerprint).__name__}")

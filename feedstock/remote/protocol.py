@@ -55,7 +55,7 @@ def fields_of(meta: Mapping[str, Any]) -> Fields:
     return [(str(name), tuple(int(d) for d in shape), np.dtype(dtype)) for name, shape, dtype in meta["fields"]]
 
 
-def make_meta(loader: Loader, fingerprint: Mapping[str, Any]) -> Dict[str, Any]:
+def make_meta(loader: Loader, fingerprint: Mapping[str, object]) -> Dict[str, object]:
     """What a server tells clients about the stream it serves."""
     s = loader.sampler
     return {"protocol": PROTOCOL, "fields": describe_fields(loader.spec), "batch_size": s.batch_size,

@@ -61,7 +61,7 @@ class FeedServer:
 
     def __init__(self, loader: Loader, *, bind: str = "tcp://127.0.0.1:5555", curve_secret: Optional[str] = None,
                  curve_clients: Optional[str] = None, insecure: bool = False, heartbeat: float = 1.0,
-                 fingerprint: Optional[Mapping[str, Any]] = None):
+                 fingerprint: Optional[Mapping[str, object]] = None):
         """``fingerprint``: what identifies the stream for the clients' setup check (source, transform
         and sampler settings, e.g. ``Stream.fingerprint()``); default: derived from ``loader``."""
         if not heartbeat > 0:

@@ -59,13 +59,13 @@ class Stream(StreamKeys):
         return build_loader(self, parse_phase(phase), fields=fields, caffe_layout=caffe_layout, source=source,
                             **overrides)
 
-    def fingerprint(self) -> Dict[str, Any]:
+    def fingerprint(self) -> Dict[str, object]:
         """Source identity, transform and sampler settings, JSON-able: two feeds of one stream
         (servers of one RemoteLoader) must agree on every key. The seed is left out (the
         client sends its own) and so are paths' folders (hosts may mount data elsewhere)."""
         names = {k: os.path.basename(os.path.normpath(getattr(self, k))) if getattr(self, k) else ""
                  for k in ("source", "masks", "mean_file")}
-        out: Dict[str, Any] = {"source": names["source"], "source_type": self.source_type,
+        out: Dict[str, object] = {"source": names["source"], "source_type": self.source_type,
                                "masks": names["masks"], "label_column": self.label_column}
         for k in TRANSFORM_KEYS:
             out[k] = names[k] if k == "mean_file" and self.mean_file else getattr(self, k)

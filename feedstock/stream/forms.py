@@ -184,7 +184,7 @@ def add_stream_arguments(parser: argparse.ArgumentParser, *, source: bool = True
 
 
 def stream_from_args(args: argparse.Namespace, *, source: Optional[str] = None,
-                     defaults: Optional[Mapping[str, Any]] = None) -> Stream:
+                     defaults: Optional[Mapping[str, object]] = None) -> Stream:
     """Stream defaults < ``defaults`` (the command's own) < ``--config`` < the flags given."""
     stream = Stream() if not defaults else _apply(Stream(), dict(defaults), lambda e: f"default {e}")
     config = getattr(args, "config", None)

@@ -68,10 +68,10 @@ class StreamKeys:
     def replace(self: K, **changes: Any) -> K:
         return dataclasses.replace(self, **changes)
 
-    def as_dict(self) -> Dict[str, Any]:
+    def as_dict(self) -> Dict[str, object]:
         """Plain JSON-able values (tuples as lists): what a snapshot or a YAML file stores."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
-    def changed(self) -> Dict[str, Any]:
+    def changed(self) -> Dict[str, object]:
         """The keys set to something other than their default."""
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}

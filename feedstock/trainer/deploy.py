@@ -35,7 +35,7 @@ class Deployment:
     conversion: Mapping[str, Any] = dataclasses.field(default_factory=lambda: dict(IDENTITY))
     stream: Optional[Mapping[str, Any]] = None
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> Dict[str, object]:
         return json.loads(json.dumps(dataclasses.asdict(self)))  # tuples become lists: plain JSON
 
     @classmethod

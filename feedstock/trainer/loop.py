@@ -170,7 +170,7 @@ def _conversion(mdef: ModelDef, model_scaling: bool) -> Dict[str, Any]:
     return {"scale": mdef.scale, "mean": mdef.mean, "log1p": mdef.log1p}
 
 
-def _extra(run: _Run, feeds: Feeds, resume: Union[str, Path, None]) -> Dict[str, Any]:
+def _extra(run: _Run, feeds: Feeds, resume: Union[str, Path, None]) -> Dict[str, object]:
     """The snapshot's JSON: the sampler setup a resume must match and the deploy record for predict."""
     seed, batch_size = feeds.seed, feeds.batch_size
     if resume is not None:

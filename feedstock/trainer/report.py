@@ -61,7 +61,7 @@ class TrainReport:
                         if k not in BASE_METRICS and isinstance(v, float))
         return f"{self.test_accuracy:.4f} (loss {self.test_loss:.4f}{extra})"
 
-    def metrics(self) -> Dict[str, Any]:
+    def metrics(self) -> Dict[str, object]:
         """The JSON written as <model>_metrics.json: final train/test metrics and the test curves."""
         h = self.history
         curves = {k: h[k] for k in h if k.startswith("test_")}

@@ -136,7 +136,7 @@ class SGDSolver:
             for p in self.net.params:
                 p.grad *= self.config.clip_gradients / norm
 
-    def snapshot(self, path: Union[str, Path], extra: Optional[Mapping[str, Any]] = None) -> Path:
+    def snapshot(self, path: Union[str, Path], extra: Optional[Mapping[str, object]] = None) -> Path:
         """Write params, momentum history, iteration and JSON ``extra`` (e.g. loader state) to npz."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,7 @@ PARAMS = ("scale", "mirror", "crop_size", "mean_file", "mean_value", "force_colo
 log = logging.getLogger(__name__)
 
 
-def _flag(value: Any, name: str) -> bool:
+def _flag(value: object, name: str) -> bool:
     if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
         return bool(value)
     raise ValueError(f"{name}={value!r} must be true or false")

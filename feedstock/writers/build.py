@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
@@ -287,7 +287,11 @@ class _Run:
         self.skipped.add(bo.Skipped(split.name, line_id, name, reason))
 
 
-def tagged_call(fn: Callable[[Any], Any], item: Tuple[int, Any]) -> Tuple[int, Any]:
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def tagged_call(fn: Callable[[T], R], item: Tuple[int, T]) -> Tuple[int, R]:
     """``(tag, fn(payload))`` so results of several databases can share one ordered pool."""
     tag, payload = item
     return tag, fn(payload)
