@@ -91,6 +91,7 @@ class Layout:
     keys: Tuple[Any, ...]  # a dict record's own keys (== names for str keys); else ()
     cls: Optional[type]  # the namedtuple or dataclass type (pickled by reference)
     spec: Dict[str, ArraySpec]
+    pytypes: Dict[str, type] = dataclasses.field(default_factory=dict)  # fields that were Python or numpy scalars
 
     @classmethod
     def of(cls, record: Any) -> "Layout":
@@ -116,42 +117,58 @@ class Layout:
         layout = cls(kind, names, keys, klass, {})
         values = layout.values(record, 0)
         layout.spec.update({n: ArraySpec.of(as_array(v, n)) for n, v in zip(names, values)})
+        layout.pytypes.update({n: type(v) for n, v in zip(names, values) if type(v) in _PY_DTYPES or isinstance(v, np.generic)})
         return layout
 
     def values(self, record: Any, index: int) -> Sequence[Any]:
         """The record's raw values in field order; TypeError naming the index if its structure differs."""
-        kind = self.kind
-        if kind == "dict" and isinstance(record, Mapping):
-            if len(record) == len(self.keys):
-                try:
-                    return [record[k] for k in self.keys]
-                except KeyError:
-                    pass
-            raise TypeError(f"record {index} has fields {list(record.keys())}, record 0 had {list(self.keys)}")
-        if kind in ("namedtuple", "dataclass") and type(record) is self.cls:
-            return tuple(record) if kind == "namedtuple" else [getattr(record, n) for n in self.names]
-        if kind in ("tuple", "list") and isinstance(record, (tuple, list)) and kind_of(record) in ("tuple", "list"):
-            if len(record) != len(self.names):
-                raise TypeError(f"record {index} has {len(record)} fields, record 0 had {len(self.names)}")
-            return record
-        if kind == "array" and kind_of(record) == "array":
+        kind, t = self.kind, type(record)
+        # exact types first: this runs once per record, and isinstance/is_dataclass cost more than the copy
+        if kind == "tuple" or kind == "list":
+            if t is tuple or t is list or kind_of(record) in ("tuple", "list"):
+                if len(record) != len(self.names):
+                    raise TypeError(f"record {index} has {len(record)} fields, record 0 had {len(self.names)}")
+                return record
+        elif kind == "dict":
+            if t is dict or isinstance(record, Mapping):
+                if len(record) == len(self.keys):
+                    try:
+                        return [record[k] for k in self.keys]
+                    except KeyError:
+                        pass
+                raise TypeError(f"record {index} has fields {list(record.keys())}, record 0 had {list(self.keys)}")
+        elif kind == "namedtuple" or kind == "dataclass":
+            if t is self.cls:
+                return tuple(record) if kind == "namedtuple" else [getattr(record, n) for n in self.names]
+        elif t is np.ndarray or kind_of(record) == "array":
             return (record,)
-        got = type(record).__name__
+        got = t.__name__
         want = self.cls.__name__ if self.cls is not None else self.kind
         raise TypeError(f"record {index} is a {got}, record 0 was a {want}: every record needs the same structure")
 
     def fields(self, record: Any, index: int) -> Dict[str, np.ndarray]:
         """``{name: array}`` of one record, each checked against record 0's shape and dtype."""
         out = {}
-        for name, value in zip(self.names, self.values(record, index)):
-            array = as_array(value, name)
-            want = self.spec[name]
-            if array.shape != want.shape or array.dtype != want.dtype:
+        for (name, shape, dtype, _), value in zip(self.checks, self.values(record, index)):
+            array = value if type(value) is np.ndarray else as_array(value, name)
+            if array.shape != shape or array.dtype != dtype:
+                if array.dtype.hasobject:
+                    as_array(array, name)  # names the object dtype
                 raise ValueError(f"record {index}: field {name!r} has {_describe(ArraySpec.of(array))}, record 0 "
-                                 f"had {_describe(want)}: every record needs the same shape and dtype (resize, "
-                                 "pad or cast in __getitem__)")
+                                 f"had {_describe(self.spec[name])}: every record needs the same shape and dtype "
+                                 "(resize, pad or cast in __getitem__)")
             out[name] = array
         return out
+
+    @property
+    def checks(self) -> List[Tuple[str, Tuple[Any, ...], np.dtype, Optional[type]]]:
+        """(name, shape, dtype, Python type) per field; the type is that of record 0's value when it was a
+        Python number (a value of that same type needs no conversion or check), else None."""
+        checks = self.__dict__.get("_checks")
+        if checks is None:  # computed once (the dataclass is frozen: the cache goes around it)
+            checks = [(n, self.spec[n].shape, self.spec[n].dtype, self.pytypes.get(n)) for n in self.names]
+            self.__dict__["_checks"] = checks
+        return checks
 
     @property
     def identity(self) -> bool:

@@ -85,7 +85,9 @@ class DataLoader:
         self._layout: Optional[Layout] = source.layout if isinstance(source, DatasetSource) else None
         self.loader = Loader(source, transforms, batch_size=self.batch_size, workers=self.num_workers,
                              shuffle=order.shuffle, seed=order.seed, drop_last=self.drop_last,
-                             prefetch=options.slots(self.num_workers, prefetch_factor), on_error=on_error,
+                             prefetch=options.slots(self.num_workers, prefetch_factor,
+                                                    batch_bytes(source, transforms, self.batch_size)),
+                             on_error=on_error,
                              rank=order.rank, world_size=order.world_size,
                              timeout=options.worker_timeout(timeout), copy=copy,
                              start_method=options.start_method(multiprocessing_context))
@@ -197,6 +199,13 @@ class DataLoader:
 
     def __repr__(self) -> str:
         return f"feedstock.torch.DataLoader({self.loader!r})"
+
+
+def batch_bytes(source: Any, transforms: Any, batch_size: int) -> Optional[int]:
+    """Bytes of one batch when the source declares fixed shapes and no transform changes them, else None."""
+    if transforms or not isinstance(source, DatasetSource):
+        return None
+    return sum(s.nbytes for s in source.spec().values()) * batch_size
 
 
 def default_structure(layout: Optional[Layout], tensors: Dict[str, Any]) -> Any:
