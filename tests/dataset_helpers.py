@@ -92,3 +92,20 @@ class WhichWorker:
 
     def __getitem__(self, i: int):
         return i, WORKER[0], np.random.random()
+
+
+class Busy:
+    """A dataset whose __getitem__ is the whole cost (~0.3 ms of arithmetic per record)."""
+
+    def __len__(self) -> int:
+        return 512
+
+    def __getitem__(self, i: int):
+        x = np.full((64, 64), float(i), np.float32)
+        for _ in range(8):
+            x = np.sqrt(x * x + 1.0)
+        return x, i % 10
+
+
+def make_busy() -> Busy:
+    return Busy()
