@@ -200,3 +200,13 @@ def test_workers_seed_global_generators_apart_and_run_worker_init(no_leaks):
     assert len({r for _, _, r in rows}) == 16  # no two workers repeat the parent's generator
     with Loader(as_source(WhichWorker(), worker_init=note_worker), batch_size=2, workers=0, shuffle=False) as loader:
         assert int(next(iter(loader))["1"][0]) == -1  # in-process: no worker, no worker_init (as torch)
+
+
+def test_the_door_does_not_import_torch_for_numpy_records():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from feedstock.pipeline.loader import Loader; "
+            "l = Loader([(np.zeros(2), 1)] * 4, batch_size=2, workers=0); list(l); "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

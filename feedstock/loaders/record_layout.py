@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..spec import ArraySpec, Spec
+from ..spec import ArraySpec
 
 SINGLE = "data"  # the field name of a dataset whose records are one array or number
 _PY_DTYPES = {bool: np.dtype(np.bool_), int: np.dtype(np.int64), float: np.dtype(np.float64)}
