@@ -110,6 +110,21 @@ def test_resume_mid_epoch_exactly(no_leaks):
     assert [[int(v) for v in b[2]] for b in again] == whole
 
 
+def test_each_iter_is_a_whole_pass_as_in_torch(no_leaks):
+    for make in (lambda: DataLoader(Mixed("tuple", 12), batch_size=4, shuffle=True, seed=2, num_workers=2),
+                 lambda: tud.DataLoader(Mixed("tuple", 12), batch_size=4, shuffle=True)):
+        loader = make()
+        next(iter(loader))  # a peek at one batch
+        labels = [int(v) for b in loader for v in b[2]]
+        assert sorted(labels) == list(range(12))  # the next pass has every batch
+    loader = DataLoader(Mixed("tuple", 12), batch_size=4, shuffle=True, seed=2)
+    epoch0 = [int(v) for b in loader for v in b[2]]
+    loader.set_epoch(0)
+    next(iter(loader))
+    loader.set_epoch(0)
+    assert [int(v) for b in loader for v in b[2]] == epoch0
+
+
 def test_a_distributed_sampler_gives_rank_world_size_shuffle_and_seed():
     shards = []
     for rank in (0, 1):

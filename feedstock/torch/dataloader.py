@@ -38,7 +38,10 @@ pinned with no copy; without CUDA it does nothing. A ``non_blocking`` copy you
 start from a pinned batch must finish before the next batch is requested
 (``device="cuda"`` takes care of that). Position: ``state_dict()`` /
 ``load_state_dict()`` resume mid-epoch exactly (torchdata's StatefulDataLoader
-contract), ``set_epoch(e)`` restarts at batch 0 of epoch e.
+contract), ``set_epoch(e)`` restarts at batch 0 of epoch e. As in torch, each
+``iter()`` is a whole pass: one started after a pass left unfinished (a peek with
+``next(iter(loader))``) begins the next epoch at batch 0, unless
+``load_state_dict``/``set_epoch`` placed it.
 """
 from __future__ import annotations
 
@@ -98,6 +101,7 @@ class DataLoader:
         self._pinned = PinnedSlots(torch) if cuda and (pin_memory or gpu) else None
         self._copier = SideStream(torch, device) if gpu else None
         self._delivered: Optional[Tuple[int, int]] = None  # (epoch, next batch) as the caller has seen it
+        self._positioned = False  # load_state_dict/set_epoch placed the next pass
 
     # ----- iteration ---------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -105,8 +109,11 @@ class DataLoader:
 
     def __iter__(self) -> Iterator[Any]:
         loader = self.loader
-        if self._delivered is not None and self._delivered != self._position():
-            self.loader.load_state_dict(self.state_dict())  # a pass abandoned with a batch fetched ahead
+        if self._delivered is not None and not self._positioned:
+            # the last pass was left unfinished: as in torch, a new iter() is a new pass (the next epoch);
+            # after load_state_dict/set_epoch it starts where they put it
+            loader.set_epoch(self._delivered[0] + 1)
+        self._positioned, self._delivered = False, None
         if self._distributed is not None and self._position()[1] == 0:
             loader.set_epoch(int(self._distributed.epoch))  # as DistributedSampler.set_epoch orders
         epoch, k = self._position()
@@ -170,12 +177,14 @@ class DataLoader:
         return state
 
     def load_state_dict(self, state: Mapping[str, int]) -> None:
-        self._delivered = None
+        """The next ``iter()`` continues exactly with the batch that came next when ``state`` was taken."""
         self.loader.load_state_dict(state)
+        self._positioned, self._delivered = True, None
 
     def set_epoch(self, epoch: int) -> None:
-        self._delivered = None
+        """The next ``iter()`` starts at batch 0 of ``epoch``."""
         self.loader.set_epoch(epoch)
+        self._positioned, self._delivered = True, None
 
     # ----- lifetime ----------------------------------------------------------------------------
     def close(self) -> None:
