@@ -233,3 +233,14 @@ def _train(train, test):
     with torch.no_grad():
         correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in DataLoader(Fashion(test), batch_size=500))
     return correct / len(test.labels)
+
+
+def test_slots_follow_prefetch_factor_and_the_batch_size():
+    from feedstock.torch.options import SLOT_BUDGET, slots
+
+    assert slots(2, None) == 5 and slots(3, 4) == 13  # torch's batches in advance, plus the one in use
+    assert slots(2, 2, batch_bytes=SLOT_BUDGET // 3) == 3  # large batches: prefetch_factor ahead in all
+    assert slots(2, 2, batch_bytes=1000) == 17  # small ones: more, so several go to one task
+    assert slots(0, None) == 2
+    with pytest.raises(ValueError, match="prefetch_factor=0 must be >= 1"):
+        slots(2, 0)

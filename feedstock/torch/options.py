@@ -71,10 +71,13 @@ SLOT_BUDGET = 128 << 20  # bytes of slots beyond the few every loader needs
 
 
 def slots(num_workers: int, prefetch_factor: Optional[int], batch_bytes: Optional[int] = None) -> int:
-    """Shared-memory slots, counting the one being consumed: torch keeps ``prefetch_factor`` batches in advance
-    per worker; feedstock's workers share each batch (a batch is split across them), so ``prefetch_factor``
-    batches in advance keep them all busy. More, up to torch's ``num_workers x prefetch_factor``, are added
-    while the slots stay within ``SLOT_BUDGET`` (cheap batches then go several to a task)."""
+    """Shared-memory slots, counting the one being consumed.
+
+    torch keeps ``prefetch_factor`` batches in advance per worker. feedstock's workers share each batch (a
+    batch is split across them), so ``prefetch_factor`` batches in advance keep them all busy; with the
+    batch size known, slots are added while they stay within ``SLOT_BUDGET``, up to 4x torch's count: small
+    batches then go several to a task, one message for several batches (see pipeline/run.py).
+    """
     if num_workers < 0:
         raise ValueError(f"num_workers={num_workers} must be >= 0")
     if num_workers == 0:
@@ -85,10 +88,9 @@ def slots(num_workers: int, prefetch_factor: Optional[int], batch_bytes: Optiona
     factor = 2 if prefetch_factor is None else int(prefetch_factor)
     if factor < 1:
         raise ValueError(f"prefetch_factor={prefetch_factor} must be >= 1")
-    most = max(2, num_workers * factor) + 1
     if batch_bytes is None or batch_bytes <= 0:
-        return most
-    return max(factor + 1, min(most, SLOT_BUDGET // batch_bytes))
+        return max(2, num_workers * factor) + 1
+    return max(factor + 1, min(4 * num_workers * factor + 1, SLOT_BUDGET // batch_bytes))
 
 
 def worker_timeout(timeout: float) -> Optional[float]:
