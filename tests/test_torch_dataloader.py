@@ -244,3 +244,27 @@ def test_slots_follow_prefetch_factor_and_the_batch_size():
     assert slots(0, None) == 2
     with pytest.raises(ValueError, match="prefetch_factor=0 must be >= 1"):
         slots(2, 0)
+
+
+class Tensors(tud.Dataset):
+    """Records of torch tensors; record 3's image is another shape."""
+
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, i):
+        image = torch.full((2, 3) if i != 3 else (3, 2), float(i))
+        return {"image": image.requires_grad_(i == 1), "label": torch.tensor(i)}
+
+
+def test_tensor_records_are_checked_like_arrays():
+    from feedstock.errors import WorkerError
+
+    loader = DataLoader(Tensors(), batch_size=3, copy=True)
+    with pytest.raises(WorkerError, match=r"record 3: field 'image' has shape \(3, 2\) float32, record 0 had shape "
+                                          r"\(2, 3\) float32"):
+        list(loader)
+    with pytest.raises(TypeError, match="field 'x': a torch.bfloat16 tensor has no numpy form"):
+        DataLoader([{"x": torch.zeros(2, dtype=torch.bfloat16)}], batch_size=1)
+    first = next(iter(DataLoader(Tensors(), batch_size=3, copy=True)))
+    assert torch.equal(first["image"][1], torch.full((2, 3), 1.0)) and first["label"].tolist() == [0, 1, 2]
