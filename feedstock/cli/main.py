@@ -10,7 +10,7 @@ import importlib
 import logging
 import sys
 import traceback
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from .env_errors import describe
 
@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_options(parser: argparse.ArgumentParser, command: str) -> Dict[str, argparse.Action]:
+    """The arguments of ``feedstock COMMAND`` by ``dest``: an error spells a setting by its flag."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {a.dest: a for a in sub.choices[command]._actions if a.dest != argparse.SUPPRESS}
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -60,7 +66,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as e:
         # Environment and input errors (disk full, permissions, a missing path, LMDB, a port in
         # use): one line naming the path or endpoint and what to do; the traceback only with -v.
-        message = describe(e, args)
+        message = describe(e, args, command_options(parser, args.command))
         if message is None:
             raise  # a bug: the traceback is the useful report
         if args.verbose:

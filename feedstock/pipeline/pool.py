@@ -303,11 +303,7 @@ class ProcessPool:
                 )
 
     def _task_error(self, seat: _Seat, task: _Task, info: ErrorInfo) -> WorkerError:
-        what = self.describe(seat.wid, task.payload)
-        error = WorkerError(
-            f"worker {seat.wid} (pid {seat.pid}) failed on {what}: {info.message}",
-            key=info.key, worker_traceback=info.traceback,
-        )
+        error = info.error(f"worker {seat.wid}", seat.pid, lambda: self.describe(seat.wid, task.payload))
         error.task_id = task.tid  # type: ignore[attr-defined]
         return error
 
