@@ -9,6 +9,8 @@ file or a param_str: its keys), so a message names a value the way the user gave
 from __future__ import annotations
 
 import re
+import zipfile
+import zlib
 from typing import Callable, Iterator, Optional, Sequence, Tuple
 
 _REF = re.compile(r"\{\{|\{([A-Za-z_][A-Za-z0-9_]*)(?:=([^{}]*))?\}")  # "{{": a literal "{"
@@ -78,6 +80,17 @@ class ShapeError(KeyedError):
 
 
 SHAPE_FIXES = ("give every record one size: resize with {new_height}/{new_width} or crop with {crop_size}",)
+
+
+# What reading a damaged .npz snapshot raises (truncated: BadZipFile or EOFError; a flipped bit:
+# zlib.error, a CRC BadZipFile, bad JSON), for one message naming the file.
+SNAPSHOT_ERRORS = (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def unreadable_snapshot(path: object, error: BaseException) -> str:
+    reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+    return (f"{path}: not a readable feedstock snapshot ({type(error).__name__}: {reason}): it is truncated or "
+            "damaged; use another snapshot, or train again")
 
 
 class RecordError(FeedstockError, ValueError):
