@@ -67,7 +67,7 @@ def _code_of(e: BaseException) -> Optional[int]:
     return next((c for s, c in _STRERRORS.items() if s in text), None)
 
 
-def _token_cut(text: str) -> str:
+def cut_tokens(text: str) -> str:
     """Every run of characters without a space cut to the echo length (a 1 MB path in a message)."""
     return re.sub(r"\S{%d,}" % (ECHO_CHARS + 1), lambda m: cut(m.group(0)), text)
 
@@ -176,7 +176,7 @@ def describe(e: BaseException, args: argparse.Namespace,
 
     ``options``: the command's arguments by ``dest`` (to spell settings as its flags)."""
     message = _describe(e, args, options or {})
-    return None if message is None else _token_cut(one_line(message))
+    return None if message is None else cut_tokens(one_line(message))
 
 
 def _describe(e: BaseException, args: argparse.Namespace, options: Mapping[str, argparse.Action]) -> Optional[str]:

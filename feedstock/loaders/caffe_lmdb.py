@@ -32,6 +32,7 @@ from google.protobuf.message import DecodeError
 from ..caffe_pb import Datum
 from ..errors import RecordError
 from ..protocols import Indices
+from .strings import cut
 from ..spec import ArraySpec, Sample, Spec
 from .base import Source, as_label, deliver
 from .decode import channels_of, check_mode, decode_datum
@@ -126,7 +127,7 @@ class CaffeLmdb(Source):
         self.path = os.fspath(path)
         self.mode = check_mode(mode)
         if not os.path.exists(self.path):
-            raise ValueError(f"LMDB {self.path!r} does not exist")
+            raise ValueError(f"LMDB {cut(repr(self.path))} does not exist: check the path")
         self._real = _env_path(self.path)
         self._keys = read_keys(self.path)
         self._n = len(self._keys)

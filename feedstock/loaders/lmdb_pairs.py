@@ -18,6 +18,7 @@ from google.protobuf.message import DecodeError
 from ..caffe_pb import Datum
 from ..errors import RecordError
 from ..spec import ArraySpec, Sample, Spec
+from .strings import cut
 from .base import Source
 from .caffe_lmdb import read_keys, shared_env
 from .decode import channels_of, check_mode, decode_datum, decode_mask
@@ -43,7 +44,7 @@ class LmdbPairs(Source):
         self.mode = check_mode(mode)
         for path, role in ((self.images, "images"), (self.labels, "labels")):
             if not os.path.exists(path):
-                raise ValueError(f"{role} LMDB {path!r} does not exist")
+                raise ValueError(f"{role} LMDB {cut(repr(path))} does not exist: check the path")
         self._keys = read_keys(self.images)
         difference = first_key_difference(self._keys, read_keys(self.labels))
         if difference:

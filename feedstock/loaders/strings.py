@@ -20,7 +20,7 @@ def cut(text: object, limit: int = ECHO_CHARS) -> str:
     text = str(text)
     if len(text) <= limit:
         return text
-    return f"{text[:limit]}... ({len(text):,} characters)"
+    return f"{text[:max(limit - 3, 1)]}... ({len(text):,} characters)"  # the cut word is `limit` long
 
 
 class StringTable:
