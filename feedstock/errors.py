@@ -67,6 +67,12 @@ def _already(fix: str, done: Done) -> bool:
     return bool(settings) and all(done(k, v) for k, v in settings)
 
 
+def summary(error: BaseException) -> str:
+    """``error``'s message without a worker's traceback (what a remote client or a log line gets)."""
+    text = error.render() if isinstance(error, Spelled) else str(error)
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 class KeyedError(Spelled, FeedstockError, ValueError):
     """A bad value or a limit that names settings by reference (see the module docstring)."""
 

@@ -32,11 +32,10 @@ from google.protobuf.message import DecodeError
 from ..caffe_pb import Datum
 from ..errors import RecordError
 from ..protocols import Indices
-from .strings import cut
 from ..spec import ArraySpec, Sample, Spec
 from .base import Source, as_label, deliver
 from .decode import channels_of, check_mode, decode_datum
-from .strings import StringTable
+from .strings import StringTable, cut
 
 _PID = os.getpid()  # refreshed in forked children below; os.getpid() per read would be a syscall
 

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..protocols import Indices
-from .strings import cut
 from ..spec import ArraySpec, Sample, Spec
 from .base import Source, deliver
+from .strings import cut
 
 if TYPE_CHECKING:  # h5py's bundled libhdf5 clashes with Caffe's: imported only when HDF5 is read
     import h5py

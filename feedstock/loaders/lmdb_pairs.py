@@ -18,12 +18,11 @@ from google.protobuf.message import DecodeError
 from ..caffe_pb import Datum
 from ..errors import RecordError
 from ..spec import ArraySpec, Sample, Spec
-from .strings import cut
 from .base import Source
 from .caffe_lmdb import read_keys, shared_env
 from .decode import channels_of, check_mode, decode_datum, decode_mask
 from .pairs import encoded_hw
-from .strings import StringTable
+from .strings import StringTable, cut
 
 
 def first_key_difference(a: StringTable, b: StringTable) -> Optional[str]:

@@ -22,9 +22,9 @@ from typing import Any, Tuple, Union
 from .decode import force_mode
 from .lmdb_pairs import LmdbPairs
 from .open_source import lmdb_dir
-from .strings import cut
 from .pairs import Pairs
 from .pairs_list import read_pairs_list
+from .strings import cut
 
 log = logging.getLogger(__name__)
 

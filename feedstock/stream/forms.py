@@ -129,6 +129,9 @@ def read_yaml_mapping(path: str | os.PathLike) -> Dict[str, Any]:
     except UnicodeDecodeError as e:
         raise ValueError(f"{name}: not a text (UTF-8) file, byte {data[e.start]:#04x} at offset {e.start}: "
                          "give the YAML file of stream keys") from None
+    except yaml.MarkedYAMLError as e:  # the problem and its line, not the parser's quote of the text
+        where = f" at line {e.problem_mark.line + 1}" if e.problem_mark is not None else ""
+        raise ValueError(f"{name}: not valid YAML{where}: {cut(e.problem or one_line_of(e), 200)}") from None
     except yaml.YAMLError as e:
         raise ValueError(f"{name}: not valid YAML: {cut(one_line_of(e), 200)}") from None
     if value is None:

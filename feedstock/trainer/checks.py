@@ -70,7 +70,7 @@ class BatchCheck:
         except ValueError:
             row = next((r for r in range(len(labels)) if not self._ok(labels[r:r + 1])), None)
             key = None if keys is None or row is None else keys(row)
-            if key is None:
+            if key is None or row is None:
                 raise
             try:  # the same check on that record alone, for its message
                 self.net.check_labels(labels[row:row + 1], f"{self.stream} record {key}, field {self.label_field!r}")
