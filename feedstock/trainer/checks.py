@@ -68,6 +68,8 @@ class BatchCheck:
         try:
             self.net.check_labels(labels, f"{self.stream} field {self.label_field!r}, batch {k}")
         except ValueError:
+            if not self._ok(np.zeros_like(labels[:1])):  # the layout (shape, dtype), not a record's value
+                raise
             row = next((r for r in range(len(labels)) if not self._ok(labels[r:r + 1])), None)
             key = None if keys is None or row is None else keys(row)
             if key is None or row is None:
