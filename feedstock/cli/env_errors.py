@@ -123,6 +123,13 @@ def _literal(value: str) -> Any:
         return value
 
 
+def _yaml(value: Any) -> str:
+    """A value as a YAML file writes it (``true``, ``null``, ``40``)."""
+    if value is None or isinstance(value, bool):
+        return {True: "true", False: "false", None: "null"}[value]
+    return str(value)
+
+
 class CliSpelling:
     """Settings as this command line names them: a flag the user gave (or may give) by its flag, a
     value from the ``--config`` file by its key; a fix already in effect is left out."""
@@ -133,14 +140,18 @@ class CliSpelling:
 
     def __call__(self, key: str, value: Optional[str]) -> str:
         action = self.options.get(key)
-        if action is None or key in self.from_config:
-            return key if value is None else f"{key}={value}"  # the library's and the YAML file's name
+        given = None if value is None else _literal(value)
+        if isinstance(given, tuple) and len(set(given)) == 1 and getattr(action, "type", None) in (int, float):
+            given, value = given[0], repr(given[0])  # a square crop (40, 40) is the flag's (and the key's) 40
+        if action is None:
+            return key if value is None else f"{key}={value}"  # the library's name
+        if key in self.from_config:  # the --config file's key, as YAML writes it
+            return key if value is None else f"{key}: {_yaml(given)}"
         if not action.option_strings:
             return action.metavar if isinstance(action.metavar, str) else key.upper()
         flag = max((o for o in action.option_strings if not o.startswith("--no-")), key=len)
         if value is None:
             return flag
-        given = _literal(value)
         if isinstance(action, argparse.BooleanOptionalAction):
             return flag if given else flag.replace("--", "--no-", 1)
         if action.nargs == 0:  # store_const / store_true

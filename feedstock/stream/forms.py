@@ -79,7 +79,7 @@ def _refuse_code(text: str) -> None:
                              f"which is never evaluated: {echo(text)}")
 
 
-MAX_STREAM_FILE = 1 << 20  # bytes: a stream file is a few keys; a larger one is not a stream file
+MAX_STREAM_FILE = 64 << 10  # bytes: a stream file is a few keys (parsing 300 KB of YAML takes seconds)
 
 
 @functools.lru_cache(maxsize=1)
