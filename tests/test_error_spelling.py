@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from pipeline_helpers import FailOn, make_source
 
 from feedstock.cli.env_errors import CliSpelling, describe
 from feedstock.cli.main import build_parser, command_options
@@ -17,7 +18,6 @@ from feedstock.pipeline.loader import Loader
 from feedstock.pipeline.pool import ProcessPool
 from feedstock.stream import Stream, parse_param_str, stream_from_mapping
 from feedstock.stream.forms import load_yaml, read_yaml_mapping
-from pipeline_helpers import FailOn, make_source
 
 
 def test_a_template_renders_per_front_end_and_drops_a_fix_already_made():
