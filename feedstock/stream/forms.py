@@ -280,7 +280,13 @@ def config_source(args: argparse.Namespace) -> Optional[str]:
 
 
 def _flag_error(e: StreamKeyError) -> str:
-    return f"{FLAG_OF.get(e.key, e.key)}{e.detail}"
+    return f"{FLAG_OF.get(e.key, e.key)}{e.spelled(_flag_spelling)}"
+
+
+def _flag_spelling(key: str, value: Optional[str]) -> str:
+    """Another key a flag's error names, as its flag (``--new-width=0``)."""
+    flag = FLAG_OF.get(key, key)
+    return flag if value is None else f"{flag}={value.strip(chr(39))}"
 
 
 def _apply(stream: Stream, values: Dict[str, Any], describe: Callable[[StreamKeyError], str]) -> Stream:
