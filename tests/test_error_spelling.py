@@ -17,7 +17,7 @@ from feedstock.pipeline import pool as pool_module
 from feedstock.pipeline.loader import Loader
 from feedstock.pipeline.pool import ProcessPool
 from feedstock.stream import Stream, parse_param_str, stream_from_mapping
-from feedstock.stream.forms import load_yaml, read_yaml_mapping
+from feedstock.stream.forms import finite, load_yaml, read_yaml_mapping
 
 
 def test_a_template_renders_per_front_end_and_drops_a_fix_already_made():
@@ -133,3 +133,21 @@ def test_param_str_and_stream_refuse_non_finite_numbers():
             stream_from_mapping(parse_param_str(text))
     with pytest.raises(ValueError, match="finite"):
         Stream(timeout=float("inf"))
+
+
+def test_every_numeric_flag_of_every_command_refuses_nan_and_infinity():
+    import argparse
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    checked = 0
+    for name, command in commands.items():
+        for action in command._actions:
+            assert action.type is not float, (name, action.dest)  # a plain float() takes "nan" and "inf"
+            if action.type is finite:
+                checked += 1
+                for text in ("nan", "inf", "-inf", "1e999"):
+                    with pytest.raises(argparse.ArgumentTypeError, match="finite"):
+                        action.type(text)
+                assert action.type("2.5") == 2.5
+    assert checked >= 10  # bench --seconds, train's and the stream's number flags
