@@ -94,6 +94,9 @@ SNAPSHOT_ERRORS = (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, 
 
 
 def unreadable_snapshot(path: object, error: BaseException) -> str:
+    """The one line for a snapshot that cannot be read: missing (OSError) or damaged (anything else)."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{path}: cannot read the snapshot ({error.strerror}): check the path"
     reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
     return (f"{path}: not a readable feedstock snapshot ({type(error).__name__}: {reason}): it is truncated or "
             "damaged; use another snapshot, or train again")
