@@ -35,7 +35,7 @@ from ..protocols import Indices
 from ..spec import ArraySpec, Sample, Spec
 from .base import Source, as_label, deliver
 from .decode import channels_of, check_mode, decode_datum
-from .strings import StringTable
+from .strings import StringTable, cut
 
 _PID = os.getpid()  # refreshed in forked children below; os.getpid() per read would be a syscall
 
@@ -126,7 +126,7 @@ class CaffeLmdb(Source):
         self.path = os.fspath(path)
         self.mode = check_mode(mode)
         if not os.path.exists(self.path):
-            raise ValueError(f"LMDB {self.path!r} does not exist")
+            raise ValueError(f"LMDB {cut(repr(self.path))} does not exist: check the path")
         self._real = _env_path(self.path)
         self._keys = read_keys(self.path)
         self._n = len(self._keys)

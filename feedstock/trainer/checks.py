@@ -7,7 +7,7 @@ record), before the device feeder casts them.
 """
 from __future__ import annotations
 
-from typing import Any, Generator, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Generator, Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -61,18 +61,43 @@ class BatchCheck:
         self.reshape = self.net.input_reshape(
             data.shape[1:], f"{self.stream} field {self.data_field!r} (batch shape {tuple(data.shape)})")
 
-    def check_labels(self, batch: Mapping[str, np.ndarray], k: int) -> None:
-        self.net.check_labels(batch[self.label_field], f"{self.stream} field {self.label_field!r}, batch {k}")
+    def check_labels(self, batch: Mapping[str, np.ndarray], k: int,
+                     keys: Optional[Callable[[int], Optional[str]]] = None) -> None:
+        """Labels in range; a bad one names its record (``keys(row)``: its key) where it can."""
+        labels = batch[self.label_field]
+        try:
+            self.net.check_labels(labels, f"{self.stream} field {self.label_field!r}, batch {k}")
+        except ValueError:
+            if not self._ok(np.zeros_like(labels[:1])):  # the layout (shape, dtype), not a record's value
+                raise
+            row = next((r for r in range(len(labels)) if not self._ok(labels[r:r + 1])), None)
+            key = None if keys is None or row is None else keys(row)
+            if key is None or row is None:
+                raise
+            try:  # the same check on that record alone, for its message
+                self.net.check_labels(labels[row:row + 1], f"{self.stream} record {key}, field {self.label_field!r}")
+            except ValueError as one:
+                raise ValueError(f"{str(one).replace(': row 0 holds', ': holds')}: fix that record's "
+                                 "label (or mask), or leave the record out") from None
+            raise
+
+    def _ok(self, labels: np.ndarray) -> bool:
+        try:
+            self.net.check_labels(labels, "")
+            return True
+        except ValueError:
+            return False
 
     def host(self, batches: Iterable[Mapping[str, np.ndarray]]) -> Generator[Mapping[str, np.ndarray], None, None]:
         """``batches`` checked; closing this closes them."""
         it = iter(batches)
+        keys = getattr(it, "record_key", None)  # a Loader's batches can name a row's record
         try:
             for k, batch in enumerate(it):
                 if k == 0:
                     self.first(batch)
                 if self.labels:
-                    self.check_labels(batch, k)
+                    self.check_labels(batch, k, keys)
                 yield batch
         finally:
             close = getattr(it, "close", None)

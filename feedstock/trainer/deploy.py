@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..errors import SNAPSHOT_ERRORS, unreadable_snapshot
 from ..loaders import CaffeLmdb, CsvTable, ImageFolder
 from ..loaders.csv_classes import read_classes
 from .feeding import Subset
@@ -72,8 +73,8 @@ def read_snapshot(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]
         with np.load(path) as z:
             meta = json.loads(z["meta"].tobytes().decode())
             params = {k[6:]: z[k] for k in z.files if k.startswith("param/")}
-    except (OSError, KeyError, ValueError) as e:
-        raise ValueError(f"{path}: not a feedstock snapshot ({e})") from None
+    except SNAPSHOT_ERRORS as e:
+        raise ValueError(unreadable_snapshot(path, e)) from None
     return meta, params
 
 

@@ -5,6 +5,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional
 
+from ..errors import KeyedError
 from ..loaders import CsvTable
 from ..loaders.base import Source
 from ..pipeline.loader import Loader
@@ -121,7 +122,11 @@ def _stream_feeds(stream: Stream, val: Any, holdout: float, batch_size: Optional
         held = val_source(val_stream, names)
     elif val is not None and not isinstance(val, Stream):
         held = as_source(val)
-    train = LoaderBatches(stream.build_loader(TRAIN, drop_last=True, caffe_layout=True, source=source))
+    try:
+        train = LoaderBatches(stream.build_loader(TRAIN, drop_last=True, caffe_layout=True, source=source))
+    except KeyedError as e:  # training always drops the short batch: keeping it is no fix to offer
+        raise KeyedError(e.what + " (training takes full batches only)",
+                         [f for f in e.fixes if "drop_last" not in f]) from None
     try:
         val_batches = None if val is None and not holdout else LoaderBatches(val_stream.build_loader(
             TEST, shuffle=False, drop_last=False, caffe_layout=True, source=held))

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..backend import Backend, get_backend
 from ..device import DeviceFeeder
+from ..errors import KeyedError, literal
 from .checks import BatchCheck
 from .deploy import deployment
 from .inputs import Feeds, open_feeds
@@ -173,10 +174,11 @@ def _extra(run: _Run, feeds: Feeds, resume: Union[str, Path, None]) -> Dict[str,
     """The snapshot's JSON: the sampler setup a resume must match and the deploy record for predict."""
     seed, batch_size = feeds.seed, feeds.batch_size
     if resume is not None:
-        saved = run.solver.restore(resume)
+        saved = run.solver.restore(resume, model=run.mdef.name)
         if saved.get("seed", seed) != seed or saved.get("batch_size", batch_size) != batch_size:
-            raise ValueError(f"resume {resume}: saved seed/batch_size {saved.get('seed')}/{saved.get('batch_size')} "
-                             f"differ from seed={seed}, batch_size={batch_size}")
+            raise KeyedError(f"resume {literal(str(resume))}: saved seed/batch_size {saved.get('seed')}/{saved.get('batch_size')} "
+                             f"differ from {{seed={seed}}}, {{batch_size={batch_size}}}",
+                             ("give the saved values to resume that run",))
     deploy = deployment(run.mdef, task=run.net.task, class_names=feeds.class_names,
                         model_scaling=feeds.model_scaling, stream=feeds.stream)
     return {"seed": seed, "batch_size": batch_size, "model": run.mdef.name, "deploy": deploy.to_dict()}

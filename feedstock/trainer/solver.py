@@ -10,6 +10,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
+from ..errors import SNAPSHOT_ERRORS, KeyedError, literal, unreadable_snapshot
 from .net import Net
 
 LR_POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
@@ -149,13 +150,22 @@ class SGDSolver:
         tmp.replace(path)  # atomic: a crash never leaves half a snapshot
         return path
 
-    def restore(self, path: Union[str, Path]) -> Dict[str, Any]:
-        """Load a snapshot written by :meth:`snapshot`; returns its ``extra``."""
-        with np.load(path) as z:
-            meta = json.loads(z["meta"].tobytes().decode())
-            params = {k[6:]: z[k] for k in z.files if k.startswith("param/")}
-            history = {k[8:]: z[k] for k in z.files if k.startswith("history/")}
-        self.net.load_state_dict(params)
+    def restore(self, path: Union[str, Path], *, model: Optional[str] = None) -> Dict[str, Any]:
+        """Load a snapshot written by :meth:`snapshot`; returns its ``extra``. Errors name the file
+        and, for a snapshot of another net, both models (``model``: this net's name)."""
+        try:
+            with np.load(path) as z:
+                meta = json.loads(z["meta"].tobytes().decode())
+                params = {k[6:]: z[k] for k in z.files if k.startswith("param/")}
+                history = {k[8:]: z[k] for k in z.files if k.startswith("history/")}
+        except SNAPSHOT_ERRORS as e:
+            raise ValueError(unreadable_snapshot(path, e)) from None
+        try:
+            self.net.load_state_dict(params)
+        except ValueError:
+            saved = meta.get("extra", {}).get("model", "another model")
+            raise KeyedError(f"{literal(str(path))} is a snapshot of {saved}, not of {model or 'this net'} (the params differ)",
+                             ("resume from a snapshot of the same {model}",)) from None
         if set(history) != set(self.history):
             raise ValueError(f"{path}: momentum history names do not match the net")
         for name, value in history.items():
