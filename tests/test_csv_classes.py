@@ -47,8 +47,10 @@ def test_a_given_class_list_decides_and_outsiders_name_their_line(tmp_path):
     assert CsvTable(unlabelled, classes=OTTO).classes == OTTO  # kept for naming predictions
     with pytest.raises(ValueError, match=r"duplicate class names \['a'\]"):
         CsvTable(ok, classes=["a", "b", "a"])
-    with pytest.raises(ValueError, match=r"expected a list of class names.*read_classes"):
-        CsvTable(ok, classes="labels.txt")
+    with pytest.raises(ValueError, match=r"cannot read the class list .*nope.txt"):
+        CsvTable(ok, classes=str(tmp_path / "nope.txt"))  # a path is a saved list (labels.txt), read here
+    (tmp_path / "labels.txt").write_text("\n".join([*OTTO, "dog"]) + "\n")
+    assert CsvTable(ok, classes=tmp_path / "labels.txt").labels.tolist() == [2, 9, 8]
 
 
 @pytest.mark.parametrize("cells, codes, classes", [
@@ -107,8 +109,13 @@ def test_the_build_saves_the_mapping_and_validation_builds_reuse_it(tmp_path):
     assert code == 1 and "bad.csv:3" in err and "Class_10" in err and not (tmp_path / "bad").exists()
     report = build_lmdb(str(tmp_path / "val.csv"), str(tmp_path / "api"), BuildOptions(classes=OTTO))
     assert report.class_names == OTTO
-    with pytest.raises(ValueError, match="classes applies to CSV sources"):
-        build_lmdb(str(tmp_path), str(tmp_path / "x"), BuildOptions(kind="folder", classes=OTTO))
+    h5 = tmp_path / "t.h5"
+    import h5py
+
+    with h5py.File(h5, "w") as f:
+        f["data"], f["label"] = np.zeros((2, 3), np.float32), np.zeros(2, np.float32)
+    with pytest.raises(ValueError, match="classes applies to CSV, image folder and list file sources, not hdf5"):
+        build_lmdb(str(h5), str(tmp_path / "x"), BuildOptions(classes=OTTO))
 
 
 def test_a_missing_label_column_is_an_error_naming_the_columns(tmp_path):

@@ -91,7 +91,7 @@ def register(subparsers) -> None:
                    "HDF5: label dataset name (default label)")
     g.add_argument("--no-labels", action="store_true", help="CSV/HDF5: the file has no label column (every "
                    "label 0); without it a missing label column is an error")
-    g.add_argument("--classes", metavar="LABELS", help="CSV: the dataset's class list, labels.txt of the "
+    g.add_argument("--classes", metavar="LABELS", help="CSV, image folders, list files: the dataset's class list, labels.txt of the "
                    "training build (or that build folder): codes follow it, a class outside it is an error; "
                    "use it for validation and test files")
     g = p.add_argument_group("images (convert_imageset flags)")

@@ -58,7 +58,7 @@ class BuildOptions:
     throttle_s: float = 0.0  # test hook: seconds slept per record
     start_method: str = "auto"  # worker start: auto (the pool's choice), fork or spawn
     no_labels: bool = False  # CSV/HDF5 without a label column: every label 0 (else a missing column is an error)
-    classes: Optional[Tuple[str, ...]] = None  # CSV: the dataset's class list (labels.txt of the training build)
+    classes: Optional[Tuple[str, ...]] = None  # CSV/folder/list: the dataset's class list (labels.txt of the training build)
     reencode: bool = False  # --encoded: re-encode files a reader would get in another channel count or depth
 
     def __post_init__(self) -> None:
@@ -173,8 +173,8 @@ def check_kind_options(kind: str, options: BuildOptions) -> None:
         for name in ("no_labels", "label_column"):
             if getattr(options, name):
                 raise ValueError(f"{name}={getattr(options, name)!r} applies to CSV and HDF5 sources, not {kind}")
-    if options.classes is not None and kind != "csv":
-        raise ValueError(f"classes applies to CSV sources (class names in a column), not {kind}")
+    if options.classes is not None and kind == "hdf5":
+        raise ValueError("classes applies to CSV, image folder and list file sources, not hdf5")
 
 
 class _Run:

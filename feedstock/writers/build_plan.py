@@ -66,22 +66,25 @@ def detect_kind(src: str) -> str:
     return kind
 
 
-def list_folder(root: str, exclude: Sequence[str] = ()) -> Listing:
+def list_folder(root: str, exclude: Sequence[str] = (), classes: Optional[Sequence[str]] = None) -> Listing:
     """Class-per-subfolder images; names are paths relative to ``root`` (the key suffix).
-    Folders in ``exclude`` (the build's own outputs) are never scanned."""
+    Folders in ``exclude`` (the build's own outputs) are never scanned; ``classes`` fixes the codes."""
     from ..loaders.image_folder import scan_image_folder
 
-    classes, paths, labels = scan_image_folder(root, exclude=exclude)
+    classes, paths, labels = scan_image_folder(root, exclude=exclude, classes=classes)
     names = [os.path.relpath(p, root) for p in paths]
     return Listing("folder", names, np.asarray(labels, dtype=np.int64), paths=paths, class_names=classes)
 
 
-def list_file(path: str, root: str) -> Listing:
-    """A Caffe list file; names are the paths as written, files are ``root + path`` (Caffe)."""
-    from ..loaders.list_file import read_list_file
+def list_file(path: str, root: str, classes: Optional[Sequence[str]] = None) -> Listing:
+    """A Caffe list file; names are the paths as written, files are ``root + path`` (Caffe);
+    ``classes`` names its integer labels (a label outside them is an error)."""
+    from ..loaders.list_file import check_list_labels, read_list_file
 
     names, labels = read_list_file(path)
-    return Listing("list", names, np.asarray(labels, dtype=np.int64), paths=[root + n for n in names])
+    check_list_labels(path, names, labels, classes)
+    return Listing("list", names, np.asarray(labels, dtype=np.int64), paths=[root + n for n in names],
+                   class_names=None if classes is None else list(classes))
 
 
 def list_table(path: str, kind: str, options: Any) -> Listing:
@@ -139,10 +142,11 @@ def hdf5_labels(table: Any, field_name: str) -> np.ndarray:
 def make_listing(src: str, kind: str, options: Any, *, exclude: Sequence[str] = ()) -> Listing:
     """The listing of ``src`` read as ``kind`` (``options`` supplies root and label_column);
     a folder source never scans the folders in ``exclude``."""
+    classes = getattr(options, "classes", None)
     if kind == "folder":
-        return list_folder(src, exclude)
+        return list_folder(src, exclude, classes)
     if kind == "list":
-        return list_file(src, options.root)
+        return list_file(src, options.root, classes)
     return list_table(src, kind, options)
 
 
