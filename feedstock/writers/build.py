@@ -118,6 +118,7 @@ class BuildReport:
     resumed: bool = False
     already_complete: bool = False
     workers: int = 0
+    forced: Optional[dict] = None  # kept files readers must decode with force_color/force_gray (see _finish)
 
 
 def build_lmdb(src: str, out: str, options: BuildOptions, *, force: bool = False, resume: bool = False,
@@ -186,6 +187,8 @@ class _Run:
         self.skipped, self.progress = skipped, progress
         self.mean: Optional[ExactMean] = ExactMean() if options.mean else None
         self.processed = 0
+        self.forced: List[str] = []  # "name (what it is)" of files kept that need force_color/force_gray
+        self.forced_count = 0
         self._starts: dict = {}
 
     def resume_point(self, split: Split) -> int:
@@ -269,6 +272,9 @@ class _Run:
                 raise RecordError(key.decode("utf-8", "backslashreplace"),
                                   f"shape {rec.shape} differs from the first record's {first_shape} (--check-size)")
             writer.put(key, rec.value)  # type: ignore[arg-type]
+            if rec.forced and len(self.forced) < 1000:  # a count and examples, not a second listing
+                self.forced.append(f"{name} ({rec.forced})")
+            self.forced_count += bool(rec.forced)
         if with_mean and self.mean is not None:
             for _shape, (total, count, line_id) in result.sums.items():
                 where = record_key(line_id, names[int(split.order[line_id])]).decode("utf-8", "backslashreplace")
@@ -323,10 +329,25 @@ def _finish(run: _Run, splits: List[Split], manifest: dict, out: str) -> BuildRe
             write_mean_outputs(run.partial, mean)
     if run.listing.class_names:
         bo.write_labels(run.partial, run.listing.class_names)
+    forced = forced_reader(run)
+    if forced:
+        result["reader"] = forced  # what a reader must set, as convert_imageset's encoded records need it
     manifest.update(complete=True, result=result)
     bo.write_manifest(run.partial, manifest)
     bo.publish(run.partial, out)
-    return BuildReport(out, facts, list(run.skipped.entries), run.listing.class_names, mean, run.processed)
+    report = BuildReport(out, facts, list(run.skipped.entries), run.listing.class_names, mean, run.processed)
+    report.forced = forced
+    return report
+
+
+def forced_reader(run: _Run) -> Optional[dict]:
+    """{"force_color" or "force_gray": True, "records": n, "examples": [...]} when kept files decode natively
+    to another channel count or depth (a grey JPEG in a colour build), else None."""
+    count = run.forced_count
+    if not count:
+        return None
+    return {"force_color" if run.options.color else "force_gray": True, "records": count,
+            "examples": run.forced[:5]}
 
 
 def _report_from_manifest(out: str) -> BuildReport:
