@@ -155,6 +155,7 @@ def build_lmdb(src: str, out: str, options: BuildOptions, *, force: bool = False
             raise ValueError(f"cannot resume {partial!r} with different settings: {problem}")
     bo.write_manifest(partial, manifest)
     run = _Run(listing, options, partial, bo.SkippedLog(partial), progress)
+    run.log_left_out()
     done = sum(run.resume_point(s) - s.lo for s in splits)
     if on_total:
         on_total(sum(s.hi - s.lo for s in splits), done)
@@ -190,6 +191,13 @@ class _Run:
         self.forced: List[str] = []  # "name (what it is)" of files kept that need force_color/force_gray
         self.forced_count = 0
         self._starts: dict = {}
+
+    def log_left_out(self) -> None:
+        """Bad table rows the listing left out go to skipped.txt (line id -1: they have no key), once."""
+        logged = {(e.name, e.reason) for e in self.skipped.entries}
+        for where, reason in self.listing.left_out:
+            if (where, reason) not in logged:
+                self.skipped.add(bo.Skipped("", -1, where, reason))
 
     def resume_point(self, split: Split) -> int:
         """First line id still to write: after the last committed key of a partial database."""

@@ -31,6 +31,7 @@ class Listing:
     paths: Optional[List[str]] = None  # image files to open (images only)
     table: Optional[Source] = None  # record i of the listing = table[i] (tables only)
     class_names: Optional[List[str]] = None
+    left_out: List[Tuple[str, str]] = field(default_factory=list)  # (file:line, reason) of bad table rows
 
     def __len__(self) -> int:
         return len(self.names)
@@ -94,7 +95,8 @@ def list_table(path: str, kind: str, options: Any) -> Listing:
     unless ``no_labels`` (every label 0); CSV class codes follow ``classes`` when given."""
     no_labels = bool(getattr(options, "no_labels", False))
     if kind == "csv":
-        return list_csv(path, options.label_column, no_labels, getattr(options, "classes", None))
+        return list_csv(path, options.label_column, no_labels, getattr(options, "classes", None),
+                        strict=bool(getattr(options, "strict", True)))
     from ..loaders.hdf5 import Hdf5
 
     if no_labels:
@@ -105,19 +107,23 @@ def list_table(path: str, kind: str, options: Any) -> Listing:
     return Listing("hdf5", [""] * len(table), hdf5_labels(table, label_field), table=table)
 
 
-def list_csv(path: str, label_column: Optional[str], no_labels: bool, classes: Optional[Sequence[str]]) -> Listing:
-    """A CSV table whose label column must exist unless ``no_labels`` (a missing one is never read as all-0)."""
+def list_csv(path: str, label_column: Optional[str], no_labels: bool, classes: Optional[Sequence[str]], *,
+             strict: bool = True) -> Listing:
+    """A CSV table whose label column must exist unless ``no_labels`` (a missing one is never read as all-0).
+    Unless ``strict``, bad rows (a bad cell, a short row, a bad label) are left out and listed, as
+    unreadable images are (``Listing.left_out``)."""
     from ..loaders.csv_table import DEFAULT_LABEL, CsvTable
 
     column = None if no_labels else DEFAULT_LABEL if label_column is None else label_column
-    table = CsvTable(path, label_column=column, classes=classes)
+    table = CsvTable(path, label_column=column, classes=classes, on_error="raise" if strict else "skip")
     if table.labels is None and not no_labels:
         raise ValueError(f"{path}: no label column {str(column)!r}; the columns are {table.header[:12]}"
                          f"{'...' if len(table.header) > 12 else ''}: pass --label-column NAME (label_column=), "
                          "or --no-labels (no_labels=True) for a file without labels")
     labels = table.labels if table.labels is not None else np.zeros(len(table), dtype=np.int64)
     names = [str(i) for i in table.ids.tolist()] if table.ids is not None else [""] * len(table)
-    return Listing("csv", names, np.asarray(labels, dtype=np.int64), table=table, class_names=table.classes)
+    return Listing("csv", names, np.asarray(labels, dtype=np.int64), table=table, class_names=table.classes,
+                   left_out=[(row.key, row.reason) for row in table.skipped])
 
 
 def hdf5_labels(table: Any, field_name: str) -> np.ndarray:
