@@ -10,7 +10,7 @@ import numpy as np
 
 from ..backend import Backend, get_backend
 from ..device import DeviceFeeder
-from .checks import BatchCheck
+from .checks import BatchCheck, fit_model
 from .deploy import deployment
 from .inputs import Feeds, open_feeds
 from .layers import Dropout
@@ -116,7 +116,8 @@ def train(model: Any, train_source: Any, val_source: Any = None, solver_cfg: Any
           seed: Optional[int] = None, iters: Optional[int] = None, backend: Union[str, Backend] = "auto",
           resume: Union[str, Path, None] = None, plots: bool = True,
           progress: Optional[Callable[[int], None]] = None, model_scaling: Optional[bool] = None,
-          class_names: Optional[List[str]] = None, holdout: float = 0.0, **loader_kwargs: Any) -> TrainReport:
+          class_names: Optional[List[str]] = None, holdout: float = 0.0, num_classes: Optional[int] = None,
+          **loader_kwargs: Any) -> TrainReport:
     """Train ``model`` (name, ModelDef or layer-spec dict) and return a TrainReport.
 
     ``train_source`` is one of: a Source, (images, labels), a Split or a path (read by an
@@ -130,7 +131,8 @@ def train(model: Any, train_source: Any, val_source: Any = None, solver_cfg: Any
     give the net's input values. ``holdout``: validate on this seeded fraction of the training
     records instead. ``class_names``: else a CSV's, an image folder's or an LMDB's labels.txt
     (saved in the snapshot for predict). ``iters`` overrides max_iter; ``seed`` also fixes dropout;
-    ``progress(n)`` is called after every step (e.g. tqdm.update).
+    ``progress(n)`` is called after every step (e.g. tqdm.update). A bundled model (a name) is sized to
+    the data's classes (class names, else the largest label); ``num_classes`` overrides that.
     """
     mdef = get_model(model)
     cfg = resolve_solver(solver_cfg, mdef)
@@ -144,6 +146,7 @@ def train(model: Any, train_source: Any, val_source: Any = None, solver_cfg: Any
     feeds = open_feeds(train_source, val_source, holdout=holdout, batch_size=batch_size, workers=workers, seed=seed,
                        model_scaling=model_scaling, class_names=class_names, loader_kwargs=loader_kwargs)
     try:
+        mdef = fit_model(model, feeds, num_classes)
         run = _Run(mdef, cfg, be, feeds.seed, out)
         extra = _extra(run, feeds, resume)
         feeder = DeviceFeeder(be, **_conversion(mdef, feeds.model_scaling))

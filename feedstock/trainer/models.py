@@ -1,7 +1,7 @@
 """Model definitions: Caffe's MNIST LeNet, the Otto MLP, and nets from plain layer-spec lists."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Mapping, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 from .modeldef import ModelDef
 from .seg_models import fcn_small
@@ -81,3 +81,29 @@ def get_model(model: Any, **kwargs: Any) -> ModelDef:
         fields["input_shape"] = tuple(fields["input_shape"])
         return ModelDef(**{"name": "custom", **fields})
     raise ValueError(f"model={model!r} must be a name, a ModelDef or a dict")
+
+
+def class_count(values: Any, ignore_label: Optional[int] = None) -> int:
+    """Classes implied by label values: the largest one (the ignore label left out) plus one."""
+    kept = [int(v) for v in values if ignore_label is None or int(v) != ignore_label]
+    if kept and min(kept) < 0:
+        raise ValueError(f"labels include {min(kept)}: class labels are codes 0, 1, 2, ...")
+    return max(kept) + 1 if kept else 0
+
+
+def sized_model(model: Any, num_classes: Optional[int], *, data_classes: int = 0,
+                **kwargs: Any) -> ModelDef:
+    """A bundled model (a name in MODELS) sized for the data: ``num_classes`` when given (it must cover
+    ``data_classes``), else ``data_classes``, else its default. Anything else is taken as it is."""
+    if not isinstance(model, str) or model not in MODELS:
+        if num_classes is not None:
+            raise ValueError("num_classes (--num-classes) sizes a bundled model; this model has its own layers")
+        return get_model(model)
+    if num_classes is not None:
+        if num_classes < 2:
+            raise ValueError(f"--num-classes {num_classes} must be at least 2")
+        if data_classes > num_classes:
+            raise ValueError(f"--num-classes {num_classes} is fewer than the {data_classes} classes of the "
+                             "training data (labels up to " f"{data_classes - 1})")
+    count = num_classes or max(data_classes, 2 if data_classes else 0)
+    return get_model(model, **({"num_classes": count} if count else {}), **kwargs)
