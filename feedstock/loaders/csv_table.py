@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from typing import List, Mapping, Optional, Sequence
+from typing import List, Mapping, Optional
 
 import numpy as np
 
