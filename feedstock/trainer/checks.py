@@ -141,34 +141,3 @@ def check_masks(values: np.ndarray, ignore_label: Optional[int], where: str) -> 
             f"mask[mask == {ignore_label}] = 1, or cv2.imwrite(path, (cv2.imread(path, 0) > 0).astype('uint8'))) "
             f"and rebuild; if it is no void label, pass --ignore-label with a value the masks do not use")
 
-
-def data_classes(source: Any, names: Optional[Sequence[str]], *, ignore_label: Optional[int], count: bool,
-                 where: str = "training data") -> int:
-    """The class count of the training data: its class names, else (``count``) the largest label of a
-    first pass plus one; 0 when unknown. Mask sets (a ``mask`` field) are always scanned and checked."""
-    from .models import class_count
-
-    segmentation = source is not None and "mask" in source.spec()
-    if source is None or not (segmentation or (count and not names)):
-        return len(names) if names else 0
-    values = label_values(source, "mask" if segmentation else "label")
-    if segmentation:
-        check_masks(values, ignore_label, where)
-    return len(names) if names else class_count(values, ignore_label if segmentation else None)
-
-
-def fit_model(model: Any, feeds: Any, num_classes: Optional[int]) -> Any:
-    """The ModelDef to train on ``feeds`` (inputs.Feeds): a bundled model (a name) gets the data's class
-    count (class names, the labels' first pass) unless ``num_classes`` overrides it; a mask set whose
-    classes would all be ignored is refused here, before the first step."""
-    from ..pipeline.loader import Loader
-    from .models import MODELS, sized_model
-
-    loader = feeds.train.loader
-    source = loader.source if isinstance(loader, Loader) else None
-    stream = feeds.stream or {}
-    ignore = int(stream.get("ignore_label", 255))
-    bundled = isinstance(model, str) and model in MODELS
-    count = data_classes(source, feeds.class_names, ignore_label=ignore, count=bundled and num_classes is None)
-    extra = {"ignore_label": ignore} if model == "fcn_small" else {}
-    return sized_model(model, num_classes, data_classes=count, **extra)

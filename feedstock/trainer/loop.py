@@ -10,12 +10,12 @@ import numpy as np
 
 from ..backend import Backend, get_backend
 from ..device import DeviceFeeder
-from .checks import BatchCheck, fit_model
+from .checks import BatchCheck
 from .deploy import deployment
 from .inputs import Feeds, open_feeds
 from .layers import Dropout
 from .metrics import Meter
-from .models import ModelDef, get_model
+from .models import ModelDef, fit_model, get_model
 from .net import Net
 from .report import TrainReport, build_report, write_metrics  # noqa: F401  (TrainReport: public here too)
 from .solver import SGDSolver, SolverConfig

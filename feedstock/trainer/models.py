@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
+from .checks import check_masks, label_values
 from .modeldef import ModelDef
 from .seg_models import fcn_small
 from .solver import SolverConfig
@@ -107,3 +108,32 @@ def sized_model(model: Any, num_classes: Optional[int], *, data_classes: int = 0
                              "training data (labels up to " f"{data_classes - 1})")
     count = num_classes or max(data_classes, 2 if data_classes else 0)
     return get_model(model, **({"num_classes": count} if count else {}), **kwargs)
+
+
+def data_classes(source: Any, names: Optional[Sequence[str]], *, ignore_label: Optional[int], count: bool,
+                 where: str = "training data") -> int:
+    """The class count of the training data: its class names, else (``count``) the largest label of a
+    first pass plus one; 0 when unknown. Mask sets (a ``mask`` field) are always scanned and checked."""
+    segmentation = source is not None and "mask" in source.spec()
+    if source is None or not (segmentation or (count and not names)):
+        return len(names) if names else 0
+    values = label_values(source, "mask" if segmentation else "label")
+    if segmentation:
+        check_masks(values, ignore_label, where)
+    return len(names) if names else class_count(values, ignore_label if segmentation else None)
+
+
+def fit_model(model: Any, feeds: Any, num_classes: Optional[int]) -> Any:
+    """The ModelDef to train on ``feeds`` (inputs.Feeds): a bundled model (a name) gets the data's class
+    count (class names, the labels' first pass) unless ``num_classes`` overrides it; a mask set whose
+    classes would all be ignored is refused here, before the first step."""
+    from ..pipeline.loader import Loader
+
+    loader = feeds.train.loader
+    source = loader.source if isinstance(loader, Loader) else None
+    stream = feeds.stream or {}
+    ignore = int(stream.get("ignore_label", 255))
+    bundled = isinstance(model, str) and model in MODELS
+    count = data_classes(source, feeds.class_names, ignore_label=ignore, count=bundled and num_classes is None)
+    extra = {"ignore_label": ignore} if model == "fcn_small" else {}
+    return sized_model(model, num_classes, data_classes=count, **extra)
