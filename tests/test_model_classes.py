@@ -51,6 +51,10 @@ def test_a_three_class_lenet_trains_and_predicts_with_its_class_names(tmp_path, 
     assert header.split(",")[-3:] == ["cat", "dog", "emu"]
     rows = (tmp_path / "pred" / "p.csv").read_text().splitlines()[1:]
     assert len(rows) == 24 and all(len(r.split(",")) == len(header.split(",")) for r in rows)
+    assert json.loads((out / "lenet_metrics.json").read_text())["class_names"] == ["cat", "dog", "emu"]
+    scored = [json.loads(p.read_text()) for p in (tmp_path / "pred").glob("*.json")]
+    assert scored and all(s["class_names"] == ["cat", "dog", "emu"] for s in scored)
+    assert list((tmp_path / "pred").glob("*.png"))  # the confusion matrix drew with three named axes
 
 
 def test_num_classes_overrides_and_must_cover_the_data(tmp_path, capsys):
@@ -141,3 +145,15 @@ def test_the_cli_reports_the_0_255_mask_error(tmp_path, capsys):
                  "--out", str(tmp_path / "o"), "-q", "--backend", "numpy"])
     err = capsys.readouterr().err
     assert code == 1 and "--ignore-label" in err and "mask[mask == 255] = 1" in err
+
+
+def test_metrics_json_names_each_class():
+    from feedstock.trainer.report import TrainReport
+
+    report = TrainReport("fcn_small", "numpy", 1, 2, 0.5, 0.5, 0.4, 0.9, 1.0, 0.1, 0.0, 0.0, 1.0,
+                         task="segmentation", test_metrics={"iou_0": 0.75, "iou_1": float("nan"), "loss": 0.4},
+                         class_names=["background", "cell"])
+    metrics = report.metrics()
+    assert metrics["class_names"] == ["background", "cell"]
+    assert metrics["test_iou_by_class"] == {"background": 0.75, "cell": None}
+    assert "class_names" not in TrainReport("m", "numpy", 1, 2, 0.5, 0.5, None, None, 1.0, 0.1, 0.0, 0.0, 1.0).metrics()

@@ -157,6 +157,7 @@ def train(model: Any, train_source: Any, val_source: Any = None, solver_cfg: Any
     finally:
         feeds.close()
     report = build_report(run, be.name, feeds.batch_size, feeder.stats, time.perf_counter() - started)
+    report.class_names = feeds.class_names
     if out is not None:
         report.files.append(str(write_metrics(report, out / f"{mdef.name}_metrics.json")))
         if plots:

@@ -171,6 +171,7 @@ def write_scores(metrics: Mapping[str, Any], confusion: np.ndarray, json_path: P
                                           for k, v in metrics.items() if isinstance(v, float)))
     body = {**fields, count: n, **{k: (None if isinstance(v, float) and not np.isfinite(v) else v)
                                    for k, v in metrics.items()}}
+    body["class_names"] = list(class_names)  # row/column k of the confusion matrix
     if confusion_in_json:
         body["confusion"] = confusion.tolist()
     json_path.write_text(json.dumps(body, indent=1) + "\n")
