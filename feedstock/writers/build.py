@@ -254,7 +254,7 @@ class _Run:
         if self.listing.paths is not None:
             return functools.partial(encode_images, self.options.image_job())
         return functools.partial(encode_table, self.listing.table, want_sum=self.options.mean,  # type: ignore[arg-type]
-                                 throttle_s=self.options.throttle_s)
+                                 throttle_s=self.options.throttle_s, bad_rows=self.listing.bad_rows)
 
     def _resume_state(self, db: str, with_mean: bool) -> Optional[tuple]:
         """Re-read the committed records: the mean so far and the first shape (--check-size)."""

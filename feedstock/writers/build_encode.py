@@ -236,13 +236,17 @@ def table_datum(sample: dict, key: str, label: int) -> Tuple[bytes, np.ndarray]:
 
 
 def encode_table(source: Source, items: Sequence[Tuple[int, int, int]], want_sum: bool,
-                 throttle_s: float = 0.0) -> ChunkResult:
-    """Rows ``(line_id, listing index, label)`` of a table source to float (or uint8) Datums."""
+                 throttle_s: float = 0.0, bad_rows: Optional[Dict[int, str]] = None) -> ChunkResult:
+    """Rows ``(line_id, listing index, label)`` of a table source to float (or uint8) Datums; rows in
+    ``bad_rows`` (a label the listing could not read) come back as errors, skipped as images are."""
     result = ChunkResult([])
     for line_id, index, label in items:
         if throttle_s:
             time.sleep(throttle_s)
         key = source.key(index)
+        if bad_rows and index in bad_rows:
+            result.records.append(Encoded(line_id, None, error=f"{key}: {bad_rows[index]}"))  # HDF5 rows have no name
+            continue
         try:
             value, pixels = table_datum(source[index], key, label)
         except RecordError as e:

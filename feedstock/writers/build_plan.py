@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -32,6 +32,7 @@ class Listing:
     table: Optional[Source] = None  # record i of the listing = table[i] (tables only)
     class_names: Optional[List[str]] = None
     left_out: List[Tuple[str, str]] = field(default_factory=list)  # (file:line, reason) of bad table rows
+    bad_rows: Dict[int, str] = field(default_factory=dict)  # listing index -> why: skipped when written
 
     def __len__(self) -> int:
         return len(self.names)
@@ -104,7 +105,9 @@ def list_table(path: str, kind: str, options: Any) -> Listing:
         return Listing("hdf5", [""] * len(table), np.zeros(len(table), dtype=np.int64), table=table)
     label_field = options.label_column or "label"
     table = Hdf5(path, fields=("data", label_field))
-    return Listing("hdf5", [""] * len(table), hdf5_labels(table, label_field), table=table)
+    bad: Optional[Dict[int, str]] = None if getattr(options, "strict", True) else {}
+    labels = hdf5_labels(table, label_field, bad)
+    return Listing("hdf5", [""] * len(table), labels, table=table, bad_rows=bad or {})
 
 
 def list_csv(path: str, label_column: Optional[str], no_labels: bool, classes: Optional[Sequence[str]], *,
@@ -126,8 +129,9 @@ def list_csv(path: str, label_column: Optional[str], no_labels: bool, classes: O
                    left_out=[(row.key, row.reason) for row in table.skipped])
 
 
-def hdf5_labels(table: Any, field_name: str) -> np.ndarray:
-    """Every row's label, read per file in one slice; each must be one integer (Datum.label is int32)."""
+def hdf5_labels(table: Any, field_name: str, bad: Optional[Dict[int, str]] = None) -> np.ndarray:
+    """Every row's label, read per file in one slice; each must be one integer (Datum.label is int32).
+    A row whose label is not (NaN, 2.5) raises, or with ``bad`` is recorded there (row -> why, label 0)."""
     import h5py
 
     parts = []
@@ -138,10 +142,15 @@ def hdf5_labels(table: Any, field_name: str) -> np.ndarray:
         if values.shape[1] != 1:
             raise ValueError(f"{path}: dataset {field_name!r} has rows of {values.shape[1]} values; "
                              "a Datum holds one integer label")
-        bad = np.flatnonzero(values[:, 0] != np.round(values[:, 0]))
-        if bad.size:
-            raise ValueError(f"{path}:{bad[0]}: label {float(values[bad[0], 0])!r} is not an integer")
-        parts.append(values[:, 0].astype(np.int64))
+        wrong = np.flatnonzero(~(values[:, 0] == np.round(values[:, 0])))  # NaN compares unequal
+        if wrong.size and bad is None:
+            raise ValueError(f"{path}:{wrong[0]}: label {float(values[wrong[0], 0])!r} is not an integer")
+        first = sum(len(p) for p in parts)
+        for row in wrong.tolist():
+            bad[first + row] = f"label {float(values[row, 0])!r} is not an integer"  # type: ignore[index]
+        column = values[:, 0].copy()
+        column[wrong] = 0
+        parts.append(column.astype(np.int64))
     return np.concatenate(parts)
 
 
