@@ -157,3 +157,18 @@ def test_metrics_json_names_each_class():
     assert metrics["class_names"] == ["background", "cell"]
     assert metrics["test_iou_by_class"] == {"background": 0.75, "cell": None}
     assert "class_names" not in TrainReport("m", "numpy", 1, 2, 0.5, 0.5, None, None, 1.0, 0.1, 0.0, 0.0, 1.0).metrics()
+
+
+def test_fcn_small_takes_a_label_lmdb_labels_txt(tmp_path):
+    pairs(tmp_path / "p", (0, 1), size=(16, 16))
+    code, _, err = cli_output(["build-lmdb", tmp_path / "p" / "images", tmp_path / "db", "--masks",
+                               tmp_path / "p" / "masks", "-q", "--workers", "0"])
+    assert code == 0, err
+    lmdbs = sorted(p.name for p in (tmp_path / "db").iterdir() if (p / "data.mdb").exists())
+    (tmp_path / "db" / "labels.txt").write_text("background\ncell\nnucleus\n")  # a class absent from these masks
+    stream = Stream(source=str(tmp_path / "db" / lmdbs[0]), masks=str(tmp_path / "db" / lmdbs[1]),
+                    source_type="pairs", batch_size=2)
+    report = train("fcn_small", stream, None, SEG_SOLVER, tmp_path / "o", plots=False, backend="numpy")
+    assert outputs_of(npz(report), "score") == 3
+    assert report.class_names == ["background", "cell", "nucleus"]
+    assert load_deployment(npz(report))[0].class_names == ("background", "cell", "nucleus")

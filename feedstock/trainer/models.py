@@ -1,7 +1,7 @@
 """Model definitions: Caffe's MNIST LeNet, the Otto MLP, and nets from plain layer-spec lists."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from .checks import check_masks, label_values
 from .modeldef import ModelDef
@@ -115,12 +115,28 @@ def data_classes(source: Any, names: Optional[Sequence[str]], *, ignore_label: O
     """The class count of the training data: its class names, else (``count``) the largest label of a
     first pass plus one; 0 when unknown. Mask sets (a ``mask`` field) are always scanned and checked."""
     segmentation = source is not None and "mask" in source.spec()
+    names = names or label_lmdb_classes(source)
     if source is None or not (segmentation or (count and not names)):
         return len(names) if names else 0
     values = label_values(source, "mask" if segmentation else "label")
     if segmentation:
         check_masks(values, ignore_label, where)
     return len(names) if names else class_count(values, ignore_label if segmentation else None)
+
+
+def label_lmdb_classes(source: Any) -> Optional[List[str]]:
+    """The class names of a label LMDB's labels.txt (in the LMDB folder or the build folder above it)."""
+    import os
+
+    from ..loaders import LmdbPairs
+    from ..loaders.csv_classes import read_classes
+
+    if not isinstance(source, LmdbPairs):
+        return None
+    for folder in (source.labels, os.path.dirname(os.path.abspath(source.labels))):
+        if os.path.isfile(os.path.join(folder, "labels.txt")):
+            return read_classes(os.path.join(folder, "labels.txt"))
+    return None
 
 
 def fit_model(model: Any, feeds: Any, num_classes: Optional[int]) -> Any:
@@ -134,6 +150,8 @@ def fit_model(model: Any, feeds: Any, num_classes: Optional[int]) -> Any:
     stream = feeds.stream or {}
     ignore = int(stream.get("ignore_label", 255))
     bundled = isinstance(model, str) and model in MODELS
+    if feeds.class_names is None:
+        feeds.class_names = label_lmdb_classes(source)  # saved in the snapshot, named in the metrics
     count = data_classes(source, feeds.class_names, ignore_label=ignore, count=bundled and num_classes is None)
     extra = {"ignore_label": ignore} if model == "fcn_small" else {}
     return sized_model(model, num_classes, data_classes=count, **extra)
