@@ -134,7 +134,7 @@ def hdf5_labels(table: Any, field_name: str, bad: Optional[Dict[int, str]] = Non
     A row whose label is not (NaN, 2.5) raises, or with ``bad`` is recorded there (row -> why, label 0)."""
     import h5py
 
-    parts = []
+    parts: List[np.ndarray] = []
     for path in table.files:
         with h5py.File(path, "r") as h5:
             values = np.asarray(h5[field_name][...], dtype=np.float64)
@@ -145,7 +145,7 @@ def hdf5_labels(table: Any, field_name: str, bad: Optional[Dict[int, str]] = Non
         wrong = np.flatnonzero(~(values[:, 0] == np.round(values[:, 0])))  # NaN compares unequal
         if wrong.size and bad is None:
             raise ValueError(f"{path}:{wrong[0]}: label {float(values[wrong[0], 0])!r} is not an integer")
-        first = sum(len(p) for p in parts)
+        first = int(sum(len(p) for p in parts))
         for row in wrong.tolist():
             bad[first + row] = f"label {float(values[row, 0])!r} is not an integer"  # type: ignore[index]
         column = values[:, 0].copy()
