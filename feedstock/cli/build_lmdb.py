@@ -224,7 +224,7 @@ def summary_lines(report: BuildReport) -> List[str]:
         flag = "force_color" if report.forced.get("force_color") else "force_gray"
         lines.append(f"  {report.forced['records']} record(s) (e.g. {report.forced['examples'][0]}) keep their file "
                      f"bytes as convert_imageset --encoded does: readers must decode them with {flag} (Caffe: "
-                     f"data_param force_encoded_color; feedstock: --{flag.replace('_', '-')}); --reencode "
+                     f"transform_param {{ {flag}: true }}; feedstock: --{flag.replace('_', '-')}); --reencode "
                      "stores them re-encoded instead")
     rate = report.processed / report.elapsed_s if report.elapsed_s > 0 else 0.0
     lines.append(f"  {report.processed} records processed in {report.elapsed_s:.2f} s "
