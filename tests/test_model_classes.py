@@ -172,3 +172,21 @@ def test_fcn_small_takes_a_label_lmdb_labels_txt(tmp_path):
     assert outputs_of(npz(report), "score") == 3
     assert report.class_names == ["background", "cell", "nucleus"]
     assert load_deployment(npz(report))[0].class_names == ("background", "cell", "nucleus")
+
+
+def test_predict_on_a_folder_missing_a_class_keeps_the_training_codes(tmp_path, capsys):
+    train_dir = grey_folder(tmp_path / "train", ["cat", "dog", "emu"])
+    val = tmp_path / "val"
+    for name in ("cat", "emu"):  # the same images as training: the labels must agree with the training codes
+        (val / name).mkdir(parents=True)
+        for p in (train_dir / name).glob("*.png"):
+            (val / name / p.name).write_bytes(p.read_bytes())
+    out = tmp_path / "out"
+    assert main(["train", "--model", "lenet", "--train", str(train_dir), "--gray", "--iters", "1", "--batch-size", "8",
+                 "--out", str(out), "-q", "--backend", "numpy", "--no-plots"]) == 0
+    from feedstock.trainer.predict import predict_source
+
+    deploy, _ = load_deployment(snapshot_in(out))
+    stream = Stream(source=str(val), is_color=False)
+    source = predict_source(stream, deploy.class_names)
+    assert {source.path(i).split("/")[-2]: int(source[i]["label"]) for i in range(len(source))} == {"cat": 0, "emu": 2}
