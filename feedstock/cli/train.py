@@ -81,6 +81,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--test", help="data to predict after training (e.g. Otto's test.csv)")
     p.add_argument("--predict", help="write --test's predictions here (Otto: id,Class_1..Class_9)")
     p.add_argument("--no-plots", dest="plots", action="store_false", help="write no PNG pictures")
+    p.add_argument("--num-classes", type=int, help="the model's class count (default: the data's: its class "
+                   "names, a label LMDB's labels.txt, else the largest label + 1)")
     add_stream_arguments(p, source=False)
     add_quiet_flag(p)
     p.set_defaults(func=run)
@@ -168,8 +170,10 @@ def run(args: argparse.Namespace) -> int:
         total = args.iters if args.iters is not None else cfg.max_iter
         bar = progress_bar(total, desc=f"train {args.model}", unit="it", disable=args.quiet)
         try:
-            report = train(model, train_data, val_data, cfg, args.out, iters=args.iters, backend=args.backend,
-                           resume=args.resume, progress=bar.update, plots=args.plots, **kw)
+            # the model's name, not its ModelDef: a bundled model is sized to the data's classes
+            report = train(args.model, train_data, val_data, cfg, args.out, iters=args.iters, backend=args.backend,
+                           resume=args.resume, progress=bar.update, plots=args.plots,
+                           num_classes=args.num_classes, **kw)
         finally:
             bar.close()
     except BaseException:

@@ -227,6 +227,12 @@ class CaffeLmdb(Source):
         data = np.frombuffer(b"".join(parts), dtype=np.uint8).reshape(len(rows), *shape)
         return deliver({"data": data, "label": np.fromiter((d.label for d in datums), np.int64, len(rows))}, out)
 
+    def read_labels(self) -> np.ndarray:
+        """Every record's label (int64, index order): each Datum parsed, no image decoded."""
+        txn, raw = self._txn(), self._keys.raw
+        return np.fromiter((self._datum(txn.get(raw(i)), i).label for i in range(self._n)),  # type: ignore[arg-type]
+                           np.int64, self._n)
+
     def spec(self) -> Spec:
         """From the first record: exact shape for raw Datums, (C or None, None, None) for encoded."""
         if self._spec is None:

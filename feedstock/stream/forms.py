@@ -203,7 +203,7 @@ _FLAGS: Tuple[Tuple[str, str, Dict[str, Any], str], ...] = (
     ("--root-folder", "root_folder", {}, "prefix of a list file's paths (Caffe's root_folder)"),
     ("--masks", "masks", {}, "pairs: the mask folder (matched by file stem) or the label LMDB"),
     ("--label-column", "label_column", {}, "CSV: the label column (default: target)"),
-    ("--classes", "classes", {}, "CSV: the class list (a build's labels.txt or its folder): codes follow it"),
+    ("--classes", "classes", {}, "CSV, folders, list files: the class list (a build's labels.txt or its folder): codes follow it"),
     ("--batch-size", "batch_size", {"type": int}, "samples per batch (default 64)"),
     ("--shuffle", "shuffle", {"action": argparse.BooleanOptionalAction}, "reshuffle every epoch"),
     ("--seed", "seed", {"type": int}, "seed of the order and the augmentation draws"),

@@ -112,3 +112,57 @@ class BatchCheck:
     def device(self, batch: Mapping[str, Any]) -> Tuple[Any, Any]:
         """(data, labels) of a device batch in the layouts the net and its loss take."""
         return self.data(batch), self.net.loss_labels(batch[self.label_field])
+
+
+def all_labels(source: Any, field: str) -> Optional[np.ndarray]:
+    """Every record's ``field`` from an index the source keeps (no image decode), else None."""
+    from ..loaders import ArraySource, CaffeLmdb
+    from .feeding import Subset
+
+    if isinstance(source, Subset):
+        inner = all_labels(source.source, field)
+        return None if inner is None else inner[source.indices]
+    if isinstance(source, ArraySource):
+        return source.arrays.get(field)
+    labels = getattr(source, "labels", None)  # LabeledImages, CsvTable: the index built at open
+    if field == "label" and isinstance(labels, np.ndarray):
+        return labels
+    if field == "label" and isinstance(source, CaffeLmdb):
+        return source.read_labels()
+    return None
+
+
+def label_values(source: Any, field: str) -> np.ndarray:
+    """The distinct values of ``field`` over every record of ``source`` (the data's first pass, made
+    before training): a label index when the source has one, mask files alone for image+mask
+    folders, else each record read once."""
+    from ..loaders.decode import read_mask
+    from ..loaders.pairs import Pairs
+
+    labels = all_labels(source, field)
+    if labels is not None:
+        return np.unique(labels)
+    seen: set = set()
+    for i in range(len(source)):
+        if isinstance(source, Pairs):
+            values = read_mask(source.paths(i)[1])  # masks only: no image decode
+        else:
+            values = np.asarray(source[i][field])
+        seen.update(np.unique(values).tolist())
+    return np.asarray(sorted(seen), dtype=np.int64)
+
+
+def check_masks(values: np.ndarray, ignore_label: Optional[int], where: str) -> None:
+    """ValueError before training when every non-zero class of a mask set is the ignore label (binary
+    masks exported 0/255 with 255 ignored: the net would see background only, silently)."""
+    if ignore_label is None or ignore_label == 0:
+        return
+    present = set(int(v) for v in values.tolist())
+    if ignore_label in present and present <= {0, ignore_label}:
+        raise ValueError(
+            f"{where}: the masks hold only 0 and {ignore_label}, and {ignore_label} is the ignore label "
+            f"(--ignore-label): every foreground pixel would be ignored. If {ignore_label} marks the "
+            f"foreground (binary masks saved 0/{ignore_label}), remap it to class 1 (e.g. "
+            f"mask[mask == {ignore_label}] = 1, or cv2.imwrite(path, (cv2.imread(path, 0) > 0).astype('uint8'))) "
+            f"and rebuild; if it is no void label, pass --ignore-label with a value the masks do not use")
+

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import SNAPSHOT_ERRORS, unreadable_snapshot
-from ..loaders import CaffeLmdb, CsvTable, ImageFolder
+from ..loaders import CaffeLmdb, CsvTable, ImageFolder, ListFile
 from ..loaders.csv_classes import read_classes
 from .feeding import Subset
 from .models import MODELS, ModelDef
@@ -88,10 +88,10 @@ def load_deployment(path: PathLike) -> Tuple[Deployment, Dict[str, np.ndarray]]:
 
 
 def class_names_of(source: Any) -> Optional[List[str]]:
-    """Class names a source knows: a CSV's label names, an image folder's classes, an LMDB's labels.txt."""
+    """Class names a source knows: a CSV's labels, a folder's or list file's classes, an LMDB's labels.txt."""
     if isinstance(source, Subset):
         return class_names_of(source.source)
-    if isinstance(source, (CsvTable, ImageFolder)):
+    if isinstance(source, (CsvTable, ImageFolder, ListFile)):
         return None if source.classes is None else [str(c) for c in source.classes]
     if isinstance(source, CaffeLmdb):
         labels = os.path.join(source.path, "labels.txt")  # build-lmdb writes it (DIGITS layout)

@@ -16,7 +16,7 @@ from .deploy import deployment
 from .inputs import Feeds, open_feeds
 from .layers import Dropout
 from .metrics import Meter
-from .models import ModelDef, get_model
+from .models import ModelDef, fit_model, get_model
 from .net import Net
 from .report import TrainReport, build_report, write_metrics  # noqa: F401  (TrainReport: public here too)
 from .solver import SGDSolver, SolverConfig
@@ -117,7 +117,8 @@ def train(model: Any, train_source: Any, val_source: Any = None, solver_cfg: Any
           seed: Optional[int] = None, iters: Optional[int] = None, backend: Union[str, Backend] = "auto",
           resume: Union[str, Path, None] = None, plots: bool = True,
           progress: Optional[Callable[[int], None]] = None, model_scaling: Optional[bool] = None,
-          class_names: Optional[List[str]] = None, holdout: float = 0.0, **loader_kwargs: Any) -> TrainReport:
+          class_names: Optional[List[str]] = None, holdout: float = 0.0, num_classes: Optional[int] = None,
+          **loader_kwargs: Any) -> TrainReport:
     """Train ``model`` (name, ModelDef or layer-spec dict) and return a TrainReport.
 
     ``train_source`` is one of: a Source, (images, labels), a Split or a path (read by an
@@ -131,7 +132,8 @@ def train(model: Any, train_source: Any, val_source: Any = None, solver_cfg: Any
     give the net's input values. ``holdout``: validate on this seeded fraction of the training
     records instead. ``class_names``: else a CSV's, an image folder's or an LMDB's labels.txt
     (saved in the snapshot for predict). ``iters`` overrides max_iter; ``seed`` also fixes dropout;
-    ``progress(n)`` is called after every step (e.g. tqdm.update).
+    ``progress(n)`` is called after every step (e.g. tqdm.update). A bundled model (a name) is sized to
+    the data's classes (class names, else the largest label); ``num_classes`` overrides that.
     """
     mdef = get_model(model)
     cfg = resolve_solver(solver_cfg, mdef)
@@ -145,6 +147,7 @@ def train(model: Any, train_source: Any, val_source: Any = None, solver_cfg: Any
     feeds = open_feeds(train_source, val_source, holdout=holdout, batch_size=batch_size, workers=workers, seed=seed,
                        model_scaling=model_scaling, class_names=class_names, loader_kwargs=loader_kwargs)
     try:
+        mdef = fit_model(model, feeds, num_classes)
         run = _Run(mdef, cfg, be, feeds.seed, out)
         extra = _extra(run, feeds, resume)
         feeder = DeviceFeeder(be, **_conversion(mdef, feeds.model_scaling))
@@ -155,6 +158,7 @@ def train(model: Any, train_source: Any, val_source: Any = None, solver_cfg: Any
     finally:
         feeds.close()
     report = build_report(run, be.name, feeds.batch_size, feeder.stats, time.perf_counter() - started)
+    report.class_names = feeds.class_names
     if out is not None:
         report.files.append(str(write_metrics(report, out / f"{mdef.name}_metrics.json")))
         if plots:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -121,6 +122,13 @@ def predict_source(stream: Stream, class_names: Optional[Sequence[str]]) -> Sour
         with h5py.File(hdf5_files(stream.source)[0], "r") as f:
             fields = ("data", "label") if "label" in f else ("data",)
         return stream.build_source(fields=fields)
+    if class_names and kind in ("folder", "list", "lmdb"):
+        from .inputs import val_source
+
+        try:  # the training codes: val/ without dog/ keeps emu at 2
+            return val_source(stream, list(class_names))
+        except ValueError as e:  # folders named otherwise (c0..c9): their own order, said out loud
+            logging.getLogger(__name__).warning("%s; reading its labels as they are", e)
     return stream.build_source(caffe_layout=True)
 
 
@@ -172,6 +180,7 @@ def write_scores(metrics: Mapping[str, Any], confusion: np.ndarray, json_path: P
                                           for k, v in metrics.items() if isinstance(v, float)))
     body = {**fields, count: n, **{k: (None if isinstance(v, float) and not np.isfinite(v) else v)
                                    for k, v in metrics.items()}}
+    body["class_names"] = list(class_names)  # row/column k of the confusion matrix
     if confusion_in_json:
         body["confusion"] = confusion.tolist()
     json_path.write_text(json.dumps(body, indent=1) + "\n")
