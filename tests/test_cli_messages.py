@@ -111,7 +111,7 @@ def test_a_record_outside_any_worker_is_named_too(here, capsys):
 
 
 def test_an_out_of_range_label_names_its_record(data):
-    line = error_line(run_cli("train", "--model", "lenet", "--train", "badlabel", "--iters", "4", "--batch-size",
+    line = error_line(run_cli("train", "--model", "lenet", "--train", "badlabel", "--iters", "4", "--num-classes", "10", "--batch-size",
                               "16", "--workers", "0", "--no-plots", "--out", "o", "-q", cwd=data), "train")
     assert f"row{BAD_ROW}, field 'label': holds 12, expected a class in [0, 10)" in line and "fix that record" in line
     assert "batch" not in line
