@@ -122,6 +122,7 @@ class StagedDir:
         self.out = os.fspath(out).rstrip(os.sep) or os.sep
         self.command, self.force, self.flag = command, force, flag
         self.path = self.out + ".partial"
+        self.parents: List[Path] = []
         check_output(self.out, flag=flag, inputs=inputs)
         check_replaceable(self.out, command, force=force, flag=flag)
         if os.path.lexists(self.path) and owner(self.path) != command and not force:
@@ -130,6 +131,7 @@ class StagedDir:
 
     def __enter__(self) -> "StagedDir":
         remove(self.path)  # a killed run's leftover (checked above to be ours, or --force)
+        self.parents = _missing_parents(Path(self.path).parent)
         os.makedirs(self.path)
         write_marker(self.path, self.command)
         return self
@@ -137,6 +139,7 @@ class StagedDir:
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is not None:
             remove(self.path)
+            _remove_empty(self.parents)
             return
         swap_in(self.path, self.out)
 
@@ -164,8 +167,10 @@ class UpdateDir:
             existed = False
         self.created = not existed
         self.before: List[str] = []
+        self.parents: List[Path] = []
 
     def __enter__(self) -> "UpdateDir":
+        self.parents = _missing_parents(Path(self.path).parent)
         os.makedirs(self.path, exist_ok=True)
         self.before = sorted(os.listdir(self.path))
         if owner(self.path) != self.command:
@@ -176,6 +181,7 @@ class UpdateDir:
         """Remove what this run added (all of the folder when the run created it)."""
         if self.created:
             remove(self.path)
+            _remove_empty(self.parents)
             return
         keep = set(self.before)
         for name in os.listdir(self.path):
@@ -212,10 +218,15 @@ def atomic_file(path: PathLike) -> Iterator[str]:
         os.replace(tmp, target)
     except BaseException:
         remove(tmp)
-        for folder in made:
-            with contextlib.suppress(OSError):
-                os.rmdir(folder)
+        _remove_empty(made)
         raise
+
+
+def _remove_empty(folders: List[Path]) -> None:
+    """Remove the folders a failed run made (deepest first), where they are still empty."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
 
 
 def _missing_parents(folder: Path) -> List[Path]:
