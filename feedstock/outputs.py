@@ -29,7 +29,7 @@ MARKER = ".feedstock-output"
 
 def resolved(path: PathLike) -> str:
     """The absolute path with symlinks and ``..`` resolved (what two spellings are compared by)."""
-    return os.path.realpath(os.path.abspath(os.fspath(path)))
+    return os.path.realpath(os.fspath(path))  # ".." after a symlink: its target's parent, as the OS goes
 
 
 def is_within(path: str, folder: str) -> bool:

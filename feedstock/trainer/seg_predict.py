@@ -57,6 +57,8 @@ def mask_names(source: Any) -> List[str]:
     """A relative .png name per record, unique, always inside the output folder: the image path below
     the images' common folder, or the record key (an LMDB's), sanitised (:func:`safe_relative`)."""
     keys = [source.key(i) for i in range(len(source))]
+    prefix = f"{getattr(source, 'images', '')}:"  # an LMDB pair's key is "<images db>:<record key>"
+    keys = [k[len(prefix):] if len(prefix) > 1 and k.startswith(prefix) else k for k in keys]
     if isinstance(source, Pairs) and keys:
         root = os.path.commonpath([os.path.dirname(os.path.abspath(k)) for k in keys])
         keys = [os.path.relpath(os.path.abspath(k), root) for k in keys]
