@@ -121,3 +121,15 @@ def test_a_symlink_to_the_source_is_refused_as_output(built):
     code, _, err = cli_output(["build-lmdb", src, link, "--force", "-q", "--workers", "0"])
     assert code == 1 and "source" in err
     assert sorted(p.name for p in src.iterdir()) == ["cat", "dog"]
+
+
+def test_merge_lmdb_never_replaces_the_current_folder_or_its_shards(built, monkeypatch):
+    src, out, before = built
+    work = out.parent / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    monkeypatch.chdir(work)
+    for target in (".", "..", str(out)):
+        code, _, err = cli_output(["merge-lmdb", target, out, "--force", "-q"])
+        assert code == 1 and ("current folder" in err or "source" in err), err
+    assert (work / "notes.txt").read_text() == "mine" and tree_digest(out) == before

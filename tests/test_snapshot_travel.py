@@ -117,3 +117,17 @@ def test_data_without_labels_gets_predictions_only(otto, tmp_path, capsys, label
     else:
         assert scored == (False, False)
         assert "no labels" in printed and "--no-labels" in printed and not re.search(r"accuracy \d", printed)
+
+
+def test_a_set_without_labels_neither_trains_nor_validates(otto, tmp_path, capsys):
+    d, _ = otto
+    rewrite_columns(d / "test.csv", tmp_path / "nolabel.csv", [c for c in rows(d / "test.csv")[0] if c != "target"])
+    assert main(["build-lmdb", str(tmp_path / "nolabel.csv"), str(tmp_path / "db"), "-q", "--workers", "0",
+                 "--no-labels"]) == 0
+    base = ["train", "--model", "otto_mlp", "--iters", "2", "--batch-size", "8", "--workers", "0", "--no-plots", "-q"]
+    for argv in (["--train", str(tmp_path / "db"), "--out", str(tmp_path / "a")],
+                 ["--train", str(d / "train.csv"), "--val", str(tmp_path / "db"), "--out", str(tmp_path / "b")]):
+        assert main([*base, *argv]) == 1
+        err = capsys.readouterr().err
+        assert "no labels" in err and "--no-labels" in err and err.count("\n") == 1
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -149,6 +149,7 @@ def train(model: Any, train_source: Any, val_source: Any = None, solver_cfg: Any
     feeds = open_feeds(train_source, val_source, holdout=holdout, batch_size=batch_size, workers=workers, seed=seed,
                        model_scaling=model_scaling, class_names=class_names, loader_kwargs=loader_kwargs)
     try:
+        _check_labelled(feeds)
         run = _Run(mdef, cfg, be, feeds.seed, out)
         extra = _extra(run, feeds, resume)
         feeder = DeviceFeeder(be, **_conversion(mdef, feeds.model_scaling))
@@ -166,6 +167,21 @@ def train(model: Any, train_source: Any, val_source: Any = None, solver_cfg: Any
 
             report.files += training_pictures(run.net, run.history, out, mdef.name, batch=feeds.batch_size)
     return report
+
+
+def _check_labelled(feeds: Feeds) -> None:
+    """Data without labels (a --no-labels build says label 0 in every Datum) can neither train nor score."""
+    from .predict import unlabelled
+
+    for role, batches in (("training", feeds.train), ("validation", feeds.val)):
+        source = getattr(batches.loader, "source", None) if batches is not None else None
+        if source is None:
+            continue
+        why = unlabelled(source, "")
+        if why is not None:
+            name = getattr(source, "path", type(source).__name__)
+            raise ValueError(f"{role} data {name}: no labels ({why}); train and validate on labelled data, "
+                             "and run `feedstock predict` on this set")
 
 
 def _conversion(mdef: ModelDef, model_scaling: bool) -> Dict[str, Any]:
