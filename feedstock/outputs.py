@@ -194,22 +194,29 @@ class UpdateDir:
 
 
 def check_file_output(path: PathLike, *, flag: str, inputs: Iterable[Optional[PathLike]] = ()) -> None:
-    """A file output: not a folder, not one of the inputs, in a folder that exists or can be made."""
+    """A file output: not a folder, not one of the inputs nor an existing file inside one."""
     shown = os.fspath(path)
     if shown.endswith(os.sep) or os.path.isdir(shown):
-        raise ValueError(f"{flag} {shown!r} is a folder; name the file to write")
-    real = resolved(path)
+        raise ValueError(f"{flag} {shown!r} is a directory, not a file: give a file path to write")
+    real, exists = resolved(path), os.path.lexists(shown)
     for item in inputs:
-        if item is not None and os.fspath(item) and is_within(real, resolved(item)):
-            raise ValueError(f"{flag} {shown!r} is (or lies inside) the input {os.fspath(item)!r}: the output "
-                             "would overwrite it; choose another name")
+        if item is None or not os.fspath(item):
+            continue
+        real_input = resolved(item)
+        if real == real_input or (exists and is_within(real, real_input)):
+            raise ValueError(f"{flag} {shown!r} is {'the' if real == real_input else 'a file of the'} input "
+                             f"{os.fspath(item)!r}: the output would overwrite it; choose another name")
 
 
 @contextlib.contextmanager
 def atomic_file(path: PathLike) -> Iterator[str]:
     """Yield a temporary name beside ``path`` (same suffix, for writers that pick a format by it);
-    renamed over ``path`` on success, removed on failure. Parent folders made here go on failure too."""
+    renamed over ``path`` on success, removed on failure. Parent folders made here go on failure too.
+    A ``path`` that exists and is no regular file (a device such as /dev/null, a pipe) is yielded as it is."""
     target = Path(path)
+    if os.path.exists(target) and not os.path.isfile(target):
+        yield str(target)  # never rename over a device or a pipe
+        return
     made = _missing_parents(target.parent)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.stem}.partial-{os.getpid()}{target.suffix}")

@@ -151,7 +151,7 @@ def test_compute_mean_refuses_its_database_and_folders(lenet, tmp_path, capsys):
                  [str(d / "lmdb"), str(tmp_path / "m.binaryproto"), "--npy", str(tmp_path / "m.binaryproto")]):
         assert main(["compute-mean", *argv, "-q"]) == 1
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and ("input" in err or "folder" in err or "same file" in err), err
+        assert err.count("\n") == 1 and ("input" in err or "directory" in err or "same file" in err), err
     assert snapshot_of(d) == before and not list(tmp_path.iterdir())
     assert main(["compute-mean", str(d / "lmdb"), str(tmp_path / "a/m.binaryproto"), "--npy",
                  str(tmp_path / "m.npy"), "-q"]) == 0
@@ -179,7 +179,7 @@ def test_inspect_grid_and_bench_plot_check_their_file_first(lenet, tmp_path, cap
     assert main(["inspect", str(d / "lmdb"), "--grid", str(tmp_path / "grid.unknown")]) == 1
     assert "cannot write this file type" in capsys.readouterr().err
     assert main(["bench", str(d / "lmdb"), "--plot", str(d / "lmdb")]) == 1
-    assert "folder" in capsys.readouterr().err
+    assert "is a directory" in capsys.readouterr().err
     assert snapshot_of(d) == before and not list(tmp_path.iterdir())
 
 
@@ -195,3 +195,12 @@ def test_train_refuses_folders_it_does_not_own(lenet, notes, capsys):
     assert snapshot_of(notes) == before
     assert main([*base, "--out", "notes", "--force"]) == 0  # told to: writes beside the user's file
     assert (notes / "notes" / "my_notes.txt").read_text() == "precious"
+
+
+def test_a_device_named_as_output_is_written_never_replaced():
+    import stat
+
+    with outputs.atomic_file("/dev/null") as target:
+        assert target == "/dev/null"
+        Path(target).write_text("discarded")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)

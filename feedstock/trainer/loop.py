@@ -170,18 +170,16 @@ def train(model: Any, train_source: Any, val_source: Any = None, solver_cfg: Any
 
 
 def _check_labelled(feeds: Feeds) -> None:
-    """Data without labels (a --no-labels build says label 0 in every Datum) can neither train nor score."""
-    from .predict import unlabelled
+    """An LMDB built with --no-labels (every Datum says label 0) can neither train nor score; other
+    sources without labels have no label field, which the batch checks name."""
+    from ..loaders import CaffeLmdb
+    from .predict import built_without_labels
 
     for role, batches in (("training", feeds.train), ("validation", feeds.val)):
         source = getattr(batches.loader, "source", None) if batches is not None else None
-        if source is None:
-            continue
-        why = unlabelled(source, "")
-        if why is not None:
-            name = getattr(source, "path", type(source).__name__)
-            raise ValueError(f"{role} data {name}: no labels ({why}); train and validate on labelled data, "
-                             "and run `feedstock predict` on this set")
+        if isinstance(source, CaffeLmdb) and built_without_labels(source.path):
+            raise ValueError(f"{role} data {source.path}: no labels (the LMDB was built with --no-labels); "
+                             "train and validate on labelled data, and run `feedstock predict` on this set")
 
 
 def _conversion(mdef: ModelDef, model_scaling: bool) -> Dict[str, Any]:

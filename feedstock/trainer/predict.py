@@ -202,14 +202,14 @@ def unlabelled(source: Any, data: str) -> Optional[str]:
         source = source.table
     if isinstance(source, CsvTable):
         return None if source.labels is not None else "the CSV has no label column"
-    if isinstance(source, CaffeLmdb) and _built_without_labels(source.path):
+    if isinstance(source, CaffeLmdb) and built_without_labels(source.path):
         return "the LMDB was built with --no-labels (every Datum says label 0)"
     if "label" not in source.spec():
         return "the data has no label field"
     return None
 
 
-def _built_without_labels(path: str) -> bool:
+def built_without_labels(path: str) -> bool:
     """The build.json of the LMDB (or of the build holding it as train_lmdb/val_lmdb) says no_labels."""
     for folder in (path, os.path.dirname(os.path.abspath(path))):
         manifest = os.path.join(folder, "build.json")
