@@ -204,3 +204,20 @@ def test_a_device_named_as_output_is_written_never_replaced():
         assert target == "/dev/null"
         Path(target).write_text("discarded")
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_demo_replaces_its_own_output_only_when_the_new_run_succeeds(notes, monkeypatch, capsys):
+    argv = ["demo", "--out", "demo-out", "--iters", "1", "--batch-size", "8", "--workers", "0"]
+    assert main(argv) == 0
+    assert (notes / "demo-out" / outputs.MARKER).is_file() and (notes / "demo-out" / "train_lmdb").is_dir()
+    assert "wrote demo-out/" in capsys.readouterr().out  # the published paths, not the work folder's
+    before = snapshot_of(notes / "demo-out")
+    import feedstock.trainer as trainer
+
+    def failing(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(trainer, "train", failing)
+    assert main(argv) == 1
+    assert snapshot_of(notes / "demo-out") == before
+    assert sorted(os.listdir(notes)) == ["demo-out", "notes", "todo.txt"]
