@@ -162,14 +162,14 @@ class UpdateDir:
         self.path, self.command = os.fspath(out), command
         check_output(self.path, flag=flag, inputs=inputs)
         existed = check_replaceable(self.path, command, force=force, flag=flag)
-        if existed and not os.path.isdir(self.path):
-            remove(self.path)  # --force over a file
-            existed = False
-        self.created = not existed
+        self.replace_file = existed and not os.path.isdir(self.path)  # --force over a file: removed on entry
+        self.created = not existed or self.replace_file
         self.before: List[str] = []
         self.parents: List[Path] = []
 
     def __enter__(self) -> "UpdateDir":
+        if self.replace_file:
+            remove(self.path)
         self.parents = _missing_parents(Path(self.path).parent)
         os.makedirs(self.path, exist_ok=True)
         self.before = sorted(os.listdir(self.path))

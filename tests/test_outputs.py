@@ -221,3 +221,15 @@ def test_demo_replaces_its_own_output_only_when_the_new_run_succeeds(notes, monk
     assert main(argv) == 1
     assert snapshot_of(notes / "demo-out") == before
     assert sorted(os.listdir(notes)) == ["demo-out", "notes", "todo.txt"]
+
+
+def test_train_checks_its_predictions_file_before_training(lenet, tmp_path, capsys):
+    d, _ = lenet
+    before = snapshot_of(d)
+    for target in (d / "lmdb" / "data.mdb", d / "lmdb", tmp_path):
+        assert main(["train", "--model", "lenet", "--train", str(d / "lmdb"), "--iters", "1", "--batch-size", "8",
+                     "--workers", "0", "--no-plots", "-q", "--out", str(tmp_path / "run"), "--test", str(d / "lmdb"),
+                     "--predict", str(target)]) == 1
+        err = capsys.readouterr().err
+        assert "--predict" in err and err.count("\n") == 1
+    assert snapshot_of(d) == before and not (tmp_path / "run").exists()

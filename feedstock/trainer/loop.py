@@ -230,8 +230,7 @@ def _loop(run: _Run, feeder: DeviceFeeder, feeds: Feeds, extra: Dict[str, Any],
             run.step(batch)
             if progress is not None:
                 progress(1)
-            snapshotted = bool(cfg.snapshot and solver.iter % cfg.snapshot == 0)
-            if snapshotted and run.out_dir is not None:
+            if cfg.snapshot and run.out_dir is not None and solver.iter % cfg.snapshot == 0:
                 run.snapshot(feeder, run.out_dir, extra)
             if stop is not None and solver.iter < cfg.max_iter and stop():
                 run.stopped_at = solver.iter
