@@ -146,7 +146,7 @@ class StagedDir:
     def final(self, path: PathLike) -> str:
         """Where a file written under the partial folder lies once published."""
         rel = os.path.relpath(os.fspath(path), self.path)
-        return os.path.join(self.out, rel)
+        return self.out if rel == "." else os.path.join(self.out, rel)
 
 
 class UpdateDir:

@@ -44,13 +44,31 @@ def test_masks_land_inside_out_by_record_key(seg, tmp_path, monkeypatch, kind, s
     assert main(["predict", snap, str(data), "--masks", str(masks), "--out", "pred/masks"]) == 0
     assert files_under(root) == before  # nothing written beside the data
     written = files_under(tmp_path / "pred/masks")
-    pngs = sorted(w for w in written if w not in ("metrics.json", "confusion.png", MARKER))
+    pngs = sorted(w for w in written if w not in ("metrics.json", "confusion.png", "sheet.png", MARKER))
     if kind == "lmdb":  # the record keys of the build: %08d_<path below the images folder>
         assert pngs == ["00000000_p0.png", "00000001_p2.png", "00000002_sub/p1.png", "00000003_sub/p3.png"]
     else:
         assert pngs == ["p0.png", "p2.png", "sub/p1.png", "sub/p3.png"]
     assert {"metrics.json", "confusion.png"} <= written
     assert sorted(os.listdir(tmp_path)) == ["pred"]
+
+
+def test_a_record_named_like_a_report_file_keeps_its_own_mask(tmp_path):
+    from feedstock.trainer.seg_predict import mask_names
+
+    class Keys:
+        keys = ["sheet", "a/../../../etc/passwd", "/abs/x.jpg", "c:/w.png", "..", "sheet"]
+
+        def __len__(self):
+            return len(self.keys)
+
+        def key(self, i):
+            return self.keys[i]
+
+    names = mask_names(Keys())
+    assert names == ["sheet_00000000.png", "a/etc/passwd.png", "abs/x.png", "c_/w.png", "record.png",
+                     "sheet_00000005.png"]
+    assert all(not os.path.isabs(n) and ".." not in n.split("/") for n in names)
 
 
 def test_predict_replaces_only_its_own_mask_folder(seg, tmp_path, capsys):

@@ -5,7 +5,9 @@ convert_mnist_data does: raw 1x28x28 Datums, keys ``%08d``), reads them back
 through ``CaffeLmdb``, then trains LeNet fed by the multi-process Loader and
 prints accuracy, throughput and the fraction of time the trainer waited for data;
 the output folder gets the curves, first-layer filters, the network diagram
-(``lenet_net.png``), weight histograms, metrics JSON and the final snapshot.
+(``lenet_net.png``), weight histograms, metrics JSON, the final snapshot, a grid
+of training samples (``samples.png``) and the test set's predictions with their
+confusion matrix (``test_predictions_confusion.png``).
 
 The output is built beside ``--out`` (``OUT.partial``) and swapped in when the
 run succeeds; an existing ``--out`` is replaced only when it is an earlier demo
@@ -17,6 +19,7 @@ import argparse
 import os
 import time
 from pathlib import Path
+from typing import Any, Tuple
 
 import numpy as np
 
@@ -27,7 +30,7 @@ from .progress import Bar
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="convert bundled digits to LMDB and train LeNet on them",
+    p = sub.add_parser("demo", help="convert the bundled Fashion-MNIST sample to LMDB and train LeNet on it",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="demo-out", help="output folder (an earlier demo output is replaced) [%(default)s]")
     p.add_argument("--force", action="store_true", help="replace --out even when it is not a demo output")
@@ -79,17 +82,17 @@ def run(args: argparse.Namespace) -> int:
     stage = StagedDir(args.out, "demo", force=args.force)
     with stage:
         try:
-            report = _demo(args, Path(stage.path))
+            report, extra = _demo(args, Path(stage.path))
         finally:
             for name in ("train_lmdb", "test_lmdb"):  # the swap renames them: no env may stay open on the old path
                 release_env(os.path.join(stage.path, name))
     print(report.summary())
-    for f in report.files:
+    for f in report.files + extra:
         print(f"    wrote {stage.final(f)}")
     return 0
 
 
-def _demo(args: argparse.Namespace, out: Path):
+def _demo(args: argparse.Namespace, out: Path) -> Tuple[Any, list]:
     from ..trainer import get_model, load_fashion_mnist, train
 
     train_split, test_split = load_fashion_mnist(full=args.full)
@@ -108,4 +111,16 @@ def _demo(args: argparse.Namespace, out: Path):
         report = train("lenet", CaffeLmdb(out / "train_lmdb"), CaffeLmdb(out / "test_lmdb"), solver,
                        out_dir=out, batch_size=args.batch_size, workers=args.workers,
                        seed=args.seed, iters=args.iters, progress=bar.update)
-    return report
+    return report, pictures(out, report.files)
+
+
+def pictures(out: Path, files: list) -> list:
+    """A grid of training samples with their class names, and the test set's confusion matrix (the final
+    snapshot run by `feedstock predict`'s code on test_lmdb)."""
+    from ..trainer.datasets import CLASS_NAMES
+    from .contact_sheet import sample_grid
+    from .predict import predict_files
+
+    grid = sample_grid(CaffeLmdb(out / "train_lmdb"), out / "samples.png", class_names=list(CLASS_NAMES))
+    snapshot = next(str(p) for p in reversed(files) if str(p).endswith(".npz"))
+    return [grid] + [str(p) for p in predict_files(snapshot, str(out / "test_lmdb"), out / "test_predictions.csv")]

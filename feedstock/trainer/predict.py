@@ -259,7 +259,8 @@ def write_record_predictions(path: PathLike, pred: Predictions, class_names: Seq
 
 def write_scores(metrics: Mapping[str, Any], confusion: np.ndarray, json_path: Path, png_path: Path, *,
                  fields: Mapping[str, Any], count: str, n: int, class_names: Sequence[str],
-                 echo: Optional[Callable[[str], Any]] = None, confusion_in_json: bool = False) -> List[Path]:
+                 echo: Optional[Callable[[str], Any]] = None, confusion_in_json: bool = False,
+                 unit: str = "records") -> List[Path]:
     """The scores of labelled data: one echoed line, a JSON file (``fields``, ``count``: n, the metrics
     with non-finite values as null, the matrix when ``confusion_in_json``) and the confusion-matrix PNG."""
     from .plots import plot_confusion
@@ -273,5 +274,5 @@ def write_scores(metrics: Mapping[str, Any], confusion: np.ndarray, json_path: P
         body["confusion"] = confusion.tolist()
     with atomic_file(json_path) as tmp_json, atomic_file(png_path) as tmp_png:  # both or neither
         Path(tmp_json).write_text(json.dumps(body, indent=1) + "\n")
-        plot_confusion(confusion, Path(tmp_png), class_names=class_names)
+        plot_confusion(confusion, Path(tmp_png), class_names=class_names, unit=unit)
     return [json_path, png_path]

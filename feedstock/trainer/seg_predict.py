@@ -13,7 +13,7 @@ from ..loaders.decode import color_mode, read_image
 from ..loaders.image_folder import images_under
 from ..loaders.pairs import Pairs
 from ..loaders.pairs_source import open_pairs
-from ..palette import write_palette_png
+from ..palette import write_palette_png, write_segmentation_sheet
 from ..phase import TEST
 from ..spec import Sample
 from ..stream import Stream
@@ -21,6 +21,7 @@ from .feeding import LoaderBatches
 from .predict import _conversion, deploy_stream, write_scores
 
 PathLike = Union[str, Path]
+SHEET_ROWS = 8  # images on the truth | prediction | overlay sheet
 
 
 class UnlabelledImages(Pairs):
@@ -53,6 +54,9 @@ def seg_source(stream: Stream) -> Tuple[Any, bool]:
     return UnlabelledImages(images, ignore_label=stream.ignore_label, color=color), False
 
 
+RESERVED = frozenset({"metrics.json", "confusion.png", "sheet.png"})  # what predict writes beside the masks
+
+
 def mask_names(source: Any) -> List[str]:
     """A relative .png name per record, unique, always inside the output folder: the image path below
     the images' common folder, or the record key (an LMDB's), sanitised (:func:`safe_relative`)."""
@@ -62,7 +66,7 @@ def mask_names(source: Any) -> List[str]:
     if isinstance(source, Pairs) and keys:
         root = os.path.commonpath([os.path.dirname(os.path.abspath(k)) for k in keys])
         keys = [os.path.relpath(os.path.abspath(k), root) for k in keys]
-    names, seen = [], set()
+    names, seen = [], set(RESERVED)
     for i, key in enumerate(keys):
         name = os.path.splitext(safe_relative(key))[0] + ".png"
         if name in seen:  # two keys that sanitise alike keep apart by record number
@@ -92,7 +96,7 @@ def predict_masks(predictor: Any, data: PathLike, out_dir: PathLike, *, masks: s
     if not labelled and echo is not None:
         echo(f"{os.fspath(data)}: no masks given: masks predicted only, no pixel accuracy, IoU or confusion matrix")
     out = Path(out_dir)
-    names, meter, row = mask_names(source), net.meter() if labelled else None, 0
+    names, meter, row, shown = mask_names(source), net.meter() if labelled else None, 0, []
     batches = LoaderBatches(loader)
     with DeviceFeeder(net.backend, dtype=net.dtype, **_conversion(deploy)) as feeder, closing(batches):
         for batch in feeder.feed(batches.epoch(0), slots=batches.slot_arrays):
@@ -103,10 +107,14 @@ def predict_masks(predictor: Any, data: PathLike, out_dir: PathLike, *, masks: s
             for p in pred:  # the TEST chain pads at the bottom and right: the image is the top-left corner
                 h, w = source.image_hw(row)
                 write_palette_png(out / names[row], p[:h, :w])
+                shown += [(row, p[:h, :w])] if row < SHEET_ROWS else []
                 row += 1
-    if meter is None:
-        return [out]
     classes = list(deploy.class_names) if deploy.class_names else [str(i) for i in range(net.num_classes)]
-    return [out] + write_scores(meter.result(), meter.confusion, out / "metrics.json", out / "confusion.png",
-                                fields={"data": os.fspath(data)}, count="images", n=row, class_names=classes,
-                                echo=echo, confusion_in_json=True)
+    sheet = write_segmentation_sheet(out / "sheet.png", [(source[r]["data"], source[r]["mask"] if labelled else None, p)
+                                                         for r, p in shown], class_names=classes,
+                                     captions=[names[r] for r, _ in shown], ignore_label=stream.ignore_label)
+    if meter is None:
+        return [out, sheet]
+    return [out, sheet] + write_scores(meter.result(), meter.confusion, out / "metrics.json", out / "confusion.png",
+                                       fields={"data": os.fspath(data)}, count="images", n=row, class_names=classes,
+                                       echo=echo, confusion_in_json=True, unit="pixels")
