@@ -77,6 +77,12 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.source and not args.caffe_layer:
         raise ValueError("give a SOURCE to measure, or --caffe-layer PARAM_STR")
+    if args.plot:  # checked before anything runs or is written
+        from ..outputs import check_file_output
+
+        if not args.source:
+            raise ValueError("--plot needs a SOURCE to measure")
+        check_file_output(args.plot, flag="--plot", inputs=[args.source])
     if args.repeats < 1 or args.consumer_threads < 0 or args.seconds <= 0:
         raise ValueError(f"--repeats {args.repeats}, --consumer-threads {args.consumer_threads}, --seconds "
                          f"{args.seconds}: need --repeats >= 1, --consumer-threads >= 0 and --seconds > 0")
@@ -151,4 +157,8 @@ def _print(args: argparse.Namespace, out: dict) -> None:
     if args.plot:
         if result is None:
             raise ValueError("--plot needs a SOURCE to measure")
-        print(f"wrote {plot(result, args.plot)}", file=sys.stderr if args.json else sys.stdout)
+        from ..outputs import atomic_file
+
+        with atomic_file(args.plot) as tmp:
+            plot(result, tmp)
+        print(f"wrote {args.plot}", file=sys.stderr if args.json else sys.stdout)
