@@ -1,4 +1,4 @@
-"""An elastic pool of :class:`~.ray_maker.BatchMaker` actors, one per CPU of the Ray cluster.
+"""An elastic pool of :class:`~.ray_maker.BatchMaker` actors, one per CPU of the Ray cluster (``ACTOR_CPUS``).
 
 The pool follows the cluster: when ``ray.cluster_resources()`` shows more CPUs
 (a node joined, the autoscaler added one) it starts more actors, and Ray places
@@ -15,10 +15,15 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
+from ..errors import WorkerError
 from .ray_maker import BatchMaker
 
 log = logging.getLogger(__name__)
 GROW_EVERY_S = 0.5  # how often the cluster's CPU count is read (a GCS round trip)
+# Each loader starts one actor per cluster CPU but reserves half a CPU per actor: a training and a
+# validation loader (or two ranks on one head) then both get actors, and the one being iterated
+# gets the cores (an idle loader's actors block on nothing). SPREAD puts them on distinct nodes.
+ACTOR_CPUS = 0.5
 
 
 class SourceUnreadable(OSError):
@@ -37,7 +42,8 @@ class ActorPool:
 
     def __init__(self, ray: Any, args: tuple, *, max_actors: Optional[int] = None):
         self.ray, self.args, self.max_actors = ray, args, max_actors
-        self._cls = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)(BatchMaker)
+        self._cls = ray.remote(num_cpus=ACTOR_CPUS, max_restarts=0, max_task_retries=0,
+                               scheduling_strategy="SPREAD")(BatchMaker)
         self.ready: List[Actor] = []
         self.starting: Dict[Any, Actor] = {}  # check() ref -> actor not yet answering
         self.lost = 0  # actors dropped because their node left or their process died
@@ -68,7 +74,11 @@ class ActorPool:
         actor = self.starting.pop(ref)
         try:
             node_id, error = self.ray.get(ref)
-        except self.ray.exceptions.RayError as exc:  # its node went away while it started
+        except self.ray.exceptions.RayError as exc:
+            if getattr(exc, "actor_init_failed", False):  # not a lost node: it would fail anywhere
+                raise WorkerError(f"a Ray actor could not start: {_short(exc)} (is feedstock, with the same "
+                                  "version, installed on every node?)") from None
+            # its node went away while it started
             log.info("a Ray actor was lost while starting: %s", _short(exc))
             self._kill(actor)
             self.lost += 1
@@ -102,7 +112,7 @@ class ActorPool:
 
     def close(self) -> None:
         actors, self.ready = [*self.ready, *self.starting.values()], []
-        self.starting = {}
+        self.starting, self.args = {}, ()  # the source's object goes too, even if a traceback keeps the pool
         for actor in actors:
             self._kill(actor)
 

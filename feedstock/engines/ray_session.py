@@ -9,9 +9,12 @@ named in a one-line error.
 from __future__ import annotations
 
 import logging
+import re
+import socket
 from typing import Any, Dict, Optional
 
 log = logging.getLogger(__name__)
+CONNECT_TIMEOUT_S = 5.0
 INSTALL_HINT = "the ray engine needs Ray: pip install 'feedstock[ray]'"
 
 
@@ -25,7 +28,14 @@ def import_ray() -> Any:
 
 
 class RaySession:
-    """This process's Ray connection for one loader; ``close()`` shuts Ray down only if it started it."""
+    """This process's Ray connection for one loader; ``close()`` shuts Ray down only if it started it.
+
+    A Ray connection is per process, so sessions share the one a session started:
+    a training and a validation RayLoader use one local instance, which stops when
+    the last of them closes (``_users`` counts them; 0 when feedstock started none).
+    """
+
+    _users = 0  # open sessions on a Ray instance that a session started (Ray's connection is process-wide)
 
     def __init__(self, address: Optional[str], workers: int, init_kwargs: Optional[Dict[str, Any]] = None):
         self.ray = import_ray()
@@ -35,7 +45,12 @@ class RaySession:
         if ray.is_initialized():
             if address is not None:
                 log.warning("Ray is already initialised in this process: using that connection, not %s", address)
+            if RaySession._users:  # ours: share it, the last session to close stops it
+                RaySession._users += 1
+                self.started = True
             return
+        if address is not None:
+            check_reachable(address)
         kwargs = dict(init_kwargs or {})
         kwargs.setdefault("logging_level", logging.WARNING)
         kwargs.setdefault("log_to_driver", False)  # workers' logs stay in the session folder
@@ -54,6 +69,7 @@ class RaySession:
                 raise
             raise ConnectionError(f"cannot join the Ray cluster at address={address!r}: {first_line(e)}") from None
         self.started = True
+        RaySession._users = 1
 
     def cpus(self) -> int:
         """CPUs the cluster has now (nodes join and leave)."""
@@ -62,7 +78,23 @@ class RaySession:
     def close(self) -> None:
         if self.started:
             self.started = False
-            self.ray.shutdown()
+            RaySession._users -= 1
+            if RaySession._users == 0:
+                self.ray.shutdown()
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """A quick TCP connect to ``HOST:PORT`` (``ray://`` too): Ray itself retries an unreachable GCS
+    for minutes. "auto" and other forms are left to Ray."""
+    match = re.fullmatch(r"(?:ray://)?\[?([^\]/]+?)\]?:(\d+)", address.strip())
+    if match is None:
+        return
+    host, port = match.group(1), int(match.group(2))
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        raise ConnectionError(f"cannot reach the Ray cluster at address={address!r} ({e.strerror or e}): is "
+                              "`ray start --head` running there, and the port open from here?") from None
 
 
 def first_line(exc: BaseException) -> str:
