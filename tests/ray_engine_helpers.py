@@ -45,7 +45,8 @@ def descendants(pid: int) -> Set[int]:
             except OSError:
                 continue
             fields = stat.rsplit(")", 1)[1].split()
-            if fields[0] != "Z":
+            # multiprocessing's resource tracker lives as long as this interpreter: not a test's process
+            if fields[0] != "Z" and "resource_tracker" not in cmdline(int(entry)):
                 parents[int(entry)] = int(fields[1])
     found, frontier = set(), {pid}
     while frontier:

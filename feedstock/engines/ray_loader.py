@@ -48,7 +48,7 @@ from ..pipeline.shm import SlotLayout
 from ..pipeline.state import LoaderState, check_epoch
 from ..pipeline.stats import BadRecords, RunStats
 from .ray_pool import ActorPool
-from .ray_run import PER_ACTOR, RayRun
+from .ray_run import RayRun
 from .ray_session import RaySession
 
 Batch = Dict[str, np.ndarray]
@@ -199,8 +199,7 @@ class RayLoader:
         if held.run is None:
             session, pool = held.session, held.pool
             assert session is not None and pool is not None  # start() made them
-            window = max(self.prefetch, PER_ACTOR * max(pool.target(), 1))
-            held.run = RayRun(session.ray, pool, self.sampler, epoch, start, window=window, timeout=self.timeout,
+            held.run = RayRun(session.ray, pool, self.sampler, epoch, start, window=self.prefetch, timeout=self.timeout,
                               bad=self._bad)
         elif held.run.pos != (epoch, start):
             held.run.restart(epoch, start)

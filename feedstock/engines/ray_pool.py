@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
@@ -20,9 +21,9 @@ from .ray_maker import BatchMaker
 
 log = logging.getLogger(__name__)
 GROW_EVERY_S = 0.5  # how often the cluster's CPU count is read (a GCS round trip)
-# Each loader starts one actor per cluster CPU but reserves half a CPU per actor: a training and a
-# validation loader (or two ranks on one head) then both get actors, and the one being iterated
-# gets the cores (an idle loader's actors block on nothing). SPREAD puts them on distinct nodes.
+# Each loader starts one actor per CPU of every live node, pinned to that node, but reserves half
+# a CPU per actor: a training and a validation loader (or two ranks on one head) then both get
+# actors, and the one being iterated gets the cores (an idle loader's actors wait on nothing).
 ACTOR_CPUS = 0.5
 
 
@@ -33,7 +34,7 @@ class SourceUnreadable(OSError):
 @dataclass(eq=False)
 class Actor:
     handle: Any
-    node_id: str = ""
+    node_id: str  # where it was placed
     busy: int = 0  # calls submitted and not answered
 
 
@@ -42,8 +43,7 @@ class ActorPool:
 
     def __init__(self, ray: Any, args: tuple, *, max_actors: Optional[int] = None):
         self.ray, self.args, self.max_actors = ray, args, max_actors
-        self._cls = ray.remote(num_cpus=ACTOR_CPUS, max_restarts=0, max_task_retries=0,
-                               scheduling_strategy="SPREAD")(BatchMaker)
+        self._cls = ray.remote(num_cpus=ACTOR_CPUS, max_restarts=0, max_task_retries=0)(BatchMaker)
         self.ready: List[Actor] = []
         self.starting: Dict[Any, Actor] = {}  # check() ref -> actor not yet answering
         self.lost = 0  # actors dropped because their node left or their process died
@@ -54,20 +54,31 @@ class ActorPool:
     def size(self) -> int:
         return len(self.ready) + len(self.starting)
 
+    def node_cpus(self) -> Dict[str, int]:
+        """Node id -> whole CPUs, of the live nodes."""
+        return {n["NodeID"]: int(n.get("Resources", {}).get("CPU", 0)) for n in self.ray.nodes() if n.get("Alive")}
+
     def target(self) -> int:
-        cpus = int(self.ray.cluster_resources().get("CPU", 0))
+        cpus = sum(self.node_cpus().values())
         return max(1, cpus if self.max_actors is None else min(cpus, self.max_actors))
 
     def grow(self, force: bool = False) -> None:
-        """Start actors up to one per cluster CPU (read at most every ``GROW_EVERY_S``)."""
+        """Start actors up to one per CPU of each live node (read at most every ``GROW_EVERY_S``)."""
         now = time.monotonic()
         if not force and now - self._grown_at < GROW_EVERY_S:
             return
         self._grown_at = now
-        for _ in range(self.target() - self.size):
-            actor = Actor(self._cls.remote(*self.args))
-            self.starting[actor.handle.check.remote()] = actor
-            self.started += 1
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        have = Counter(a.node_id for a in [*self.ready, *self.starting.values()])
+        for node, cpus in self.node_cpus().items():
+            for _ in range(cpus - have[node]):
+                if self.max_actors is not None and self.size >= self.max_actors:
+                    return
+                strategy = NodeAffinitySchedulingStrategy(node, soft=False)
+                actor = Actor(self._cls.options(scheduling_strategy=strategy).remote(*self.args), node)
+                self.starting[actor.handle.check.remote()] = actor
+                self.started += 1
 
     def on_check(self, ref: Any) -> None:
         """An actor's ``check()`` answered: it takes work, or its node cannot read the source (raised)."""

@@ -3,7 +3,8 @@
 Each call asks one actor for one or more consecutive batches (cheap batches are
 grouped so a call carries at least ``MIN_CALL_S`` of work: a Ray actor call costs
 about a millisecond here, see bench/bench_ray.py). At most ``window`` batches are
-issued or waiting to be taken, at most ``PER_ACTOR`` calls queue on one actor, so
+issued or waiting to be taken (``PER_ACTOR`` groups per ready actor, at least the
+loader's ``prefetch``), at most ``PER_ACTOR`` calls queue on one actor, so
 a new actor (a node that joined) gets work as soon as it answers.
 
 Faults: a call whose actor died or whose node left (RayActorError, or its result
@@ -92,7 +93,9 @@ class RayRun:
             count = min(len(self._redo), self.group())
             positions, self._redo = self._redo[:count], self._redo[count:]
             return positions
-        room = self.window - len(self._ready) - len(self._flying)
+        # the window follows the pool: PER_ACTOR calls of a group each, at least ``window`` batches
+        window = max(self.window, PER_ACTOR * self.group() * len(self.pool.ready))
+        room = window - len(self._ready) - len(self._flying)
         if self._issue == want:
             room, group = max(room, 1), 1  # the awaited batch alone: it is wanted now
         else:
