@@ -17,14 +17,14 @@ are compared, so the machine's noise hits both. Prints samples/s and ratios.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Callable
 
 import numpy as np
 
 from feedstock.engines import RayLoader
+from feedstock.engines.ray_bench import compare_rates
 from feedstock.engines.ray_maker import BatchMaker
 from feedstock.loaders import CaffeLmdb, ImageFolder
 from feedstock.phase import TRAIN
@@ -37,35 +37,8 @@ from feedstock.transforms import CaffeTransform
 from feedstock.transforms.base import as_compose
 
 
-def forever(loader: Any) -> Iterator[Dict[str, np.ndarray]]:
-    while True:
-        yield from loader
-
-
-def rate(batches: Iterator[Dict[str, np.ndarray]], seconds: float) -> float:
-    """Samples per second over about ``seconds`` of steady state."""
-    samples, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        samples += len(next(batches)["label"])
-    return samples / (time.perf_counter() - t0)
-
-
 def compare(name: str, make: Callable[[str], Any], rounds: int, seconds: float) -> float:
-    local, ray_loader = make("local"), make("ray")
-    try:
-        its = {"local": forever(local), "ray": forever(ray_loader)}
-        for it in its.values():  # start-up (Ray: instance and actors) and warm caches, not measured
-            for _ in range(3 * len(local)):
-                next(it)
-        rates: Dict[str, List[float]] = {"local": [], "ray": []}
-        for _ in range(rounds):
-            for engine, it in its.items():
-                rates[engine].append(rate(it, seconds))
-        stats = ray_loader.stats()
-    finally:
-        local.close()
-        ray_loader.close()
-    lo, ra = statistics.median(rates["local"]), statistics.median(rates["ray"])
+    lo, ra, stats = compare_rates(make, rounds=rounds, seconds=seconds, warmup_batches=24)
     print(f"{name}: local Loader(workers=2) {lo:8.0f} samples/s | ray engine (2 CPUs) {ra:8.0f} samples/s | "
           f"ratio {ra / lo:.2f}x (batches per Ray call: {stats['group']})")
     return ra / lo
@@ -117,14 +90,19 @@ def actors_vs_tasks(source: CaffeLmdb, batches: int = 200) -> None:
         def make(*args: Any) -> Any:
             return BatchMaker(*args[:5]).make(0, args[5])
 
+        chunks = [[(0, k % sampler.num_batches, 64)] for k in range(batches)]
+        ray.get([make.remote(*args, c) for c in chunks[:4]])  # workers started, not measured
+        t0 = time.perf_counter()
+        ray.get([make.remote(*args, c) for c in chunks])
+        tasks = batches * 64 / (time.perf_counter() - t0)
+        # the actors take both CPUs: made after the tasks are done, or the tasks could not run
         actors = [ray.remote(num_cpus=1)(BatchMaker).remote(*args) for _ in range(2)]
         ray.get([a.check.remote() for a in actors])
-        chunks = [[(0, k % sampler.num_batches, 64)] for k in range(batches)]
-        for name, submit in (("tasks (source reopened per batch)", lambda i, c: make.remote(*args, c)),
-                             ("actors (source held open)", lambda i, c: actors[i % 2].make.remote(0, c))):
-            t0 = time.perf_counter()
-            ray.get([submit(i, c) for i, c in enumerate(chunks)])
-            print(f"raw LMDB, one batch per call, {name}: {batches * 64 / (time.perf_counter() - t0):8.0f} samples/s")
+        t0 = time.perf_counter()
+        ray.get([actors[i % 2].make.remote(0, c) for i, c in enumerate(chunks)])
+        held = batches * 64 / (time.perf_counter() - t0)
+        print(f"raw LMDB, one batch per call: tasks (source reopened each call) {tasks:8.0f} samples/s | actors "
+              f"(source held open) {held:8.0f} samples/s | actors/tasks {held / tasks:.2f}x")
     finally:
         ray.shutdown()
 

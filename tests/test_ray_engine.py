@@ -14,6 +14,18 @@ import numpy as np
 import pytest
 import ray
 from ray.cluster_utils import Cluster
+from ray_engine_helpers import (
+    FAST_FAILURE,
+    Slow,
+    assert_no_new_shm,
+    assert_no_process_left,
+    assert_same,
+    copies,
+    quiet_ray_logs,
+    ray_refs_held,
+    shm_entries,
+    wait_until,
+)
 
 from feedstock.engines import RayLoader
 from feedstock.engines.ray_pool import SourceUnreadable
@@ -23,8 +35,6 @@ from feedstock.pipeline.loader import Loader
 from feedstock.stream import Stream
 from feedstock.testing import make_image_folder, make_otto_csv, make_raw_lmdb
 from feedstock.transforms import CaffeTransform
-from ray_engine_helpers import (FAST_FAILURE, Slow, assert_no_new_shm, assert_no_process_left, assert_same, copies,
-                                quiet_ray_logs, ray_refs_held, shm_entries, wait_until)
 
 # The Caffe recipe: random crop and mirror in TRAIN, per-channel means.
 RECIPE = dict(crop_size=20, mirror=True, mean_value=(104.0, 117.0, 123.0))
@@ -241,3 +251,14 @@ def test_a_record_error_names_the_record_after_the_good_batches(data):
         with pytest.raises(WorkerError, match="bad record 13"):
             next(it)
     assert [int(b["label"][0]) for b in first] == [0, 4, 8]
+
+
+def test_the_caffe_data_layer_takes_engine_ray_from_its_param_str(data):
+    from feedstock.caffe_params import build_loader, data_layer_params, parse_param_str
+
+    param_str = f"{{'source': '{data / 'table.csv'}', 'batch_size': 16, 'shuffle': True, 'seed': 1, 'engine': 'ray'}}"
+    params = data_layer_params(parse_param_str(param_str))
+    local = data_layer_params(dict(parse_param_str(param_str), engine="local", workers=0))
+    with build_loader(params, TRAIN, ("data", "label")) as loader, build_loader(local, TRAIN, ("data", "label")) as ref:
+        assert isinstance(loader, RayLoader) and not isinstance(ref, RayLoader)
+        assert_same(copies(loader), copies(ref))

@@ -10,14 +10,20 @@ import sys
 import numpy as np
 import pytest
 import ray
+from ray_engine_helpers import (
+    assert_no_new_shm,
+    assert_no_process_left,
+    assert_same,
+    copies,
+    quiet_ray_logs,
+    shm_entries,
+)
 
 from feedstock.engines import RayLoader
 from feedstock.engines.ray_session import RaySession
 from feedstock.loaders import ArraySource
 from feedstock.pipeline.loader import Loader
 from feedstock.stream import Stream, add_stream_arguments, stream_from_args
-from ray_engine_helpers import (assert_no_new_shm, assert_no_process_left, assert_same, copies, quiet_ray_logs,
-                                shm_entries)
 
 
 def _source(n: int = 50) -> ArraySource:

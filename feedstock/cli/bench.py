@@ -100,6 +100,13 @@ def _measure(args: argparse.Namespace, counts: Optional[List[int]], step: Any) -
         from ..stream import stream_from_args
 
         stream = stream_from_args(args, defaults={"shuffle": True, "seed": 0})
+    if args.source and stream.engine == "ray":  # the two engines on this stream, instead of the local sweep
+        from ..engines.ray_bench import bench_stream
+
+        step("ray engine vs local Loader")
+        out["extra"] += bench_stream(stream, args.phase, workers=max(counts or [2]), seconds=args.seconds)
+        out["fields"]["ray_engine"] = list(out["extra"])
+    elif args.source:
         subject = Subject.of_stream(stream, args.phase)
         result = run_bench(subject, counts=counts, seconds=args.seconds, compare=args.compare, step=step)
         out["result"] = result

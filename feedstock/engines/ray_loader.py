@@ -37,16 +37,16 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..protocols import Source, Transform
-from ..rng import check_seed
-from ..spec import Spec
-from ..transforms.base import as_compose
 from ..pipeline.fill import batch_spec
 from ..pipeline.resources import check_options
 from ..pipeline.sampler import Sampler, dist_from_env
 from ..pipeline.shm import SlotLayout
 from ..pipeline.state import LoaderState, check_epoch
 from ..pipeline.stats import BadRecords, RunStats
+from ..protocols import Source, Transform
+from ..rng import check_seed
+from ..spec import Spec
+from ..transforms.base import as_compose
 from .ray_pool import ActorPool
 from .ray_run import RayRun
 from .ray_session import RaySession

@@ -91,8 +91,8 @@ class RayRun:
         if self._redo:  # lost work first, the awaited batch before the rest
             self._redo.sort()
             count = min(len(self._redo), self.group())
-            positions, self._redo = self._redo[:count], self._redo[count:]
-            return positions
+            redo, self._redo = self._redo[:count], self._redo[count:]
+            return redo
         # the window follows the pool: PER_ACTOR calls of a group each, at least ``window`` batches
         window = max(self.window, PER_ACTOR * self.group() * len(self.pool.ready))
         room = window - len(self._ready) - len(self._flying)
