@@ -215,8 +215,10 @@ def test_resume_from_ray_into_local_and_back(data):
         state = local.state_dict()
     assert state["epoch"] == 1 and state["next_batch"] == 2
     with RayLoader(source, transforms, **dict(kw, seed=0)) as ray_loader:
+        other = copies([next(iter(ray_loader))])  # batches of seed 0 are under way
         ray_loader.load_state_dict(state)  # the state's seed wins, as on the local Loader
         got += copies(ray_loader)
+    assert not np.array_equal(other[0]["data"], want[0]["data"])
     assert n > 4
     assert_same(got, want)
 

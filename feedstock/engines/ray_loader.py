@@ -225,9 +225,10 @@ class RayLoader:
         """Continue exactly with the batch that came next when ``state`` was taken (on either engine)."""
         st = LoaderState.from_dict(state)
         st.check(self.sampler)
-        if st.seed != self.sampler.seed:
-            self.close()  # the run's batches were of the old seed; actors switch seeds per call
+        if st.seed != self.sampler.seed:  # actors take the seed with each call: they stay
             self.sampler = self.sampler.replace(seed=st.seed)
+            if self._held.run is not None:
+                self._held.run.use_sampler(self.sampler)
             self._left_at = None
         self._epoch, self._next = st.position(self.sampler.num_batches)
 

@@ -73,6 +73,11 @@ class RayRun:
         self.gen += 1
         self._reset((epoch, start))
 
+    def use_sampler(self, sampler: Sampler) -> None:
+        """Batches of ``sampler`` (another seed) from now on; what was issued is discarded."""
+        self.restart(*self.pos)
+        self.sampler = sampler
+
     # ----- issuing -----------------------------------------------------------------------------
     def _after(self, pos: Pos) -> Pos:
         epoch, k = pos
