@@ -9,6 +9,7 @@ import sys
 from typing import Callable, List, Optional, Tuple
 
 from ..loaders.csv_classes import read_classes
+from ..stream.check import START_METHODS
 from ..writers.build import BuildOptions, BuildReport, build_lmdb
 from ..writers.build_encode import RESIZE_MODES
 from ..writers.build_output import SKIPPED
@@ -21,7 +22,7 @@ does (same keys %08d_<path>, raw Datums CHW BGR with encoded=false, encoded
 Datums without C/H/W, squash resize with cv2 INTER_LINEAR), in parallel.
 
 SRC is an image folder (one subfolder per class; labels.txt is written), a Caffe
-list file '<path> <label>' (paths relative to --root), a CSV table (features ->
+list file '<path> <label>' (paths relative to --root-folder), a CSV table (features ->
 float Datums of shape (F,1,1), label from --label-column, which must exist unless
 --no-labels) or an HDF5 file or list. CSV class names Class_<n> get code n-1
 (by number, whatever the file holds; other names in natural order); labels.txt
@@ -29,8 +30,10 @@ keeps the list: pass it with --classes when building validation and test files.
 
 OUT, OUT.partial and OUT.parts are never read as source data, even inside SRC; an
 OUT that is SRC, holds SRC or holds source records is refused (nothing removed).
-With --encoded, files kept byte for byte must decode to the dataset's channels in
-8 bits; grayscale, alpha and 16-bit files are skipped and named unless --reencode.
+With --encoded, files are kept byte for byte as convert_imageset keeps them, also
+grayscale, alpha and 16-bit ones: the summary and build.json count those and name the
+setting readers need (force_color, or force_gray with --gray); --reencode re-encodes
+them to the dataset's channels in 8 bits instead.
 
 The build writes to OUT.partial and renames it to OUT at the end: an interrupted
 build never leaves a database at OUT; --resume continues it and gives the same
@@ -80,23 +83,27 @@ def register(subparsers) -> None:
     p.add_argument("out", metavar="OUT", help="output LMDB directory (a folder with train_lmdb/val_lmdb "
                    "when --val-fraction is set)")
     g = p.add_argument_group("source")
-    g.add_argument("--kind", choices=("auto", "folder", "list", "csv", "hdf5", "pairs"), default="auto",
-                   help="how to read SRC (default: guess from the path); pairs: SRC is a pairs list file "
-                   "('<image> <mask>' lines) or, with --masks, an images folder")
+    # the stream's spellings (train, bench, inspect ...) first; Caffe's tool spellings stay as aliases.
+    # No "lmdb" choice: an LMDB is what this command writes, not a source it converts.
+    g.add_argument("--source-type", "--kind", dest="kind", choices=("auto", "folder", "list", "csv", "hdf5", "pairs"),
+                   default="auto", help="how to read SRC (default: guess from the path); pairs: SRC is a pairs "
+                   "list file ('<image> <mask>' lines) or, with --masks, an images folder")
     g.add_argument("--masks", help="segmentation pairs: the masks folder (matched to SRC's images by stem); "
                    "writes OUT/images_lmdb and OUT/labels_lmdb with the same keys")
-    g.add_argument("--root", default="", help="list files: prefix of every path (Caffe ROOTFOLDER, plain "
-                   "concatenation: end it with '/')")
+    g.add_argument("--root-folder", "--root", dest="root", default="", help="list files: prefix of every "
+                   "path (Caffe ROOTFOLDER, plain concatenation: end it with '/')")
     g.add_argument("--label-column", help="CSV: label column name (default target, which must then exist); "
                    "HDF5: label dataset name (default label)")
     g.add_argument("--no-labels", action="store_true", help="CSV/HDF5: the file has no label column (every "
                    "label 0); without it a missing label column is an error")
-    g.add_argument("--classes", metavar="LABELS", help="CSV: the dataset's class list, labels.txt of the "
+    g.add_argument("--classes", metavar="LABELS", help="CSV, image folders, list files: the dataset's class list, labels.txt of the "
                    "training build (or that build folder): codes follow it, a class outside it is an error; "
                    "use it for validation and test files")
     g = p.add_argument_group("images (convert_imageset flags)")
-    g.add_argument("--resize-height", type=int, default=0, help="resize height; resizing needs both sizes")
-    g.add_argument("--resize-width", type=int, default=0, help="resize width; resizing needs both sizes")
+    g.add_argument("--new-height", "--resize-height", dest="resize_height", type=int, default=0,
+                   help="resize height; resizing needs both sizes (convert_imageset: --resize_height)")
+    g.add_argument("--new-width", "--resize-width", dest="resize_width", type=int, default=0,
+                   help="resize width; resizing needs both sizes (convert_imageset: --resize_width)")
     g.add_argument("--resize", type=parse_size, metavar="HxW", help="shorthand for both resize sizes")
     g.add_argument("--resize-mode", choices=RESIZE_MODES, default="squash",
                    help="squash (Caffe, default) or the DIGITS modes crop, fill, half_crop")
@@ -107,7 +114,7 @@ def register(subparsers) -> None:
                    "default with --encoded: each file's own format)")
     g.add_argument("--reencode", action="store_true", help="with --encoded: re-encode files that readers would "
                    "decode to another channel count or bit depth (grayscale, alpha, 16-bit) with the dataset's "
-                   "channels and 8 bits; without it they are skipped and listed (or fatal with --strict)")
+                   "channels and 8 bits; without it they keep their bytes (Caffe) and readers need force_color")
     g.add_argument("--check-size", action="store_true", help="fail unless every record has the first one's shape")
     g = p.add_argument_group("order, splits, outputs")
     g.add_argument("--shuffle", action="store_true", help="shuffle the records (reproducible from --seed)")
@@ -120,7 +127,7 @@ def register(subparsers) -> None:
     g.add_argument("--workers", type=int, default=default_workers(), help="decode/encode processes "
                    "(0: in this process; default %(default)s); --engine ray: CPUs of the local Ray instance "
                    "(0: all)")
-    g.add_argument("--start-method", choices=("auto", "fork", "spawn"), default="auto",
+    g.add_argument("--start-method", choices=START_METHODS, default="auto",
                    help="how worker processes start (default: the pool's choice, fork when safe)")
     g.add_argument("--txn-size", type=int, default=1000, help="records per LMDB transaction (default 1000)")
     g.add_argument("--strict", action="store_true", help="an unreadable image is fatal (non-zero exit)")
@@ -218,10 +225,12 @@ def summary_lines(report: BuildReport) -> List[str]:
     if report.skipped:
         lines.append(f"  skipped {len(report.skipped)} unreadable record(s): see "
                      f"{os.path.join(report.out, SKIPPED)}")
-        kept = [e for e in report.skipped if "--reencode" in e.reason]
-        if kept:
-            lines.append(f"  {len(kept)} of them (e.g. {kept[0].name}) are files --encoded would keep in a form "
-                         "readers reject (grayscale, alpha or 16-bit): rebuild with --reencode to include them")
+    if report.forced:
+        flag = "force_color" if report.forced.get("force_color") else "force_gray"
+        lines.append(f"  {report.forced['records']} record(s) (e.g. {report.forced['examples'][0]}) keep their file "
+                     f"bytes as convert_imageset --encoded does: readers must decode them with {flag} (Caffe: "
+                     f"transform_param {{ {flag}: true }}; feedstock: --{flag.replace('_', '-')}); --reencode "
+                     "stores them re-encoded instead")
     rate = report.processed / report.elapsed_s if report.elapsed_s > 0 else 0.0
     lines.append(f"  {report.processed} records processed in {report.elapsed_s:.2f} s "
                  f"({rate:.1f} records/s, {report.workers} workers)")

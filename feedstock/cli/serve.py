@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from typing import Any, Dict, Tuple
@@ -25,8 +26,9 @@ Every server of a feed must get the same source and settings.
 
 Without CURVE the server binds to loopback only (use an SSH tunnel, or):
   feedstock keygen keys/                 # keys/server.key(_secret), keys/client.key(_secret)
+  feedstock serve SRC --bind tcp://*:5555 --curve-secret keys/server.key_secret
   feedstock serve SRC --bind tcp://*:5555 --curve-secret keys/server.key_secret \\
-      [--curve-clients keys/clients/]    # only these client public keys may connect
+      --curve-clients keys/clients/      # only these client public keys may connect
   RemoteLoader(["tcp://host:5555"], curve_server_key="keys/server.key",
                curve_keys="keys/client.key_secret")
 """
@@ -57,9 +59,13 @@ def register(subparsers: Any) -> None:
     s.add_argument("--idle-exit", type=float, help="exit after this many seconds without a client")
     p.set_defaults(func=run)
 
-    k = subparsers.add_parser("keygen", help="make CURVE key pairs for `feedstock serve` and its clients")
-    k.add_argument("directory")
+    k = subparsers.add_parser("keygen", help="make CURVE key pairs for `feedstock serve` and its clients",
+                              description="Write CURVE key pairs (NAME.key public, NAME.key_secret secret) into "
+                              "DIRECTORY: the server's for `feedstock serve --curve-secret`, the clients' for "
+                              "RemoteLoader(curve_keys=...).")
+    k.add_argument("directory", help="folder to write the key pairs into (created if missing)")
     k.add_argument("--name", action="append", help="key names (default: server and client)")
+    k.add_argument("--force", action="store_true", help="overwrite existing key files of these names")
     k.set_defaults(func=keygen)
 
 
@@ -101,7 +107,17 @@ def run(args: argparse.Namespace) -> int:
 def keygen(args: argparse.Namespace) -> int:
     from ..remote.security import make_keys
 
-    for name in args.name or ["server", "client"]:
+    names = args.name or ["server", "client"]
+    for name in names:  # every name checked before any key is written
+        if not name or os.sep in name or name in (".", ".."):
+            raise ValueError(f"--name {name!r} must be a plain file name")
+        for path in (os.path.join(args.directory, f"{name}.key"), os.path.join(args.directory, f"{name}.key_secret")):
+            if os.path.lexists(path) and not args.force:
+                raise FileExistsError(f"{path!r} exists: keygen never overwrites keys (clients and servers hold "
+                                      "them); pass --force to replace them or choose another folder or --name")
+    if os.path.exists(args.directory) and not os.path.isdir(args.directory):
+        raise ValueError(f"{args.directory!r} is not a folder")
+    for name in names:
         public, secret = make_keys(args.directory, name)
         print(f"{name}: public {public}, secret {secret}")
     return 0
