@@ -119,16 +119,25 @@ def run(args: argparse.Namespace) -> int:
 def _measure(args: argparse.Namespace, counts: Optional[List[int]], step: Any) -> dict:
     """The bench result (when a SOURCE is given) and the extra lines and fields of the options."""
     out: dict = {"result": None, "extra": [], "fields": {}}
-    if args.source or args.dataset:
-        from ..benchtool import Subject, run_bench
+    stream = None
+    if args.source and not args.dataset:
         from ..stream import stream_from_args
+
+        stream = stream_from_args(args, defaults={"shuffle": True, "seed": 0})
+    if stream is not None and stream.engine == "ray":  # the two engines on this stream, instead of the local sweep
+        from ..engines.ray_bench import bench_stream
+
+        step("ray engine vs local Loader")
+        out["extra"] += bench_stream(stream, args.phase, workers=max(counts or [2]), seconds=args.seconds)
+        out["fields"]["ray_engine"] = list(out["extra"])
+    elif args.source or args.dataset:
+        from ..benchtool import Subject, run_bench
 
         if args.dataset:  # the user's own Python dataset (benchtool.user_dataset)
             from ..benchtool.user_dataset import subject_of
 
             subject = subject_of(args.dataset, batch_size=args.batch_size, seed=args.seed, shuffle=args.shuffle)
         else:
-            stream = stream_from_args(args, defaults={"shuffle": True, "seed": 0})
             subject = Subject.of_stream(stream, args.phase)
         result = run_bench(subject, counts=counts, seconds=args.seconds, compare=args.compare, step=step,
                            repeats=args.repeats, consumer_threads=args.consumer_threads)

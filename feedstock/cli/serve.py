@@ -50,7 +50,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--bind", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint (default: loopback)")
     p.add_argument("--part", type=parse_part, default=(0, 1), metavar="j/n", help="serve batches j, j+n, ...")
     p.add_argument("--phase", choices=("train", "test"), default="train", help="test: no random crop/mirror")
-    add_stream_arguments(p)
+    add_stream_arguments(p, skip=("engine", "address"))  # a server's own workers make its part
     s = p.add_argument_group("security and liveness")
     s.add_argument("--curve-secret", help="server secret key file (feedstock keygen): encrypt and authenticate")
     s.add_argument("--curve-clients", help="folder of client public keys allowed to connect")
@@ -76,7 +76,8 @@ def build_loader(args: argparse.Namespace) -> Tuple[Any, Dict[str, Any]]:
     from ..remote.served import serve_part  # a part of the stream is the server's business, not the Loader's
 
     fingerprint = dict(stream.fingerprint(), phase=args.phase)
-    return serve_part(stream.build_loader(args.phase), args.part), fingerprint
+    # a server's own workers make its part (a YAML's engine: ray is for trainers)
+    return serve_part(stream.build_loader(args.phase, engine="local", address=None), args.part), fingerprint
 
 
 def run(args: argparse.Namespace) -> int:

@@ -95,10 +95,16 @@ def build_loader(s: "Stream", phase: int, *, fields: Optional[Sequence[str]] = N
 
     kind = s.kind()
     options = dict(loader_options(s), **overrides)
+    engine, address = options.pop("engine", s.engine), options.pop("address", s.address)
     if source is None:
         # Caffe's transformer works on (C, H, W) blobs: CSV rows become (F, 1, 1) when it runs
         caffe_layout = caffe_layout or (kind == "csv" and bool(transform_keys_set(s)))
         source = build_source(s, kind, fields=fields, caffe_layout=caffe_layout)
+    if engine == "ray":
+        from ..engines import RayLoader
+
+        return RayLoader(source, build_transforms(s, kind, phase, source), address=address,  # type: ignore[return-value]
+                         **options)
     return Loader(source, build_transforms(s, kind, phase, source), **options)
 
 

@@ -15,6 +15,7 @@ TRANSFORM_KEYS = CAFFE_TRANSFORM_KEYS + ("new_height", "new_width", "is_color", 
 SOURCE_TYPES = ("auto", "lmdb", "list", "folder", "csv", "hdf5", "pairs")
 START_METHODS = ("auto", "fork", "spawn", "forkserver")
 ON_ERROR = ("raise", "skip")
+ENGINES = ("local", "ray")  # who makes the batches: worker processes here, or Ray actors (feedstock.engines)
 _ECHO = 120  # a bad value is echoed cut to this many characters (a param_str may hold 200 KB)
 
 
@@ -168,7 +169,7 @@ RULES: Dict[str, Callable[[str, Any], Any]] = {
     "batch_size": _positive, "shuffle": as_bool, "seed": as_seed, "drop_last": as_bool, "workers": as_workers,
     "prefetch": _positive, "on_error": lambda k, v: as_choice(k, v, ON_ERROR), "max_bad_fraction": _fraction,
     "timeout": as_timeout, "start_method": lambda k, v: as_choice(k, v, START_METHODS), "rank": as_int,
-    "world_size": _positive,
+    "world_size": _positive, "engine": lambda k, v: as_choice(k, v, ENGINES), "address": _opt_str,
 }
 
 
@@ -179,6 +180,9 @@ def check_together(s: Any) -> None:
     if (s.new_height > 0) != (s.new_width > 0):
         raise StreamKeyError("new_height", f"={s.new_height} and {{new_width={s.new_width}}} must be set together "
                                            "(as Caffe requires)", template=True)
+    if s.address is not None and s.engine != "ray":
+        raise StreamKeyError("address", f"={echo(s.address)} is a Ray cluster's: it needs {{engine='ray'}}",
+                             template=True)
     if s.force_color and s.force_gray:
         raise StreamKeyError("force_color", " and {force_gray} are mutually exclusive", template=True)
     if s.mean_file is not None and s.mean_value:

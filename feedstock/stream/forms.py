@@ -15,7 +15,7 @@ import os
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from ..loaders.strings import cut
-from .check import SOURCE_TYPES, START_METHODS, StreamKeyError, echo
+from .check import ENGINES, SOURCE_TYPES, START_METHODS, StreamKeyError, echo
 from .definition import STREAM_KEYS, Stream
 
 
@@ -216,6 +216,10 @@ _FLAGS: Tuple[Tuple[str, str, Dict[str, Any], str], ...] = (
     ("--start-method", "start_method", {"choices": START_METHODS}, "worker start method"),
     ("--rank", "rank", {"type": int}, "this trainer's rank (sharding)"),
     ("--world-size", "world_size", {"type": int}, "number of ranks"),
+    ("--engine", "engine", {"choices": ENGINES}, "who makes the batches: local worker processes, or ray actors "
+     "(same batches; pip install 'feedstock[ray]')"),
+    ("--address", "address", {}, "--engine ray: the Ray cluster (HEAD:6379 or auto; default: a local Ray "
+     "instance with --workers CPUs)"),
     ("--crop-size", "crop_size", {"type": int}, "square crop: random in TRAIN, centre in TEST"),
     ("--mirror", "mirror", _ON, "random horizontal flip, in TEST too as Caffe's transformer does (pairs: TRAIN only)"),
     ("--mean-file", "mean_file", {}, "mean image (.binaryproto or .npy) to subtract"),
