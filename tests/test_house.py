@@ -203,6 +203,8 @@ def test_the_path_checker_catches_a_wrong_name():
 
 # ----- no private hooks into the pipeline ---------------------------------------------------------
 HOOKED = ["loader.py", "run.py", "pool.py", "slots.py", "split.py", "resources.py"]
+# tests that must reach inside (and say why); nothing in feedstock/ or bench/ may
+WHITE_BOX = {"tests/test_error_spelling.py"}  # the pool's timeout check driven on a fake clock
 
 
 def _private_names() -> Set[str]:
@@ -228,6 +230,8 @@ def test_nothing_outside_the_pipeline_touches_its_private_names():
     for base in ("feedstock", "bench", "tests"):
         for path in sorted((ROOT / base).rglob("*.py")):
             if path.parent == PACKAGE / "pipeline" or path == Path(__file__).resolve():
+                continue
+            if str(path.relative_to(ROOT)) in WHITE_BOX:
                 continue
             found += [f"{path.relative_to(ROOT)}: {use}" for use in _private_uses(path.read_text(), names)]
     assert not found, "private pipeline names used outside feedstock/pipeline/ (add a public seam):\n" + \

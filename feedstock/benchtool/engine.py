@@ -30,7 +30,7 @@ from .sweep import MakeLoader, SweepPoint, Tick, default_counts
 from .verdict import judge
 
 if TYPE_CHECKING:
-    from ..stream import Stream
+    pass
 
 Step = Callable[[str], None]  # the engine names each measurement as it starts it (a progress bar)
 
@@ -48,7 +48,7 @@ class Subject:
     load_s: Optional[float] = None  # seconds the source took to open (a CSV's parse); None: not timed
 
     @classmethod
-    def of_stream(cls, stream: "Stream", phase: Union[int, str] = "train") -> "Subject":
+    def of_stream(cls, stream: Any, phase: Union[int, str] = "train") -> "Subject":
         from ..pipeline.loader import Loader
         from ..stream import parse_phase
         from ..stream.build import build_transforms

@@ -17,6 +17,7 @@ import numpy as np
 from ..protocols import Indices
 from ..spec import ArraySpec, Sample, Spec
 from .base import Source, deliver
+from .strings import cut
 
 if TYPE_CHECKING:  # h5py's bundled libhdf5 clashes with Caffe's: imported only when HDF5 is read
     import h5py
@@ -32,7 +33,7 @@ Meta = Dict[str, Tuple[Tuple[int, ...], np.dtype]]
 def hdf5_files(source: str) -> List[str]:
     """The .h5 paths of ``source`` (itself when it is an HDF5 file)."""
     if not os.path.isfile(source):
-        raise ValueError(f"HDF5 source {source!r} does not exist")
+        raise ValueError(f"HDF5 source {cut(repr(source))} does not exist: check the path")
     import h5py
 
     if h5py.is_hdf5(source):

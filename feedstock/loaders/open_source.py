@@ -5,6 +5,7 @@ import os
 from typing import Any, Optional
 
 from .base import Source
+from .strings import cut
 
 _H5_EXTENSIONS = (".h5", ".hdf5", ".he5")
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -104,7 +105,7 @@ def unknown_kind(path: str) -> ValueError:
     if os.path.isdir(path):
         return ValueError(f"{path!r} is a directory with neither data.mdb (LMDB) nor class subfolders")
     if not os.path.exists(path):
-        return ValueError(f"{path!r} does not exist")
+        return ValueError(f"{cut(repr(path))} does not exist: check the path")
     return ValueError(
         f"cannot tell the format of {path!r}: expected an LMDB directory, a .csv, an .h5 file, "
         "a list of .h5 files, a Caffe list file ('<path> <label>' lines) or a folder of class folders"

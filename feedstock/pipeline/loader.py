@@ -35,12 +35,12 @@ from typing import (
     Optional,
     Sequence,
     Tuple,
-    TypedDict,
     Union,
 )
 
 import numpy as np
 
+from ..loaders.dataset import adapt
 from ..protocols import Source, TaskPool, Transform
 from ..spec import Spec
 from ..transforms.base import as_compose
@@ -62,14 +62,6 @@ Batch = Dict[str, np.ndarray]
 Release = Callable[[], None]
 
 
-class Report(TypedDict):
-    """What :meth:`Loader.report` returns."""
-
-    bad_records: int
-    skipped: List[Dict[str, object]]  # epoch, index, key and error of each skipped record
-    worker_restarts: int
-
-
 Leases = Generator[Tuple[Batch, Release], None, None]  # close() abandons the pass
 
 
@@ -78,7 +70,7 @@ class Loader:
 
     def __init__(
         self,
-        source: Source,
+        source: Union[Source, Any],  # or any map-style dataset (see loaders.dataset)
         transforms: Union[Transform, Sequence[Transform], None] = None,
         *,
         batch_size: int = DEFAULTS.batch_size,
@@ -106,6 +98,8 @@ class Loader:
             world_size=world_size, timeout=timeout, replace_dead_workers=replace_dead_workers, copy=copy,
             progress=progress, start_method=start_method)
         self.split = check_split(split)
+        # a user's own dataset (a torch Dataset, a list of dicts) becomes a Source once, here; our Sources pass
+        source, self._restore = adapt(source, seed=opts.seed)  # restore: dict batches -> the dataset's structure
         self.auto = None  # workers="auto": a short probe picks the count; stats() reports it (see .auto)
         if opts.workers == "auto":
             from .auto import choose_workers
@@ -301,11 +295,13 @@ class Loader:
         self._bad.shard_size = sampler.shard_size  # the budget of bad records per epoch; totals carry on
         self._epoch, self._next, self._left_at = 0, 0, None
 
-    def _batch(self, views: Mapping[str, np.ndarray], rows: int) -> Batch:
+    def _batch(self, views: Mapping[str, np.ndarray], rows: int) -> Any:
         full = rows == self.sampler.batch_size
         if self.copy:
-            return {name: (v if full else v[:rows]).copy() for name, v in views.items()}
-        return {name: v if full else v[:rows] for name, v in views.items()}
+            batch = {name: (v if full else v[:rows]).copy() for name, v in views.items()}
+        else:
+            batch = {name: v if full else v[:rows] for name, v in views.items()}
+        return batch if self._restore is None else self._restore(batch)
 
     def _progress_bar(self, epoch: int, start: int) -> Optional["tqdm[NoReturn]"]:
         if not self.progress:
@@ -357,7 +353,7 @@ class Loader:
             out.update(self.auto.stats())
         return out
 
-    def report(self) -> Report:
+    def report(self) -> Dict[str, object]:
         """Skipped records (epoch, index, key, error) and worker restarts."""
         return {"bad_records": self._bad.total, "skipped": list(self._bad.records),
                 "worker_restarts": self._res.restarts()}

@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 
+from ..errors import Spell, spell
 from ..rng import check_seed
 
 ON_ERROR = ("raise", "skip")
@@ -29,11 +30,16 @@ _ECHO = 120  # a bad value is echoed cut to this many characters (a param_str ma
 
 
 class OptionError(ValueError):
-    """A bad value of one key; ``detail`` reads after the key's name (``=0 must be >= 1``)."""
+    """A bad value of one key; ``detail`` reads after the key's name (``=0 must be >= 1``). A ``template``
+    detail names other keys as ``{key=value}`` (:mod:`feedstock.errors`): each form spells them its way."""
 
-    def __init__(self, key: str, detail: str) -> None:
-        super().__init__(f"{key!r}{detail}")
-        self.key, self.detail = key, detail
+    def __init__(self, key: str, detail: str, *, template: bool = False) -> None:
+        super().__init__(f"{key!r}{spell(detail) if template else detail}")
+        self.key, self.detail, self.template = key, detail, template
+
+    def spelled(self, spelling: Spell) -> str:
+        """``detail`` with the other keys it names written by ``spelling``."""
+        return spell(self.detail, spelling) if self.template else self.detail
 
 
 def echo(value: object) -> str:
@@ -147,7 +153,7 @@ class LoaderOptions:
         for f in fields(self):
             object.__setattr__(self, f.name, RULES[f.name](f.name, getattr(self, f.name)))
         if self.rank is not None and self.world_size is not None and not self.rank < self.world_size:
-            raise OptionError("rank", f"={self.rank} must be below world_size={self.world_size}")
+            raise OptionError("rank", f"={self.rank} must be below {{world_size={self.world_size}}}", template=True)
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "LoaderOptions":

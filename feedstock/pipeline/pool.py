@@ -31,9 +31,8 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Callable, Deque, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from ..errors import WorkerDied, WorkerError, WorkerTimeout
 from .bootstrap import HandlerFactory, PackedFactory, not_started, refuse_in_bootstrap, start_hint
@@ -42,7 +41,8 @@ from .worker import ErrorInfo, _send, worker_main  # _send: a closed pipe is Fal
 
 log = logging.getLogger(__name__)
 
-Describe = Callable[[int, object], str]
+Describe = Callable[[int, Any], str]
+START_S = 60.0  # seconds a worker may take to become ready, whatever the task timeout
 
 
 def choose_start_method(requested: str = "auto") -> str:
@@ -58,7 +58,7 @@ def choose_start_method(requested: str = "auto") -> str:
     return "fork" if threads == 1 and "fork" in available else "spawn"
 
 
-def _default_describe(wid: int, payload: object) -> str:
+def _default_describe(wid: int, payload: Any) -> str:
     text = repr(payload)
     return f"task {text if len(text) <= 200 else text[:197] + '...'}"
 
@@ -66,7 +66,7 @@ def _default_describe(wid: int, payload: object) -> str:
 @dataclass(eq=False)
 class _Task:
     tid: int
-    payload: object
+    payload: Any
     submitted: float
     deaths: int = 0
 
@@ -74,8 +74,8 @@ class _Task:
 @dataclass(eq=False)
 class _Seat:
     wid: int
-    process: BaseProcess
-    conn: Connection
+    process: Any
+    conn: Any
     started: float
     tasks: Deque[_Task] = field(default_factory=deque)
     last_event: float = 0.0
@@ -117,7 +117,7 @@ class ProcessPool:
         self._next_tid = 0
         self._closed = False
         self._poll_key: Tuple[int, ...] = ()
-        self._poll: Tuple[Optional[select.poll], Dict[int, Tuple[_Seat, bool]]] = (None, {})
+        self._poll: Tuple[Any, Dict[int, Tuple[_Seat, bool]]] = (None, {})
         self._failed: Deque[WorkerError] = deque()  # task errors not raised yet (results came first)
         self._packed: Optional[PackedFactory] = None  # the factory as spawned workers get it
 
@@ -150,13 +150,11 @@ class ProcessPool:
         now = time.monotonic()
         return _Seat(wid, process, parent_conn, now, last_event=now)
 
-    def _factory_for_worker(self) -> Union[HandlerFactory, PackedFactory]:
+    def _factory_for_worker(self) -> Any:
         """The factory itself for fork; else pickled once (in a file when large)."""
-        if self.start_method == "fork":
-            return self.factory
-        if self._packed is None:
+        if self.start_method != "fork" and self._packed is None:
             self._packed = PackedFactory.of(self.factory)
-        return self._packed
+        return self.factory if self.start_method == "fork" else self._packed
 
     def close(self) -> None:
         """Stop every worker (terminate busy ones) and reap them; idempotent."""
@@ -194,7 +192,7 @@ class ProcessPool:
         return sum(len(seat.tasks) for seat in self._seats)
 
     # ----- tasks -----------------------------------------------------------------------------
-    def submit(self, payload: object, *, worker: Optional[int] = None) -> int:
+    def submit(self, payload: Any, *, worker: Optional[int] = None) -> int:
         """Queue ``payload`` on ``worker`` (default: the one with the fewest unfinished tasks)."""
         self.start()
         seat = self._seats[worker] if worker is not None else min(self._seats, key=lambda s: len(s.tasks))
@@ -204,10 +202,10 @@ class ProcessPool:
         _send(seat.conn, (task.tid, payload))  # a dead worker is seen via its sentinel; then re-sent
         return task.tid
 
-    def results(self, timeout: Optional[float] = None) -> List[Tuple[int, object]]:
+    def results(self, timeout: Optional[float] = None) -> List[Tuple[int, Any]]:
         """Wait for finished tasks; ``[]`` only when ``timeout`` passed first. Raises worker failures."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        out: List[Tuple[int, object]] = []
+        out: List[Tuple[int, Any]] = []
         while not out:
             if self._failed:
                 raise self._failed.popleft()
@@ -248,21 +246,20 @@ class ProcessPool:
         return True
 
     # ----- supervision -----------------------------------------------------------------------
-    def _poller(self) -> Tuple[select.poll, Dict[int, Tuple[_Seat, bool]]]:
+    def _poller(self) -> Tuple[Any, Dict[int, Tuple[_Seat, bool]]]:
         """One poll object over every pipe and process sentinel, rebuilt only when seats change
         (``multiprocessing.connection.wait`` builds a selector per call: ~30 us per batch)."""
         key = tuple(id(seat) for seat in self._seats)
-        poller, handles = self._poll
-        if poller is None or self._poll_key != key:
+        if self._poll_key != key:
             poller, handles = select.poll(), {}
             for seat in self._seats:
                 for fd, is_conn in ((seat.conn.fileno(), True), (seat.process.sentinel, False)):
                     poller.register(fd, select.POLLIN)
                     handles[fd] = (seat, is_conn)
             self._poll_key, self._poll = key, (poller, handles)
-        return poller, handles
+        return self._poll
 
-    def _on_message(self, seat: _Seat, out: List[Tuple[int, object]]) -> None:
+    def _on_message(self, seat: _Seat, out: List[Tuple[int, Any]]) -> None:
         while True:
             try:
                 if not seat.conn.poll():
@@ -285,15 +282,11 @@ class ProcessPool:
                 )
 
     def _task_error(self, seat: _Seat, task: _Task, info: ErrorInfo) -> WorkerError:
-        what = self.describe(seat.wid, task.payload)
-        error = WorkerError(
-            f"worker {seat.wid} (pid {seat.pid}) failed on {what}: {info.message}",
-            key=info.key, worker_traceback=info.traceback,
-        )
+        error = info.error(f"worker {seat.wid}", seat.pid, lambda: self.describe(seat.wid, task.payload))
         error.task_id = task.tid  # type: ignore[attr-defined]
         return error
 
-    def _on_death(self, seat: _Seat, out: List[Tuple[int, object]]) -> None:
+    def _on_death(self, seat: _Seat, out: List[Tuple[int, Any]]) -> None:
         self._on_message(seat, out)  # results it sent before dying still count
         seat.process.join(0.1)
         code = seat.process.exitcode
@@ -323,21 +316,31 @@ class ProcessPool:
             _send(fresh.conn, (task.tid, task.payload))
 
     def _check_timeouts(self, now: float) -> Optional[float]:
-        """Raise WorkerTimeout for an overdue task; else return the next deadline (or None)."""
+        """Raise WorkerTimeout for an overdue task; else return the next deadline (or None).
+
+        A task's time counts from when its worker could start it (ready, or done with the task
+        before): starting a worker is not the task's time. A worker that is still starting gets
+        ``START_S`` at least: on a busy machine a spawned worker's imports take seconds, which is
+        slow, not hung, and is reported as slow with the time waited."""
         if self.timeout is None:
             return None
         wake = None
         for seat in self._seats:
             if not seat.tasks:
                 continue
-            due = max(seat.tasks[0].submitted, seat.last_event) + self.timeout
-            if now >= due:
-                if not seat.ready:
-                    raise WorkerTimeout(f"worker {seat.wid} (pid {seat.pid}) has not started within "
-                                        f"timeout={self.timeout} s. {start_hint(self.start_method)}")
-                what = self.describe(seat.wid, seat.tasks[0].payload)
-                raise WorkerTimeout(f"worker {seat.wid} (pid {seat.pid}) did not finish within "
-                                    f"timeout={self.timeout} s: {what}")
+            if not seat.ready:
+                due = seat.started + max(self.timeout, START_S)
+                if now >= due:
+                    raise WorkerTimeout(
+                        f"worker {seat.wid} (pid {seat.pid}) is slow to start: not ready after {now - seat.started:.1f} s "
+                        f"(start_method={self.start_method!r}; the machine may be busy, or what the worker imports "
+                        "slow to load): use fewer workers, or a larger timeout")
+            else:
+                due = max(seat.tasks[0].submitted, seat.last_event) + self.timeout
+                if now >= due:
+                    what = self.describe(seat.wid, seat.tasks[0].payload)
+                    raise WorkerTimeout(f"worker {seat.wid} (pid {seat.pid}) did not finish within "
+                                        f"timeout={self.timeout} s: {what}")
             wake = due if wake is None else min(wake, due)
         return wake
 

@@ -15,7 +15,6 @@ to the run; which slots are free, held or leased is its :class:`~.slots.SlotBook
 from __future__ import annotations
 
 import time
-import traceback
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, cast
 
@@ -29,6 +28,7 @@ from .sampler import Sampler
 from .slots import SlotBook
 from .split import WorkSplit, split_rows
 from .stats import BadRecords, RunStats
+from .worker import ErrorInfo
 
 Pos = Tuple[int, int]  # (epoch, batch k)
 
@@ -57,12 +57,7 @@ class InlinePool:
         try:
             return [(tid, self.handler(payload))]
         except Exception as exc:  # same error type as with workers; the original is chained
-            key = getattr(exc, "record_key", None)
-            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            error = WorkerError(
-                f"in-process worker failed on {self.describe(0, payload)}: {type(exc).__name__}: {exc}",
-                key=key, worker_traceback=text,
-            )
+            error = ErrorInfo.of(exc).error("the in-process worker", None, lambda: self.describe(0, payload))
             error.task_id = tid  # type: ignore[attr-defined]
             raise error from exc
 

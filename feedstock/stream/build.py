@@ -70,11 +70,17 @@ def build_loader(s: StreamKeys, phase: int, *, fields: Optional[Sequence[str]] =
     from ..pipeline.loader import Loader
 
     kind = kind_name(s)
-    options = loader_options(s).replace(**overrides)
+    options = loader_options(s).replace(**{k: v for k, v in overrides.items() if k not in ("engine", "address")})
+    engine, address = overrides.get("engine", s.engine), overrides.get("address", s.address)
     if source is None:
         # Caffe's transformer works on (C, H, W) blobs: CSV rows become (F, 1, 1) when it runs
         caffe_layout = caffe_layout or (kind_of(kind).rows and bool(transform_keys_set(s)))
         source = source_of(s, fields=fields, caffe_layout=caffe_layout)
+    if engine == "ray":
+        from ..engines import RayLoader
+
+        return RayLoader(source, build_transforms(s, kind, phase, source), address=address,  # type: ignore[return-value]
+                         **options.as_kwargs())
     return Loader.from_options(source, build_transforms(s, kind, phase, source), options)
 
 

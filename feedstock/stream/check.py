@@ -16,6 +16,7 @@ TRANSFORM_KEYS = CAFFE_TRANSFORM_KEYS + ("new_height", "new_width", "is_color", 
                                          "ignore_label", "occlude", "to_range")
 SOURCE_TYPES = source_types()  # the built-in kinds (flags' choices); the rule asks the registry each time
 
+ENGINES = ("local", "ray")  # who makes the batches: worker processes here, or Ray actors (feedstock.engines)
 
 # one error type for a bad key, whether a Stream, a Loader or a RemoteLoader was given it
 StreamKeyError = OptionError
@@ -81,23 +82,27 @@ RULES: Dict[str, Callable[[str, object], object]] = {
     **{k: LOADER_RULES[k] for k in ("batch_size", "shuffle", "drop_last", "workers", "prefetch", "on_error",
                                     "max_bad_fraction", "timeout", "start_method")},
     "seed": as_seed, "rank": as_int, "world_size": as_positive,
+    "engine": lambda k, v: as_choice(k, v, ENGINES), "address": _opt_str,
 }
 
 
 def check_together(s: Any) -> None:
     """Rules between keys (each error names the first key involved)."""
     if not s.rank < s.world_size:
-        raise StreamKeyError("rank", f"={s.rank} must be below world_size={s.world_size}")
+        raise StreamKeyError("rank", f"={s.rank} must be below {{world_size={s.world_size}}}", template=True)
     if (s.new_height > 0) != (s.new_width > 0):
-        raise StreamKeyError("new_height", f"={s.new_height} and new_width={s.new_width} must be set together "
-                                           "(as Caffe requires)")
+        raise StreamKeyError("new_height", f"={s.new_height} and {{new_width={s.new_width}}} must be set together "
+                                           "(as Caffe requires)", template=True)
+    if s.address is not None and s.engine != "ray":
+        raise StreamKeyError("address", f"={echo(s.address)} is a Ray cluster's: it needs {{engine='ray'}}",
+                             template=True)
     if s.force_color and s.force_gray:
-        raise StreamKeyError("force_color", " and force_gray are mutually exclusive")
+        raise StreamKeyError("force_color", " and {force_gray} are mutually exclusive", template=True)
     if s.mean_file is not None and s.mean_value:
-        raise StreamKeyError("mean_file", " and mean_value are mutually exclusive (as in Caffe)")
+        raise StreamKeyError("mean_file", " and {mean_value} are mutually exclusive (as in Caffe)", template=True)
     if s.to_range is not None and s.scale != 1.0:
-        raise StreamKeyError("to_range", f"={s.to_range} and scale={s.scale} are mutually exclusive "
-                                         "(to_range sets the scale)")
+        raise StreamKeyError("to_range", f"={s.to_range} and {{scale={s.scale}}} are mutually exclusive "
+                                         "(to_range sets the scale)", template=True)
     if s.source_type not in ("pairs", "auto") and (s.scales or s.masks):
         key = "scales" if s.scales else "masks"
-        raise StreamKeyError(key, " applies to image + mask pairs only (source_type: pairs)")
+        raise StreamKeyError(key, " applies to image + mask pairs only ({source_type='pairs'})", template=True)

@@ -18,7 +18,7 @@ from ..pipeline.options import OptionError
 if TYPE_CHECKING:
     from ..loaders.base import Source
     from ..transforms.base import Transform
-    from ..writers.listing import Listing, ListingOptions
+    from ..writers.build_plan import Listing
 
 LABELS = ("required", "optional")
 
@@ -63,7 +63,7 @@ class Needs:
 
 Open = Callable[[StreamLike, Needs], "Source"]
 OwnTransforms = Callable[[StreamLike, int, Optional["Source"]], List["Transform"]]
-Lister = Callable[[str, "ListingOptions", Sequence[str]], "Listing"]  # (path, build options, folders to skip)
+Lister = Callable[[str, Any, Sequence[str]], "Listing"]  # (path, build-lmdb's options, folders to skip)
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,14 @@ def source_of(stream: StreamLike, *, fields: Optional[Sequence[str]] = None, caf
 
 
 # ----- the built-in kinds --------------------------------------------------------------------------
+def _classes(s: StreamLike, needs: Needs) -> Optional[Any]:
+    """The class list a source's label codes follow: the caller's (the training set's), else the stream's
+    ``classes`` (a list file or a build's labels.txt, read by the loader), else None (its own)."""
+    if needs.class_names is not None:
+        return list(needs.class_names)
+    return s.classes or None
+
+
 def _lmdb(s: StreamLike, needs: Needs) -> "Source":
     from ..loaders.caffe_lmdb import CaffeLmdb
     from ..loaders.decode import force_mode
@@ -148,13 +156,14 @@ def _lmdb(s: StreamLike, needs: Needs) -> "Source":
 def _list(s: StreamLike, needs: Needs) -> "Source":
     from ..loaders.list_file import ListFile
 
-    return ListFile(s.source, root=s.root_folder, color=s.is_color)
+    # classes: the training set's codes, so a file or folder without some class keeps them
+    return ListFile(s.source, root=s.root_folder, color=s.is_color, classes=_classes(s, needs))
 
 
 def _folder(s: StreamLike, needs: Needs) -> "Source":
     from ..loaders.image_folder import ImageFolder
 
-    return ImageFolder(s.source, color=s.is_color)
+    return ImageFolder(s.source, color=s.is_color, classes=_classes(s, needs))
 
 
 def _csv(s: StreamLike, needs: Needs) -> "Source":
@@ -168,13 +177,9 @@ def _csv(s: StreamLike, needs: Needs) -> "Source":
             header = [h.strip() for h in next(csv.reader(f), [])]
         column = s.label_column or "target"
         kwargs["label_column"] = column if column in header else None
-    classes: Optional[Sequence[str]] = needs.class_names
-    if classes is None and s.classes:  # the training set's codes, so a file without some class keeps them
-        from ..loaders.csv_classes import read_classes
-
-        classes = read_classes(s.classes)
+    classes = _classes(s, needs)
     if classes is not None:
-        kwargs["classes"] = list(classes)
+        kwargs["classes"] = classes
     return CsvTable(s.source, caffe_shape=needs.caffe_layout, on_error=s.on_error, **kwargs)
 
 
@@ -203,21 +208,21 @@ def _pairs_transforms(s: StreamLike, phase: int, source: Optional["Source"]) -> 
     return pairs_transforms(s, phase, source)  # without a crop, pads to the largest image of source
 
 
-def _list_folder(src: str, options: "ListingOptions", exclude: Sequence[str]) -> "Listing":
-    from ..writers.listing import list_folder
+def _list_folder(src: str, options: Any, exclude: Sequence[str]) -> "Listing":
+    from ..writers.build_plan import list_folder
 
-    return list_folder(src, exclude)
+    return list_folder(src, exclude, getattr(options, "classes", None))
 
 
-def _list_file(src: str, options: "ListingOptions", exclude: Sequence[str]) -> "Listing":
-    from ..writers.listing import list_file
+def _list_file(src: str, options: Any, exclude: Sequence[str]) -> "Listing":
+    from ..writers.build_plan import list_file
 
-    return list_file(src, options.root)
+    return list_file(src, options.root, getattr(options, "classes", None))
 
 
 def _list_table(kind: str) -> Lister:
-    def lister(src: str, options: "ListingOptions", exclude: Sequence[str]) -> "Listing":
-        from ..writers.listing import list_table
+    def lister(src: str, options: Any, exclude: Sequence[str]) -> "Listing":
+        from ..writers.build_plan import list_table
 
         return list_table(src, kind, options)
 

@@ -14,9 +14,9 @@ import os
 from typing import Iterable, List, Sequence
 
 from ..loaders.image_folder import Excluded, is_within, walk_images
+from ..outputs import check_output
 from .build_output import partial_path
 from .build_plan import Listing, make_listing
-from .listing import ListingOptions
 
 MAX_NAMED = 3  # source records named in the refusal message
 
@@ -32,9 +32,11 @@ def output_paths(out: str) -> List[str]:
 
 
 def check_not_source(src: str, outputs: Iterable[str]) -> None:
-    """ValueError when an output path is the source or a folder holding it (--force would delete it)."""
+    """ValueError when an output path is the source or a folder holding it (--force would delete it),
+    or the current folder or one of its ancestors."""
     real_src = os.path.realpath(src)
     for path in outputs:
+        check_output(path, flag="output")
         real = os.path.realpath(path)
         if real == real_src:
             raise ValueError(f"output {path!r} is the source {src!r}: choose an output outside the source")
@@ -80,7 +82,7 @@ def listing_files(listing: Listing) -> List[str]:
     return list(getattr(listing.table, "files", []) or [])
 
 
-def safe_listing(src: str, kind: str, options: ListingOptions, outputs: Sequence[str]) -> Listing:
+def safe_listing(src: str, kind: str, options: object, outputs: Sequence[str]) -> Listing:
     """The listing of ``src`` after refusing outputs that hide source data.
 
     ``outputs``: every path the build writes or deletes (:func:`output_paths` of OUT,
