@@ -5,8 +5,7 @@ import h5py
 import numpy as np
 import pytest
 
-from feedstock.loaders import Hdf5
-from feedstock.loaders import hdf5_rows
+from feedstock.loaders import Hdf5, hdf5_rows
 from feedstock.spec import ArraySpec
 
 
