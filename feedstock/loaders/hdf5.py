@@ -161,6 +161,10 @@ class Hdf5(Source):
             fields = {name: rows.run(row, len(idx)) for name, rows in self._datasets(f).items()}
             return deliver(fields, out)
         if len(self.files) == 1:  # one file: its rows in the order asked (a shuffled batch)
+            readers = self._datasets(0)
+            if out is not None and all(readers[name].take_into(idx, out[name]) for name in self.fields
+                                       if name in out) and set(out) <= set(self.fields):
+                return dict(out)
             return deliver({name: rows.rows(idx) for name, rows in self._datasets(0).items()}, out)
         files = np.searchsorted(self._offsets, idx, side="right") - 1
         fields = {name: np.empty((len(idx), *self._row_shapes[name]), np.float32) for name in self.fields}

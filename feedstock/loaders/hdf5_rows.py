@@ -44,7 +44,8 @@ class DatasetRows:
         self.chunk_rows = 0
         offset = ds.id.get_offset() if ds.chunks is None and ds.size and memmap and MEMMAP else None
         if offset is not None:
-            self.map = np.memmap(path, dtype=ds.dtype, mode="r", offset=offset, shape=ds.shape)
+            # a plain ndarray over the map (np.memmap's subclass hooks cost more than a small batch's copy)
+            self.map = np.asarray(np.memmap(path, dtype=ds.dtype, mode="r", offset=offset, shape=ds.shape))
         elif ds.chunks is not None and ds.chunks[0] * self.row_bytes * 4 <= CHUNK_CACHE_BYTES:
             self.chunk_rows = int(ds.chunks[0])
             self._cache: "OrderedDict[int, np.ndarray]" = OrderedDict()
@@ -69,6 +70,14 @@ class DatasetRows:
             return self.float32(self._from_chunks(rows), rows)
         unique, where = np.unique(rows, return_inverse=True)
         return self.float32(self._h5py_rows(unique)[where.reshape(-1)], rows)
+
+    def take_into(self, rows: np.ndarray, dst: np.ndarray) -> bool:
+        """``dst[...] = rows`` with no intermediate array, where the map holds float32 already (else False)."""
+        if self.map is None or self.map.dtype != np.float32 or dst.dtype != np.float32 \
+                or dst.shape != (len(rows), *self.map.shape[1:]):
+            return False
+        np.take(self.map, rows, axis=0, out=dst)
+        return True
 
     def _chunk(self, c: int) -> np.ndarray:
         block = self._cache.get(c)
