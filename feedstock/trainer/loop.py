@@ -10,6 +10,7 @@ import numpy as np
 
 from ..backend import Backend, get_backend
 from ..device import DeviceFeeder
+from ..threads import budget
 from .checks import BatchCheck
 from .deploy import deployment
 from .inputs import Feeds, open_feeds
@@ -147,13 +148,15 @@ def train(model: Any, train_source: Any, val_source: Any = None, solver_cfg: Any
         run = _Run(mdef, cfg, be, feeds.seed, out)
         extra = _extra(run, feeds, resume)
         feeder = DeviceFeeder(be, **_conversion(mdef, feeds.model_scaling))
-        try:
-            _loop(run, feeder, feeds, extra, progress)
+        try:  # BLAS threads: the cores the loader's workers leave (feedstock/threads.py)
+            with budget(_local_workers(feeds)) as split:
+                _loop(run, feeder, feeds, extra, progress)
         finally:
             feeder.close()  # unregister pinned memory before the loaders unmap their slots
     finally:
         feeds.close()
     report = build_report(run, be.name, feeds.batch_size, feeder.stats, time.perf_counter() - started)
+    report.threads = split.line()
     if out is not None:
         report.files.append(str(write_metrics(report, out / f"{mdef.name}_metrics.json")))
         if plots:
@@ -161,6 +164,12 @@ def train(model: Any, train_source: Any, val_source: Any = None, solver_cfg: Any
 
             report.files += training_pictures(run.net, run.history, out, mdef.name, batch=feeds.batch_size)
     return report
+
+
+def _local_workers(feeds: Any) -> int:
+    """Worker processes on this machine feeding the training loader (0 for in-process or remote)."""
+    workers = getattr(getattr(feeds.train, "loader", None), "workers", 0)
+    return workers if isinstance(workers, int) else 0
 
 
 def _conversion(mdef: ModelDef, model_scaling: bool) -> Dict[str, Any]:
