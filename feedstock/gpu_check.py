@@ -143,25 +143,40 @@ def check_torch(cp: Any) -> str:
     if not torch.cuda.is_available():
         raise Skip("this torch build has no CUDA")
     from . import torch as ft
+    from .pipeline.loader import Loader
+    from .trainer.feeding import labelled_arrays
 
-    wrap = getattr(ft, "wrap", None) or getattr(ft, "DataLoader", None)
-    params = inspect.signature(wrap).parameters if callable(wrap) else {}
+    loader_class: Any = getattr(ft, "DataLoader", None)  # engineer door's torch-signature DataLoader
+    if loader_class is None:
+        raise Skip("this feedstock.torch has no DataLoader (device/pinned batches arrive with it)")
+    params = inspect.signature(loader_class).parameters
     options = [o for o in ({"device": "cuda"}, {"pin_memory": True}) if next(iter(o)) in params]
     if not options:
-        raise Skip(f"feedstock.torch offers no device/pin_memory option here ({sorted(params)})")
+        raise Skip(f"feedstock.torch.DataLoader takes neither device nor pin_memory ({sorted(params)})")
+    images, labels = _data(256)
+    with Loader(labelled_arrays(images, labels), batch_size=64, workers=0, shuffle=False) as ref_loader:
+        want = [[v.copy() for v in b.values()] for b in ref_loader]
     done = []
     for option in options:
-        with _loader() as want_loader:
-            want = [{k: v.copy() for k, v in b.items()} for b in want_loader]
-        with wrap(_loader(), **option) as loader:
+        loader = loader_class(labelled_arrays(images, labels), batch_size=64, num_workers=2, **option)
+        try:
+            count = 0
             for k, (batch, ref) in enumerate(zip(loader, want)):
-                for name, tensor in batch.items():
-                    on_gpu = tensor.is_cuda if "device" in option else tensor.is_pinned()
-                    if not on_gpu or not np.array_equal(tensor.cpu().numpy(), ref[name]):
-                        raise AssertionError(f"{option}: batch {k} field {name!r} is not the Loader's "
-                                             f"(device {tensor.device}, pinned {tensor.is_pinned()})")
-        done.append(next(iter(option)))
-    return f"{' and '.join(done)} batches equal the Loader's"
+                tensors = list(batch.values()) if isinstance(batch, dict) else list(batch)
+                for tensor, expected in zip(tensors, ref):
+                    where = tensor.is_cuda if "device" in option else tensor.is_pinned()
+                    if not where or not np.array_equal(tensor.cpu().numpy(), expected):
+                        raise AssertionError(f"{option}: batch {k} is not the Loader's (device {tensor.device}, "
+                                             f"pinned {tensor.is_pinned()})")
+                count += 1
+            if count != len(want):
+                raise AssertionError(f"{option}: {count} batches, expected {len(want)}")
+        finally:
+            close = getattr(loader, "close", None)
+            if close is not None:
+                close()
+        done.append(f"{next(iter(option))}={next(iter(option.values()))!r}")
+    return f"{' and '.join(done)}: {len(want)} batches equal the Loader's"
 
 
 PARTS: Sequence[Part] = (("trainer lenet", check_lenet), ("trainer fcn_small", check_fcn),
