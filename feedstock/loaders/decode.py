@@ -99,13 +99,14 @@ def read_bytes(path: str) -> bytes:
         raise RecordError(path, f"cannot read image file: {e.strerror or e}") from None
 
 
-def read_image(path: str, *, mode: str = "color", rgb: bool = False) -> np.ndarray:
+def read_image(path: str, *, mode: str = "color", rgb: bool = False,
+               target: Optional[Tuple[int, int]] = None) -> np.ndarray:
     """Read and decode an image file to uint8 CHW (BGR unless ``rgb``), as Caffe's ReadImageToCVMat.
 
     The bytes are read in Python and decoded with ``cv2.imdecode`` (same decoder and
     flags as ``cv2.imread``) so that a missing file gives the OS error, not ``None``.
     """
-    return decode_image(read_bytes(path), mode=mode, rgb=rgb, key=path)
+    return decode_image(read_bytes(path), mode=mode, rgb=rgb, key=path, target=target)
 
 
 def _is_palette_png(data: bytes) -> bool:
@@ -148,14 +149,15 @@ def decode_mask(data: bytes, *, key: str = "<buffer>") -> np.ndarray:
     return to_chw(indices)
 
 
-def decode_datum(datum: Datum, *, mode: str = "native", key: str = "<datum>") -> np.ndarray:
+def decode_datum(datum: Datum, *, mode: str = "native", key: str = "<datum>",
+                 target: Optional[Tuple[int, int]] = None) -> np.ndarray:
     """A Datum's pixels as CHW: raw uint8/float32 as stored, encoded payloads decoded (Caffe's Transform).
 
     ``mode`` applies to encoded datums only (force_color / force_gray / native), as in Caffe,
     which ignores force_* for raw datums.
     """
     if datum.encoded:
-        return decode_image(datum.data, mode=mode, key=key)
+        return decode_image(datum.data, mode=mode, key=key, target=target)
     if datum.channels * datum.height * datum.width == 0:
         shape = (datum.channels, datum.height, datum.width)
         raise RecordError(key, f"raw datum has no pixels (channels, height, width = {shape})")

@@ -101,6 +101,8 @@ def build_loader(s: "Stream", phase: int, *, fields: Optional[Sequence[str]] = N
         # Caffe's transformer works on (C, H, W) blobs: CSV rows become (F, 1, 1) when it runs
         caffe_layout = caffe_layout or (kind == "csv" and bool(transform_keys_set(s)))
         source = build_source(s, kind, fields=fields, caffe_layout=caffe_layout)
+        if s.decode_scale == "auto" and s.new_height and hasattr(source, "decode_target"):
+            source.decode_target = (s.new_height, s.new_width)  # reduced JPEG decode, then Resize
     return Loader(source, build_transforms(s, kind, phase, source), **options)
 
 
