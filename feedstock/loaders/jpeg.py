@@ -226,6 +226,13 @@ def choose(force: Optional[str] = None) -> Choice:
     return choice
 
 
+def describe() -> str:
+    """One line for reports: the decoder this process chose, why, and its single-core MP/s."""
+    c = choose()
+    other = f" (OpenCV {c.opencv_mps:.0f})" if c.name != "opencv" else ""
+    return f"JPEG decoder: {c.name}, {c.mps:.0f} MP/s per core{other}; {c.reason or 'the fallback'}"
+
+
 def decode_jpeg(data: np.ndarray, mode: str, rgb: bool, scale: int = 1) -> Tuple[Optional[np.ndarray], bool]:
     """(HWC or HW uint8 or None as cv2.imdecode gives it, whether it is already in RGB order)."""
     choice = choose()

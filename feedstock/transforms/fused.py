@@ -111,7 +111,7 @@ def _arith(plane: np.ndarray, dst: np.ndarray, value: Optional[float], scale: fl
             np.multiply(dst, np.float32(scale), out=dst)
         return
     if value is not None:
-        _into(cv2.subtract(plane, (value, 0.0, 0.0, 0.0), dst=dst, dtype=cv2.CV_32F), dst)
+        _into(cv2.subtract(plane, (value, 0.0, 0.0, 0.0), dst=dst, dtype=cv2.CV_32F), dst)  # type: ignore[call-overload]  # a Scalar
         if scale != 1:
             _into(cv2.multiply(dst, (scale, 0.0, 0.0, 0.0), dst=dst), dst)
     else:
