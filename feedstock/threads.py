@@ -14,6 +14,11 @@ thread). So:
   for the time of a :func:`budget` block, through threadpoolctl where it is
   installed (a dependency of feedstock);
 * :class:`Split` says what was set, for the trainer's report and ``bench``.
+
+BLAS sums in an order that depends on its thread count, so the same training with
+different worker counts (hence trainer threads) can differ in the last bits of the
+weights; ``FEEDSTOCK_TRAINER_THREADS`` fixes the count where bit-identical runs
+across worker counts matter.
 """
 from __future__ import annotations
 
