@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -11,7 +12,7 @@ import pytest
 
 from feedstock.loaders import ArraySource
 from feedstock.pipeline import machine
-from feedstock.pipeline.auto import Probe, decide
+from feedstock.pipeline.auto import Spread, recommend
 from feedstock.pipeline.loader import Loader
 
 GIB = 2**30
@@ -82,52 +83,66 @@ def test_meminfo_and_shm_readers(tmp_path):
     assert machine.pss_bytes(os.getpid()) > 0
 
 
-# ----- the decision, from constructed probes -------------------------------------------------------
-def test_cheap_batches_stay_in_process():
-    # in-process 10k batches/s; a worker 3.3k/s, hand-off caps all workers at 5k/s
-    probe = Probe(inline_s=1e-4, worker_s=3e-4, worker_cpu_s=1e-4, handoff_s=2e-4)
-    choice = decide(probe, cores=2, mem_avail=None, shm_free=None)
-    assert choice.workers == 0
-    assert choice.predicted[0] == pytest.approx(10_000)
-    assert choice.predicted[1] == pytest.approx(1 / 3e-4)
-    assert choice.predicted[2] == pytest.approx(5_000)
-    assert "in-process" in choice.reason
+# ----- the rule, on constructed timings (samples/s per window by worker count) -------------------------
+def test_a_tie_inside_the_noise_goes_to_the_fewest_workers():
+    # 2 workers have the best median, but 1 worker's median (205) lies inside 2's range (190-230)
+    rates = {0: [100, 104, 98], 1: [200, 205, 215], 2: [190, 210, 230]}
+    choice = recommend(rates, cores=4, consumer_threads=0)
+    assert (choice.best, choice.workers) == (2, 1)
+    assert choice.spreads[2] == Spread(210.0, 190.0, 230.0)
+    # the same medians with no spread (one window each): the best itself
+    assert recommend({n: [statistics.median(r)] for n, r in rates.items()}, cores=4, consumer_threads=0).workers == 2
 
 
-def test_heavy_batches_use_every_core_and_no_more():
-    probe = Probe(inline_s=0.1, worker_s=0.1, worker_cpu_s=0.1, handoff_s=3e-4)
-    choice = decide(probe, cores=4, mem_avail=None, shm_free=None)
-    assert choice.workers == 4 and max(choice.predicted) == 4
-    assert choice.predicted[3] == pytest.approx(30.0)
-    assert choice.predicted[4] == pytest.approx(4 / 0.1003)
-    assert "4 usable cores" in choice.reason
+def test_in_process_only_when_no_worker_count_reaches_its_range():
+    assert recommend({0: [1000, 1100, 1050], 1: [400, 420, 410], 2: [600, 650, 640]}, cores=2,
+                     consumer_threads=0).workers == 0
+    # in-process best by median, but 1 worker's median (1010) is inside its range: workers win the tie
+    choice = recommend({0: [1000, 1100, 1050], 1: [990, 1010, 1080]}, cores=2, consumer_threads=0)
+    assert (choice.best, choice.workers) == (0, 1)
 
 
-def test_workers_win_a_near_tie_with_in_process():
-    # in-process 10 batches/s; two workers 9.985/s: close, and workers let the trainer compute meanwhile
-    probe = Probe(inline_s=0.1, worker_s=0.2, worker_cpu_s=0.2, handoff_s=3e-4)
-    choice = decide(probe, cores=2, mem_avail=None, shm_free=None)
-    assert choice.workers == 2
-    assert choice.predicted[2] == pytest.approx(2 / 0.2003)
-
-
-def test_memory_caps_the_count():
-    probe = Probe(inline_s=0.1, worker_s=0.1, worker_cpu_s=0.1, handoff_s=3e-4, worker_bytes=GIB, slot_bytes=0)
-    choice = decide(probe, cores=4, mem_avail=int(2.5 * GIB), shm_free=None)  # 80% of 2.5 GiB: 2 workers
-    assert choice.workers == 2
-    assert "memory allows 2" in choice.reason
-
-
-def test_slots_that_do_not_fit_dev_shm_mean_in_process():
-    probe = Probe(inline_s=0.1, worker_s=0.1, worker_cpu_s=0.1, handoff_s=3e-4, slot_bytes=GIB)
-    choice = decide(probe, cores=4, mem_avail=None, shm_free=GIB // 2)
-    assert choice.workers == 0
-    assert "/dev/shm" in choice.reason
-
-
-def test_decide_rejects_zero_cores():
+def test_the_consumer_threads_and_memory_bound_the_eligible_counts():
+    rates = {0: [50.0] * 3, 1: [100.0] * 3, 2: [190.0] * 3, 3: [280.0] * 3, 4: [300.0] * 3}
+    assert recommend(rates, cores=4, consumer_threads=0).workers == 4
+    choice = recommend(rates, cores=4, consumer_threads=1)  # 3 workers + the consumer's thread
+    assert choice.workers == 3 and choice.worker_limit == 3 and "not eligible: 4 workers" in choice.reason
+    assert recommend(rates, cores=4, consumer_threads=3).workers == 1  # one worker is always allowed
+    assert recommend(rates, cores=4, consumer_threads=8).workers == 1
+    assert recommend(rates, cores=4, consumer_threads=0, memory_cap=2).workers == 2
+    assert recommend(rates, cores=4, consumer_threads=0, memory_cap=0).workers == 0  # slots do not fit
     with pytest.raises(ValueError, match="cores"):
-        decide(Probe(1e-3, 1e-3, 1e-3, 1e-4), cores=0, mem_avail=None, shm_free=None)
+        recommend(rates, cores=0)
+
+
+def test_the_rule_on_random_timings_keeps_its_promises():
+    rng = np.random.default_rng(7)
+    for _ in range(400):
+        counts = sorted({0, *rng.integers(1, 9, size=rng.integers(1, 5)).tolist()})
+        true = {n: float(rng.uniform(50, 500)) for n in counts}
+        rates = {n: (true[n] * rng.uniform(0.8, 1.2, size=rng.integers(1, 6))).tolist() for n in counts}
+        cores, consumer = int(rng.integers(1, 9)), int(rng.integers(0, 3))
+        choice = recommend(rates, cores=cores, consumer_threads=consumer)
+        limit = max(1, cores - consumer)
+        eligible = [n for n in counts if n <= limit]
+        med = {n: float(np.median(rates[n])) for n in counts}
+        best = max(eligible, key=lambda n: (med[n], -n))
+        low, high = min(rates[best]), max(rates[best])
+        assert choice.best == best and choice.workers in eligible
+        assert low <= med[choice.workers] <= high  # the recommendation is within the best's measured spread
+        fewer = [n for n in eligible if 0 < n < choice.workers]
+        assert all(med[n] < low for n in fewer)  # and no fewer workers would have been
+        if choice.workers == 0:
+            assert all(med[n] < low for n in eligible if n > 0)
+        # the windows' order does not matter
+        shuffled = {n: list(rng.permutation(r)) for n, r in rates.items()}
+        assert recommend(shuffled, cores=cores, consumer_threads=consumer).workers == choice.workers
+
+
+def test_spread_needs_windows():
+    assert Spread.of([3.0, 1.0, 2.0]) == Spread(2.0, 1.0, 3.0)
+    with pytest.raises(ValueError):
+        Spread.of([])
 
 
 # ----- the probe in a Loader ------------------------------------------------------------------------
@@ -141,7 +156,34 @@ def test_loader_auto_reports_its_choice_and_gives_the_same_batches(no_leaks):
         stats = auto.stats()
     assert stats["workers_auto"] == auto.workers
     assert 0 <= auto.workers <= machine.usable_cores()
-    assert stats["workers_auto_reason"] and stats["workers_auto_probe_s"] < 3.0
+    assert stats["workers_auto_reason"] and stats["workers_auto_probe_s"] < 30.0
+
+
+def test_loader_auto_and_bench_apply_the_same_rule_to_the_same_windows(monkeypatch, no_leaks):
+    """Constructed windows fed to both: Loader(workers="auto") and bench's verdict pick the same count."""
+    from feedstock.benchtool.verdict import judge
+    from feedstock.pipeline import auto as auto_module
+
+    rates = {0: [900.0, 1000.0, 950.0], 1: [940.0, 1010.0, 990.0], 2: [1200.0, 1300.0, 1250.0]}
+    calls = []
+
+    def fake(make_loader, counts, **kw):
+        calls.append(list(counts))
+        return {n: [auto_module.Window(n, 10, int(r), 1.0, 0.0, 0.0) for r in rates[n]] for n in counts}
+
+    monkeypatch.setattr(auto_module, "measure_counts", fake)
+    monkeypatch.setattr(machine, "usable_cores", lambda: 3)
+    source = ArraySource(data=np.zeros((64, 2), np.float32))
+    with Loader(source, batch_size=8, workers="auto") as loader:
+        picked = loader.workers
+    assert calls == [[0, 1, 2]]  # 3 cores less the consumer's thread: up to 2 workers measured
+    verdict = judge({"read": 1e-3, "transforms": 1e-3}, {"read": 1, "transforms": 1}, rates, cores=3)
+    assert picked == verdict.workers == verdict.choice.workers == 2
+    rates[2] = [980.0, 1000.0, 1400.0]  # 2 workers still best, but their range now holds 1 worker's median
+    with Loader(source, batch_size=8, workers="auto") as loader:
+        picked = loader.workers
+    verdict = judge({"read": 1e-3, "transforms": 1e-3}, {"read": 1, "transforms": 1}, rates, cores=3)
+    assert picked == verdict.workers == 1
 
 
 SCRIPT = textwrap.dedent("""

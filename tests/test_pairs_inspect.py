@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from pairs_helpers import run_cli, write_threshold_pairs
 
-from feedstock.cli.inspect_pairs import ALPHA, class_colour, overlay
 from feedstock.loaders.caffe_lmdb import release_env
+from feedstock.palette import ALPHA, class_bgr, overlay
 
 SIZES = [(40, 52), (64, 48), (30, 30)]
 
@@ -45,23 +45,31 @@ def test_table_counts_pixels_per_class_and_grid_overlays(tmp_path, layout):
     total = sum(h * w for h, w in SIZES)
     assert f"over 3 masks ({total} pixels)" in stdout and "  0  a " in stdout
     sheet = cv2.imread(str(tmp_path / "grid.png"))
-    assert sheet is not None and sheet.shape == (2 * (128 + 18 + 4) + 4, 2 * (128 + 4) + 4, 3)
+    grid_h = 2 * (128 + 18 + 4) + 4
+    assert sheet is not None and sheet.shape[1] == 2 * (128 + 4) + 4 and sheet.shape[0] > grid_h  # + the legend
+    legend = sheet[grid_h:]
+    for k in range(4):  # a swatch of each class's colour in the legend under the grid
+        assert (legend == np.array(class_bgr(k), np.uint8)).all(axis=2).sum() >= 100, k
 
 
-def test_overlay_blends_a_colour_per_class_and_leaves_background():
-    image = np.full((3, 6, 6), 100, np.uint8)
+def test_overlay_blends_a_colour_per_class_over_the_grey_image():
+    image = np.zeros((3, 6, 6), np.uint8)
+    image[:] = np.array([200, 40, 10], np.uint8)[:, None, None]  # a saturated blue (BGR) image
     mask = np.zeros((1, 6, 6), np.uint8)
     mask[0, 1:5, 1:5] = 2
     mask[0, 2:4, 2:4] = 255
     out = overlay(image, mask).astype(int)
-    np.testing.assert_array_equal(out[0, 0], [100, 100, 100])  # class 0: the image as it is
-    assert class_colour(1) == (0, 0, 128) and class_colour(2) == (0, 128, 0) and class_colour(3) == (0, 128, 128)
-    np.testing.assert_array_equal(out[1, 1], class_colour(2))  # a region's border: the full colour
-    np.testing.assert_array_equal(out[2, 2], class_colour(255))  # ignore: white border
+    grey = round(0.114 * 200 + 0.587 * 40 + 0.299 * 10)  # BT.601 luma of the pixel
+    np.testing.assert_array_equal(out[0, 0], [grey] * 3)  # class 0: the image, in grey
+    colours = {k: class_bgr(k) for k in (1, 2, 3)}
+    assert len(set(colours.values())) == 3 and all(len(set(c)) > 1 for c in colours.values())  # coloured, apart
+    np.testing.assert_array_equal(out[1, 1], class_bgr(2))  # a region's border: the full colour
+    np.testing.assert_array_equal(out[2, 2], class_bgr(255))  # ignore: white border
+    assert class_bgr(255) == (255, 255, 255)
     inner = np.zeros((1, 6, 6), np.uint8)
     inner[0, 1:5, 1:5] = 1
     blended = overlay(image, inner).astype(int)[2, 2]
-    np.testing.assert_array_equal(blended, np.round((1 - ALPHA) * 100 + ALPHA * np.array(class_colour(1))))
+    np.testing.assert_array_equal(blended, np.round((1 - ALPHA) * grey + ALPHA * np.array(class_bgr(1))))
 
 
 def test_pairs_list_lmdb_and_unreadable_pairs(tmp_path):

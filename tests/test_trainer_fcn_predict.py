@@ -61,7 +61,8 @@ def test_predicted_masks_are_palette_pngs_of_each_image_size(snapshot, tmp_path:
     lines: List[str] = []
     files = predict_masks(predictor, images, tmp_path / "pred", masks=str(masks), batch_size=3, echo=lines.append)
     written = sorted((tmp_path / "pred").rglob("*.png"))
-    names = sorted(p.relative_to(tmp_path / "pred").as_posix() for p in written if p.name != "confusion.png")
+    names = sorted(p.relative_to(tmp_path / "pred").as_posix() for p in written
+                   if p.name not in ("confusion.png", "sheet.png"))
     assert names == ["p0.png", "p2.png", "sub/p1.png", "sub/p3.png"]
     truth, pred = [], []
     for name in names:
@@ -77,13 +78,15 @@ def test_predicted_masks_are_palette_pngs_of_each_image_size(snapshot, tmp_path:
     assert metrics["mean_iou"] == pytest.approx(expected.mean_iou)
     assert metrics["accuracy"] == pytest.approx(expected.pixel_accuracy)
     assert lines and "mean-iou" in lines[0] and tmp_path / "pred/confusion.png" in files
+    sheet = np.asarray(Image.open(tmp_path / "pred/sheet.png"))  # truth | prediction | overlay, one row per image
+    assert tmp_path / "pred/sheet.png" in files and sheet.shape[1] == 3 * 160 + 4 * 4 and sheet.shape[0] > 4 * 160
 
 
 def test_images_without_masks_give_masks_only(snapshot, tmp_path: Path, no_leaks: None) -> None:
     snap, images, _ = snapshot
     files = predict_masks(Predictor(snap, backend="numpy"), images, tmp_path / "pred")
-    assert files == [tmp_path / "pred"]
-    written = sorted((tmp_path / "pred").rglob("*.png"))
+    assert files == [tmp_path / "pred", tmp_path / "pred/sheet.png"]
+    written = sorted(p for p in (tmp_path / "pred").rglob("*.png") if p.name != "sheet.png")
     assert len(written) == 4 and not (tmp_path / "pred/metrics.json").exists()
     shapes = sorted(m.shape for m in _read(written))
     assert shapes == sorted(SIZES)

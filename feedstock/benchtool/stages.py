@@ -1,7 +1,10 @@
 """One-core stage rates: the source alone, its decoding alone, the transforms alone (one process, timed).
 
-Each stage runs for about ``seconds`` (at least ``MIN_ITEMS`` records) over records
-in a shuffled order, the way a shuffling Loader reads them. Where the Loader would
+The whole step takes about ``seconds`` on any source (each of its three timings gets a
+third, and stops at that much wall time even where the timed calls are a small part of
+it, at least ``MIN_ITEMS`` records) over records in a shuffled order, the way a
+shuffling Loader reads them. A CSV table is parsed when it is opened: its rows say so
+("parse at load", timed when the stream was opened, then "in-memory read"). Where the Loader would
 take its batch fast path (a BatchReadable source's ``read_batch`` and every
 transform's ``apply_batch``), the stages time those batched calls too, so their
 per-record costs add up to what a worker does. ``cpu_s`` counts CPU time plus the
@@ -75,6 +78,8 @@ class Stages:
     read: StageRate
     decode: Optional[StageRate]
     transforms: StageRate
+    load: Optional[StageRate] = None  # a CSV parsed when opened: "parse at load" (None: nothing timed)
+    in_memory: bool = False  # reads come from a table held in memory (a CSV after its parse)
 
     def per_record(self) -> Dict[str, float]:
         """Seconds per record of read, decode and transforms (what one core pays per sample)."""
@@ -88,15 +93,18 @@ class Stages:
 
 
 class _Clock:
-    """Accumulates wall seconds around timed blocks until a budget is spent; the CPU share comes from
-    the whole loop (per-call scheduler statistics are too coarse for microsecond calls)."""
+    """Accumulates wall seconds around timed blocks until a budget is spent, or until that much wall time
+    has passed in all (the untimed work between the blocks counts towards the step's bound); the CPU
+    share comes from the whole loop (per-call scheduler statistics are too coarse for microsecond calls)."""
 
     def __init__(self, seconds: float):
         self.seconds, self.wall, self.items, self.nbytes = seconds, 0.0, 0, 0
         self._w0, self._c0 = time.perf_counter(), on_cpu_s()
 
     def running(self) -> bool:
-        return self.items < MIN_ITEMS or self.wall < self.seconds
+        if self.items < MIN_ITEMS:
+            return True
+        return self.wall < self.seconds and time.perf_counter() - self._w0 < self.seconds
 
     def time(self, fn: Callable[[], Any], items: int = 1) -> Any:
         w0 = time.perf_counter()
@@ -192,14 +200,15 @@ def split_decode(source: Any, total: StageRate, decode_s: Optional[float], secon
     return read, decode
 
 
-def sample_pool(source: Any, seed: int, limit: int = POOL_ITEMS) -> List[Dict[str, np.ndarray]]:
-    """A few decoded records (at most ``POOL_BYTES``) to run the transforms on, away from the source."""
-    pool, size = [], 0
+def sample_pool(source: Any, seed: int, limit: int = POOL_ITEMS, seconds: float = float("inf")) -> List[Dict[str, np.ndarray]]:
+    """A few decoded records (at most ``POOL_BYTES``, within about ``seconds`` after the first
+    ``MIN_ITEMS``) to run the transforms on, away from the source."""
+    pool, size, deadline = [], 0, time.perf_counter() + seconds
     for _, i in zip(range(min(limit, len(source))), shuffled(len(source), seed)):
         sample = source[i]
         pool.append(sample)
         size += sum(np.asarray(v).nbytes for v in sample.values())
-        if size >= POOL_BYTES:
+        if size >= POOL_BYTES or (len(pool) >= MIN_ITEMS and time.perf_counter() >= deadline):
             break
     return pool
 
@@ -221,7 +230,9 @@ def time_transforms(source: Any, compose: Compose, spec: Dict[str, Any], seconds
         while clock.running():
             clock.time(run_batch, len(idx))
         return clock.rate("transforms")
-    pool = sample_pool(source, seed)
+    t0 = time.perf_counter()
+    pool = sample_pool(source, seed, seconds=seconds / 2)  # reading the pool counts towards the bound
+    clock = _Clock(max(seconds - (time.perf_counter() - t0), seconds / 4))
     rows = [{k: v[0, ...] for k, v in out.items()}]
     j = 0
     while clock.running():
@@ -232,18 +243,32 @@ def time_transforms(source: Any, compose: Compose, spec: Dict[str, Any], seconds
 
 
 def measure_stages(source: Any, compose: Compose, spec: Dict[str, Any], *, seconds: float, seed: int = 0,
-                   batch_size: int = 64) -> Stages:
-    """Source (+ decode split) and transforms, each alone for about ``seconds``, in this process."""
+                   batch_size: int = 64, load_s: Optional[float] = None) -> Stages:
+    """Source (+ decode split) and transforms alone, in this process, in about ``seconds`` in all;
+    ``load_s``: seconds the source took to open (a CSV's parse), reported as its own row."""
+    from ..loaders import CsvTable
     from ..loaders.decode import limit_opencv_threads
 
     if len(source) == 0:
         raise ValueError("the source is empty: nothing to measure")
     limit_opencv_threads()  # one core's rate, as in a worker
+    part = seconds / 3  # source, its read/decode split, transforms
     batch = batch_size if batched(source, compose, batch_size) else 0
-    total, decode_s = time_source(source, seconds, seed, batch)
-    read, decode = split_decode(source, total, decode_s, seconds, seed)
-    transforms = time_transforms(source, compose, spec, seconds, seed, batch)
-    return Stages(total, read, decode, transforms)
+    total, decode_s = time_source(source, part, seed, batch)
+    read, decode = split_decode(source, total, decode_s, part, seed)
+    transforms = time_transforms(source, compose, spec, part, seed, batch)
+    table = isinstance(source, CsvTable)
+    load = None
+    if table and load_s is not None:
+        load = StageRate("parse at load", len(source), load_s, load_s, _file_bytes(source.path))
+    return Stages(total, read, decode, transforms, load, table)
+
+
+def _file_bytes(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def stage_names(stages: Stages) -> Sequence[str]:

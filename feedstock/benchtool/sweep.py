@@ -1,57 +1,65 @@
-"""The full Loader at each worker count, the consumer taking batches as fast as it can."""
+"""The full Loader at each worker count, the consumer taking batches as fast as it can.
+
+The windows come from :func:`feedstock.pipeline.auto.measure_counts`, the measurement
+``workers="auto"`` makes too; a :class:`SweepPoint` summarises one count's windows.
+"""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Dict, List, Sequence
 
-from ..pipeline import machine
+from ..pipeline.auto import MakeLoader, Spread, Steady, Tick, Window, default_counts, steady_batches
 
-MakeLoader = Callable[[int], Any]  # worker count -> a fresh Loader (closed by the caller)
-Tick = Callable[[], None]
+__all__ = ["MakeLoader", "Tick", "Steady", "SweepPoint", "default_counts", "parse_counts", "steady_batches"]
 
 
 @dataclass(frozen=True)
 class SweepPoint:
-    """One Loader run: steady-state rates (after the first batch) plus its start-up and memory."""
+    """One worker count over its windows: the median rate and its range, start-up and memory."""
 
     workers: int
-    batches: int
+    rates: List[float]  # samples/s per window
+    batches: int  # over all windows
     samples: int
-    elapsed_s: float  # from the first batch to the last
-    first_batch_s: float  # start-up: workers, slots, source opened, first batch filled
-    wait_fraction: float  # of the consumer's time spent waiting for a batch (last pass)
-    worker_busy: float  # worker seconds busy (read + transforms) per worker-second, last pass
-    main_cpu_s: float  # this process's CPU seconds over the steady state
-    worker_pss: List[int] = field(default_factory=list)  # bytes per worker, at the end
+    elapsed_s: float
+    first_batch_s: float  # start-up: workers, slots, source opened, first batch filled (median)
+    wait_fraction: float  # of the consumer's time spent waiting for a batch (last window)
+    worker_busy: float  # worker seconds busy (read + transforms) per worker-second, last window
+    main_cpu_s: float  # this process's CPU seconds over the steady states
+    worker_pss: List[int] = field(default_factory=list)  # bytes per worker, at the end of the last window
     slot_bytes: int = 0  # shared memory of all the slots
+    batch_size: int = 0
+
+    @classmethod
+    def of(cls, windows: Sequence[Window]) -> "SweepPoint":
+        last = windows[-1]
+        firsts = sorted(w.first_batch_s for w in windows)
+        return cls(last.workers, [w.rate for w in windows], sum(w.batches for w in windows),
+                   sum(w.samples for w in windows), sum(w.elapsed_s for w in windows), firsts[len(firsts) // 2],
+                   last.wait_fraction, last.worker_busy, sum(w.main_cpu_s for w in windows), list(last.worker_pss),
+                   last.slot_bytes, round(sum(w.samples for w in windows) / max(sum(w.batches for w in windows), 1)))
+
+    @property
+    def spread(self) -> Spread:
+        return Spread.of(self.rates)
 
     @property
     def rate(self) -> float:
-        return self.samples / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        """Samples/s: the median over the windows."""
+        return self.spread.median
 
     @property
     def batch_rate(self) -> float:
-        return self.batches / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        return self.rate / self.batch_size if self.batch_size else 0.0
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"workers": self.workers, "samples_per_s": self.rate, "batches_per_s": self.batch_rate,
-                "batches": self.batches, "samples": self.samples, "elapsed_s": self.elapsed_s,
-                "first_batch_s": self.first_batch_s, "wait_fraction": self.wait_fraction,
-                "worker_busy": self.worker_busy, "main_cpu_s": self.main_cpu_s,
+        s = self.spread
+        return {"workers": self.workers, "samples_per_s": s.median, "samples_per_s_low": s.low,
+                "samples_per_s_high": s.high, "samples_per_s_windows": list(self.rates),
+                "batches_per_s": self.batch_rate, "batches": self.batches, "samples": self.samples,
+                "elapsed_s": self.elapsed_s, "first_batch_s": self.first_batch_s,
+                "wait_fraction": self.wait_fraction, "worker_busy": self.worker_busy, "main_cpu_s": self.main_cpu_s,
                 "worker_pss_bytes": list(self.worker_pss), "slot_bytes": self.slot_bytes}
-
-
-def default_counts(cores: int) -> List[int]:
-    """1, 2, then doubling up to ``cores`` (and ``cores`` itself when it is no power of two)."""
-    counts = [1]
-    n = 2
-    while n <= cores:
-        counts.append(n)
-        n *= 2
-    if cores > counts[-1]:
-        counts.append(cores)
-    return counts
 
 
 def parse_counts(text: str) -> List[int]:
@@ -63,55 +71,3 @@ def parse_counts(text: str) -> List[int]:
     if not counts or any(c < 0 for c in counts):
         raise ValueError(f"--workers {text!r}: expected counts >= 0, e.g. 0,1,2,4")
     return sorted(set(counts))
-
-
-@dataclass(frozen=True)
-class Steady:
-    """Batches taken after the first one (the steady state), and what they cost."""
-
-    first_s: float  # from ``start`` to the first batch
-    batches: int
-    samples: int
-    elapsed_s: float  # from the first batch to the last
-    cpu_s: float  # this process's CPU seconds over the same span
-
-
-def steady_batches(loader: Iterable[Mapping[str, Any]], seconds: float, *, min_batches: int = 1,
-                   tick: Optional[Tick] = None, start: Optional[float] = None) -> Steady:
-    """Take batches for about ``seconds`` after the first (epochs repeat as needed), at least ``min_batches``
-    of them; ValueError when a whole pass yields nothing."""
-    start = time.perf_counter() if start is None else start
-    first, t0, c0, batches, samples, deadline = None, 0.0, 0.0, 0, 0, float("inf")
-    while batches < min_batches or time.perf_counter() < deadline:
-        empty = True
-        for batch in loader:
-            empty = False
-            if first is None:  # the steady state starts after the first batch
-                first = time.perf_counter() - start
-                t0, c0, deadline = time.perf_counter(), time.process_time(), time.perf_counter() + seconds
-            else:
-                batches += 1
-                samples += len(next(iter(batch.values())))
-            if tick is not None:
-                tick()
-            if batches >= min_batches and time.perf_counter() >= deadline:
-                break
-        if empty:
-            raise ValueError("the loader yields no batches (batch size larger than the source with drop_last?)")
-    return Steady(first or 0.0, batches, samples, time.perf_counter() - t0, time.process_time() - c0)
-
-
-def measure_loader(make_loader: MakeLoader, workers: int, *, seconds: float, tick: Optional[Tick] = None,
-                   min_batches: int = 2) -> SweepPoint:
-    """Take batches for about ``seconds`` after the first (epochs repeat as needed), then read memory."""
-    start = time.perf_counter()
-    with make_loader(workers) as loader:
-        if len(loader) == 0:
-            raise ValueError("the Loader yields no batches (batch size larger than the source with drop_last?)")
-        steady = steady_batches(loader, seconds, min_batches=min_batches, tick=tick, start=start)
-        stats = loader.stats()
-        pss = [machine.pss_bytes(pid) or 0 for pid in loader.worker_pids()]
-        slots = sum(a.nbytes for slot in loader.slot_arrays() for a in slot.values())
-    busy = (stats["read_s"] + stats["transform_s"]) / max(stats["elapsed_s"] * max(workers, 1), 1e-9)
-    return SweepPoint(workers, steady.batches, steady.samples, steady.elapsed_s, steady.first_s,
-                      stats["wait_fraction"], min(busy, 1.0), steady.cpu_s, pss, slots)

@@ -4,8 +4,12 @@ Pure functions of the measured numbers (tests build the inputs by hand):
 
 * ``stage_s``: seconds per record of read, decode, transforms on one core;
   ``stage_cpu``: the CPU fraction of each (a read that waits on storage is low);
-* ``rates``: samples/s of the Loader by worker count (0 = in-process, the 1-core rate);
+* ``rates``: samples/s of the Loader by worker count, one figure per window (0 = in-process,
+  the 1-core rate); the bound uses each count's median;
 * ``cores``: the cores this process may use.
+
+The worker count is :func:`feedstock.pipeline.auto.recommend`'s, the rule ``workers="auto"``
+applies to the same kind of measurement (see that module).
 
 Bound, in order: **hand-off** when the workers deliver less than half of what their
 cores compute on their own (batches are too cheap to be worth sending: read them
@@ -16,9 +20,10 @@ in-process); else the **stage** taking at least half of a record's time; else
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from ..pipeline.auto import pick_count
+from ..pipeline.auto import CONSUMER_THREADS, AutoChoice
+from ..pipeline.auto import recommend as auto_recommend
 
 STAGES = ("read", "decode", "transforms")
 BOUNDS = STAGES + ("hand-off", "cores")
@@ -37,6 +42,7 @@ class Verdict:
     ceiling: float  # samples/s: cores x the 1-core rate
     one_core: float
     shares: Dict[str, float] = field(default_factory=dict)  # of a record's one-core time, per stage
+    choice: Optional[AutoChoice] = None  # the rule's full answer (spreads, best count, limit)
 
     def lines(self) -> List[str]:
         return [f"verdict: bound by {self.bound}: {self.why}", f"recommended workers: {self.workers}: {self.workers_why}"]
@@ -59,42 +65,39 @@ def expected(n: int, one_core: float, cores: int, io: bool) -> float:
     return (n if io else min(n, cores)) * one_core
 
 
-def recommend(rates: Mapping[int, float], max_workers: Optional[int] = None) -> Tuple[int, str]:
-    """(count, reason): in-process when it beats every worker count by more than 5%, else the fewest
-    workers within 5% of the best worker count, among the counts memory allows."""
-    allowed = {n: r for n, r in rates.items() if max_workers is None or n <= max_workers}
-    if not allowed:
-        allowed = {min(rates): rates[min(rates)]}
-    pick = pick_count(allowed)
-    best_n = max(allowed, key=lambda n: allowed[n])
-    best = allowed[best_n]
-    if pick == 0 and len(allowed) > 1:
-        why = f"in-process, {allowed[0]:,.0f} samples/s, is more than 5% faster than any worker count"
-    elif pick == best_n:
-        why = f"the best measured rate, {best:,.0f} samples/s"
-    else:
-        why = (f"{allowed[pick]:,.0f} samples/s, {allowed[pick] / best:.0%} of the best measured "
-               f"({'in-process' if best_n == 0 else f'{best_n} workers'}: {best:,.0f}/s)")
-        why += (": in-process is close, but workers let the trainer compute while batches are made"
-                if best_n == 0 else " with fewer processes")
-    skipped = sorted(n for n in rates if n not in allowed)
-    if skipped:
-        why += f"; {', '.join(map(str, skipped))} workers would not fit in memory"
-    return pick, why
+Rates = Mapping[int, Union[float, Sequence[float]]]
 
 
-def judge(stage_s: Mapping[str, float], stage_cpu: Mapping[str, float], rates: Mapping[int, float], cores: int,
-          max_workers: Optional[int] = None) -> Verdict:
+def windows_of(rates: Rates) -> Dict[int, List[float]]:
+    """Samples/s per window by count (a single figure counts as one window)."""
+    return {n: [float(r)] if isinstance(r, (int, float)) else [float(x) for x in r] for n, r in rates.items()}
+
+
+def recommend(rates: Rates, max_workers: Optional[int] = None, *, cores: Optional[int] = None,
+              consumer_threads: int = CONSUMER_THREADS) -> Tuple[int, str]:
+    """(count, reason) by :func:`feedstock.pipeline.auto.recommend` (``max_workers``: memory's cap;
+    ``cores`` defaults to the largest count measured plus the consumer's threads: no core limit)."""
+    windows = windows_of(rates)
+    cores = cores if cores is not None else max(max(windows), 1) + consumer_threads
+    choice = auto_recommend(windows, cores=cores, consumer_threads=consumer_threads, memory_cap=max_workers)
+    return choice.workers, choice.reason
+
+
+def judge(stage_s: Mapping[str, float], stage_cpu: Mapping[str, float], rates: Rates, cores: int,
+          max_workers: Optional[int] = None, consumer_threads: int = CONSUMER_THREADS) -> Verdict:
     """See the module doc."""
     if not rates:
         raise ValueError("no Loader rates to judge")
+    windows = windows_of(rates)
+    choice = auto_recommend(windows, cores=cores, consumer_threads=consumer_threads, memory_cap=max_workers)
+    medians = {n: choice.spreads[n].median for n in windows}
     total = sum(stage_s.values())
     shares = {k: (v / total if total > 0 else 0.0) for k, v in stage_s.items()}
-    one_core = rates.get(0, 1.0 / total if total > 0 else 0.0)
+    one_core = medians.get(0, 1.0 / total if total > 0 else 0.0)
     io = io_bound(stage_s, stage_cpu)
     ceiling = cores * one_core
-    workers, workers_why = recommend(rates, max_workers)
-    worker_rates = {n: r for n, r in rates.items() if n > 0}
+    workers, workers_why = choice.workers, choice.reason
+    worker_rates = {n: r for n, r in medians.items() if n > 0}
     effs = {n: r / expected(n, one_core, cores, io) for n, r in worker_rates.items()} if one_core else {}
     eff_n = max(effs, key=lambda n: effs[n]) if effs else 0
     heaviest = max(shares, key=lambda k: shares[k]) if shares else "read"
@@ -114,7 +117,7 @@ def judge(stage_s: Mapping[str, float], stage_cpu: Mapping[str, float], rates: M
         bound, why = heaviest, _stage_why(heaviest, shares, stage_s, stage_cpu)
     if worker_rates and bound != "hand-off":
         why += _scaling_note(worker_rates, cores, io)
-    return Verdict(bound, why, workers, workers_why, ceiling, one_core, shares)
+    return Verdict(bound, why, workers, workers_why, ceiling, one_core, shares, choice)
 
 
 def _shares_text(shares: Mapping[str, float]) -> str:

@@ -6,6 +6,7 @@ import json
 import sys
 from typing import Any, List, Optional
 
+from ..pipeline.auto import CONSUMER_THREADS, REPEATS
 from .progress import add_quiet_flag, progress_bar
 
 DESCRIPTION = """\
@@ -25,7 +26,11 @@ transforms, hand-off to the consumer, or cores) and the worker count to use.
 
 The stream flags are those of train and serve; the sweep's worker counts are
 --workers (default 1, 2, then doubling up to the usable cores; 0 = in-process
-is always measured). Each measurement runs about --seconds after its start-up.
+is always measured). The stages take about --seconds in all; each worker count
+gets about --seconds of steady state, split over --repeats interleaved windows,
+and shows its median and range. The recommendation is the rule workers="auto"
+applies to the same kind of windows: the fewest workers whose median lies in the
+range of the best count, workers plus --consumer-threads within the usable cores.
 """
 
 
@@ -38,7 +43,12 @@ def register(subparsers: Any) -> None:
     add_stream_arguments(p, source=False, skip=("workers",))
     g = p.add_argument_group("bench")
     g.add_argument("--workers", dest="sweep_workers", metavar="N,N,...", help="worker counts to run the Loader at (e.g. 1,2,4)")
-    g.add_argument("--seconds", type=float, default=1.0, help="steady-state seconds per measurement (default 1)")
+    g.add_argument("--seconds", type=float, default=1.0,
+                   help="seconds for the stages step, and of steady state per worker count (default 1)")
+    g.add_argument("--repeats", type=int, default=REPEATS,
+                   help=f"interleaved windows per worker count, for the median and range (default {REPEATS})")
+    g.add_argument("--consumer-threads", type=int, default=CONSUMER_THREADS,
+                   help="threads of your trainer that need a core beside the workers (default 1)")
     g.add_argument("--phase", default="train", help="train (random crops, mirror) or test")
     g.add_argument("--json", action="store_true", help="print the result as JSON instead of the table")
     g.add_argument("--plot", metavar="FILE.png", help="write throughput against workers, with the ceiling")
@@ -57,7 +67,7 @@ def _steps(args: argparse.Namespace, counts: Optional[List[int]]) -> int:
 
     n = 0
     if args.source:
-        n = 3 + len([c for c in (counts or default_counts(usable_cores())) if c > 0])
+        n = 2 + len([c for c in (counts or default_counts(usable_cores())) if c > 0])
         n += int(args.compare is not None) + int(args.device)
     return n + int(bool(args.caffe_layer))
 
@@ -67,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.source and not args.caffe_layer:
         raise ValueError("give a SOURCE to measure, or --caffe-layer PARAM_STR")
+    if args.repeats < 1 or args.consumer_threads < 0 or args.seconds <= 0:
+        raise ValueError(f"--repeats {args.repeats}, --consumer-threads {args.consumer_threads}, --seconds "
+                         f"{args.seconds}: need --repeats >= 1, --consumer-threads >= 0 and --seconds > 0")
     if args.compare == "torch":
         from ..benchtool.compare import have_torch
 
@@ -101,7 +114,8 @@ def _measure(args: argparse.Namespace, counts: Optional[List[int]], step: Any) -
 
         stream = stream_from_args(args, defaults={"shuffle": True, "seed": 0})
         subject = Subject.of_stream(stream, args.phase)
-        result = run_bench(subject, counts=counts, seconds=args.seconds, compare=args.compare, step=step)
+        result = run_bench(subject, counts=counts, seconds=args.seconds, compare=args.compare, step=step,
+                           repeats=args.repeats, consumer_threads=args.consumer_threads)
         out["result"] = result
         from ..loaders.jpeg import choose, describe  # issue 22: the decoder chosen by measurement
 

@@ -9,6 +9,7 @@ import sys
 from typing import Callable, List, Optional, Tuple
 
 from ..loaders.csv_classes import read_classes
+from ..stream.check import START_METHODS
 from ..writers.build import BuildOptions, BuildReport, build_lmdb
 from ..writers.build_encode import RESIZE_MODES
 from ..writers.build_output import SKIPPED
@@ -21,7 +22,7 @@ does (same keys %08d_<path>, raw Datums CHW BGR with encoded=false, encoded
 Datums without C/H/W, squash resize with cv2 INTER_LINEAR), in parallel.
 
 SRC is an image folder (one subfolder per class; labels.txt is written), a Caffe
-list file '<path> <label>' (paths relative to --root), a CSV table (features ->
+list file '<path> <label>' (paths relative to --root-folder), a CSV table (features ->
 float Datums of shape (F,1,1), label from --label-column, which must exist unless
 --no-labels) or an HDF5 file or list. CSV class names Class_<n> get code n-1
 (by number, whatever the file holds; other names in natural order); labels.txt
@@ -80,13 +81,15 @@ def register(subparsers) -> None:
     p.add_argument("out", metavar="OUT", help="output LMDB directory (a folder with train_lmdb/val_lmdb "
                    "when --val-fraction is set)")
     g = p.add_argument_group("source")
-    g.add_argument("--kind", choices=("auto", "folder", "list", "csv", "hdf5", "pairs"), default="auto",
-                   help="how to read SRC (default: guess from the path); pairs: SRC is a pairs list file "
-                   "('<image> <mask>' lines) or, with --masks, an images folder")
+    # the stream's spellings (train, bench, inspect ...) first; Caffe's tool spellings stay as aliases.
+    # No "lmdb" choice: an LMDB is what this command writes, not a source it converts.
+    g.add_argument("--source-type", "--kind", dest="kind", choices=("auto", "folder", "list", "csv", "hdf5", "pairs"),
+                   default="auto", help="how to read SRC (default: guess from the path); pairs: SRC is a pairs "
+                   "list file ('<image> <mask>' lines) or, with --masks, an images folder")
     g.add_argument("--masks", help="segmentation pairs: the masks folder (matched to SRC's images by stem); "
                    "writes OUT/images_lmdb and OUT/labels_lmdb with the same keys")
-    g.add_argument("--root", default="", help="list files: prefix of every path (Caffe ROOTFOLDER, plain "
-                   "concatenation: end it with '/')")
+    g.add_argument("--root-folder", "--root", dest="root", default="", help="list files: prefix of every "
+                   "path (Caffe ROOTFOLDER, plain concatenation: end it with '/')")
     g.add_argument("--label-column", help="CSV: label column name (default target, which must then exist); "
                    "HDF5: label dataset name (default label)")
     g.add_argument("--no-labels", action="store_true", help="CSV/HDF5: the file has no label column (every "
@@ -95,8 +98,10 @@ def register(subparsers) -> None:
                    "training build (or that build folder): codes follow it, a class outside it is an error; "
                    "use it for validation and test files")
     g = p.add_argument_group("images (convert_imageset flags)")
-    g.add_argument("--resize-height", type=int, default=0, help="resize height; resizing needs both sizes")
-    g.add_argument("--resize-width", type=int, default=0, help="resize width; resizing needs both sizes")
+    g.add_argument("--new-height", "--resize-height", dest="resize_height", type=int, default=0,
+                   help="resize height; resizing needs both sizes (convert_imageset: --resize_height)")
+    g.add_argument("--new-width", "--resize-width", dest="resize_width", type=int, default=0,
+                   help="resize width; resizing needs both sizes (convert_imageset: --resize_width)")
     g.add_argument("--resize", type=parse_size, metavar="HxW", help="shorthand for both resize sizes")
     g.add_argument("--resize-mode", choices=RESIZE_MODES, default="squash",
                    help="squash (Caffe, default) or the DIGITS modes crop, fill, half_crop")
@@ -120,7 +125,7 @@ def register(subparsers) -> None:
     g.add_argument("--workers", type=int, default=default_workers(), help="decode/encode processes "
                    "(0: in this process; default %(default)s); --engine ray: CPUs of the local Ray instance "
                    "(0: all)")
-    g.add_argument("--start-method", choices=("auto", "fork", "spawn"), default="auto",
+    g.add_argument("--start-method", choices=START_METHODS, default="auto",
                    help="how worker processes start (default: the pool's choice, fork when safe)")
     g.add_argument("--txn-size", type=int, default=1000, help="records per LMDB transaction (default 1000)")
     g.add_argument("--strict", action="store_true", help="an unreadable image is fatal (non-zero exit)")

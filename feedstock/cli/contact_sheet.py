@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence
+import os
+from typing import Any, List, Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -77,3 +78,21 @@ def contact_sheet(images: Sequence[Optional[np.ndarray]], captions: Sequence[str
         y, x = gap + r * (ch + gap), gap + c * (cw + gap)
         sheet[y:y + ch, x:x + cw] = tile(img, text)
     return sheet
+
+
+def sample_grid(source: Any, path: Union[str, "os.PathLike[str]"], *, count: int = 32, seed: int = 0,
+                class_names: Optional[Sequence[str]] = None) -> str:
+    """A contact sheet of ``count`` records of ``source`` as stored, each captioned with its label (and the
+    class name), written as a PNG; returns the path."""
+    indices = pick(len(source), count, seed)
+    images, captions = [], []
+    for i in indices:
+        record = source[i]
+        images.append(record["data"])
+        label = int(np.asarray(record["label"]).reshape(-1)[0]) if "label" in record else None
+        name = class_names[label] if class_names is not None and label is not None and 0 <= label < len(class_names) else ""
+        captions.append(f"{label} {name}".strip() if label is not None else f"#{i}")
+    out = os.fspath(path)
+    if not cv2.imwrite(out, contact_sheet(images, captions)):
+        raise ValueError(f"cannot write the sample grid {out!r} (unknown extension?)")
+    return out

@@ -5,7 +5,9 @@ convert_mnist_data does: raw 1x28x28 Datums, keys ``%08d``), reads them back
 through ``CaffeLmdb``, then trains LeNet fed by the multi-process Loader and
 prints accuracy, throughput and the fraction of time the trainer waited for data;
 the output folder gets the curves, first-layer filters, the network diagram
-(``lenet_net.png``), weight histograms, metrics JSON and the final snapshot.
+(``lenet_net.png``), weight histograms, metrics JSON, the final snapshot, a grid
+of training samples (``samples.png``) and the test set's predictions with their
+confusion matrix (``test_predictions_confusion.png``).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from .progress import Bar
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="convert bundled digits to LMDB and train LeNet on them",
+    p = sub.add_parser("demo", help="convert the bundled Fashion-MNIST sample to LMDB and train LeNet on it",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="demo-out", help="output folder (replaced) [%(default)s]")
     p.add_argument("--iters", type=int, default=400, help="LeNet training iterations [%(default)s]")
@@ -80,6 +82,18 @@ def run(args: argparse.Namespace) -> int:
                        out_dir=out, batch_size=args.batch_size, workers=args.workers,
                        seed=args.seed, iters=args.iters, progress=bar.update)
     print(report.summary())
-    for f in report.files:
+    for f in report.files + pictures(out, report.files):
         print(f"    wrote {f}")
     return 0
+
+
+def pictures(out: Path, files: list) -> list:
+    """A grid of training samples with their class names, and the test set's confusion matrix (the final
+    snapshot run by `feedstock predict`'s code on test_lmdb)."""
+    from ..trainer.datasets import CLASS_NAMES
+    from .contact_sheet import sample_grid
+    from .predict import predict_files
+
+    grid = sample_grid(CaffeLmdb(out / "train_lmdb"), out / "samples.png", class_names=list(CLASS_NAMES))
+    snapshot = next(str(p) for p in reversed(files) if str(p).endswith(".npz"))
+    return [grid] + [str(p) for p in predict_files(snapshot, str(out / "test_lmdb"), out / "test_predictions.csv")]

@@ -42,7 +42,8 @@ def register(subparsers) -> None:
     p.add_argument("--grid", metavar="OUT.png", help="write a contact sheet of --samples records")
     p.add_argument("--samples", type=int, default=16, help="records in the grid (default 16)")
     p.add_argument("--resize", type=parse_size, metavar="HxW", help="resize samples before drawing")
-    p.add_argument("--resize-mode", choices=("squash", "crop", "fill", "half_crop"), default="squash")
+    p.add_argument("--resize-mode", choices=("squash", "crop", "fill", "half_crop"), default="squash",
+                   help="with --resize: squash (Caffe) or the DIGITS modes crop, fill, half_crop (default squash)")
     p.add_argument("--crop", type=int, metavar="N", help="centre-crop samples to NxN before drawing")
     p.add_argument("--phase", choices=("train", "test"), default="test",
                    help="with stream transform flags: draw the samples as this phase gives them (default test)")
@@ -62,13 +63,49 @@ def run(args: argparse.Namespace) -> int:
     pairs = inspect_pairs.pairs_of(stream)
     if pairs is not None:
         return inspect_pairs.run(stream, *pairs, args)
-    source = stream.build_source()
+    source = hdf5_labelled(stream) or stream.build_source()
     try:
         # no transform key set: no transforms (the stream hands records over as stored)
         return _inspect(source, args, stream.build_transforms(args.phase))
     finally:
         if isinstance(source, CaffeLmdb):
             release_env(source.path)  # py-lmdb allows one env per path and process
+
+
+class LabelAs(Source):
+    """An HDF5 source whose label dataset has another name, read with that dataset as ``label``."""
+
+    def __init__(self, source: Any, column: str):
+        self.source, self.column = source, column
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> dict:
+        record = dict(self.source[i])
+        record["label"] = record.pop(self.column)
+        return record
+
+    def key(self, i: int) -> str:
+        return self.source.key(i)
+
+    def spec(self) -> dict:
+        spec = dict(self.source.spec())
+        spec["label"] = spec.pop(self.column)
+        return spec
+
+    def __repr__(self) -> str:
+        return f"{self.source!r} (label dataset {self.column!r})"
+
+
+def hdf5_labelled(stream: Any) -> Optional[Source]:
+    """An HDF5 stream with ``--label-column NAME``: datasets ``data`` and NAME, NAME read as the label
+    (the stream reads HDF5 as Caffe's HDF5Data does, by the top names ``data`` and ``label``)."""
+    from ..loaders import Hdf5
+
+    if not stream.label_column or stream.label_column == "label" or stream.kind() != "hdf5":
+        return None
+    return LabelAs(Hdf5(stream.source, fields=("data", stream.label_column)), stream.label_column)
 
 
 def _inspect(source: Source, args: argparse.Namespace, stream_transforms: Sequence[Any]) -> int:

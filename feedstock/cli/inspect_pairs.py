@@ -20,20 +20,9 @@ from ..loaders.caffe_lmdb import release_env
 from ..loaders.decode import IMAGE_EXTENSIONS
 from ..loaders.lmdb_pairs import LmdbPairs
 from ..loaders.pairs_source import PairsSource, open_pairs
-from ..palette import voc_palette
+from ..palette import legend, overlay
 from ..stream import Stream
-from .contact_sheet import contact_sheet, pick, to_display
-
-ALPHA = 0.6  # weight of the class colour over the image
-
-
-def class_colour(k: int, ignore_label: int = 255) -> Tuple[int, int, int]:
-    """PASCAL VOC's colour of class ``k`` (0..255) as BGR; the ignore label white."""
-    if k == ignore_label:
-        return 255, 255, 255
-    r, g, b = voc_palette()[3 * k:3 * k + 3]
-    return b, g, r
-
+from .contact_sheet import contact_sheet, pick
 
 MASK_FOLDERS = ("masks", "labels", "SegmentationClass")  # common names; PASCAL VOC's is the last
 MASK_SUFFIXES = (".png", ".bmp")
@@ -106,10 +95,10 @@ def _inspect(source: PairsSource, args: argparse.Namespace) -> int:
     if args.grid:
         indices = pick(len(source), args.samples, args.seed)
         tiles, captions = overlay_tiles(source, indices, args.ignore_label)
-        sheet = contact_sheet(tiles, captions)
+        sheet = with_legend(contact_sheet(tiles, captions), tiles, indices, source, args)
         if not cv2.imwrite(args.grid, sheet):
             raise ValueError(f"cannot write the grid image {args.grid!r} (unknown extension?)")
-        print(f"grid of {len(tiles)} pairs (mask overlaid, a colour per class) written to {args.grid} "
+        print(f"grid of {len(tiles)} pairs (mask over the image in grey, a colour per class) written to {args.grid} "
               f"({sheet.shape[1]}x{sheet.shape[0]})")
     return 0
 
@@ -146,22 +135,15 @@ def frequency_table(pixels: Counter, images_with: Counter, n_images: int, ignore
     return lines
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, ignore_label: int = 255) -> np.ndarray:
-    """HWC BGR picture of a CHW image with its (1, H, W) mask blended in a colour per class (0 left clear)."""
-    pic = to_display(image).astype(np.float32)
-    m = np.asarray(mask)[0]
-    colours = np.zeros((256, 3), np.float32)
-    for k in np.unique(m).tolist():
-        colours[k] = class_colour(k, ignore_label)
-    labelled = (m != 0)[..., None]
-    blended = np.where(labelled, (1 - ALPHA) * pic + ALPHA * colours[m], pic)
-    # region borders in the full class colour, so a mask that is off by a pixel shows
-    edge = np.zeros(m.shape, bool)
-    edge[:, 1:] |= m[:, 1:] != m[:, :-1]
-    edge[1:, :] |= m[1:, :] != m[:-1, :]
-    edge &= m != 0
-    blended[edge] = colours[m[edge]]
-    return blended.round().astype(np.uint8)
+def with_legend(sheet: np.ndarray, tiles: Sequence[Optional[np.ndarray]], indices: Sequence[int],
+                source: PairsSource, args: argparse.Namespace) -> np.ndarray:
+    """The sheet with a legend of the classes its masks hold (names from --class-names) under it."""
+    present: set = set()
+    for tile, i in zip(tiles, indices):
+        if tile is not None:
+            present |= set(np.unique(source[i]["mask"]).tolist())
+    names = args.class_names.split(",") if args.class_names else None
+    return np.concatenate([sheet, legend(sorted(present), names, sheet.shape[1], args.ignore_label)], axis=0)
 
 
 def overlay_tiles(source: PairsSource, indices: Sequence[int],

@@ -13,6 +13,7 @@ import traceback
 from typing import List, Optional
 
 from .env_errors import describe
+from .progress import logging_redirect
 
 # Subcommand modules, in the order --help lists them.
 SUBCOMMANDS = [
@@ -29,10 +30,24 @@ SUBCOMMANDS = [
 ]
 
 
+def package_version() -> str:
+    """The installed distribution's version (package metadata); the source tree's when not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("feedstock")
+    except PackageNotFoundError:
+        from .. import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="feedstock", description="Keeps neural-network trainers fed.")
     verbose_help = "log debug messages; show the traceback of an error"
     parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
+    parser.add_argument("--version", action="version", version=f"feedstock {package_version()}",
+                        help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(name).register(sub)
@@ -53,7 +68,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with logging_redirect():  # log lines above a progress bar, never through it
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -8,7 +8,8 @@ from typing import Any
 DESCRIPTION = """\
 Run a snapshot written by `feedstock train` on new data, without training. The
 snapshot fixes the model, its input conversion, the class names and the stream
-settings (TEST phase: centre crop, no mirror, no occlusion), so there are no
+settings (TEST phase: centre crop, no occlusion; a segmentation snapshot never
+mirrors, a classifier's --mirror flips in TEST as Caffe's does), so there are no
 flags for them. DATA is a CSV table, an LMDB, an HDF5 file or an image folder.
 
   feedstock predict train_out/otto_mlp_iter_6000.npz test.csv --out submission.csv
@@ -24,7 +25,8 @@ A segmentation snapshot (fcn_small) reads DATA as image + mask pairs: an images
 folder (with --masks, the masks folder, to score), a pairs list file or an image
 LMDB (with --masks the label LMDB); it writes one palette PNG mask per image, at
 the image's own size, into the folder OUT (without its suffix), and when masks are
-given OUT/metrics.json (pixel accuracy, mean and per-class IoU) and OUT/confusion.png.
+given OUT/metrics.json (pixel accuracy, mean and per-class IoU) and OUT/confusion.png;
+OUT/sheet.png shows the first images as truth | prediction | prediction over the image.
 
   feedstock predict fcn_out/fcn_small_iter_600.npz test/images --masks test/masks --out fcn_masks
 """
@@ -35,10 +37,12 @@ def register(subparsers: Any) -> None:
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("snapshot", help="npz snapshot written by `feedstock train`")
     p.add_argument("data", help="CSV, LMDB, HDF5 or image folder to predict")
-    p.add_argument("--out", default="predictions.csv", help="output CSV [%(default)s]")
+    p.add_argument("--out", default="predictions.csv", help="output CSV; for a segmentation snapshot, the "
+                   "folder of predicted masks (OUT without its suffix) [%(default)s]")
     p.add_argument("--batch-size", type=int, default=256, help="[%(default)s]")
     p.add_argument("--workers", type=int, default=0, help="loader worker processes [%(default)s]")
-    p.add_argument("--backend", choices=("auto", "numpy", "cupy"), default="auto")
+    p.add_argument("--backend", choices=("auto", "numpy", "cupy"), default="auto",
+                   help="array library: cupy on a GPU, numpy on the CPU (auto: cupy when a GPU is usable)")
     p.add_argument("--masks", default="", help="segmentation: the masks of DATA's images (folder or label LMDB)")
     p.set_defaults(func=run)
 

@@ -25,8 +25,9 @@ Every server of a feed must get the same source and settings.
 
 Without CURVE the server binds to loopback only (use an SSH tunnel, or):
   feedstock keygen keys/                 # keys/server.key(_secret), keys/client.key(_secret)
+  feedstock serve SRC --bind tcp://*:5555 --curve-secret keys/server.key_secret
   feedstock serve SRC --bind tcp://*:5555 --curve-secret keys/server.key_secret \\
-      [--curve-clients keys/clients/]    # only these client public keys may connect
+      --curve-clients keys/clients/      # only these client public keys may connect
   RemoteLoader(["tcp://host:5555"], curve_server_key="keys/server.key",
                curve_keys="keys/client.key_secret")
 """
@@ -57,8 +58,11 @@ def register(subparsers: Any) -> None:
     s.add_argument("--idle-exit", type=float, help="exit after this many seconds without a client")
     p.set_defaults(func=run)
 
-    k = subparsers.add_parser("keygen", help="make CURVE key pairs for `feedstock serve` and its clients")
-    k.add_argument("directory")
+    k = subparsers.add_parser("keygen", help="make CURVE key pairs for `feedstock serve` and its clients",
+                              description="Write CURVE key pairs (NAME.key public, NAME.key_secret secret) into "
+                              "DIRECTORY: the server's for `feedstock serve --curve-secret`, the clients' for "
+                              "RemoteLoader(curve_keys=...).")
+    k.add_argument("directory", help="folder to write the key pairs into (created if missing)")
     k.add_argument("--name", action="append", help="key names (default: server and client)")
     k.set_defaults(func=keygen)
 

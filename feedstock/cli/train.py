@@ -1,4 +1,4 @@
-"""``feedstock train``: train LeNet or the Otto MLP from any stream (with its augmentations), report and plot."""
+"""``feedstock train``: train LeNet, the Otto MLP or the small FCN from any stream (with its augmentations), report and plot."""
 from __future__ import annotations
 
 import argparse
@@ -23,15 +23,17 @@ loss/accuracy curves, first-layer filters, the network diagram, weight histogram
   # DIGITS' LeNet recipe: grey digits, mean image subtracted, scaled to [-1, 1], occlusion in TRAIN
   feedstock train --model lenet --train train_lmdb --val val_lmdb --gray --mean-file mean.binaryproto \\
       --to-range=-1,1 --occlude
-  feedstock train --model lenet --remote tcp://127.0.0.1:5555 --val test_lmdb   # fed by `feedstock serve
-      train_lmdb --shuffle --drop-last` on CPU hosts (its batch size must match --batch-size)
+  # fed by `feedstock serve train_lmdb --shuffle --drop-last` on CPU hosts (same --batch-size)
+  feedstock train --model lenet --remote tcp://127.0.0.1:5555 --val test_lmdb
   # segmentation: a small FCN on image + mask pairs (scores: pixel accuracy, per-class and mean IoU)
-  feedstock train --model fcn_small --train images/ --masks masks/ --source-type pairs --crop-size 64 \
+  feedstock train --model fcn_small --train images/ --masks masks/ --source-type pairs --crop-size 64 \\
       --mirror --val val/images --val-masks val/masks
+  feedstock train --model lenet --iters 2000 --test-interval 250 --snapshot-interval 1000
 
 The stream flags are the ones `feedstock serve` takes: --train/--val are read with
 them, training in the TRAIN phase (random crop, mirror, occlusion), validation in
-the TEST phase (centre crop, no mirror, no occlusion). Training defaults: --shuffle,
+the TEST phase (centre crop, no occlusion; --mirror flips in TEST too, as Caffe's
+transformer does, except for segmentation pairs). Training defaults: --shuffle,
 --drop-last, --seed 0. The model scales its raw input itself (lenet: x/256,
 otto_mlp: log(1+x)) unless a value flag (--scale, --mean-file, --mean-value,
 --to-range) sets the values.
@@ -53,9 +55,10 @@ def register(subparsers: Any) -> None:
     from ..stream import add_stream_arguments
     from ..trainer.models import MODELS
 
-    p = subparsers.add_parser("train", help="train LeNet / the Otto MLP with feedstock feeding it",
+    p = subparsers.add_parser("train", help="train LeNet, the Otto MLP or fcn_small with feedstock feeding it",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, choices=sorted(MODELS))
+    p.add_argument("--model", required=True, choices=sorted(MODELS),
+                   help="lenet (images), otto_mlp (feature tables), fcn_small (segmentation pairs)")
     p.add_argument("--train", help="training data: LMDB, CSV, HDF5, list file or image folder "
                                    "(lenet default: the bundled sample)")
     p.add_argument("--remote", nargs="+", metavar="ENDPOINT", help="train on `feedstock serve` feeds instead of --train")
@@ -67,7 +70,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--full", action="store_true", help="lenet: the full Fashion-MNIST of the Debian package")
     p.add_argument("--solver", help="YAML file of Caffe solver fields")
     p.add_argument("--iters", type=int, help="max_iter (overrides the solver)")
-    p.add_argument("--backend", choices=("auto", "numpy", "cupy"), default="auto")
+    p.add_argument("--test-interval", type=int, metavar="N",
+                   help="a validation pass every N iterations, 0 for none (overrides the solver's test_interval)")
+    p.add_argument("--snapshot-interval", type=int, metavar="N", help="an npz snapshot every N iterations, "
+                   "0 for the final one only (overrides the solver's snapshot)")
+    p.add_argument("--backend", choices=("auto", "numpy", "cupy"), default="auto",
+                   help="array library: cupy on a GPU, numpy on the CPU (auto: cupy when a GPU is usable)")
     p.add_argument("--resume", help="npz snapshot to continue from")
     p.add_argument("--out", default="train_out", help="folder for plots and snapshots")
     p.add_argument("--test", help="data to predict after training (e.g. Otto's test.csv)")
@@ -135,6 +143,16 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError(f"--iters {args.iters} must be positive")
     if args.holdout and args.val:
         raise ValueError("give either --val or --holdout, not both")
+    for flag, value in (("--test-interval", args.test_interval), ("--snapshot-interval", args.snapshot_interval)):
+        if value is not None and value < 0:
+            raise ValueError(f"{flag} {value} must be >= 0 (0: off)")
+
+
+def with_intervals(cfg: Any, args: argparse.Namespace) -> Any:
+    """The solver with --test-interval / --snapshot-interval applied (None: the solver's own)."""
+    changes = {k: v for k, v in (("test_interval", args.test_interval), ("snapshot", args.snapshot_interval))
+               if v is not None}
+    return cfg.replace(**changes) if changes else cfg
 
 
 def run(args: argparse.Namespace) -> int:
@@ -146,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     model = get_model(args.model)
     train_data, val_data, kw = _inputs(args)
     try:
-        cfg = resolve_solver(args.solver, model)
+        cfg = with_intervals(resolve_solver(args.solver, model), args)
         total = args.iters if args.iters is not None else cfg.max_iter
         bar = progress_bar(total, desc=f"train {args.model}", unit="it", disable=args.quiet)
         try:

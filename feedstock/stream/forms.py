@@ -149,7 +149,7 @@ _FLAGS: Tuple[Tuple[str, str, Dict[str, Any], str], ...] = (
     ("--rank", "rank", {"type": int}, "this trainer's rank (sharding)"),
     ("--world-size", "world_size", {"type": int}, "number of ranks"),
     ("--crop-size", "crop_size", {"type": int}, "square crop: random in TRAIN, centre in TEST"),
-    ("--mirror", "mirror", _ON, "random horizontal flip in TRAIN"),
+    ("--mirror", "mirror", _ON, "random horizontal flip, in TEST too as Caffe's transformer does (pairs: TRAIN only)"),
     ("--mean-file", "mean_file", {}, "mean image (.binaryproto or .npy) to subtract"),
     ("--mean-value", "mean_value", {"type": _numbers}, "per-channel means to subtract, e.g. 104,117,123"),
     ("--scale", "scale", {"type": float}, "multiply after the mean subtraction (Caffe's scale)"),

@@ -29,26 +29,45 @@ def smooth(values: Sequence[float], window: int) -> np.ndarray:
     return (c[idx] - c[lo]) / (idx - lo)
 
 
+def distinct_extras(history: Mapping[str, Sequence[float]]) -> List[str]:
+    """The extra test curves worth drawing: one equal to a curve already drawn (a classifier's test
+    log-loss is its test loss) would hide under it, so it is left out (its legend names both)."""
+    out = []
+    for key in extra_metrics(history):
+        drawn = ("test_loss",) if "loss" in key else ("test_accuracy",)
+        if not any(k in history and np.allclose(history[key], history[k], rtol=1e-6, atol=1e-9) for k in drawn):
+            out.append(key)
+    return out
+
+
 def plot_curves(history: Mapping[str, Sequence[float]], path: PathLike, *, title: str = "") -> Path:
-    """Train loss/accuracy per iteration (smoothed) and test loss/accuracy per test pass."""
-    fig = _figure(10, 4)
+    """Train loss/accuracy per iteration (smoothed) and test loss/accuracy per test pass, each series in its
+    own colour and marker, legends under the axes (never over the lines)."""
+    fig = _figure(10, 4.6)
     ax_loss, ax_acc = fig.subplots(1, 2)
     it = np.asarray(history.get("iter", []))
     window = max(1, len(it) // 50)
     if len(it):
-        ax_loss.plot(it, smooth(history["train_loss"], window), label="train", lw=1)
-        ax_acc.plot(it, smooth(history["train_accuracy"], window), label="train", lw=1)
+        label = "train" + (f" (mean of {window})" if window > 1 else "")
+        ax_loss.plot(it, smooth(history["train_loss"], window), color="#4477AA", label=label, lw=1)
+        ax_acc.plot(it, smooth(history["train_accuracy"], window), color="#4477AA", label=label, lw=1)
     if history.get("test_iter"):
-        ax_loss.plot(history["test_iter"], history["test_loss"], "o-", label="test")
-        ax_acc.plot(history["test_iter"], history["test_accuracy"], "o-", label="test")
-        for key in extra_metrics(history):  # e.g. test_log_loss next to the loss, test_mean_iou by accuracy
+        same = [k for k in extra_metrics(history) if k not in distinct_extras(history)]
+        aka = lambda loss: "".join(f" = {k[5:].replace('_', '-')}" for k in same if ("loss" in k) == loss)  # noqa: E731
+        ax_loss.plot(history["test_iter"], history["test_loss"], "o-", color="#EE6677", label="test" + aka(True))
+        ax_acc.plot(history["test_iter"], history["test_accuracy"], "o-", color="#EE6677",
+                    label="test" + aka(False))
+        colours = iter(("#228833", "#CCBB44", "#AA3377", "#66CCEE", "#BBBBBB"))
+        for key in distinct_extras(history):  # e.g. test_mean_iou next to the pixel accuracy
             ax = ax_loss if "loss" in key else ax_acc
-            ax.plot(history["test_iter"], history[key], "s--", label="test " + key[5:].replace("_", "-"))
+            ax.plot(history["test_iter"], history[key], "s--", color=next(colours, "black"),
+                    label="test " + key[5:].replace("_", "-"))
     for ax, name in ((ax_loss, "loss"), (ax_acc, "accuracy")):
         ax.set_xlabel("iteration")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=8, frameon=False)
     ax_acc.set_ylim(0, 1)
     if title:
         fig.suptitle(title)
@@ -122,8 +141,9 @@ def plot_weight_histograms(net: Any, path: PathLike, *, bins: int = 60) -> Path:
 
 
 def plot_confusion(matrix: np.ndarray, path: PathLike, *, class_names: Optional[Sequence[str]] = None,
-                   title: str = "confusion matrix") -> Path:
-    """Rows = true class, columns = predicted; colour is the row fraction, cells show counts (K <= 20)."""
+                   title: str = "confusion matrix", unit: str = "records") -> Path:
+    """Rows = true class, columns = predicted; colour is the row fraction, cells show counts (K <= 20) of
+    ``unit`` (records; pixels for a segmentation)."""
     m = np.asarray(matrix, dtype=np.int64)
     k = len(m)
     names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
@@ -132,17 +152,18 @@ def plot_confusion(matrix: np.ndarray, path: PathLike, *, class_names: Optional[
     fig = _figure(size + 1, size)
     ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
-    fig.colorbar(image, ax=ax, fraction=0.046, label="fraction of the true class")
+    fig.colorbar(image, ax=ax, fraction=0.046, label=f"fraction of the true class's {unit}")
     ticks = np.arange(k)
     ax.set_xticks(ticks, names, rotation=90 if k > 6 else 0, fontsize=8)
     ax.set_yticks(ticks, names, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set_xlabel(f"predicted class ({unit})")
+    ax.set_ylabel(f"true class ({unit})")
     if k <= 20:
         for (i, j), count in np.ndenumerate(m):
-            ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
+            ax.text(j, i, f"{count:,}", ha="center", va="center", fontsize=7,
                     color="white" if frac[i, j] > 0.5 else "black")
-    ax.set_title(f"{title} ({int(m.sum())} records, accuracy {np.trace(m) / max(m.sum(), 1):.4f})")
+    accuracy = "pixel accuracy" if unit == "pixels" else "accuracy"
+    ax.set_title(f"{title} ({int(m.sum()):,} {unit}, {accuracy} {np.trace(m) / max(m.sum(), 1):.4f})")
     fig.tight_layout()
     fig.savefig(path)
     return Path(path)

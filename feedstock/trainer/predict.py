@@ -161,7 +161,8 @@ def write_record_predictions(path: PathLike, pred: Predictions, class_names: Seq
 
 def write_scores(metrics: Mapping[str, Any], confusion: np.ndarray, json_path: Path, png_path: Path, *,
                  fields: Mapping[str, Any], count: str, n: int, class_names: Sequence[str],
-                 echo: Optional[Callable[[str], Any]] = None, confusion_in_json: bool = False) -> List[Path]:
+                 echo: Optional[Callable[[str], Any]] = None, confusion_in_json: bool = False,
+                 unit: str = "records") -> List[Path]:
     """The scores of labelled data: one echoed line, a JSON file (``fields``, ``count``: n, the metrics
     with non-finite values as null, the matrix when ``confusion_in_json``) and the confusion-matrix PNG."""
     from .plots import plot_confusion
@@ -174,4 +175,4 @@ def write_scores(metrics: Mapping[str, Any], confusion: np.ndarray, json_path: P
     if confusion_in_json:
         body["confusion"] = confusion.tolist()
     json_path.write_text(json.dumps(body, indent=1) + "\n")
-    return [json_path, plot_confusion(confusion, png_path, class_names=class_names)]
+    return [json_path, plot_confusion(confusion, png_path, class_names=class_names, unit=unit)]

@@ -13,7 +13,7 @@ from ..loaders.decode import color_mode, read_image
 from ..loaders.image_folder import images_under
 from ..loaders.pairs import Pairs
 from ..loaders.pairs_source import open_pairs
-from ..palette import write_palette_png
+from ..palette import write_palette_png, write_segmentation_sheet
 from ..phase import TEST
 from ..spec import Sample
 from ..stream import Stream
@@ -22,6 +22,7 @@ from .feeding import LoaderBatches
 from .predict import _conversion, _stream, write_scores
 
 PathLike = Union[str, Path]
+SHEET_ROWS = 8  # images on the truth | prediction | overlay sheet
 
 
 class UnlabelledImages(Pairs):
@@ -74,7 +75,7 @@ def predict_masks(predictor: Any, data: PathLike, out_dir: PathLike, *, masks: s
     loader = stream.build_loader(TEST, source=source, batch_size=batch_size, workers=workers, shuffle=False, seed=0,
                                  drop_last=False)
     out = Path(out_dir)
-    names, meter, row = mask_names(source), net.meter() if labelled else None, 0
+    names, meter, row, shown = mask_names(source), net.meter() if labelled else None, 0, []
     batches = LoaderBatches(loader)
     with DeviceFeeder(net.backend, dtype=net.dtype, **_conversion(deploy)) as feeder, closing(batches):
         for batch in feeder.feed(batches.epoch(0), slots=batches.slot_arrays):
@@ -85,10 +86,14 @@ def predict_masks(predictor: Any, data: PathLike, out_dir: PathLike, *, masks: s
             for p in pred:  # the TEST chain pads at the bottom and right: the image is the top-left corner
                 h, w = source.image_hw(row)
                 write_palette_png(out / names[row], p[:h, :w])
+                shown += [(row, p[:h, :w])] if row < SHEET_ROWS else []
                 row += 1
-    if meter is None:
-        return [out]
     classes = list(deploy.class_names) if deploy.class_names else [str(i) for i in range(net.num_classes)]
-    return [out] + write_scores(meter.result(), meter.confusion, out / "metrics.json", out / "confusion.png",
-                                fields={"data": os.fspath(data)}, count="images", n=row, class_names=classes,
-                                echo=echo, confusion_in_json=True)
+    sheet = write_segmentation_sheet(out / "sheet.png", [(source[r]["data"], source[r]["mask"] if labelled else None, p)
+                                                         for r, p in shown], class_names=classes,
+                                     captions=[names[r] for r, _ in shown], ignore_label=stream.ignore_label)
+    if meter is None:
+        return [out, sheet]
+    return [out, sheet] + write_scores(meter.result(), meter.confusion, out / "metrics.json", out / "confusion.png",
+                                       fields={"data": os.fspath(data)}, count="images", n=row, class_names=classes,
+                                       echo=echo, confusion_in_json=True, unit="pixels")
