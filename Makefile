@@ -21,10 +21,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# The tests also run build-lmdb --engine ray on a local Ray instance: the extra is
-# large (~500 MB), so only `make test` installs it, not `make demo`.
+# The tests also run build-lmdb --engine ray on a local Ray instance and train through
+# feedstock.torch.DataLoader against torch's own (the CPU wheel): both extras are large
+# (~500 MB each), so only `make test` installs them, not `make demo`.
 $(RAY_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[test,ray]'
+	$(PY) -m pip install --quiet -e '.[test,ray,torch]'
 	touch $(RAY_STAMP)
 
 venv: $(STAMP)

@@ -175,7 +175,9 @@ def read_mean_file(path: str | os.PathLike) -> np.ndarray:
         with open(path, "rb") as f:
             raw = f.read()
     except OSError as e:
-        raise ValueError(f"cannot read mean file {path!r}: {e}") from None
+        from .loaders.strings import cut  # here only: caffe_pb loads before the loaders
+
+        raise ValueError(f"cannot read mean file {cut(repr(path))}: {e.strerror or cut(e)}: check the path") from None
     blob = BlobProto()
     try:
         blob.ParseFromString(raw)

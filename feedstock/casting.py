@@ -14,6 +14,8 @@ from typing import Mapping, Tuple
 
 import numpy as np
 
+from .errors import SHAPE_FIXES, ShapeError
+
 
 def cast_problem(value: np.ndarray, dtype: np.dtype) -> str:
     """Why ``value`` cannot be written into an array of ``dtype`` without changing it ("" when it can)."""
@@ -68,7 +70,7 @@ def copy_checked(name: str, dst: np.ndarray, value: np.ndarray) -> None:
     """``dst[...] = value`` when shapes are equal and no value changes; ValueError naming ``name`` otherwise."""
     value = np.asarray(value)
     if value.shape != dst.shape:
-        raise ValueError(f"field {name!r} has shape {value.shape}, the batch expects {dst.shape}")
+        raise ShapeError(f"field {name!r} has shape {value.shape}, the batch expects {dst.shape}", SHAPE_FIXES)
     if value.dtype.kind == "f" and dst.dtype.kind == "f":
         # float into float: only overflow to infinity changes a value, and the cast itself reports
         # it (scanning every row for it first cost ~50x the copy of a float64 image)

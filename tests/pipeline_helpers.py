@@ -54,7 +54,7 @@ def alive(pid: int) -> bool:
     return pid_alive(pid)
 
 
-def wait_dead(pids: Iterable[int], seconds: float = 8.0) -> List[int]:
+def wait_dead(pids: Iterable[int], seconds: float = 30.0) -> List[int]:
     """The pids still alive after waiting up to ``seconds``."""
     deadline = time.monotonic() + seconds
     left = [p for p in pids if alive(p)]

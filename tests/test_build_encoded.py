@@ -1,12 +1,15 @@
-"""--encoded checks what a reader will decode: files kept byte for byte must give the dataset's channels in
-8 bits (grayscale, alpha, 16-bit files are named and skipped), and --reencode converts them instead."""
+"""--encoded keeps files byte for byte as convert_imageset does (grayscale, alpha, 16-bit ones too) and reports
+the reader setting they need (force_color / force_gray); --reencode converts them instead."""
 from __future__ import annotations
+
+import json
 
 import cv2
 import numpy as np
 import pytest
 from test_build_helpers import cli_output, parse_datum_wire, read_db
 
+from feedstock.errors import RecordError
 from feedstock.loaders import CaffeLmdb
 from feedstock.pipeline.loader import Loader
 
@@ -37,22 +40,55 @@ def run(*args):
     return cli_output(["build-lmdb", *args, "-q", "--workers", "0"])
 
 
-def test_files_a_reader_would_reject_are_named_not_kept(tmp_path):
-    odd_folder(tmp_path / "S")
-    code, out, err = run(tmp_path / "S", tmp_path / "db", "--encoded")
+def test_files_are_kept_byte_for_byte_as_caffe_and_reported_with_force_color(tmp_path, no_leaks):
+    """convert_imageset --encoded reads with imread COLOR, so (channels == 3) == is_color always holds and every
+    file whose extension matches is stored as it is: the key set is the listing's, 7 of 7."""
+    files = odd_folder(tmp_path / "S")
+    code, out, err = run(tmp_path / "S", tmp_path / "db", "--encoded", "--strict")
     assert code == 0, err
-    keys = [k.decode() for k, _ in read_db(tmp_path / "db")]
-    assert keys == ["00000000_a/c0.png", "00000001_a/c1.png"]
-    skipped = [line.split("\t") for line in (tmp_path / "db" / "skipped.txt").read_text().splitlines()]
-    assert sorted(s[2] for s in skipped) == ODD
-    reasons = {s[2]: s[3] for s in skipped}
-    assert "grayscale file (1 channels; the dataset has 3)" in reasons["b/gray.png"]
-    assert "16-bit samples" in reasons["b/deep.png"] and "BGRA" in reasons["b/alpha.png"]
-    assert all("--reencode" in r for r in reasons.values())
-    assert "5 of them" in out and "--reencode" in out
-    assert cli_output(["verify", tmp_path / "db", "-q"])[0] == 0  # what was written, a reader takes
-    code, _, err = run(tmp_path / "S", tmp_path / "strict", "--encoded", "--strict")
-    assert code == 1 and "b/alpha.png" in err and "--reencode" in err
+    records = read_db(tmp_path / "db")
+    names = sorted(files)
+    assert [k.decode() for k, _ in records] == [f"{i:08d}_{n}" for i, n in enumerate(names)]
+    for (_key, value), name in zip(records, names):
+        fields = parse_datum_wire(value)
+        assert fields["data"] == (tmp_path / "S" / name).read_bytes() and fields["encoded"] == 1, name
+        assert "channels" not in fields and "height" not in fields  # Caffe's encoded Datum: no C/H/W
+    assert not (tmp_path / "db" / "skipped.txt").exists()
+    assert "5 record(s)" in out and "force_color" in out and "--reencode" in out
+    reader = json.loads((tmp_path / "db" / "build.json").read_text())["result"]["reader"]
+    assert reader["force_color"] is True and reader["records"] == 5 and len(reader["examples"]) == 5
+    # a reader told force_color gets the dataset's 3 channels in 8 bits, as Caffe's imdecode COLOR
+    with Loader(CaffeLmdb(tmp_path / "db", mode="color"), batch_size=7, workers=0, shuffle=False) as loader:
+        batch = {name: np.array(value) for name, value in next(iter(loader)).items()}
+    assert batch["data"].shape == (7, 3, 6, 5) and batch["data"].dtype == np.uint8
+    for k, name in enumerate(names):
+        expected = cv2.imread(str(tmp_path / "S" / name), cv2.IMREAD_COLOR).transpose(2, 0, 1)
+        np.testing.assert_array_equal(batch["data"][k], expected, err_msg=name)
+    code, out, _ = cli_output(["verify", tmp_path / "db", "-q"])  # natively they differ: named, with the flag
+    assert code == 1 and "--force-color" in out
+    assert cli_output(["verify", tmp_path / "db", "-q", "--force-color"])[0] == 0
+
+
+def test_the_stream_decodes_kept_grey_files_when_told(tmp_path):
+    odd_folder(tmp_path / "S")
+    assert run(tmp_path / "S", tmp_path / "db", "--encoded")[0] == 0
+    from feedstock.stream import Stream
+
+    source = Stream(source=str(tmp_path / "db"), force_color=True).build_source()
+    assert {source[i]["data"].shape for i in range(len(source))} == {(3, 6, 5)}
+    native = Stream(source=str(tmp_path / "db")).build_source()
+    assert native[5]["data"].shape == (1, 6, 5)  # b/gray.jpg decoded as it is stored
+    with pytest.raises(RecordError, match="16"):
+        native[3]["data"]  # b/deep.png: 16-bit samples natively
+
+
+def test_a_mean_over_kept_files_uses_what_force_color_reads(tmp_path):
+    odd_folder(tmp_path / "S")
+    code, _, err = run(tmp_path / "S", tmp_path / "db", "--encoded", "--mean")
+    assert code == 0, err
+    pixels = [cv2.imread(str(p), cv2.IMREAD_COLOR).astype(np.float64) for p in sorted((tmp_path / "S").rglob("*.*"))]
+    expected = np.mean(pixels, axis=0).transpose(2, 0, 1)
+    np.testing.assert_allclose(np.load(tmp_path / "db" / "mean.npy"), expected, rtol=0, atol=1e-4)
 
 
 def test_reencode_stores_the_dataset_channels_in_8_bits(tmp_path, no_leaks):
@@ -80,15 +116,20 @@ def test_reencode_stores_the_dataset_channels_in_8_bits(tmp_path, no_leaks):
     assert np.array_equal(batch["data"][names.index("b/gray.png")], gray_png.transpose(2, 0, 1))
 
 
-def test_gray_builds_check_colour_files_too(tmp_path):
+def test_gray_builds_keep_colour_files_and_ask_for_force_gray(tmp_path):
     odd_folder(tmp_path / "S")
     code, out, _ = run(tmp_path / "S", tmp_path / "db", "--encoded", "--gray")
     assert code == 0
-    kept = [k.decode().split("_", 1)[1] for k, _ in read_db(tmp_path / "db")]
-    assert kept == ["b/gray.jpg", "b/gray.png"]  # only files that decode to one 8-bit channel
+    assert len(read_db(tmp_path / "db")) == 7  # convert_imageset --gray keeps every file too
+    reader = json.loads((tmp_path / "db" / "build.json").read_text())["result"]["reader"]
+    assert reader["force_gray"] is True and reader["records"] == 5  # all but the two 8-bit grey files
+    assert "force_gray" in out
+    source = CaffeLmdb(tmp_path / "db", mode="gray")
+    assert {source[i]["data"].shape for i in range(7)} == {(1, 6, 5)}
     code, _, _ = run(tmp_path / "S", tmp_path / "re", "--encoded", "--gray", "--reencode")
     source = CaffeLmdb(tmp_path / "re")
     assert len(source) == 7 and {source[i]["data"].shape for i in range(7)} == {(1, 6, 5)}
+    assert "reader" not in json.loads((tmp_path / "re" / "build.json").read_text())["result"]
 
 
 @pytest.mark.parametrize("args, message", [(["--reencode"], "applies to encoded builds"),

@@ -68,7 +68,7 @@ def test_hdf5_file_rows_become_float_datums(tmp_path):
 def test_hdf5_rejects_image_options_and_fractional_labels(tmp_path):
     with h5py.File(tmp_path / "d.h5", "w") as f:
         f["data"], f["label"] = np.zeros((2, 3), np.float32), np.array([0.5, 1.0], np.float32)
-    code, _, err = cli_output(["build-lmdb", tmp_path / "d.h5", tmp_path / "db", "-q", "--workers", "0"])
+    code, _, err = cli_output(["build-lmdb", tmp_path / "d.h5", tmp_path / "db", "-q", "--workers", "0", "--strict"])
     assert code == 1 and "not an integer" in err
     code, _, err = cli_output(["build-lmdb", tmp_path / "d.h5", tmp_path / "db", "-q", "--gray"])
     assert code == 1 and "image sources only" in err
@@ -99,3 +99,22 @@ def test_hdf5_labels_are_required_unless_no_labels_and_files_never_sit_in_the_ou
     assert [parse_datum_wire(v)["label"] for _, v in read_db(tmp_path / "db")] == [0, 1, 2]
     build(tmp_path / "out" / "d.h5", tmp_path / "none", "--no-labels")
     assert [parse_datum_wire(v)["label"] for _, v in read_db(tmp_path / "none")] == [0, 0, 0]
+
+
+def test_hdf5_rows_with_bad_labels_go_to_skipped_txt_unless_strict(tmp_path):
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        f["data"], f["label"] = np.ones((2, 2), np.float32), np.array([0, 1.5], np.float32)
+    with h5py.File(tmp_path / "b.h5", "w") as f:
+        f["data"], f["label"] = np.full((2, 2), 2, np.float32), np.array([np.nan, 3], np.float32)
+    (tmp_path / "list.txt").write_text(f"{tmp_path / 'a.h5'}\n{tmp_path / 'b.h5'}\n")
+    code, out, err = cli_output(["build-lmdb", tmp_path / "list.txt", tmp_path / "db", "-q", "--workers", "0"])
+    assert code == 0, err
+    records = read_db(tmp_path / "db")
+    assert [k for k, _ in records] == [b"00000000", b"00000003"]  # line ids keep their gaps, as images'
+    assert [parse_datum_wire(v).get("label", 0) for _, v in records] == [0, 3]
+    skipped = [line.split("\t") for line in (tmp_path / "db" / "skipped.txt").read_text().splitlines()]
+    assert [(s[1], s[3]) for s in skipped] == [("1", f"{tmp_path / 'a.h5'}:1: label 1.5 is not an integer"),
+                                               ("2", f"{tmp_path / 'b.h5'}:0: label nan is not an integer")]
+    assert "skipped 2" in out
+    code, _, err = cli_output(["build-lmdb", tmp_path / "list.txt", tmp_path / "strict", "-q", "--strict"])
+    assert code == 1 and "a.h5:1" in err and not (tmp_path / "strict").exists()

@@ -69,4 +69,4 @@ def test_predict_errors_are_one_line(digits, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("feedstock predict: error: ") and "nowhere" in err and "\n" not in err
     assert main(["predict", str(tmp_path / "missing.npz"), str(d / "lmdb")]) == 1
-    assert "missing.npz: not a feedstock snapshot" in capsys.readouterr().err
+    assert "missing.npz: cannot read the snapshot (No such file or directory): check the path" in capsys.readouterr().err

@@ -47,8 +47,10 @@ def test_a_given_class_list_decides_and_outsiders_name_their_line(tmp_path):
     assert CsvTable(unlabelled, classes=OTTO).classes == OTTO  # kept for naming predictions
     with pytest.raises(ValueError, match=r"duplicate class names \['a'\]"):
         CsvTable(ok, classes=["a", "b", "a"])
-    with pytest.raises(ValueError, match=r"expected a list of class names.*read_classes"):
-        CsvTable(ok, classes="labels.txt")
+    with pytest.raises(ValueError, match=r"cannot read the class list .*nope.txt"):
+        CsvTable(ok, classes=str(tmp_path / "nope.txt"))  # a path is a saved list (labels.txt), read here
+    (tmp_path / "labels.txt").write_text("\n".join([*OTTO, "dog"]) + "\n")
+    assert CsvTable(ok, classes=tmp_path / "labels.txt").labels.tolist() == [2, 9, 8]
 
 
 @pytest.mark.parametrize("cells, codes, classes", [
@@ -103,12 +105,20 @@ def test_the_build_saves_the_mapping_and_validation_builds_reuse_it(tmp_path):
     assert code == 0, err
     assert db_labels(tmp_path / "val") == [2, 8]
     assert (tmp_path / "val" / "labels.txt").read_text().split() == OTTO
-    code, _, err = cli_output(["build-lmdb", tmp_path / "bad.csv", tmp_path / "bad", "-q", "--classes", tmp_path / "train"])
+    code, _, err = cli_output(["build-lmdb", tmp_path / "bad.csv", tmp_path / "bad", "-q", "--classes", tmp_path / "train",
+                               "--strict"])
     assert code == 1 and "bad.csv:3" in err and "Class_10" in err and not (tmp_path / "bad").exists()
+    code, _, err = cli_output(["build-lmdb", tmp_path / "bad.csv", tmp_path / "bad", "-q", "--classes", tmp_path / "train"])
+    assert code == 0 and "Class_10" in (tmp_path / "bad" / "skipped.txt").read_text()  # listed, as bad images
     report = build_lmdb(str(tmp_path / "val.csv"), str(tmp_path / "api"), BuildOptions(classes=OTTO))
     assert report.class_names == OTTO
-    with pytest.raises(ValueError, match="classes applies to CSV sources"):
-        build_lmdb(str(tmp_path), str(tmp_path / "x"), BuildOptions(kind="folder", classes=OTTO))
+    h5 = tmp_path / "t.h5"
+    import h5py
+
+    with h5py.File(h5, "w") as f:
+        f["data"], f["label"] = np.zeros((2, 3), np.float32), np.zeros(2, np.float32)
+    with pytest.raises(ValueError, match="classes applies to CSV, image folder and list file sources, not hdf5"):
+        build_lmdb(str(h5), str(tmp_path / "x"), BuildOptions(classes=OTTO))
 
 
 def test_a_missing_label_column_is_an_error_naming_the_columns(tmp_path):
@@ -171,3 +181,23 @@ def test_skip_mode_with_nothing_left_and_with_a_class_list(tmp_path):
     table = CsvTable(val, classes=OTTO, on_error="skip")
     assert table.labels.tolist() == [0, 8] and [r.key for r in table.skipped] == [f"{val}:3"]
     assert "Class_12" in table.skipped[0].reason
+
+
+@pytest.mark.parametrize("bad_row, reason", [("3,x,Class_2", "x"), ("3,1", "2"), ("3,4,", "empty label")])
+def test_build_lmdb_lists_bad_csv_rows_in_skipped_txt_unless_strict(tmp_path, bad_row, reason):
+    rows = ["1,0.5,Class_1", "2,1.5,Class_2", bad_row, "4,2.5,Class_1"]
+    write(tmp_path / "t.csv", "id,f,target", rows)
+    code, out, err = cli_output(["build-lmdb", tmp_path / "t.csv", tmp_path / "db", "-q", "--workers", "0"])
+    assert code == 0, err
+    assert "skipped 1" in out and "skipped.txt" in out
+    keys = [k.decode() for k, _ in read_db(tmp_path / "db")]
+    assert keys == ["00000000_1", "00000001_2", "00000002_4"]
+    assert [parse_datum_wire(v).get("label", 0) for _, v in read_db(tmp_path / "db")] == [0, 1, 0]
+    (entry,) = (tmp_path / "db" / "skipped.txt").read_text().splitlines()
+    split, line_id, name, why = entry.split("\t")
+    assert name == f"{tmp_path / 't.csv'}:4" and reason in why
+    code, _, err = cli_output(["build-lmdb", tmp_path / "t.csv", tmp_path / "strict", "-q", "--strict"])
+    assert code == 1 and "t.csv:4" in err and not (tmp_path / "strict").exists()
+    # a resumed or repeated build lists the row once
+    code, _, err = cli_output(["build-lmdb", tmp_path / "t.csv", tmp_path / "db", "-q", "--resume"])
+    assert code == 0 and len((tmp_path / "db" / "skipped.txt").read_text().splitlines()) == 1

@@ -42,17 +42,18 @@ def test_log1p_applies_before_scale():
 
 
 def test_wait_is_charged_to_data_and_step_to_compute():
+    delay = 0.1  # the other side takes ~0 s: 0.1 s a step keeps the fractions clear on a busy machine
     slow_data = DeviceFeeder(NUMPY)
-    for _ in slow_data.feed(host_batches(5, delay=0.03)):
+    for _ in slow_data.feed(host_batches(5, delay=delay)):
         pass
     s = slow_data.stats[0]
-    assert s.wait_s >= 4 * 0.03 and s.startup_s >= 0.03  # the first batch counts as start-up
+    assert s.wait_s >= 4 * delay and s.startup_s >= delay  # the first batch counts as start-up
     assert s.wait_fraction > 0.5
     slow_step = DeviceFeeder(NUMPY)
     for _ in slow_step.feed(host_batches(5)):
-        time.sleep(0.03)
+        time.sleep(delay)
     s = slow_step.stats[0]
-    assert s.compute_s >= 5 * 0.03 and s.step_time_s >= 0.03 and s.wait_fraction < 0.5
+    assert s.compute_s >= 5 * delay and s.step_time_s >= delay and s.wait_fraction < 0.5
     assert "data wait" in s.line()
 
 
@@ -61,11 +62,11 @@ def test_paused_time_is_not_charged_and_early_close_still_reports():
     batches = feeder.feed(host_batches(10))
     next(batches)
     with feeder.paused():
-        time.sleep(0.5)
+        time.sleep(2.0)
     next(batches)
     batches.close()
     (stats,) = feeder.stats
-    assert stats.steps == 2 and stats.compute_s < 0.25
+    assert stats.steps == 2 and stats.compute_s < 1.5  # the 2 s pause is not in it (a wide margin for a busy machine)
 
 
 def test_page_ranges_merge_fields_that_share_pages():

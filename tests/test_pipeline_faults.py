@@ -33,7 +33,7 @@ def test_transform_exception_is_reraised_with_traceback_and_key(no_leaks, worker
             pids = loader.worker_pids()
     err = info.value
     assert err.key == "row 13"
-    assert "label 13 is cursed" in str(err) and "(record row 13)" in str(err)
+    assert "label 13 is cursed" in str(err) and str(err).startswith("record row 13: ")
     assert "FailOn" in err.worker_traceback or "__call__" in err.worker_traceback
     assert 'raise ValueError(f"label' in err.worker_traceback  # the worker's own source line
     assert loader.worker_pids() == [] and wait_dead(pids) == []  # shut down without a `with`
@@ -123,7 +123,7 @@ def test_without_replacement_a_death_is_an_error(no_leaks, tmp_path):
 
 def test_hung_worker_trips_the_timeout(no_leaks):
     loader = Loader(make_source(16), [SleepOn(None, labels={5})], batch_size=4, workers=2, shuffle=False,
-                    timeout=0.7)
+                    timeout=2.0)  # a wide margin: only the hung task may time out on a busy machine
     with pytest.raises(WorkerTimeout) as info:
         collect(loader)
     text = str(info.value)

@@ -136,7 +136,7 @@ def test_errors_do_not_echo_a_huge_input():
 def test_flag_and_yaml_errors_name_their_form(tmp_path):
     with pytest.raises(ValueError, match="^--batch-size=0 must be >= 1"):
         stream_from_args(_parser().parse_args(["src", "--batch-size", "0"]))
-    with pytest.raises(ValueError, match="^--new-height=4 and new_width=0 must be set together"):
+    with pytest.raises(ValueError, match="^--new-height=4 and --new-width=0 must be set together"):
         stream_from_args(_parser().parse_args(["src", "--new-height", "4"]))
     bad = tmp_path / "bad.yaml"
     bad.write_text("batch_size: -3\n")

@@ -44,9 +44,9 @@ def test_caffe_layouts_train_the_same_net():
     (np.zeros((16, 93), np.float32), np.zeros((16, 2), np.int64),
      r"training data field 'label', batch 0: shape \(8, 2\), expected class labels \(N,\), \(N, 1\) or \(N, 1, 1, 1\)"),
     (np.zeros((16, 93), np.float32), np.array([0, 1, 2, 0.5] * 4, np.float32),
-     r"training data field 'label', batch 0: row \d holds 0.5, expected an integer class label$"),
+     r"training data record row \d+, field 'label': holds 0.5, expected an integer class label: fix that record's"),
     (np.zeros((16, 93), np.float32), np.array([0] * 10 + [9] + [0] * 5),
-     r"training data field 'label', batch [01]: row \d holds 9, expected a class in \[0, 9\)$"),
+     r"training data record row 10, field 'label': holds 9, expected a class in \[0, 9\): fix that record's"),
 ])
 def test_bad_layouts_are_one_line_errors_before_the_first_step(data, label, message):
     with pytest.raises(ValueError, match=message) as info:
@@ -65,7 +65,7 @@ def test_a_conv_net_does_not_flatten_and_fields_must_exist():
 def test_a_bad_validation_set_fails_before_training():
     x, y = table(16)
     bad = ArraySource(data=x, label=np.full(16, 12))
-    with pytest.raises(ValueError, match=r"validation data field 'label', batch 0: row 0 holds 12"):
+    with pytest.raises(ValueError, match=r"validation data record row 0, field 'label': holds 12"):
         run(ArraySource(data=x, label=y), val=bad, progress=lambda n: pytest.fail("trained before the check"))
 
 

@@ -41,7 +41,7 @@ def test_train_lenet_from_lmdb_with_loader_workers(tmp_path, capsys, no_leaks):
     assert "model lenet on numpy: 20 iterations of batch 32" in out
     assert "test accuracy" in out and "data wait" in out and "images/s" in out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "lenet_curves.png", "lenet_filters.png", "lenet_metrics.json", "lenet_net.png", "lenet_weights.png",
+        ".feedstock-output", "lenet_curves.png", "lenet_filters.png", "lenet_metrics.json", "lenet_net.png", "lenet_weights.png",
         "snapshot_iter_20.npz"]
 
 

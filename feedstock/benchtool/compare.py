@@ -1,10 +1,16 @@
-"""``--compare torch``: torch's DataLoader over the same source and transforms, timed like the Loader."""
+"""``--compare torch``: torch's DataLoader over the same source and transforms, timed like the Loader.
+
+A user's own dataset (``bench --dataset``, adapted by :mod:`feedstock.loaders.dataset`)
+with no transforms is given to torch's DataLoader as it is, with its default
+collate: the comparison is with what the user runs today.
+"""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
+from ..loaders.dataset import DatasetSource
 from ..rng import sample_rng
 from ..transforms.base import Compose
 from .sweep import Tick, steady_batches
@@ -32,16 +38,41 @@ class SourceDataset:
         return {k: np.ascontiguousarray(v) for k, v in sample.items()}
 
 
+class AsDicts:
+    """Re-iterable: each batch of ``loader`` as ``{"0": its first tensor}`` (what the timing loop counts rows of)."""
+
+    def __init__(self, loader: Any):
+        self.loader = loader
+
+    def __iter__(self) -> Iterator[Mapping[str, Any]]:
+        for batch in self.loader:
+            yield batch if isinstance(batch, Mapping) else {"0": _first(batch)}
+
+
+def _first(batch: Any) -> Any:
+    while isinstance(batch, (list, tuple)):
+        batch = batch[0]
+    return batch
+
+
+def torch_dataset(source: Any, compose: Compose, seed: int) -> Any:
+    """What torch's DataLoader reads: a user's own dataset as it is, else the source through the transforms."""
+    if isinstance(source, DatasetSource) and not compose.transforms:
+        return source.dataset
+    return SourceDataset(source, compose, seed)
+
+
 def torch_rate(source: Any, compose: Compose, workers: int, *, batch_size: int, seconds: float, seed: int = 0,
                tick: Optional[Tick] = None) -> float:
     """Samples/s of ``torch.utils.data.DataLoader`` after its first batch, for about ``seconds``."""
     import torch.utils.data as tud
 
-    loader = tud.DataLoader(SourceDataset(source, compose, seed), batch_size=batch_size, shuffle=True,
-                            num_workers=workers, drop_last=True, pin_memory=False,
-                            generator=_torch_generator(seed), persistent_workers=workers > 0,
-                            multiprocessing_context="fork" if workers else None)
-    steady = steady_batches(loader, seconds, tick=tick)
+    dataset: Any = torch_dataset(source, compose, seed)
+    loader: Any = tud.DataLoader(dataset, batch_size=batch_size, shuffle=True,
+                                 num_workers=workers, drop_last=True, pin_memory=False,
+                                 generator=_torch_generator(seed), persistent_workers=workers > 0,
+                                 multiprocessing_context="fork" if workers else None)
+    steady = steady_batches(AsDicts(loader), seconds, tick=tick)
     del loader  # persistent workers stop with the iterator
     return steady.samples / steady.elapsed_s
 

@@ -13,6 +13,7 @@ processes on a shared machine), so ``cpu_s`` below ``wall_s`` means waiting on s
 """
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from ..casting import write_fields
 from ..loaders import CaffeLmdb, Pairs
 from ..loaders.decode import color_mode, decode_image, read_bytes
 from ..loaders.images import LabeledImages
-from ..pipeline.fill import apply_batch, fast_path_ok
+from ..pipeline.fill import apply_batch, fast_path_ok, record_key
 from ..protocols import DecodeTimed
 from ..rng import sample_rng
 from ..transforms.base import Compose
@@ -237,7 +238,12 @@ def time_transforms(source: Any, compose: Compose, spec: Dict[str, Any], seconds
     j = 0
     while clock.running():
         sample, rng = pool[j % len(pool)], sample_rng(seed, 0, j)
-        clock.time(lambda: compose.into(sample, rng, rows[0]))  # noqa: B023
+        try:
+            clock.time(lambda: compose.into(sample, rng, rows[0]))  # noqa: B023
+        except Exception as exc:  # name the record, as a worker does (the pool is sample_pool's order)
+            index = next(itertools.islice(shuffled(len(source), seed), j % len(pool), None))
+            exc.record_key = record_key(source, index)  # type: ignore[attr-defined]
+            raise
         j += 1
     return clock.rate("transforms")
 

@@ -23,6 +23,7 @@ transforms, hand-off to the consumer, or cores) and the worker count to use.
   feedstock bench train_lmdb --compare torch        # torch's DataLoader, same run
   feedstock bench --caffe-layer "{'source': 'train_lmdb', 'batch_size': 64}"
   feedstock bench train_lmdb --device               # pinned H2D and feed overlap (GPU)
+  feedstock bench --dataset mydata:make_dataset --compare torch   # your own Python dataset
 
 The stream flags are those of train and serve; the sweep's worker counts are
 --workers (default 1, 2, then doubling up to the usable cores; 0 = in-process
@@ -57,6 +58,8 @@ def register(subparsers: Any) -> None:
     g.add_argument("--steps", type=int, default=50, help="--caffe-layer: forwards to time (default 50)")
     g.add_argument("--step-ms", type=float, default=0.0, help="--caffe-layer/--device: simulated solver step")
     g.add_argument("--device", action="store_true", help="pinned host-to-device bandwidth and feed overlap")
+    g.add_argument("--dataset", metavar="MODULE:FACTORY", help="bench your own map-style dataset (e.g. a torch "
+                   "Dataset) that MODULE:FACTORY() returns; see feedstock.benchtool.user_dataset")
     add_quiet_flag(p)
     p.set_defaults(func=run)
 
@@ -66,7 +69,7 @@ def _steps(args: argparse.Namespace, counts: Optional[List[int]]) -> int:
     from ..pipeline.machine import usable_cores
 
     n = 0
-    if args.source:
+    if args.source or args.dataset:
         n = 2 + len([c for c in (counts or default_counts(usable_cores())) if c > 0])
         n += int(args.compare is not None) + int(args.device)
     return n + int(bool(args.caffe_layer))
@@ -75,8 +78,16 @@ def _steps(args: argparse.Namespace, counts: Optional[List[int]]) -> int:
 def run(args: argparse.Namespace) -> int:
     from ..benchtool.sweep import parse_counts
 
-    if not args.source and not args.caffe_layer:
-        raise ValueError("give a SOURCE to measure, or --caffe-layer PARAM_STR")
+    if not args.source and not args.caffe_layer and not args.dataset:
+        raise ValueError("give a SOURCE to measure, --dataset MODULE:FACTORY, or --caffe-layer PARAM_STR")
+    if args.source and args.dataset:
+        raise ValueError(f"give a SOURCE ({args.source}) or --dataset {args.dataset}, not both")
+    if args.plot:  # checked before anything runs or is written
+        from ..outputs import check_file_output
+
+        if not args.source and not args.dataset:
+            raise ValueError("--plot needs a SOURCE or --dataset to measure")
+        check_file_output(args.plot, flag="--plot", inputs=[args.source] if args.source else [])
     if args.repeats < 1 or args.consumer_threads < 0 or args.seconds <= 0:
         raise ValueError(f"--repeats {args.repeats}, --consumer-threads {args.consumer_threads}, --seconds "
                          f"{args.seconds}: need --repeats >= 1, --consumer-threads >= 0 and --seconds > 0")
@@ -108,12 +119,26 @@ def run(args: argparse.Namespace) -> int:
 def _measure(args: argparse.Namespace, counts: Optional[List[int]], step: Any) -> dict:
     """The bench result (when a SOURCE is given) and the extra lines and fields of the options."""
     out: dict = {"result": None, "extra": [], "fields": {}}
-    if args.source:
-        from ..benchtool import Subject, run_bench
+    stream = None
+    if args.source and not args.dataset:
         from ..stream import stream_from_args
 
         stream = stream_from_args(args, defaults={"shuffle": True, "seed": 0})
-        subject = Subject.of_stream(stream, args.phase)
+    if stream is not None and stream.engine == "ray":  # the two engines on this stream, instead of the local sweep
+        from ..engines.ray_bench import bench_stream
+
+        step("ray engine vs local Loader")
+        out["extra"] += bench_stream(stream, args.phase, workers=max(counts or [2]), seconds=args.seconds)
+        out["fields"]["ray_engine"] = list(out["extra"])
+    elif args.source or args.dataset:
+        from ..benchtool import Subject, run_bench
+
+        if args.dataset:  # the user's own Python dataset (benchtool.user_dataset)
+            from ..benchtool.user_dataset import subject_of
+
+            subject = subject_of(args.dataset, batch_size=args.batch_size, seed=args.seed, shuffle=args.shuffle)
+        else:
+            subject = Subject.of_stream(stream, args.phase)
         result = run_bench(subject, counts=counts, seconds=args.seconds, compare=args.compare, step=step,
                            repeats=args.repeats, consumer_threads=args.consumer_threads)
         out["result"] = result
@@ -154,5 +179,9 @@ def _print(args: argparse.Namespace, out: dict) -> None:
             print("\n".join(([""] if result is not None else []) + out["extra"]))
     if args.plot:
         if result is None:
-            raise ValueError("--plot needs a SOURCE to measure")
-        print(f"wrote {plot(result, args.plot)}", file=sys.stderr if args.json else sys.stdout)
+            raise ValueError("--plot needs a SOURCE or --dataset to measure")
+        from ..outputs import atomic_file
+
+        with atomic_file(args.plot) as tmp:
+            plot(result, tmp)
+        print(f"wrote {args.plot}", file=sys.stderr if args.json else sys.stdout)

@@ -30,8 +30,10 @@ keeps the list: pass it with --classes when building validation and test files.
 
 OUT, OUT.partial and OUT.parts are never read as source data, even inside SRC; an
 OUT that is SRC, holds SRC or holds source records is refused (nothing removed).
-With --encoded, files kept byte for byte must decode to the dataset's channels in
-8 bits; grayscale, alpha and 16-bit files are skipped and named unless --reencode.
+With --encoded, files are kept byte for byte as convert_imageset keeps them, also
+grayscale, alpha and 16-bit ones: the summary and build.json count those and name the
+setting readers need (force_color, or force_gray with --gray); --reencode re-encodes
+them to the dataset's channels in 8 bits instead.
 
 The build writes to OUT.partial and renames it to OUT at the end: an interrupted
 build never leaves a database at OUT; --resume continues it and gives the same
@@ -94,7 +96,7 @@ def register(subparsers) -> None:
                    "HDF5: label dataset name (default label)")
     g.add_argument("--no-labels", action="store_true", help="CSV/HDF5: the file has no label column (every "
                    "label 0); without it a missing label column is an error")
-    g.add_argument("--classes", metavar="LABELS", help="CSV: the dataset's class list, labels.txt of the "
+    g.add_argument("--classes", metavar="LABELS", help="CSV, image folders, list files: the dataset's class list, labels.txt of the "
                    "training build (or that build folder): codes follow it, a class outside it is an error; "
                    "use it for validation and test files")
     g = p.add_argument_group("images (convert_imageset flags)")
@@ -112,7 +114,7 @@ def register(subparsers) -> None:
                    "default with --encoded: each file's own format)")
     g.add_argument("--reencode", action="store_true", help="with --encoded: re-encode files that readers would "
                    "decode to another channel count or bit depth (grayscale, alpha, 16-bit) with the dataset's "
-                   "channels and 8 bits; without it they are skipped and listed (or fatal with --strict)")
+                   "channels and 8 bits; without it they keep their bytes (Caffe) and readers need force_color")
     g.add_argument("--check-size", action="store_true", help="fail unless every record has the first one's shape")
     g = p.add_argument_group("order, splits, outputs")
     g.add_argument("--shuffle", action="store_true", help="shuffle the records (reproducible from --seed)")
@@ -223,10 +225,12 @@ def summary_lines(report: BuildReport) -> List[str]:
     if report.skipped:
         lines.append(f"  skipped {len(report.skipped)} unreadable record(s): see "
                      f"{os.path.join(report.out, SKIPPED)}")
-        kept = [e for e in report.skipped if "--reencode" in e.reason]
-        if kept:
-            lines.append(f"  {len(kept)} of them (e.g. {kept[0].name}) are files --encoded would keep in a form "
-                         "readers reject (grayscale, alpha or 16-bit): rebuild with --reencode to include them")
+    if report.forced:
+        flag = "force_color" if report.forced.get("force_color") else "force_gray"
+        lines.append(f"  {report.forced['records']} record(s) (e.g. {report.forced['examples'][0]}) keep their file "
+                     f"bytes as convert_imageset --encoded does: readers must decode them with {flag} (Caffe: "
+                     f"transform_param {{ {flag}: true }}; feedstock: --{flag.replace('_', '-')}); --reencode "
+                     "stores them re-encoded instead")
     rate = report.processed / report.elapsed_s if report.elapsed_s > 0 else 0.0
     lines.append(f"  {report.processed} records processed in {report.elapsed_s:.2f} s "
                  f"({rate:.1f} records/s, {report.workers} workers)")

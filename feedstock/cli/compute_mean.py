@@ -36,10 +36,24 @@ def _entries(path: str) -> int:
     return int(shared_env(path).env.stat()["entries"])
 
 
+def check_outputs(args: argparse.Namespace) -> None:
+    """OUT and --npy: files outside the database, not the same file twice (checked before reading)."""
+    from ..outputs import check_file_output, check_output, resolved
+
+    named = [(flag, path) for flag, path in (("OUT", args.out), ("--npy", args.npy)) if path]
+    for flag, path in named:
+        check_output(path, flag=flag, inputs=[args.db])
+        check_file_output(path, flag=flag, inputs=[args.db])
+    if len(named) == 2 and resolved(args.out) == resolved(args.npy):
+        raise ValueError(f"OUT and --npy name the same file {args.out!r}: give two names")
+
+
 def run(args: argparse.Namespace) -> int:
     if not is_lmdb(args.db):
         raise ValueError(f"{args.db!r} is not an LMDB directory (no data.mdb)")
+    check_outputs(args)
     from ..loaders.caffe_lmdb import release_env
+    from ..outputs import atomic_file
 
     try:
         with progress_bar(_entries(args.db), desc="compute-mean", disable=args.quiet) as bar:
@@ -47,9 +61,11 @@ def run(args: argparse.Namespace) -> int:
     finally:
         release_env(args.db)  # py-lmdb allows one env per path and process: do not keep it
     if args.out:
-        write_mean_file(args.out, mean)
+        with atomic_file(args.out) as tmp:
+            write_mean_file(tmp, mean)
     if args.npy:
-        np.save(args.npy, mean)
+        with atomic_file(args.npy) as tmp, open(tmp, "wb") as f:
+            np.save(f, mean)
     c, h, w = mean.shape
     print(f"{count} records, mean image {c}x{h}x{w}" + (f" written to {args.out}" if args.out else ""))
     for i, value in enumerate(channel_means(mean)):

@@ -8,13 +8,18 @@ the output folder gets the curves, first-layer filters, the network diagram
 (``lenet_net.png``), weight histograms, metrics JSON, the final snapshot, a grid
 of training samples (``samples.png``) and the test set's predictions with their
 confusion matrix (``test_predictions_confusion.png``).
+
+The output is built beside ``--out`` (``OUT.partial``) and swapped in when the
+run succeeds; an existing ``--out`` is replaced only when it is an earlier demo
+output (its ``.feedstock-output`` marker) or with ``--force``.
 """
 from __future__ import annotations
 
 import argparse
-import shutil
+import os
 import time
 from pathlib import Path
+from typing import Any, Tuple
 
 import numpy as np
 
@@ -27,7 +32,8 @@ from .progress import Bar
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="convert the bundled Fashion-MNIST sample to LMDB and train LeNet on it",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="demo-out", help="output folder (replaced) [%(default)s]")
+    p.add_argument("--out", default="demo-out", help="output folder (an earlier demo output is replaced) [%(default)s]")
+    p.add_argument("--force", action="store_true", help="replace --out even when it is not a demo output")
     p.add_argument("--iters", type=int, default=400, help="LeNet training iterations [%(default)s]")
     p.add_argument("--batch-size", type=int, default=64, help="[%(default)s]")
     p.add_argument("--workers", type=int, default=2, help="loader worker processes [%(default)s]")
@@ -58,15 +64,39 @@ def summarise(path: Path) -> str:
             f"keys {src.raw_key(0).decode()}..{src.raw_key(len(src) - 1).decode()}, labels per class {hist.tolist()}")
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Every flag checked before anything is written."""
+    for name in ("iters", "batch_size"):
+        if getattr(args, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)} must be positive")
+    for name in ("workers", "seed"):
+        if getattr(args, name) < 0:
+            raise ValueError(f"--{name} {getattr(args, name)} must be >= 0")
+
+
 def run(args: argparse.Namespace) -> int:
+    from ..loaders.caffe_lmdb import release_env
+    from ..outputs import StagedDir
+
+    check_args(args)
+    stage = StagedDir(args.out, "demo", force=args.force)
+    with stage:
+        try:
+            report, extra = _demo(args, Path(stage.path))
+        finally:
+            for name in ("train_lmdb", "test_lmdb"):  # the swap renames them: no env may stay open on the old path
+                release_env(os.path.join(stage.path, name))
+    print(report.summary())
+    for f in report.files + extra:
+        print(f"    wrote {stage.final(f)}")
+    return 0
+
+
+def _demo(args: argparse.Namespace, out: Path) -> Tuple[Any, list]:
     from ..trainer import get_model, load_fashion_mnist, train
 
-    out = Path(args.out)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
     train_split, test_split = load_fashion_mnist(full=args.full)
-    print(f"1/3 converting {len(train_split)} + {len(test_split)} Fashion-MNIST images to Caffe LMDBs in {out}/")
+    print(f"1/3 converting {len(train_split)} + {len(test_split)} Fashion-MNIST images to Caffe LMDBs in {args.out}/")
     t0 = time.perf_counter()
     write_lmdb(out / "train_lmdb", train_split.images, train_split.labels, "train_lmdb")
     write_lmdb(out / "test_lmdb", test_split.images, test_split.labels, "test_lmdb")
@@ -81,10 +111,7 @@ def run(args: argparse.Namespace) -> int:
         report = train("lenet", CaffeLmdb(out / "train_lmdb"), CaffeLmdb(out / "test_lmdb"), solver,
                        out_dir=out, batch_size=args.batch_size, workers=args.workers,
                        seed=args.seed, iters=args.iters, progress=bar.update)
-    print(report.summary())
-    for f in report.files + pictures(out, report.files):
-        print(f"    wrote {f}")
-    return 0
+    return report, pictures(out, report.files)
 
 
 def pictures(out: Path, files: list) -> list:

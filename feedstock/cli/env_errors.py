@@ -1,12 +1,16 @@
-"""One-line messages for the errors a CLI user can act on: disk, permissions, paths, LMDB, ports."""
+"""One-line messages for the errors a CLI user can act on: disk, permissions, paths, LMDB, ports,
+records and settings (spelled as this command line gave them: flags, or the --config file's keys)."""
 from __future__ import annotations
 
 import argparse
+import ast
 import errno
 import os
-from typing import Dict, List, Optional
+import re
+from typing import Any, Dict, List, Mapping, Optional
 
-from ..errors import FeedstockError
+from ..errors import RECORD_FIXES, FeedstockError, KeyedError, Spelled, WorkerError, literal
+from ..loaders.strings import ECHO_CHARS, cut
 
 _FREE_SPACE = "free space on that disk or write somewhere else"
 _HINTS: Dict[int, str] = {
@@ -63,13 +67,18 @@ def _code_of(e: BaseException) -> Optional[int]:
     return next((c for s, c in _STRERRORS.items() if s in text), None)
 
 
+def cut_tokens(text: str) -> str:
+    """Every run of characters without a space cut to the echo length (a 1 MB path in a message)."""
+    return re.sub(r"\S{%d,}" % (ECHO_CHARS + 1), lambda m: cut(m.group(0)), text)
+
+
 def _with_hint(message: str, code: Optional[int]) -> str:
     return f"{message}: {_HINTS[code]}" if code in _HINTS else message
 
 
 def _os_message(e: OSError, args: argparse.Namespace) -> str:
     reason = e.strerror or one_line(str(e))
-    paths = [repr(os.fspath(p)) for p in (e.filename, e.filename2) if p is not None]
+    paths = [cut(repr(os.fspath(p))) for p in (e.filename, e.filename2) if p is not None]
     if paths:
         message = f"{reason}: {' -> '.join(paths)}"
     else:  # e.g. a write that fills the disk: the error names no file, the command's outputs are likely
@@ -107,8 +116,81 @@ def _opencv_message(e: Exception, args: argparse.Namespace) -> str:
     return f"OpenCV error{where}: {reason}: check the file name's extension and the image"
 
 
-def describe(e: BaseException, args: argparse.Namespace) -> Optional[str]:
-    """The one-line message for an error a user can act on; None for anything else (a bug)."""
+def _literal(value: str) -> Any:
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+def _yaml(value: Any) -> str:
+    """A value as a YAML file writes it (``true``, ``null``, ``40``)."""
+    if value is None or isinstance(value, bool):
+        return {True: "true", False: "false", None: "null"}[value]
+    return str(value)
+
+
+class CliSpelling:
+    """Settings as this command line names them: a flag the user gave (or may give) by its flag, a
+    value from the ``--config`` file by its key; a fix already in effect is left out."""
+
+    def __init__(self, args: argparse.Namespace, options: Mapping[str, argparse.Action]):
+        self.args, self.options = args, options
+        self.from_config = set(getattr(args, "config_keys", ())) - set(getattr(args, "flag_keys", ()))
+
+    def __call__(self, key: str, value: Optional[str]) -> str:
+        action = self.options.get(key)
+        given = None if value is None else _literal(value)
+        if isinstance(given, tuple) and len(set(given)) == 1 and getattr(action, "type", None) in (int, float):
+            given, value = given[0], repr(given[0])  # a square crop (40, 40) is the flag's (and the key's) 40
+        if action is None:
+            return key if value is None else f"{key}={value}"  # the library's name
+        if key in self.from_config:  # the --config file's key, as YAML writes it
+            return key if value is None else f"{key}: {_yaml(given)}"
+        if not action.option_strings:
+            return action.metavar if isinstance(action.metavar, str) else key.upper()
+        flag = max((o for o in action.option_strings if not o.startswith("--no-")), key=len)
+        if value is None:
+            return flag
+        if isinstance(action, argparse.BooleanOptionalAction):
+            return flag if given else flag.replace("--", "--no-", 1)
+        if action.nargs == 0:  # store_const / store_true
+            return flag if given == action.const else f"no {flag}"
+        return f"{flag} {given}" if isinstance(given, str) else f"{flag} {value}"
+
+    def done(self, key: str, value: str) -> bool:
+        current = getattr(self.args, key, None)
+        return current is not None and current == _literal(value)
+
+
+def _spelled(e: BaseException, args: argparse.Namespace, options: Mapping[str, argparse.Action]) -> str:
+    spelling = CliSpelling(args, options)
+    return _as_spelled(e).render(spelling, spelling.done)
+
+
+def _as_spelled(e: BaseException) -> Spelled:
+    """``e`` itself when it spells its settings; else its text (naming the ``record_key`` a record
+    set on it where no worker wrapped it: bench's stages, inspect) as a template naming none."""
+    key = getattr(e, "record_key", None)
+    if isinstance(e, Spelled):
+        if key is None or isinstance(e, WorkerError):  # a WorkerError names its record already
+            return e
+        what, fixes = e.what, e.fixes
+    else:
+        what, fixes = literal(one_line(str(e))), getattr(e, "record_fixes", RECORD_FIXES if key is not None else ())
+    return KeyedError(what if key is None else f"record {literal(str(key))}: {what}", fixes)
+
+
+def describe(e: BaseException, args: argparse.Namespace,
+             options: Optional[Mapping[str, argparse.Action]] = None) -> Optional[str]:
+    """The one-line message for an error a user can act on; None for anything else (a bug).
+
+    ``options``: the command's arguments by ``dest`` (to spell settings as its flags)."""
+    message = _describe(e, args, options or {})
+    return None if message is None else cut_tokens(one_line(message))
+
+
+def _describe(e: BaseException, args: argparse.Namespace, options: Mapping[str, argparse.Action]) -> Optional[str]:
     module = type(e).__module__.split(".")[0]
     if module == "lmdb" and isinstance(e, Exception):
         return _lmdb_message(e, args)
@@ -116,8 +198,8 @@ def describe(e: BaseException, args: argparse.Namespace) -> Optional[str]:
         return _zmq_message(e, args)
     if module == "cv2" and isinstance(e, Exception):
         return _opencv_message(e, args)
-    if isinstance(e, OSError):
+    if isinstance(e, OSError) and not isinstance(e, Spelled):
         return _os_message(e, args)
     if isinstance(e, (ValueError, FeedstockError)):
-        return one_line(str(e))
+        return _spelled(e, args, options)
     return None

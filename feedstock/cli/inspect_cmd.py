@@ -60,6 +60,12 @@ def run(args: argparse.Namespace) -> int:
 
     stream = stream_from_args(args, defaults={"seed": 0})
     args.seed = stream.seed
+    if args.grid:  # checked before anything is read or written
+        from ..outputs import check_file_output
+
+        check_file_output(args.grid, flag="--grid", inputs=[stream.source, stream.masks])
+        if not cv2.haveImageWriter(args.grid):
+            raise ValueError(f"--grid {args.grid!r}: OpenCV cannot write this file type; use .png or .jpg")
     pairs = inspect_pairs.pairs_of(stream)
     if pairs is not None:
         return inspect_pairs.run(stream, *pairs, args)
@@ -120,8 +126,11 @@ def _inspect(source: Source, args: argparse.Namespace, stream_transforms: Sequen
         names = getattr(source, "classes", None)
         captions = [caption(s, i, names) if s else f"#{i} unreadable" for i, s in zip(indices, samples)]
         sheet = contact_sheet([s["data"] if s else None for s in samples], captions)
-        if not cv2.imwrite(args.grid, sheet):
-            raise ValueError(f"cannot write the grid image {args.grid!r} (unknown extension?)")
+        from ..outputs import atomic_file
+
+        with atomic_file(args.grid) as tmp:
+            if not cv2.imwrite(tmp, sheet):
+                raise ValueError(f"cannot write the grid image {args.grid!r}")
         print(f"grid of {len(samples)} samples written to {args.grid} ({sheet.shape[1]}x{sheet.shape[0]})")
     return 0
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from typing import Any, Dict, Tuple
@@ -49,7 +50,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--bind", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint (default: loopback)")
     p.add_argument("--part", type=parse_part, default=(0, 1), metavar="j/n", help="serve batches j, j+n, ...")
     p.add_argument("--phase", choices=("train", "test"), default="train", help="test: no random crop/mirror")
-    add_stream_arguments(p)
+    add_stream_arguments(p, skip=("engine", "address"))  # a server's own workers make its part
     s = p.add_argument_group("security and liveness")
     s.add_argument("--curve-secret", help="server secret key file (feedstock keygen): encrypt and authenticate")
     s.add_argument("--curve-clients", help="folder of client public keys allowed to connect")
@@ -64,6 +65,7 @@ def register(subparsers: Any) -> None:
                               "RemoteLoader(curve_keys=...).")
     k.add_argument("directory", help="folder to write the key pairs into (created if missing)")
     k.add_argument("--name", action="append", help="key names (default: server and client)")
+    k.add_argument("--force", action="store_true", help="overwrite existing key files of these names")
     k.set_defaults(func=keygen)
 
 
@@ -74,7 +76,8 @@ def build_loader(args: argparse.Namespace) -> Tuple[Any, Dict[str, Any]]:
     from ..remote.served import serve_part  # a part of the stream is the server's business, not the Loader's
 
     fingerprint = dict(stream.fingerprint(), phase=args.phase)
-    return serve_part(stream.build_loader(args.phase), args.part), fingerprint
+    # a server's own workers make its part (a YAML's engine: ray is for trainers)
+    return serve_part(stream.build_loader(args.phase, engine="local", address=None), args.part), fingerprint
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,7 +107,17 @@ def run(args: argparse.Namespace) -> int:
 def keygen(args: argparse.Namespace) -> int:
     from ..remote.security import make_keys
 
-    for name in args.name or ["server", "client"]:
+    names = args.name or ["server", "client"]
+    for name in names:  # every name checked before any key is written
+        if not name or os.sep in name or name in (".", ".."):
+            raise ValueError(f"--name {name!r} must be a plain file name")
+        for path in (os.path.join(args.directory, f"{name}.key"), os.path.join(args.directory, f"{name}.key_secret")):
+            if os.path.lexists(path) and not args.force:
+                raise FileExistsError(f"{path!r} exists: keygen never overwrites keys (clients and servers hold "
+                                      "them); pass --force to replace them or choose another folder or --name")
+    if os.path.exists(args.directory) and not os.path.isdir(args.directory):
+        raise ValueError(f"{args.directory!r} is not a folder")
+    for name in names:
         public, secret = make_keys(args.directory, name)
         print(f"{name}: public {public}, secret {secret}")
     return 0

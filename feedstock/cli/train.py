@@ -38,6 +38,13 @@ transformer does, except for segmentation pairs). Training defaults: --shuffle,
 otto_mlp: log(1+x)) unless a value flag (--scale, --mean-file, --mean-value,
 --to-range) sets the values.
 
+--out is the run's folder: created when missing, written in place when it is an
+earlier train output (its .feedstock-output marker; --resume reads snapshots
+there), refused otherwise unless --force. A failed run removes what it added.
+Ctrl-C (SIGINT) or SIGTERM stops after the current step with a snapshot at that
+iteration, printed with the --resume command that continues it exactly; a second
+Ctrl-C stops at once.
+
 The solver is Caffe's SGD (lr policies fixed/step/multistep/inv/exp/poly/sigmoid,
 momentum, weight decay); --solver reads a YAML file of SolverParameter fields
 (base_lr, lr_policy, gamma, power, stepsize, stepvalue, momentum, weight_decay,
@@ -78,9 +85,12 @@ def register(subparsers: Any) -> None:
                    help="array library: cupy on a GPU, numpy on the CPU (auto: cupy when a GPU is usable)")
     p.add_argument("--resume", help="npz snapshot to continue from")
     p.add_argument("--out", default="train_out", help="folder for plots and snapshots")
+    p.add_argument("--force", action="store_true", help="write into --out even when it is not a train output")
     p.add_argument("--test", help="data to predict after training (e.g. Otto's test.csv)")
     p.add_argument("--predict", help="write --test's predictions here (Otto: id,Class_1..Class_9)")
     p.add_argument("--no-plots", dest="plots", action="store_false", help="write no PNG pictures")
+    p.add_argument("--num-classes", type=int, help="the model's class count (default: the data's: its class "
+                   "names, a label LMDB's labels.txt, else the largest label + 1)")
     add_stream_arguments(p, source=False)
     add_quiet_flag(p)
     p.set_defaults(func=run)
@@ -146,6 +156,16 @@ def _check(args: argparse.Namespace) -> None:
     for flag, value in (("--test-interval", args.test_interval), ("--snapshot-interval", args.snapshot_interval)):
         if value is not None and value < 0:
             raise ValueError(f"{flag} {value} must be >= 0 (0: off)")
+    if args.predict:
+        from ..outputs import check_file_output
+
+        check_file_output(args.predict, flag="--predict", inputs=_input_paths(args))
+
+
+def _input_paths(args: argparse.Namespace) -> list:
+    """Every path the run reads: no output may be, or hold, one of them."""
+    names = ("train", "val", "val_masks", "test", "masks", "mean_file", "classes", "solver", "root_folder")
+    return [getattr(args, name, None) for name in names]
 
 
 def with_intervals(cfg: Any, args: argparse.Namespace) -> Any:
@@ -156,20 +176,44 @@ def with_intervals(cfg: Any, args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..trainer.feeding import is_loader
-    from ..trainer.loop import resolve_solver, train
+    from ..outputs import UpdateDir
+    from ..trainer.interrupt import StopSignals
     from ..trainer.models import get_model
 
     _check(args)
     model = get_model(args.model)
+    out = UpdateDir(args.out, "train", force=args.force, inputs=_input_paths(args))  # checks; writes nothing
     train_data, val_data, kw = _inputs(args)
+    with StopSignals() as stop, out:  # a failure removes what the run added to --out
+        report = _train(args, model, train_data, val_data, kw, stop)
+        print(report.summary())
+        for path in report.files:
+            print(f"wrote {path}")
+        if stop():
+            return _stopped(args, report, stop)
+        if args.test:
+            from .predict import predict_files
+
+            snapshot = next(p for p in reversed(report.files) if p.endswith(".npz"))
+            target = Path(args.predict or Path(args.out) / "predictions.csv")
+            for path in predict_files(snapshot, args.test, target, backend=args.backend, echo=print):
+                print(f"wrote {path}")
+    return 0
+
+
+def _train(args: argparse.Namespace, model: Any, train_data: Any, val_data: Any, kw: dict, stop: Any) -> Any:
+    from ..trainer.feeding import is_loader
+    from ..trainer.loop import resolve_solver, train
+
     try:
         cfg = with_intervals(resolve_solver(args.solver, model), args)
         total = args.iters if args.iters is not None else cfg.max_iter
         bar = progress_bar(total, desc=f"train {args.model}", unit="it", disable=args.quiet)
         try:
-            report = train(model, train_data, val_data, cfg, args.out, iters=args.iters, backend=args.backend,
-                           resume=args.resume, progress=bar.update, plots=args.plots, **kw)
+            # the model's name, not its ModelDef: a bundled model is sized to the data's classes
+            return train(args.model, train_data, val_data, cfg, args.out, iters=args.iters, backend=args.backend,
+                         resume=args.resume, progress=bar.update, plots=args.plots, stop=stop,
+                         num_classes=args.num_classes, **kw)
         finally:
             bar.close()
     except BaseException:
@@ -177,14 +221,11 @@ def run(args: argparse.Namespace) -> int:
             if is_loader(data):
                 data.close()
         raise
-    print(report.summary())
-    for path in report.files:
-        print(f"wrote {path}")
-    if args.test:
-        from .predict import predict_files
 
-        snapshot = next(p for p in reversed(report.files) if p.endswith(".npz"))
-        out = Path(args.predict or Path(args.out) / "predictions.csv")
-        for path in predict_files(snapshot, args.test, out, backend=args.backend, echo=print):
-            print(f"wrote {path}")
-    return 0
+
+def _stopped(args: argparse.Namespace, report: Any, stop: Any) -> int:
+    """Say where the run's state went and how to continue; exit as the signal asks (130 for SIGINT)."""
+    snapshot = next(p for p in reversed(report.files) if p.endswith(".npz"))
+    print(f"stopped by {stop.name}: snapshot {snapshot}; continue with: feedstock train --model {args.model} "
+          f"... --out {args.out} --resume {snapshot}" + (" (--test skipped)" if args.test else ""))
+    return 128 + int(stop.received)

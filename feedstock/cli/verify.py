@@ -48,21 +48,26 @@ def register(subparsers) -> None:
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("db", metavar="DB", help="LMDB directory, or a build folder holding train_lmdb/val_lmdb")
     p.add_argument("--num-classes", type=int, help="labels must lie in [0, N)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--force-color", action="store_true", help="decode encoded records as 3 channels (Caffe's "
+                   "force_color: grey or 16-bit files kept by --encoded)")
+    g.add_argument("--force-gray", action="store_true", help="decode encoded records as 1 channel (force_gray)")
     p.add_argument("--masks", metavar="LABELS", help="segmentation pairs: DB is the image LMDB and LABELS the "
                    "label LMDB; both must match key for key (a build-lmdb --masks folder is found by itself)")
     add_quiet_flag(p)
     p.set_defaults(func=run)
 
 
-def check_db(path: str, *, num_classes: Optional[int] = None, progress=None) -> DbCheck:
-    """Decode every record of one LMDB and collect counts, shape, labels, checksum and bad records."""
+def check_db(path: str, *, num_classes: Optional[int] = None, progress=None, mode: str = "native") -> DbCheck:
+    """Decode every record of one LMDB (encoded ones in ``mode``) and collect counts, shape, labels,
+    checksum and bad records."""
     result = DbCheck(path)
     digest = hashlib.sha256()
     for key, value in bo.iter_db(path):
         bo.checksum_record(digest, key, value)  # the sha256 a build records in build.json
         result.records += 1
         name = key.decode("utf-8", "backslashreplace")
-        problem = _check_record(result, name, value, num_classes)
+        problem = _check_record(result, name, value, num_classes, mode)
         if problem:
             result.bad.append(f"{name}: {problem}{_encoded_hint(value, problem)}")
         if progress is not None:
@@ -71,9 +76,9 @@ def check_db(path: str, *, num_classes: Optional[int] = None, progress=None) -> 
     return result
 
 
-def _check_record(result: DbCheck, name: str, value: bytes, num_classes: Optional[int]) -> str:
+def _check_record(result: DbCheck, name: str, value: bytes, num_classes: Optional[int], mode: str) -> str:
     try:
-        pixels, label = datum_pixels(value, name)
+        pixels, label = datum_pixels(value, name, mode)
     except RecordError as e:
         return reason_of(e)
     result.labels[label] += 1
@@ -94,7 +99,8 @@ def _encoded_hint(value: bytes, problem: str) -> str:
         encoded = Datum.FromString(value).encoded
     except DecodeError:
         return ""
-    return " (a file kept byte for byte by --encoded: rebuild with build-lmdb --encoded --reencode)" if encoded else ""
+    return (" (a file kept byte for byte by --encoded: verify with --force-color/--force-gray as its readers "
+            "decode it, or rebuild with build-lmdb --encoded --reencode)") if encoded else ""
 
 
 def databases(path: str) -> List[Tuple[str, str]]:
@@ -131,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
         total = int(shared_env(path).env.stat()["entries"])
         try:
             with progress_bar(total, desc=f"verify {split or 'lmdb'}", disable=args.quiet) as bar:
-                result = check_db(path, num_classes=args.num_classes, progress=bar.update)
+                mode = "color" if args.force_color else "gray" if args.force_gray else "native"
+                result = check_db(path, num_classes=args.num_classes, progress=bar.update, mode=mode)
         finally:
             release_env(path)  # py-lmdb allows one env per path and process: do not keep it
         recorded = expected_checksum(args.db, split)

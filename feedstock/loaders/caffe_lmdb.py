@@ -35,7 +35,7 @@ from ..protocols import Indices
 from ..spec import ArraySpec, Sample, Spec
 from .base import Source, as_label, deliver
 from .decode import channels_of, check_mode, decode_datum
-from .strings import StringTable
+from .strings import StringTable, cut
 
 _PID = os.getpid()  # refreshed in forked children below; os.getpid() per read would be a syscall
 
@@ -127,7 +127,7 @@ class CaffeLmdb(Source):
         self.path = os.fspath(path)
         self.mode = check_mode(mode)
         if not os.path.exists(self.path):
-            raise ValueError(f"LMDB {self.path!r} does not exist")
+            raise ValueError(f"LMDB {cut(repr(self.path))} does not exist: check the path")
         self._real = _env_path(self.path)
         self._keys = read_keys(self.path)
         self._n = len(self._keys)
@@ -227,6 +227,12 @@ class CaffeLmdb(Source):
                     raise RecordError(self.key(j), f"datum holds {len(part)} bytes but C,H,W = {shape}")
         data = np.frombuffer(b"".join(parts), dtype=np.uint8).reshape(len(rows), *shape)
         return deliver({"data": data, "label": np.fromiter((d.label for d in datums), np.int64, len(rows))}, out)
+
+    def read_labels(self) -> np.ndarray:
+        """Every record's label (int64, index order): each Datum parsed, no image decoded."""
+        txn, raw = self._txn(), self._keys.raw
+        return np.fromiter((self._datum(txn.get(raw(i)), i).label for i in range(self._n)),  # type: ignore[arg-type]
+                           np.int64, self._n)
 
     def spec(self) -> Spec:
         """From the first record: exact shape for raw Datums, (C or None, None, None) for encoded."""

@@ -24,7 +24,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -37,6 +37,8 @@ _PATTERN = re.compile(r"^(.*)_([0-9]+)$")
 _INTEGER = re.compile(r"^[+-]?[0-9]+(\.0*)?$")  # "3.0": an integer written by a float column
 MAX_PATTERN_SPAN = 100_000  # a class list longer than this from <prefix>_<int> names is not a numbering
 LABELS_FILE = "labels.txt"
+# What sources take as ``classes``: a list of names, or a build's labels.txt (or the build folder).
+ClassesArg = Union[None, str, "os.PathLike[str]", Sequence[str]]
 
 
 @dataclass
@@ -230,3 +232,12 @@ def check_classes(classes: Sequence[str], where: str = "classes") -> List[str]:
     if duplicates:
         raise ValueError(f"{where}: duplicate class names {duplicates[:8]}")
     return names
+
+
+def as_classes(classes: ClassesArg, where: str = "classes") -> Optional[List[str]]:
+    """None, a checked list of names, or the list read from a labels.txt path (or a build folder)."""
+    if classes is None:
+        return None
+    if isinstance(classes, (str, os.PathLike)):
+        return read_classes(classes)
+    return check_classes(classes, where)

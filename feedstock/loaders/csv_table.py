@@ -9,14 +9,14 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from typing import List, Mapping, Optional, Sequence
+from typing import List, Mapping, Optional
 
 import numpy as np
 
 from ..protocols import Indices
 from ..spec import ArraySpec, Sample, Spec
 from .base import Source, deliver
-from .csv_classes import check_classes, label_rows
+from .csv_classes import ClassesArg, as_classes, label_rows
 from .csv_parse import Columns, Parsed, SkippedRow, parse_fast, parse_slow
 
 log = logging.getLogger(__name__)
@@ -87,13 +87,13 @@ class CsvTable(Source):
 
     def __init__(self, path: str | os.PathLike, *, label_column: Optional[str] = DEFAULT_LABEL,
                  id_column: Optional[str] = DEFAULT_ID, caffe_shape: bool = False,
-                 classes: Optional[Sequence[str]] = None, on_error: str = "raise"):
+                 classes: ClassesArg = None, on_error: str = "raise"):
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error={on_error!r} must be one of {ON_ERROR}")
         self.path = os.fspath(path)
         self.caffe_shape = bool(caffe_shape)
         self.on_error = on_error
-        given = None if classes is None else check_classes(classes, f"{self.path}: classes")
+        given = as_classes(classes, f"{self.path}: classes")
         try:
             with open(self.path, "rb") as f:
                 raw = f.read()

@@ -21,6 +21,7 @@ from ..protocols import Indices
 from ..spec import ArraySpec, Sample, Spec
 from .base import Source, deliver
 from .hdf5_rows import DatasetRows
+from .strings import cut
 
 Meta = Dict[str, Tuple[Tuple[int, ...], np.dtype]]
 
@@ -28,7 +29,7 @@ Meta = Dict[str, Tuple[Tuple[int, ...], np.dtype]]
 def hdf5_files(source: str) -> List[str]:
     """The .h5 paths of ``source`` (itself when it is an HDF5 file)."""
     if not os.path.isfile(source):
-        raise ValueError(f"HDF5 source {source!r} does not exist")
+        raise ValueError(f"HDF5 source {cut(repr(source))} does not exist: check the path")
     import h5py
 
     if h5py.is_hdf5(source):

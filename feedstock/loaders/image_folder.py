@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Iterable, List, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
+from .csv_classes import ClassesArg, as_classes
 from .decode import IMAGE_EXTENSIONS
 from .images import LabeledImages
 
@@ -36,12 +37,17 @@ class Excluded:
         return any(is_within(real, e) for e in self.real) or is_build_artifact(path)
 
 
+def is_hidden(name: str) -> bool:
+    """A dot-name (``.ipynb_checkpoints``, ``.git``, macOS ``._x.jpg``): never a class nor an image."""
+    return name.startswith(".")
+
+
 def class_folders(root: str) -> List[str]:
-    """Names of the immediate subfolders of ``root``, plain Python sort (case-sensitive), as DIGITS."""
+    """Names of the immediate non-hidden subfolders of ``root``, plain Python sort (case-sensitive), as DIGITS."""
     if not os.path.isdir(root):
         raise ValueError(f"image folder {root!r} is not a directory")
     with os.scandir(root) as entries:
-        return sorted(e.name for e in entries if e.is_dir(follow_symlinks=True))
+        return sorted(e.name for e in entries if not is_hidden(e.name) and e.is_dir(follow_symlinks=True))
 
 
 def walk_images(folder: str, excluded: Excluded) -> Tuple[List[str], List[str]]:
@@ -52,11 +58,11 @@ def walk_images(folder: str, excluded: Excluded) -> Tuple[List[str], List[str]]:
         return found, [folder]
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         kept: List[str] = []
-        for name in sorted(dirnames):
+        for name in sorted(d for d in dirnames if not is_hidden(d)):
             (pruned if excluded(os.path.join(dirpath, name)) else kept).append(os.path.join(dirpath, name))
         dirnames[:] = [os.path.basename(p) for p in kept]  # os.walk descends only into these
         for name in filenames:
-            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+            if not is_hidden(name) and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
                 found.append(os.path.join(dirpath, name))
     return sorted(found), pruned
 
@@ -67,46 +73,57 @@ def images_under(folder: str, exclude: Iterable[str] = ()) -> List[str]:
     return walk_images(folder, Excluded(exclude))[0]
 
 
-def scan_image_folder(root: str, *, exclude: Iterable[str] = ()) -> Tuple[List[str], List[str], List[int]]:
+def scan_image_folder(root: str, *, exclude: Iterable[str] = (), classes: Optional[Sequence[str]] = None
+                      ) -> Tuple[List[str], List[str], List[int]]:
     """(classes, paths, labels) of a class-per-subfolder tree; label = index in ``classes``.
 
-    Folders in ``exclude`` (a build's output, its partial and parts folders) and any
-    LMDB or build output are never scanned; a subfolder that holds nothing but such
-    folders is not a class (it would shift every later label by one).
+    Without ``classes`` the class list is the sorted subfolders holding images: hidden
+    (dot) folders, empty folders and folders holding only excluded ones are never classes
+    (each would shift every later label by one). With ``classes`` (the training set's list)
+    codes follow it, so a validation folder missing a class keeps the training codes, and a
+    subfolder with images outside the list is an error. Folders in ``exclude`` (a build's
+    output, its partial and parts folders) and any LMDB or build output are never scanned.
     """
     excluded = Excluded(exclude)
-    classes: List[str] = []
-    paths: List[str] = []
-    labels: List[int] = []
+    found: List[Tuple[str, List[str]]] = []
     for name in class_folders(root):
         files, pruned = walk_images(os.path.join(root, name), excluded)
-        if not files and pruned:
-            log.info("%s: not a class folder (holds only %s)", os.path.join(root, name), ", ".join(pruned))
+        if not files:
+            held = f"holds only {', '.join(pruned)}" if pruned else "holds no images"
+            log.info("%s: not a class folder (%s)", os.path.join(root, name), held)
             continue
+        found.append((name, files))
+    if not found:
+        raise ValueError(f"image folder {root!r} has no class subfolders holding images (no images with "
+                         f"extensions {IMAGE_EXTENSIONS} below its non-hidden subfolders)")
+    names = [name for name, _ in found] if classes is None else list(classes)
+    code = {name: k for k, name in enumerate(names)}
+    paths: List[str] = []
+    labels: List[int] = []
+    for name, files in found:
+        if name not in code:
+            shown = f"{names[0]}..{names[-1]}" if len(names) > 2 else ", ".join(names)
+            raise ValueError(f"image folder {root!r}: class folder {name!r} is not one of the {len(names)} "
+                             f"classes of the dataset ({shown}); fix the class list (--classes) or move the folder")
         paths.extend(files)
-        labels.extend([len(classes)] * len(files))
-        classes.append(name)
-    if not classes:
-        raise ValueError(f"image folder {root!r} has no class subfolders")
-    if not paths:
-        raise ValueError(
-            f"image folder {root!r} has no images with extensions {IMAGE_EXTENSIONS} "
-            f"in its {len(classes)} class folders"
-        )
-    return classes, paths, labels
+        labels.extend([code[name]] * len(files))
+    return names, paths, labels
 
 
 class ImageFolder(LabeledImages):
     """Images under ``root/<class>/...``; ``classes`` lists the class names, label = index.
 
     Extensions png/jpg/jpeg/bmp/ppm (any case); class folders sorted with a plain
-    Python sort; files below a class folder at any depth belong to that class.
+    Python sort; files below a class folder at any depth belong to that class; hidden
+    (dot) files and folders are skipped. ``classes`` (a list, or a build's labels.txt or
+    its folder) fixes the codes: pass the training set's for validation and test folders.
     Yields ``{"data": uint8 (C, H, W) BGR, "label": int64 scalar}``.
     """
 
-    def __init__(self, root: str | os.PathLike, *, color: bool = True, rgb: bool = False):
+    def __init__(self, root: str | os.PathLike, *, classes: ClassesArg = None, color: bool = True,
+                 rgb: bool = False):
         self.root = os.fspath(root)
-        classes, paths, labels = scan_image_folder(self.root)
+        classes, paths, labels = scan_image_folder(self.root, classes=as_classes(classes))
         self.classes: List[str] = classes
         super().__init__(paths, labels, color=color, rgb=rgb)
 

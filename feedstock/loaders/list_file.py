@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import re
-from typing import List, Tuple
+from typing import List, Optional, Sequence, Tuple
 
+from .csv_classes import ClassesArg, as_classes
 from .images import LabeledImages
 
 _LABEL = re.compile(r"\s*([+-]?[0-9]+)\s*\Z")
@@ -51,17 +52,32 @@ def read_list_file(path: str) -> Tuple[List[str], List[int]]:
     return paths, labels
 
 
+def check_list_labels(path: str, items: Sequence[str], labels: Sequence[int], classes: Optional[Sequence[str]]) -> None:
+    """ValueError naming the list file and item unless every label is a code of ``classes`` (when given)."""
+    if classes is None:
+        return
+    for item, label in zip(items, labels):
+        if not 0 <= label < len(classes):
+            raise ValueError(f"{path}: {item!r} has label {label}, outside the {len(classes)} classes of the "
+                             f"dataset (codes 0..{len(classes) - 1}: {', '.join(classes[:4])}"
+                             f"{', ...' if len(classes) > 4 else ''}); check the list file or the class list")
+
+
 class ListFile(LabeledImages):
     """Images named by a Caffe list file; image path = ``root + path`` (no separator added).
 
     Yields ``{"data": uint8 (C, H, W) BGR, "label": int64 scalar}``; ``color=False``
-    reads grey (Caffe's ``is_color: false``).
+    reads grey (Caffe's ``is_color: false``). ``classes`` (a list, or a build's labels.txt)
+    names the integer labels: label k is ``classes[k]``, a label outside the list is an error.
     """
 
-    def __init__(self, path: str | os.PathLike, root: str | os.PathLike = "", *, color: bool = True, rgb: bool = False):
+    def __init__(self, path: str | os.PathLike, root: str | os.PathLike = "", *, classes: ClassesArg = None,
+                 color: bool = True, rgb: bool = False):
         self.list_path = os.fspath(path)
         self.root = os.fspath(root)
         relative, labels = read_list_file(self.list_path)
+        self.classes: Optional[List[str]] = as_classes(classes, f"{self.list_path}: classes")
+        check_list_labels(self.list_path, relative, labels, self.classes)
         super().__init__([self.root + p for p in relative], labels, color=color, rgb=rgb)
 
     def __repr__(self) -> str:

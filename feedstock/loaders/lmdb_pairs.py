@@ -22,7 +22,7 @@ from .base import Source
 from .caffe_lmdb import read_keys, shared_env
 from .decode import channels_of, check_mode, decode_datum, decode_mask
 from .pairs import encoded_hw
-from .strings import StringTable
+from .strings import StringTable, cut
 
 
 def first_key_difference(a: StringTable, b: StringTable) -> Optional[str]:
@@ -43,7 +43,7 @@ class LmdbPairs(Source):
         self.mode = check_mode(mode)
         for path, role in ((self.images, "images"), (self.labels, "labels")):
             if not os.path.exists(path):
-                raise ValueError(f"{role} LMDB {path!r} does not exist")
+                raise ValueError(f"{role} LMDB {cut(repr(path))} does not exist: check the path")
         self._keys = read_keys(self.images)
         difference = first_key_difference(self._keys, read_keys(self.labels))
         if difference:

@@ -5,6 +5,7 @@ import os
 from typing import Optional
 
 from .base import Source
+from .strings import cut
 
 _H5_EXTENSIONS = (".h5", ".hdf5", ".he5")
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -75,7 +76,7 @@ def guess_kind(path: str) -> str:
                 return "folder"
         raise ValueError(f"{path!r} is a directory with neither data.mdb (LMDB) nor class subfolders")
     if not os.path.isfile(path):
-        raise ValueError(f"{path!r} does not exist")
+        raise ValueError(f"{cut(repr(path))} does not exist: check the path")
     lower = path.lower()
     if os.path.basename(lower) == "data.mdb":
         return "lmdb"

@@ -24,6 +24,7 @@ from .lmdb_pairs import LmdbPairs
 from .open_source import lmdb_dir
 from .pairs import Pairs
 from .pairs_list import read_pairs_list
+from .strings import cut
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def open_pairs(source: str, masks: str = "", *, root_folder: str = "", color: bo
             raise ValueError(f"masks={masks!r} must be empty with the pairs list file {source!r} "
                              "(the list names both paths)")
         return Pairs(read_pairs_list(source, root_folder), color=color)
-    raise ValueError(f"source={source!r} does not exist (pairs: images folder, pairs list file or image LMDB)")
+    raise ValueError(f"source={cut(repr(source))} does not exist (pairs: images folder, pairs list file or image LMDB)")
 
 
 def pairs_source(stream: Any) -> PairsSource:

@@ -1,4 +1,4 @@
-"""Compact string tables: many paths or keys in one bytes blob plus a flat offsets array.
+"""Compact string tables (many paths or keys in one bytes blob plus a flat offsets array) and ``cut``.
 
 One Python object per table instead of one per record, so forked workers that
 read the index do not touch (and copy-on-write) millions of small objects.
@@ -11,6 +11,16 @@ from typing import Iterable, Iterator, List, Union
 import numpy as np
 
 Text = Union[str, bytes]
+ECHO_CHARS = 120  # an echoed input (a path, a value, a param_str) is cut to this many characters
+
+
+def cut(text: object, limit: int = ECHO_CHARS) -> str:
+    """``text`` cut to ``limit`` characters plus its length: the one rule for echoing an input in a
+    message (library, CLI and remote replies), so a 1 MB path never becomes a 1 MB error."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    return f"{text[:max(limit - 3, 1)]}... ({len(text):,} characters)"  # the cut word is `limit` long
 
 
 class StringTable:

@@ -30,7 +30,7 @@ from typing import Dict, List, Optional, Tuple, Union, cast
 import numpy as np
 
 from ..casting import write_fields
-from ..errors import TooManyBadRecords
+from ..errors import RECORD_FIXES, TooManyBadRecords
 from ..protocols import BatchReadable, BatchTransform, DecodeTimed, Source, Transform
 from ..rng import SampleRngs, sample_rng
 from ..spec import Sample, Spec, merge_unknown, spec_of
@@ -151,6 +151,7 @@ class Filler:
         except Exception as exc:
             if not self.plan.skip:
                 exc.record_key = record_key(self.source, index)  # type: ignore[attr-defined]
+                exc.record_fixes = RECORD_FIXES  # type: ignore[attr-defined]  # unless it names its own
                 raise
             bad.append(self._bad(index, exc))
         # on_error="skip": walk on through this rank's order until a record works.

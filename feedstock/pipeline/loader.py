@@ -83,6 +83,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..loaders.dataset import adapt
 from ..protocols import Source, TaskPool, Transform
 from ..rng import check_seed
 from ..spec import Spec
@@ -104,7 +105,7 @@ class Loader:
 
     def __init__(
         self,
-        source: Source,
+        source: Union[Source, Any],  # or any map-style dataset (see loaders.dataset)
         transforms: Union[Transform, Sequence[Transform], None] = None,
         *,
         batch_size: int = 64,
@@ -127,6 +128,8 @@ class Loader:
         check_options(workers=workers, prefetch=prefetch, on_error=on_error, max_bad_fraction=max_bad_fraction,
                       timeout=timeout)
         seed = check_seed(seed)
+        # a user's own dataset (a torch Dataset, a list of dicts) becomes a Source once, here; our Sources pass
+        source, self._restore = adapt(source, seed=seed)  # restore: dict batches -> the dataset's structure
         self.auto = None  # workers="auto": a short probe picks the count; stats() reports it (see .auto)
         if workers == "auto":
             from .auto import choose_workers
@@ -289,11 +292,13 @@ class Loader:
         self._bad.shard_size = sampler.shard_size  # the budget of bad records per epoch; totals carry on
         self._epoch, self._next, self._left_at = 0, 0, None
 
-    def _batch(self, views: Mapping[str, np.ndarray], rows: int) -> Batch:
+    def _batch(self, views: Mapping[str, np.ndarray], rows: int) -> Any:
         full = rows == self.sampler.batch_size
         if self.copy:
-            return {name: (v if full else v[:rows]).copy() for name, v in views.items()}
-        return {name: v if full else v[:rows] for name, v in views.items()}
+            batch = {name: (v if full else v[:rows]).copy() for name, v in views.items()}
+        else:
+            batch = {name: v if full else v[:rows] for name, v in views.items()}
+        return batch if self._restore is None else self._restore(batch)
 
     def _progress_bar(self, epoch: int, start: int):
         if not self.progress:

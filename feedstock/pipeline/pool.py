@@ -28,7 +28,8 @@ Supervision, all in the caller's thread while it waits in ``results()``:
   workers died, or more than ``max_restarts`` replacements, is ``WorkerDied``;
 * a task running longer than ``timeout`` seconds (counted from when the worker
   could start it) is ``WorkerTimeout`` naming the worker and ``describe(worker_id,
-  payload)``;
+  payload)``; a worker not ready after ``max(timeout, START_S)`` is ``WorkerTimeout``
+  saying it is slow to start, with the seconds waited;
 * a worker that exits before its factory returned is not replaced: ``WorkerDied``
   at once, naming the cause and the fix (see :mod:`.bootstrap`);
 * ``close()`` stops idle workers with a message and terminates busy ones, then
@@ -64,6 +65,7 @@ from .worker import ErrorInfo, _send, worker_main  # _send: a closed pipe is Fal
 log = logging.getLogger(__name__)
 
 Describe = Callable[[int, Any], str]
+START_S = 60.0  # seconds a worker may take to become ready, whatever the task timeout
 
 
 def choose_start_method(requested: str = "auto") -> str:
@@ -303,11 +305,7 @@ class ProcessPool:
                 )
 
     def _task_error(self, seat: _Seat, task: _Task, info: ErrorInfo) -> WorkerError:
-        what = self.describe(seat.wid, task.payload)
-        error = WorkerError(
-            f"worker {seat.wid} (pid {seat.pid}) failed on {what}: {info.message}",
-            key=info.key, worker_traceback=info.traceback,
-        )
+        error = info.error(f"worker {seat.wid}", seat.pid, lambda: self.describe(seat.wid, task.payload))
         error.task_id = task.tid  # type: ignore[attr-defined]
         return error
 
@@ -341,21 +339,31 @@ class ProcessPool:
             _send(fresh.conn, (task.tid, task.payload))
 
     def _check_timeouts(self, now: float) -> Optional[float]:
-        """Raise WorkerTimeout for an overdue task; else return the next deadline (or None)."""
+        """Raise WorkerTimeout for an overdue task; else return the next deadline (or None).
+
+        A task's time counts from when its worker could start it (ready, or done with the task
+        before): starting a worker is not the task's time. A worker that is still starting gets
+        ``START_S`` at least: on a busy machine a spawned worker's imports take seconds, which is
+        slow, not hung, and is reported as slow with the time waited."""
         if self.timeout is None:
             return None
         wake = None
         for seat in self._seats:
             if not seat.tasks:
                 continue
-            due = max(seat.tasks[0].submitted, seat.last_event) + self.timeout
-            if now >= due:
-                if not seat.ready:
-                    raise WorkerTimeout(f"worker {seat.wid} (pid {seat.pid}) has not started within "
-                                        f"timeout={self.timeout} s. {start_hint(self.start_method)}")
-                what = self.describe(seat.wid, seat.tasks[0].payload)
-                raise WorkerTimeout(f"worker {seat.wid} (pid {seat.pid}) did not finish within "
-                                    f"timeout={self.timeout} s: {what}")
+            if not seat.ready:
+                due = seat.started + max(self.timeout, START_S)
+                if now >= due:
+                    raise WorkerTimeout(
+                        f"worker {seat.wid} (pid {seat.pid}) is slow to start: not ready after {now - seat.started:.1f} s "
+                        f"(start_method={self.start_method!r}; the machine may be busy, or what the worker imports "
+                        "slow to load): use fewer workers, or a larger timeout")
+            else:
+                due = max(seat.tasks[0].submitted, seat.last_event) + self.timeout
+                if now >= due:
+                    what = self.describe(seat.wid, seat.tasks[0].payload)
+                    raise WorkerTimeout(f"worker {seat.wid} (pid {seat.pid}) did not finish within "
+                                        f"timeout={self.timeout} s: {what}")
             wake = due if wake is None else min(wake, due)
         return wake
 

@@ -17,7 +17,6 @@ measurements behind this are in bench/README.md; the design in docs/pipeline.md.
 from __future__ import annotations
 
 import time
-import traceback
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
@@ -28,6 +27,7 @@ from ..protocols import TaskPool
 from ..rng import MAX_EPOCH  # the per-sample rng key's epoch bits bound the epochs a run issues
 from .sampler import Sampler
 from .stats import BadRecords, RunStats
+from .worker import ErrorInfo
 
 # A task should carry at least this much work: a pipe round trip costs 0.1-0.2 ms here.
 MIN_CHUNK_S = 0.005
@@ -59,12 +59,7 @@ class InlinePool:
         try:
             return [(tid, self.handler(payload))]
         except Exception as exc:  # same error type as with workers; the original is chained
-            key = getattr(exc, "record_key", None)
-            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            error = WorkerError(
-                f"in-process worker failed on {self.describe(0, payload)}: {type(exc).__name__}: {exc}",
-                key=key, worker_traceback=text,
-            )
+            error = ErrorInfo.of(exc).error("the in-process worker", None, lambda: self.describe(0, payload))
             error.task_id = tid  # type: ignore[attr-defined]
             raise error from exc
 

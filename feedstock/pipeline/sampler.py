@@ -28,6 +28,7 @@ from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
+from ..errors import KeyedError
 from ..rng import check_seed
 
 _ORDER_TAG = 0x53414D50  # "SAMP": keeps the order stream apart from any per-sample stream
@@ -91,10 +92,9 @@ class Sampler:
             self.shard_size = -(-self.length // world_size)
             self.num_batches = -(-self.shard_size // batch_size)
         if self.num_batches < 1:
-            raise ValueError(
-                f"{length=} records over {world_size=} ranks give no full batch of {batch_size=} "
-                "with drop_last=True; lower batch_size or pass drop_last=False"
-            )
+            raise KeyedError(  # the front end spells the settings (and leaves out a fix already made)
+                f"{length} records{f' over {{world_size={world_size}}} ranks' if world_size > 1 else ''} give "
+                f"no full batch of {{batch_size={batch_size}}}", ("lower {batch_size}", "or keep the short batch with {drop_last=False}"))
         self.rank_size, self.rank_batches = self.shard_size, self.num_batches  # the whole rank's epoch
         self.part = check_part(part)
         j, n = self.part

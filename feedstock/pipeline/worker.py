@@ -29,27 +29,50 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Tuple, Union
 
+from ..errors import Spelled, WorkerError, literal
+from ..loaders.strings import cut
 from .bootstrap import HandlerFactory, PackedFactory
 from .shm import pid_alive, sweep_stale
 
 Handler = Callable[[Any], Any]
+MESSAGE_CHARS = 400  # a worker's error message is cut to this (a record may echo a huge value)
 
 
 @dataclass(frozen=True)
 class ErrorInfo:
-    """An exception as data: picklable whatever the exception type was."""
+    """An exception as data: picklable whatever the exception type was.
+
+    ``key`` is the record that raised (the exception's ``record_key``), sent with the error: by
+    the time the main process reads it the worker may be on another record. ``message`` and
+    ``fixes`` are :mod:`feedstock.errors` templates, so the front end spells the settings.
+    """
 
     message: str
     traceback: str
     key: Optional[str] = None
+    fixes: Tuple[str, ...] = ()
 
     @classmethod
     def of(cls, exc: BaseException) -> "ErrorInfo":
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         key = getattr(exc, "record_key", None)
-        return cls(f"{type(exc).__name__}: {exc}", text, None if key is None else str(key))
+        if isinstance(exc, Spelled):  # says what and what to do already
+            message, fixes = exc.what, exc.fixes
+        else:
+            message = literal(cut(f"{type(exc).__name__}: {exc}", MESSAGE_CHARS))
+            fixes = tuple(getattr(exc, "record_fixes", ()))
+        return cls(message, text, None if key is None else str(key), fixes)
+
+    def error(self, worker: str, pid: Optional[int], task: Callable[[], str]) -> WorkerError:
+        """The WorkerError of this failure in ``worker`` (its ``pid``); ``task`` describes the task
+        when no record was named."""
+        if self.key is None:
+            message = f"{worker}{'' if pid is None else f' (pid {pid})'} failed on {literal(task())}: {self.message}"
+        else:
+            message = f"{self.message} (in {worker}{'' if pid is None else f', pid {pid}'})"
+        return WorkerError(message, key=self.key, worker_traceback=self.traceback, fixes=self.fixes)
 
 
 def limit_threads() -> None:

@@ -13,6 +13,7 @@ import json
 from typing import Any, Callable, Dict, Mapping
 
 from ..errors import RemoteError
+from ..loaders.strings import cut
 from ..rng import MAX_EPOCH, MAX_SEED
 
 MAX_CONTROL_BYTES = 4096  # requests are well under 200 bytes: a bigger frame is not one
@@ -34,8 +35,7 @@ class BadRequest(RemoteError):
 
 def show(value: Any) -> str:
     """``repr(value)``, cut: an error must not echo a large input back."""
-    text = repr(value)
-    return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(text)} characters)"
+    return cut(repr(value), _SHOWN)
 
 
 def _integer(lo: int, hi: int) -> Callable[[str, Any], int]:

@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Mapping
 import numpy as np
 
 from ..errors import RemoteError
+from ..loaders.strings import cut
 from ..rng import MAX_SEED
 from .messages import MAX_BATCH, MAX_SESSION, show
 
@@ -37,7 +38,7 @@ def _bool(name: str, value: Any) -> bool:
 def _text(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise RemoteError(f"{name}={show(value)} is not a string")
-    return value if len(value) <= MAX_TEXT else value[:MAX_TEXT] + f"... ({len(value)} characters)"
+    return cut(value, MAX_TEXT)
 
 
 def _part(name: str, value: Any) -> list:

@@ -27,7 +27,8 @@ from typing import Any, Callable, Deque, Dict, Iterator, Mapping, Optional, Tupl
 
 import zmq
 
-from ..errors import RemoteSetupError
+from ..errors import RemoteSetupError, summary
+from ..loaders.strings import cut
 from . import protocol
 from .fingerprint import checked, loader_fingerprint
 from .messages import MAX_CREDITS, MAX_FRAME_BYTES, BadRequest, parse_request, show
@@ -220,7 +221,8 @@ class FeedServer:
         except Exception as exc:  # the loader's error (it names the record) goes to the client
             log.error("stream %d failed: %s", stream.session, exc)
             self._send(stream.ident, protocol.encode("error", session=stream.session,
-                                                     message=f"{type(exc).__name__}: {exc}", kind="stream"))
+                                                     message=cut(f"{type(exc).__name__}: {summary(exc)}", 1000),
+                                                     kind="stream"))
             self._stream = None
             return
         rows = len(next(iter(batch.values())))

@@ -23,17 +23,15 @@ def build_source(s: "Stream", kind: str, *, fields: Optional[Sequence[str]] = No
         from ..loaders.decode import force_mode
 
         return loaders.CaffeLmdb(s.source, mode=force_mode(s.force_color, s.force_gray))
+    # classes: the training set's codes, so a file or folder without some class keeps them
+    classes = s.classes or None
     if kind == "list":
-        return loaders.ListFile(s.source, root=s.root_folder, color=s.is_color)
+        return loaders.ListFile(s.source, root=s.root_folder, color=s.is_color, classes=classes)
     if kind == "folder":
-        return loaders.ImageFolder(s.source, color=s.is_color)
+        return loaders.ImageFolder(s.source, color=s.is_color, classes=classes)
     if kind == "csv":
         kwargs: Dict[str, Any] = {"label_column": s.label_column} if s.label_column else {}
-        if s.classes:  # the training set's codes, so a file without some class keeps them
-            from ..loaders.csv_classes import read_classes
-
-            kwargs["classes"] = read_classes(s.classes)
-        return loaders.CsvTable(s.source, caffe_shape=caffe_layout, on_error=s.on_error, **kwargs)
+        return loaders.CsvTable(s.source, caffe_shape=caffe_layout, on_error=s.on_error, classes=classes, **kwargs)
     if kind == "hdf5":
         # Caffe's HDF5Data: the dataset names are the layer's top names
         return loaders.Hdf5(s.source, fields=tuple(fields) if fields else ("data", "label"))
@@ -97,12 +95,18 @@ def build_loader(s: "Stream", phase: int, *, fields: Optional[Sequence[str]] = N
 
     kind = s.kind()
     options = dict(loader_options(s), **overrides)
+    engine, address = options.pop("engine", s.engine), options.pop("address", s.address)
     if source is None:
         # Caffe's transformer works on (C, H, W) blobs: CSV rows become (F, 1, 1) when it runs
         caffe_layout = caffe_layout or (kind == "csv" and bool(transform_keys_set(s)))
         source = build_source(s, kind, fields=fields, caffe_layout=caffe_layout)
         if s.decode_scale == "auto" and s.new_height and hasattr(source, "decode_target"):
             source.decode_target = (s.new_height, s.new_width)  # reduced JPEG decode, then Resize
+    if engine == "ray":
+        from ..engines import RayLoader
+
+        return RayLoader(source, build_transforms(s, kind, phase, source), address=address,  # type: ignore[return-value]
+                         **options)
     return Loader(source, build_transforms(s, kind, phase, source), **options)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from ..errors import Spell, spell
 from ..rng import check_seed
 
 # Caffe's TransformationParameter fields, copied by name from a prototxt's transform_param.
@@ -14,15 +15,21 @@ TRANSFORM_KEYS = CAFFE_TRANSFORM_KEYS + ("new_height", "new_width", "decode_scal
 SOURCE_TYPES = ("auto", "lmdb", "list", "folder", "csv", "hdf5", "pairs")
 START_METHODS = ("auto", "fork", "spawn", "forkserver")
 ON_ERROR = ("raise", "skip")
+ENGINES = ("local", "ray")  # who makes the batches: worker processes here, or Ray actors (feedstock.engines)
 _ECHO = 120  # a bad value is echoed cut to this many characters (a param_str may hold 200 KB)
 
 
 class StreamKeyError(ValueError):
-    """A bad value of one key; ``detail`` reads after the key's name (``=0 must be >= 1``)."""
+    """A bad value of one key; ``detail`` reads after the key's name (``=0 must be >= 1``). A ``template``
+    detail names other keys as ``{key=value}`` (:mod:`feedstock.errors`): each form spells them its way."""
 
-    def __init__(self, key: str, detail: str) -> None:
-        super().__init__(f"{key!r}{detail}")
-        self.key, self.detail = key, detail
+    def __init__(self, key: str, detail: str, *, template: bool = False) -> None:
+        super().__init__(f"{key!r}{spell(detail) if template else detail}")
+        self.key, self.detail, self.template = key, detail, template
+
+    def spelled(self, spelling: Spell) -> str:
+        """``detail`` with the other keys it names written by ``spelling``."""
+        return spell(self.detail, spelling) if self.template else self.detail
 
 
 def echo(value: Any) -> str:
@@ -171,24 +178,27 @@ RULES: Dict[str, Callable[[str, Any], Any]] = {
     "batch_size": _positive, "shuffle": as_bool, "seed": as_seed, "drop_last": as_bool, "workers": as_workers,
     "prefetch": _positive, "on_error": lambda k, v: as_choice(k, v, ON_ERROR), "max_bad_fraction": _fraction,
     "timeout": as_timeout, "start_method": lambda k, v: as_choice(k, v, START_METHODS), "rank": as_int,
-    "world_size": _positive,
+    "world_size": _positive, "engine": lambda k, v: as_choice(k, v, ENGINES), "address": _opt_str,
 }
 
 
 def check_together(s: Any) -> None:
     """Rules between keys (each error names the first key involved)."""
     if not s.rank < s.world_size:
-        raise StreamKeyError("rank", f"={s.rank} must be below world_size={s.world_size}")
+        raise StreamKeyError("rank", f"={s.rank} must be below {{world_size={s.world_size}}}", template=True)
     if (s.new_height > 0) != (s.new_width > 0):
-        raise StreamKeyError("new_height", f"={s.new_height} and new_width={s.new_width} must be set together "
-                                           "(as Caffe requires)")
+        raise StreamKeyError("new_height", f"={s.new_height} and {{new_width={s.new_width}}} must be set together "
+                                           "(as Caffe requires)", template=True)
+    if s.address is not None and s.engine != "ray":
+        raise StreamKeyError("address", f"={echo(s.address)} is a Ray cluster's: it needs {{engine='ray'}}",
+                             template=True)
     if s.force_color and s.force_gray:
-        raise StreamKeyError("force_color", " and force_gray are mutually exclusive")
+        raise StreamKeyError("force_color", " and {force_gray} are mutually exclusive", template=True)
     if s.mean_file is not None and s.mean_value:
-        raise StreamKeyError("mean_file", " and mean_value are mutually exclusive (as in Caffe)")
+        raise StreamKeyError("mean_file", " and {mean_value} are mutually exclusive (as in Caffe)", template=True)
     if s.to_range is not None and s.scale != 1.0:
-        raise StreamKeyError("to_range", f"={s.to_range} and scale={s.scale} are mutually exclusive "
-                                         "(to_range sets the scale)")
+        raise StreamKeyError("to_range", f"={s.to_range} and {{scale={s.scale}}} are mutually exclusive "
+                                         "(to_range sets the scale)", template=True)
     if s.source_type not in ("pairs", "auto") and (s.scales or s.masks):
         key = "scales" if s.scales else "masks"
-        raise StreamKeyError(key, " applies to image + mask pairs only (source_type: pairs)")
+        raise StreamKeyError(key, " applies to image + mask pairs only ({source_type='pairs'})", template=True)

@@ -66,6 +66,8 @@ class Stream:
     start_method: str = "auto"
     rank: int = 0
     world_size: int = 1
+    engine: str = "local"  # "ray": Ray actors make the same batches (feedstock.engines)
+    address: Optional[str] = None  # engine ray: the cluster to join (None: a local Ray instance)
 
     def __post_init__(self) -> None:
         for f in fields(self):

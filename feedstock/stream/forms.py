@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import json
+import math
 import os
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
-from .check import SOURCE_TYPES, START_METHODS, StreamKeyError, echo
+from ..loaders.strings import cut
+from .check import ENGINES, SOURCE_TYPES, START_METHODS, StreamKeyError, echo
 from .definition import STREAM_KEYS, Stream
 
 
@@ -51,7 +54,7 @@ def parse_param_str(text: Any) -> Dict[str, Any]:
         return {}
     text = str(text)
     _refuse_code(text)
-    for parse in (ast.literal_eval, json.loads, yaml.safe_load):
+    for parse in (ast.literal_eval, json.loads, load_yaml):
         try:
             value = parse(text)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, yaml.YAMLError):
@@ -76,42 +79,107 @@ def _refuse_code(text: str) -> None:
                              f"which is never evaluated: {echo(text)}")
 
 
-def read_yaml_mapping(path: str | os.PathLike) -> Dict[str, Any]:
-    """The mapping in a YAML stream file; errors name the file."""
+MAX_STREAM_FILE = 64 << 10  # bytes: a stream file is a few keys (parsing 300 KB of YAML takes seconds)
+
+
+@functools.lru_cache(maxsize=1)
+def _loader() -> Any:
+    """yaml.SafeLoader that refuses an alias to a list or mapping as it composes it: a 300-byte file
+    of nested aliases (a "billion laughs") would otherwise grow into billions of items when walked.
+    Aliases to scalars cannot multiply and stay allowed."""
     import yaml
 
-    path = os.fspath(path)
+    class StreamLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                target = self.anchors.get(event.anchor)
+                if target is not None and not isinstance(target, yaml.ScalarNode):
+                    raise yaml.composer.ComposerError(
+                        None, None, f"alias *{cut(event.anchor, 40)} repeats a list or mapping, which a stream "
+                        "file may not do (nested aliases can grow without bound): write the values out",
+                        event.start_mark)
+            return super().compose_node(parent, index)
+
+    return StreamLoader
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with aliases to lists and mappings refused (see :func:`_loader`)."""
+    import yaml
+
+    return yaml.load(text, Loader=_loader())  # noqa: S506  (a SafeLoader subclass)
+
+
+def read_yaml_mapping(path: str | os.PathLike) -> Dict[str, Any]:
+    """The mapping in a YAML stream file; errors name the file (cut: a path may be huge)."""
+    import yaml
+
+    name = cut(os.fspath(path))
     try:
-        with open(path, encoding="utf-8") as f:
-            value = yaml.safe_load(f)
+        with open(path, "rb") as f:
+            data = f.read(MAX_STREAM_FILE + 1)
     except OSError as e:
-        raise ValueError(f"cannot read stream file {path!r}: {e.strerror or e}") from None
+        raise ValueError(f"cannot read stream file {name!r}: {e.strerror or e}: check the path") from None
+    if len(data) > MAX_STREAM_FILE:
+        raise ValueError(f"{name}: over {MAX_STREAM_FILE // 1024} KB, too large for a stream file of keys: "
+                         "give the YAML file of stream keys")
+    try:
+        value = load_yaml(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{name}: not a text (UTF-8) file, byte {data[e.start]:#04x} at offset {e.start}: "
+                         "give the YAML file of stream keys") from None
+    except yaml.MarkedYAMLError as e:  # the problem and its line, not the parser's quote of the text
+        where = f" at line {e.problem_mark.line + 1}" if e.problem_mark is not None else ""
+        raise ValueError(f"{name}: not valid YAML{where}: {cut(e.problem or one_line_of(e), 200)}") from None
     except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+        raise ValueError(f"{name}: not valid YAML: {cut(one_line_of(e), 200)}") from None
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ValueError(f"{path}: a stream file holds a mapping of stream keys, got {type(value).__name__}")
+        raise ValueError(f"{name}: a stream file holds a mapping of stream keys, got {type(value).__name__}")
     return value
+
+
+def one_line_of(error: BaseException) -> str:
+    return "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
 
 
 def stream_from_yaml(path: str | os.PathLike, *, base: Optional[Stream] = None) -> Stream:
     """A Stream from a YAML file of its keys (``source: train_lmdb``, ``crop_size: 28``, ...)."""
-    return stream_from_mapping(read_yaml_mapping(path), form=os.fspath(path), base=base)
+    return stream_from_mapping(read_yaml_mapping(path), form=cut(os.fspath(path)), base=base)
 
 
 # ----- command-line flags ----------------------------------------------------------------------------
-def _numbers(text: str) -> Tuple[float, ...]:
+MAX_NUMBERS = 64  # values in one list flag (per-channel means, scales): more is never a stream setting
+
+
+def finite(text: str) -> float:
+    """A flag's number: NaN and infinities are refused (``--seconds=inf`` would never end)."""
     try:
-        return tuple(float(v) for v in text.split(","))
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected numbers separated by commas") from None
+        raise argparse.ArgumentTypeError(f"{cut(repr(text))}: expected a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{cut(repr(text))}: expected a finite number")
+    return value
+
+
+def _numbers(text: str) -> Tuple[float, ...]:
+    parts = text.split(",")
+    if len(parts) > MAX_NUMBERS:
+        raise argparse.ArgumentTypeError(f"{len(parts):,} values ({cut(repr(text), 40)}): expected at most "
+                                         f"{MAX_NUMBERS} numbers separated by commas")
+    try:
+        return tuple(finite(v) for v in parts)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{cut(repr(text))}: expected finite numbers separated by commas") from None
 
 
 def _pair(text: str) -> Tuple[float, ...]:
     values = _numbers(text)
     if len(values) != 2:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected LO,HI")
+        raise argparse.ArgumentTypeError(f"{cut(repr(text))}: expected LO,HI")
     return values
 
 
@@ -121,11 +189,11 @@ def _workers(text: str) -> Any:
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of workers or 'auto'") from None
+        raise argparse.ArgumentTypeError(f"{cut(repr(text))}: expected a number of workers or 'auto'") from None
 
 
 def _timeout(text: str) -> Optional[float]:
-    return None if text in ("none", "None", "0") else float(text)
+    return None if text in ("none", "None", "0") else finite(text)
 
 
 _ON = dict(action="store_const", const=True)
@@ -135,7 +203,7 @@ _FLAGS: Tuple[Tuple[str, str, Dict[str, Any], str], ...] = (
     ("--root-folder", "root_folder", {}, "prefix of a list file's paths (Caffe's root_folder)"),
     ("--masks", "masks", {}, "pairs: the mask folder (matched by file stem) or the label LMDB"),
     ("--label-column", "label_column", {}, "CSV: the label column (default: target)"),
-    ("--classes", "classes", {}, "CSV: the class list (a build's labels.txt or its folder): codes follow it"),
+    ("--classes", "classes", {}, "CSV, folders, list files: the class list (a build's labels.txt or its folder): codes follow it"),
     ("--batch-size", "batch_size", {"type": int}, "samples per batch (default 64)"),
     ("--shuffle", "shuffle", {"action": argparse.BooleanOptionalAction}, "reshuffle every epoch"),
     ("--seed", "seed", {"type": int}, "seed of the order and the augmentation draws"),
@@ -143,16 +211,20 @@ _FLAGS: Tuple[Tuple[str, str, Dict[str, Any], str], ...] = (
     ("--workers", "workers", {"type": _workers}, "worker processes, 0 (in-process) or auto (default 2)"),
     ("--prefetch", "prefetch", {"type": int}, "batch slots in shared memory (default 4)"),
     ("--on-error", "on_error", {"choices": ("raise", "skip")}, "a bad record: raise, or skip and report"),
-    ("--max-bad-fraction", "max_bad_fraction", {"type": float}, "with skip: most bad records per epoch"),
+    ("--max-bad-fraction", "max_bad_fraction", {"type": finite}, "with skip: most bad records per epoch"),
     ("--timeout", "timeout", {"type": _timeout}, "seconds a worker may take per task (none: no limit)"),
     ("--start-method", "start_method", {"choices": START_METHODS}, "worker start method"),
     ("--rank", "rank", {"type": int}, "this trainer's rank (sharding)"),
     ("--world-size", "world_size", {"type": int}, "number of ranks"),
+    ("--engine", "engine", {"choices": ENGINES}, "who makes the batches: local worker processes, or ray actors "
+     "(same batches; pip install 'feedstock[ray]')"),
+    ("--address", "address", {}, "--engine ray: the Ray cluster (HEAD:6379 or auto; default: a local Ray "
+     "instance with --workers CPUs)"),
     ("--crop-size", "crop_size", {"type": int}, "square crop: random in TRAIN, centre in TEST"),
     ("--mirror", "mirror", _ON, "random horizontal flip, in TEST too as Caffe's transformer does (pairs: TRAIN only)"),
     ("--mean-file", "mean_file", {}, "mean image (.binaryproto or .npy) to subtract"),
     ("--mean-value", "mean_value", {"type": _numbers}, "per-channel means to subtract, e.g. 104,117,123"),
-    ("--scale", "scale", {"type": float}, "multiply after the mean subtraction (Caffe's scale)"),
+    ("--scale", "scale", {"type": finite}, "multiply after the mean subtraction (Caffe's scale)"),
     ("--new-height", "new_height", {"type": int}, "resize images to this height (with --new-width)"),
     ("--new-width", "new_width", {"type": int}, "resize images to this width"),
     ("--fast-decode", "decode_scale", {"action": "store_const", "const": "auto"},
@@ -161,7 +233,7 @@ _FLAGS: Tuple[Tuple[str, str, Dict[str, Any], str], ...] = (
     ("--force-color", "force_color", _ON, "decode encoded Datums as 3 channels"),
     ("--force-gray", "force_gray", _ON, "decode encoded Datums as 1 channel"),
     ("--scales", "scales", {"type": _numbers}, "pairs: multiscale factors, e.g. 0.6,1,1.4"),
-    ("--pad-value", "pad_value", {"type": float}, "pairs: the image's pad value"),
+    ("--pad-value", "pad_value", {"type": finite}, "pairs: the image's pad value"),
     ("--ignore-label", "ignore_label", {"type": int}, "pairs: the mask's pad value, ignored by loss/IoU (255)"),
     ("--occlude", "occlude", _ON, "blank a random quarter-size square in TRAIN (DIGITS)"),
     ("--to-range", "to_range", {"type": _pair, "metavar": "LO,HI"},
@@ -175,8 +247,10 @@ def add_stream_arguments(parser: argparse.ArgumentParser, *, source: bool = True
     """The one argument group every command describes its stream with (``skip``: keys a command
     sets itself). Defaults are None here: the command's defaults and ``--config`` fill the rest."""
     g = parser.add_argument_group("the stream (the same flags for train, serve, bench, ...)")
-    if source:
-        g.add_argument("source", metavar="SOURCE", help="LMDB, list file, image folder, CSV, HDF5 or images of pairs")
+    if source:  # optional here: a `source:` key in --config names it too (the command checks one is given)
+        g.add_argument("source", metavar="SOURCE", nargs="?",
+                       help="LMDB, list file, image folder, CSV, HDF5 or images of pairs (or --config's source:)")
+        parser.set_defaults(needs_source=True)
     g.add_argument("--config", metavar="STREAM.yaml", help="YAML file of stream keys; flags given override it")
     g.add_argument("--gray", dest="gray", default=None, action="store_const", const=True,
                    help="images as one grey channel (Caffe's is_color: false)")
@@ -192,18 +266,34 @@ def stream_from_args(args: argparse.Namespace, *, source: Optional[str] = None,
     stream = Stream() if not defaults else _apply(Stream(), dict(defaults), lambda e: f"default {e}")
     config = getattr(args, "config", None)
     if config:
-        stream = stream_from_yaml(config, base=stream)
+        mapping = read_yaml_mapping(config)
+        stream = stream_from_mapping(mapping, form=cut(os.fspath(config)), base=stream)
+        args.config_keys = sorted(k for k in mapping if isinstance(k, str))  # errors spell these as keys
     given = {dest: getattr(args, dest) for _, dest, _, _ in _FLAGS if getattr(args, dest, None) is not None}
     if getattr(args, "gray", None):
         given["is_color"] = False
     path = source if source is not None else getattr(args, "source", None)
     if path is not None:
         given["source"] = os.fspath(path)
+    args.flag_keys = sorted(given)  # ... and these as flags
     return _apply(stream, given, _flag_error)
 
 
+def config_source(args: argparse.Namespace) -> Optional[str]:
+    """The ``source:`` of ``--config`` (None without one): every command's SOURCE when none is given."""
+    config = getattr(args, "config", None)
+    source = read_yaml_mapping(config).get("source") if config else None
+    return None if source is None else str(source)
+
+
 def _flag_error(e: StreamKeyError) -> str:
-    return f"{FLAG_OF.get(e.key, e.key)}{e.detail}"
+    return f"{FLAG_OF.get(e.key, e.key)}{e.spelled(_flag_spelling)}"
+
+
+def _flag_spelling(key: str, value: Optional[str]) -> str:
+    """Another key a flag's error names, as its flag (``--new-width=0``)."""
+    flag = FLAG_OF.get(key, key)
+    return flag if value is None else f"{flag}={value.strip(chr(39))}"
 
 
 def _apply(stream: Stream, values: Dict[str, Any], describe: Callable[[StreamKeyError], str]) -> Stream:

@@ -7,7 +7,7 @@ record), before the device feeder casts them.
 """
 from __future__ import annotations
 
-from typing import Any, Generator, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Generator, Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -61,18 +61,43 @@ class BatchCheck:
         self.reshape = self.net.input_reshape(
             data.shape[1:], f"{self.stream} field {self.data_field!r} (batch shape {tuple(data.shape)})")
 
-    def check_labels(self, batch: Mapping[str, np.ndarray], k: int) -> None:
-        self.net.check_labels(batch[self.label_field], f"{self.stream} field {self.label_field!r}, batch {k}")
+    def check_labels(self, batch: Mapping[str, np.ndarray], k: int,
+                     keys: Optional[Callable[[int], Optional[str]]] = None) -> None:
+        """Labels in range; a bad one names its record (``keys(row)``: its key) where it can."""
+        labels = batch[self.label_field]
+        try:
+            self.net.check_labels(labels, f"{self.stream} field {self.label_field!r}, batch {k}")
+        except ValueError:
+            if not self._ok(np.zeros_like(labels[:1])):  # the layout (shape, dtype), not a record's value
+                raise
+            row = next((r for r in range(len(labels)) if not self._ok(labels[r:r + 1])), None)
+            key = None if keys is None or row is None else keys(row)
+            if key is None or row is None:
+                raise
+            try:  # the same check on that record alone, for its message
+                self.net.check_labels(labels[row:row + 1], f"{self.stream} record {key}, field {self.label_field!r}")
+            except ValueError as one:
+                raise ValueError(f"{str(one).replace(': row 0 holds', ': holds')}: fix that record's "
+                                 "label (or mask), or leave the record out") from None
+            raise
+
+    def _ok(self, labels: np.ndarray) -> bool:
+        try:
+            self.net.check_labels(labels, "")
+            return True
+        except ValueError:
+            return False
 
     def host(self, batches: Iterable[Mapping[str, np.ndarray]]) -> Generator[Mapping[str, np.ndarray], None, None]:
         """``batches`` checked; closing this closes them."""
         it = iter(batches)
+        keys = getattr(it, "record_key", None)  # a Loader's batches can name a row's record
         try:
             for k, batch in enumerate(it):
                 if k == 0:
                     self.first(batch)
                 if self.labels:
-                    self.check_labels(batch, k)
+                    self.check_labels(batch, k, keys)
                 yield batch
         finally:
             close = getattr(it, "close", None)
@@ -87,3 +112,57 @@ class BatchCheck:
     def device(self, batch: Mapping[str, Any]) -> Tuple[Any, Any]:
         """(data, labels) of a device batch in the layouts the net and its loss take."""
         return self.data(batch), self.net.loss_labels(batch[self.label_field])
+
+
+def all_labels(source: Any, field: str) -> Optional[np.ndarray]:
+    """Every record's ``field`` from an index the source keeps (no image decode), else None."""
+    from ..loaders import ArraySource, CaffeLmdb
+    from .feeding import Subset
+
+    if isinstance(source, Subset):
+        inner = all_labels(source.source, field)
+        return None if inner is None else inner[source.indices]
+    if isinstance(source, ArraySource):
+        return source.arrays.get(field)
+    labels = getattr(source, "labels", None)  # LabeledImages, CsvTable: the index built at open
+    if field == "label" and isinstance(labels, np.ndarray):
+        return labels
+    if field == "label" and isinstance(source, CaffeLmdb):
+        return source.read_labels()
+    return None
+
+
+def label_values(source: Any, field: str) -> np.ndarray:
+    """The distinct values of ``field`` over every record of ``source`` (the data's first pass, made
+    before training): a label index when the source has one, mask files alone for image+mask
+    folders, else each record read once."""
+    from ..loaders.decode import read_mask
+    from ..loaders.pairs import Pairs
+
+    labels = all_labels(source, field)
+    if labels is not None:
+        return np.unique(labels)
+    seen: set = set()
+    for i in range(len(source)):
+        if isinstance(source, Pairs):
+            values = read_mask(source.paths(i)[1])  # masks only: no image decode
+        else:
+            values = np.asarray(source[i][field])
+        seen.update(np.unique(values).tolist())
+    return np.asarray(sorted(seen), dtype=np.int64)
+
+
+def check_masks(values: np.ndarray, ignore_label: Optional[int], where: str) -> None:
+    """ValueError before training when every non-zero class of a mask set is the ignore label (binary
+    masks exported 0/255 with 255 ignored: the net would see background only, silently)."""
+    if ignore_label is None or ignore_label == 0:
+        return
+    present = set(int(v) for v in values.tolist())
+    if ignore_label in present and present <= {0, ignore_label}:
+        raise ValueError(
+            f"{where}: the masks hold only 0 and {ignore_label}, and {ignore_label} is the ignore label "
+            f"(--ignore-label): every foreground pixel would be ignored. If {ignore_label} marks the "
+            f"foreground (binary masks saved 0/{ignore_label}), remap it to class 1 (e.g. "
+            f"mask[mask == {ignore_label}] = 1, or cv2.imwrite(path, (cv2.imread(path, 0) > 0).astype('uint8'))) "
+            f"and rebuild; if it is no void label, pass --ignore-label with a value the masks do not use")
+

@@ -1,4 +1,9 @@
-"""What a snapshot carries so ``feedstock predict`` needs no training flags: model, input, classes, TEST stream."""
+"""What a snapshot carries so ``feedstock predict`` needs no training flags: model, input, classes, TEST stream.
+
+Everything is carried by value, never by path: the class names, a CSV's feature
+column names, the stream settings and the mean image (an npz array, ``deploy/mean_image``),
+so a snapshot predicts from any folder after the training data and mean file are gone.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -10,10 +15,11 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..loaders import CaffeLmdb, CsvTable, ImageFolder
+from ..loaders import CaffeLmdb, CsvTable, ImageFolder, ListFile
 from ..loaders.csv_classes import read_classes
 from .feeding import Subset
 from .models import MODELS, ModelDef
+from .snapshot_io import SnapshotData, read_snapshot
 
 PathLike = Union[str, Path]
 IDENTITY = {"scale": 1.0, "mean": 0.0, "log1p": False}  # the device conversion when the stream did it
@@ -31,21 +37,31 @@ class Deployment:
     class_names: Optional[Tuple[str, ...]] = None
     conversion: Mapping[str, Any] = dataclasses.field(default_factory=lambda: dict(IDENTITY))
     stream: Optional[Mapping[str, Any]] = None
+    features: Optional[Tuple[str, ...]] = None  # a CSV's feature columns, in the order the net saw them
+    mean_from: Optional[str] = None  # the mean file training read (for the record; its values are an array)
+    mean_image: Optional[np.ndarray] = dataclasses.field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> Dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))  # tuples become lists: plain JSON
+        """The JSON record (the mean image travels as an npz array: :meth:`arrays`)."""
+        record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "mean_image"}
+        return json.loads(json.dumps(record))  # tuples become lists: plain JSON
+
+    def arrays(self) -> Dict[str, np.ndarray]:
+        """The npz arrays the snapshot carries beside the record."""
+        return {} if self.mean_image is None else {"mean_image": np.asarray(self.mean_image, np.float32)}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], where: str = "snapshot") -> "Deployment":
         names = {f.name for f in dataclasses.fields(cls)}
         missing = {"model", "layers", "input_shape"} - set(values)
-        if missing or set(values) - names:
+        if missing or set(values) - names or "mean_image" in values:
             raise ValueError(f"{where}: deploy record has keys {sorted(values)}, expected {sorted(names)}")
         out = dict(values)
         out["layers"] = tuple(dict(s) for s in out["layers"])
         out["input_shape"] = tuple(int(d) for d in out["input_shape"])
-        if out.get("class_names") is not None:
-            out["class_names"] = tuple(str(c) for c in out["class_names"])
+        for key in ("class_names", "features"):
+            if out.get(key) is not None:
+                out[key] = tuple(str(c) for c in out[key])
         return cls(**out)
 
     def model_def(self) -> ModelDef:
@@ -57,40 +73,50 @@ class Deployment:
 
 
 def deployment(mdef: ModelDef, *, task: str, class_names: Optional[Sequence[str]], model_scaling: bool,
-               stream: Optional[Mapping[str, Any]]) -> Deployment:
-    """The record of a training run: the device conversion actually applied, the TEST-phase stream."""
+               stream: Optional[Mapping[str, Any]], features: Optional[Sequence[str]] = None) -> Deployment:
+    """The record of a training run: the device conversion actually applied, the TEST-phase stream with
+    its paths replaced by values (the mean file read into ``mean_image``, the class list by ``class_names``)."""
     conversion = {"scale": float(mdef.scale), "mean": float(mdef.mean), "log1p": bool(mdef.log1p)}
+    record, mean_from, mean_image = None, None, None
+    if stream is not None:
+        record = dict(stream, classes="")  # the names themselves are class_names
+        if record.get("mean_file"):
+            from ..caffe_pb import read_mean_file
+
+            mean_from, mean_image = str(record["mean_file"]), read_mean_file(record["mean_file"])
+            record["mean_file"] = None
     return Deployment(mdef.name, tuple(dict(s) for s in mdef.layers), tuple(mdef.input_shape), task,
                       None if class_names is None else tuple(str(c) for c in class_names),
-                      conversion if model_scaling else dict(IDENTITY),
-                      None if stream is None else dict(stream))
-
-
-def read_snapshot(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
-    """(meta, params by name) of an npz written by SGDSolver.snapshot; errors name the file."""
-    try:
-        with np.load(path) as z:
-            meta = json.loads(z["meta"].tobytes().decode())
-            params = {k[6:]: z[k] for k in z.files if k.startswith("param/")}
-    except (OSError, KeyError, ValueError) as e:
-        raise ValueError(f"{path}: not a feedstock snapshot ({e})") from None
-    return meta, params
+                      conversion if model_scaling else dict(IDENTITY), record,
+                      None if features is None else tuple(str(c) for c in features), mean_from, mean_image)
 
 
 def load_deployment(path: PathLike) -> Tuple[Deployment, Dict[str, np.ndarray]]:
     """The Deployment and the weights of a snapshot; a snapshot without one is an error naming it."""
-    meta, params = read_snapshot(path)
-    record = meta.get("extra", {}).get("deploy")
+    snap: SnapshotData = read_snapshot(path)
+    record = snap.extra.get("deploy")
     if record is None:
         raise ValueError(f"{path}: the snapshot has no deploy record (written by an older feedstock train)")
-    return Deployment.from_dict(record, str(path)), params
+    deploy = Deployment.from_dict(record, str(path))
+    if deploy.mean_from is not None:
+        if "mean_image" not in snap.deploy:
+            raise ValueError(f"{path}: the deploy record names a mean image but the snapshot holds none")
+        deploy = dataclasses.replace(deploy, mean_image=snap.deploy["mean_image"])
+    return deploy, snap.params
+
+
+def feature_columns_of(source: Any) -> Optional[List[str]]:
+    """A CSV table's feature column names (what predict matches a file's columns by), else None."""
+    if isinstance(source, Subset):
+        return feature_columns_of(source.source)
+    return list(source.columns) if isinstance(source, CsvTable) else None
 
 
 def class_names_of(source: Any) -> Optional[List[str]]:
-    """Class names a source knows: a CSV's label names, an image folder's classes, an LMDB's labels.txt."""
+    """Class names a source knows: a CSV's labels, a folder's or list file's classes, an LMDB's labels.txt."""
     if isinstance(source, Subset):
         return class_names_of(source.source)
-    if isinstance(source, (CsvTable, ImageFolder)):
+    if isinstance(source, (CsvTable, ImageFolder, ListFile)):
         return None if source.classes is None else [str(c) for c in source.classes]
     if isinstance(source, CaffeLmdb):
         labels = os.path.join(source.path, "labels.txt")  # build-lmdb writes it (DIGITS layout)

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..loaders import ArraySource, open_source
 from ..loaders.base import Source
+from ..pipeline.fill import record_key
 from ..protocols import BatchLoader, BatchReadable, Indices
 from ..spec import Spec
 
@@ -90,10 +91,40 @@ class LoaderBatches:
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Mapping[str, np.ndarray]]:
         """Batches ``start..`` of ``epoch``: the same ones for any worker count and after a resume."""
         self.loader.load_state_dict(dict(self.loader.state_dict(), epoch=epoch, next_batch=start))
-        return iter(self.loader)
+        return _Epoch(self, iter(self.loader))
+
+    def record_key(self, row: int) -> Optional[str]:
+        """The key of ``row`` of the batch last yielded (a label check names the record); None for a
+        loader that cannot tell (a RemoteLoader)."""
+        sampler, source = getattr(self.loader, "sampler", None), getattr(self.loader, "source", None)
+        if sampler is None or source is None:
+            return None
+        state = self.loader.state_dict()
+        return record_key(source, int(sampler.batch(state["epoch"], state["next_batch"] - 1)[row]))
 
     def close(self) -> None:
         self.loader.close()
+
+
+class _Epoch:
+    """An epoch's batches that can name the record of a row of the batch last yielded."""
+
+    def __init__(self, batches: LoaderBatches, it: Iterator[Mapping[str, np.ndarray]]) -> None:
+        self.batches, self.it = batches, it
+
+    def __iter__(self) -> "_Epoch":
+        return self
+
+    def __next__(self) -> Mapping[str, np.ndarray]:
+        return next(self.it)
+
+    def close(self) -> None:
+        close = getattr(self.it, "close", None)
+        if close is not None:
+            close()
+
+    def record_key(self, row: int) -> Optional[str]:
+        return self.batches.record_key(row)
 
 
 def is_loader(obj: Any) -> bool:

@@ -5,7 +5,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional
 
-from ..loaders import CsvTable
+from ..errors import KeyedError
+from ..loaders import CsvTable, ImageFolder, ListFile
 from ..loaders.base import Source
 from ..pipeline.loader import Loader
 from ..protocols import BatchLoader
@@ -88,12 +89,29 @@ def _val_batches(val: Any, names: Optional[List[str]], batch_size: int, workers:
 
 
 def val_source(stream: Stream, names: Optional[List[str]]) -> Source:
-    """The stream's Source; a CSV reads its class names with the training set's codes (one mapping
-    per dataset: a validation file without Class_1 must not shift Class_3 to code 1)."""
-    if names and stream.kind() == "csv":
+    """The stream's Source with the training set's codes (one mapping per dataset: a validation file
+    without Class_1 must not shift Class_3 to code 1, a folder without dog/ must not make emu 1)."""
+    kind = stream.kind()
+    if names and kind == "csv":
         kwargs = {"label_column": stream.label_column} if stream.label_column else {}
         return CsvTable(stream.source, caffe_shape=True, classes=names, **kwargs)
-    return stream.build_source(caffe_layout=True)
+    if names and kind == "folder":
+        return ImageFolder(stream.source, color=stream.is_color, classes=names)
+    if names and kind == "list":
+        return ListFile(stream.source, root=stream.root_folder, color=stream.is_color, classes=names)
+    source = stream.build_source(caffe_layout=True)
+    if names:
+        check_same_classes(source, names, stream.source)
+    return source
+
+
+def check_same_classes(source: Source, names: List[str], where: str) -> None:
+    """A database built with its own class list (labels.txt) must have the training set's codes."""
+    own = class_names_of(source)
+    if own is not None and own != list(names):
+        raise ValueError(f"{where}: its labels.txt lists classes {own[:8]}, the training data {list(names)[:8]}: "
+                         "the same class has another code; rebuild it with build-lmdb --classes "
+                         "TRAIN_BUILD/labels.txt")
 
 
 def _stream_feeds(stream: Stream, val: Any, holdout: float, batch_size: Optional[int], seed: Optional[int],
@@ -121,7 +139,11 @@ def _stream_feeds(stream: Stream, val: Any, holdout: float, batch_size: Optional
         held = val_source(val_stream, names)
     elif val is not None and not isinstance(val, Stream):
         held = as_source(val)
-    train = LoaderBatches(stream.build_loader(TRAIN, drop_last=True, caffe_layout=True, source=source))
+    try:
+        train = LoaderBatches(stream.build_loader(TRAIN, drop_last=True, caffe_layout=True, source=source))
+    except KeyedError as e:  # training always drops the short batch: keeping it is no fix to offer
+        raise KeyedError(e.what + " (training takes full batches only)",
+                         [f for f in e.fixes if "drop_last" not in f]) from None
     try:
         val_batches = None if val is None and not holdout else LoaderBatches(val_stream.build_loader(
             TEST, shuffle=False, drop_last=False, caffe_layout=True, source=held))

@@ -10,13 +10,14 @@ import numpy as np
 
 from ..backend import Backend, get_backend
 from ..device import DeviceFeeder
+from ..errors import KeyedError, literal
 from ..threads import budget
 from .checks import BatchCheck
-from .deploy import deployment
+from .deploy import deployment, feature_columns_of
 from .inputs import Feeds, open_feeds
 from .layers import Dropout
 from .metrics import Meter
-from .models import ModelDef, get_model
+from .models import ModelDef, fit_model, get_model
 from .net import Net
 from .report import TrainReport, build_report, write_metrics  # noqa: F401  (TrainReport: public here too)
 from .solver import SGDSolver, SolverConfig
@@ -74,6 +75,8 @@ class _Run:
         self.history: Dict[str, List[float]] = {k: [] for k in (
             "iter", "train_loss", "train_accuracy", "lr", "test_iter", "test_loss", "test_accuracy")}
         self.files: List[str] = []
+        self.deploy_arrays: Dict[str, np.ndarray] = {}  # carried by value in every snapshot (the mean image)
+        self.stopped_at: Optional[int] = None  # the iteration a stop request (SIGINT/SIGTERM) ended the run at
         self.last_test: Dict[str, float] = {}
         self.train_check = BatchCheck(self.net, stream="training data")
         self.val_check = BatchCheck(self.net, stream="validation data")
@@ -107,7 +110,7 @@ class _Run:
     def snapshot(self, feeder: DeviceFeeder, out_dir: Path, extra: Dict[str, Any]) -> Path:
         path = out_dir / f"{self.cfg.snapshot_prefix}_iter_{self.solver.iter}.npz"
         with feeder.paused():
-            self.solver.snapshot(path, extra)
+            self.solver.snapshot(path, extra, arrays=self.deploy_arrays)
         self.files.append(str(path))
         return path
 
@@ -117,7 +120,8 @@ def train(model: Any, train_source: Any, val_source: Any = None, solver_cfg: Any
           seed: Optional[int] = None, iters: Optional[int] = None, backend: Union[str, Backend] = "auto",
           resume: Union[str, Path, None] = None, plots: bool = True,
           progress: Optional[Callable[[int], None]] = None, model_scaling: Optional[bool] = None,
-          class_names: Optional[List[str]] = None, holdout: float = 0.0, **loader_kwargs: Any) -> TrainReport:
+          class_names: Optional[List[str]] = None, holdout: float = 0.0, num_classes: Optional[int] = None,
+          stop: Optional[Callable[[], bool]] = None, **loader_kwargs: Any) -> TrainReport:
     """Train ``model`` (name, ModelDef or layer-spec dict) and return a TrainReport.
 
     ``train_source`` is one of: a Source, (images, labels), a Split or a path (read by an
@@ -131,7 +135,10 @@ def train(model: Any, train_source: Any, val_source: Any = None, solver_cfg: Any
     give the net's input values. ``holdout``: validate on this seeded fraction of the training
     records instead. ``class_names``: else a CSV's, an image folder's or an LMDB's labels.txt
     (saved in the snapshot for predict). ``iters`` overrides max_iter; ``seed`` also fixes dropout;
-    ``progress(n)`` is called after every step (e.g. tqdm.update).
+    ``progress(n)`` is called after every step (e.g. tqdm.update). A bundled model (a name) is sized to
+    the data's classes (class names, else the largest label); ``num_classes`` overrides that. ``stop()`` is
+    asked after every step; when it says True the run snapshots at that iteration and ends (the CLI's
+    SIGINT/SIGTERM: ``report.files`` ends with that snapshot, ``--resume`` continues it exactly).
     """
     mdef = get_model(model)
     cfg = resolve_solver(solver_cfg, mdef)
@@ -145,21 +152,24 @@ def train(model: Any, train_source: Any, val_source: Any = None, solver_cfg: Any
     feeds = open_feeds(train_source, val_source, holdout=holdout, batch_size=batch_size, workers=workers, seed=seed,
                        model_scaling=model_scaling, class_names=class_names, loader_kwargs=loader_kwargs)
     try:
+        _check_labelled(feeds)
+        mdef = fit_model(model, feeds, num_classes)
         run = _Run(mdef, cfg, be, feeds.seed, out)
         extra = _extra(run, feeds, resume)
         feeder = DeviceFeeder(be, **_conversion(mdef, feeds.model_scaling))
         try:  # BLAS threads: the cores the loader's workers leave (feedstock/threads.py)
             with budget(_local_workers(feeds)) as split:
-                _loop(run, feeder, feeds, extra, progress)
+                _loop(run, feeder, feeds, extra, progress, stop)
         finally:
             feeder.close()  # unregister pinned memory before the loaders unmap their slots
     finally:
         feeds.close()
     report = build_report(run, be.name, feeds.batch_size, feeder.stats, time.perf_counter() - started)
     report.threads = split.line()
+    report.class_names = feeds.class_names
     if out is not None:
         report.files.append(str(write_metrics(report, out / f"{mdef.name}_metrics.json")))
-        if plots:
+        if plots and run.stopped_at is None:  # a stopped run ends quickly: its snapshot is what matters
             from .plots import training_pictures
 
             report.files += training_pictures(run.net, run.history, out, mdef.name, batch=feeds.batch_size)
@@ -170,6 +180,17 @@ def _local_workers(feeds: Any) -> int:
     """Worker processes on this machine feeding the training loader (0 for in-process or remote)."""
     workers = getattr(getattr(feeds.train, "loader", None), "workers", 0)
     return workers if isinstance(workers, int) else 0
+def _check_labelled(feeds: Feeds) -> None:
+    """An LMDB built with --no-labels (every Datum says label 0) can neither train nor score; other
+    sources without labels have no label field, which the batch checks name."""
+    from ..loaders import CaffeLmdb
+    from .predict import built_without_labels
+
+    for role, batches in (("training", feeds.train), ("validation", feeds.val)):
+        source = getattr(batches.loader, "source", None) if batches is not None else None
+        if isinstance(source, CaffeLmdb) and built_without_labels(source.path):
+            raise ValueError(f"{role} data {source.path}: no labels (the LMDB was built with --no-labels); "
+                             "train and validate on labelled data, and run `feedstock predict` on this set")
 
 
 def _conversion(mdef: ModelDef, model_scaling: bool) -> Dict[str, Any]:
@@ -182,12 +203,15 @@ def _extra(run: _Run, feeds: Feeds, resume: Union[str, Path, None]) -> Dict[str,
     """The snapshot's JSON: the sampler setup a resume must match and the deploy record for predict."""
     seed, batch_size = feeds.seed, feeds.batch_size
     if resume is not None:
-        saved = run.solver.restore(resume)
+        saved = run.solver.restore(resume, model=run.mdef.name)
         if saved.get("seed", seed) != seed or saved.get("batch_size", batch_size) != batch_size:
-            raise ValueError(f"resume {resume}: saved seed/batch_size {saved.get('seed')}/{saved.get('batch_size')} "
-                             f"differ from seed={seed}, batch_size={batch_size}")
+            raise KeyedError(f"resume {literal(str(resume))}: saved seed/batch_size {saved.get('seed')}/{saved.get('batch_size')} "
+                             f"differ from {{seed={seed}}}, {{batch_size={batch_size}}}",
+                             ("give the saved values to resume that run",))
     deploy = deployment(run.mdef, task=run.net.task, class_names=feeds.class_names,
-                        model_scaling=feeds.model_scaling, stream=feeds.stream)
+                        model_scaling=feeds.model_scaling, stream=feeds.stream,
+                        features=feature_columns_of(getattr(feeds.train.loader, "source", None)))
+    run.deploy_arrays = deploy.arrays()
     return {"seed": seed, "batch_size": batch_size, "model": run.mdef.name, "deploy": deploy.to_dict()}
 
 
@@ -201,7 +225,7 @@ def _first_batch(check: BatchCheck, stream: Any) -> None:
 
 
 def _loop(run: _Run, feeder: DeviceFeeder, feeds: Feeds, extra: Dict[str, Any],
-          progress: Optional[Callable[[int], None]]) -> None:
+          progress: Optional[Callable[[int], None]], stop: Optional[Callable[[], bool]] = None) -> None:
     cfg, solver, train_stream, val_stream = run.cfg, run.solver, feeds.train, feeds.val
     if val_stream is not None:
         _first_batch(run.val_check, val_stream)  # a bad validation layout fails now, not after training
@@ -220,10 +244,24 @@ def _loop(run: _Run, feeder: DeviceFeeder, feeds: Feeds, extra: Dict[str, Any],
                 progress(1)
             if cfg.snapshot and run.out_dir is not None and solver.iter % cfg.snapshot == 0:
                 run.snapshot(feeder, run.out_dir, extra)
+            if stop is not None and solver.iter < cfg.max_iter and stop():
+                run.stopped_at = solver.iter
+                break
             if solver.iter >= cfg.max_iter:
                 break
         batches.close()
+        if run.stopped_at is not None:
+            _stopped(run, feeder, extra)
+            return
     if val_stream is not None and tested_at != solver.iter:
         run.test(feeder, val_stream)
     if run.out_dir is not None and not (cfg.snapshot and solver.iter % cfg.snapshot == 0):
         run.snapshot(feeder, run.out_dir, extra)  # Caffe's snapshot_after_train
+
+
+def _stopped(run: _Run, feeder: DeviceFeeder, extra: Dict[str, Any]) -> None:
+    """A stop request: the snapshot of this iteration (Caffe snapshots on SIGINT), no test pass."""
+    log.info("stopped at iteration %d", run.solver.iter)
+    cfg = run.cfg
+    if run.out_dir is not None and not (cfg.snapshot and run.solver.iter % cfg.snapshot == 0):
+        run.snapshot(feeder, run.out_dir, extra)

@@ -1,8 +1,9 @@
 """Model definitions: Caffe's MNIST LeNet, the Otto MLP, and nets from plain layer-spec lists."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Mapping, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
+from .checks import check_masks, label_values
 from .modeldef import ModelDef
 from .seg_models import fcn_small
 from .solver import SolverConfig
@@ -81,3 +82,76 @@ def get_model(model: Any, **kwargs: Any) -> ModelDef:
         fields["input_shape"] = tuple(fields["input_shape"])
         return ModelDef(**{"name": "custom", **fields})
     raise ValueError(f"model={model!r} must be a name, a ModelDef or a dict")
+
+
+def class_count(values: Any, ignore_label: Optional[int] = None) -> int:
+    """Classes implied by label values: the largest one (the ignore label left out) plus one."""
+    kept = [int(v) for v in values if ignore_label is None or int(v) != ignore_label]
+    if kept and min(kept) < 0:
+        raise ValueError(f"labels include {min(kept)}: class labels are codes 0, 1, 2, ...")
+    return max(kept) + 1 if kept else 0
+
+
+def sized_model(model: Any, num_classes: Optional[int], *, data_classes: int = 0,
+                **kwargs: Any) -> ModelDef:
+    """A bundled model (a name in MODELS) sized for the data: ``num_classes`` when given (it must cover
+    ``data_classes``), else ``data_classes``, else its default. Anything else is taken as it is."""
+    if not isinstance(model, str) or model not in MODELS:
+        if num_classes is not None:
+            raise ValueError("num_classes (--num-classes) sizes a bundled model; this model has its own layers")
+        return get_model(model)
+    if num_classes is not None:
+        if num_classes < 2:
+            raise ValueError(f"--num-classes {num_classes} must be at least 2")
+        if data_classes > num_classes:
+            raise ValueError(f"--num-classes {num_classes} is fewer than the {data_classes} classes of the "
+                             "training data (labels up to " f"{data_classes - 1})")
+    count = num_classes or max(data_classes, 2 if data_classes else 0)
+    return get_model(model, **({"num_classes": count} if count else {}), **kwargs)
+
+
+def data_classes(source: Any, names: Optional[Sequence[str]], *, ignore_label: Optional[int], count: bool,
+                 where: str = "training data") -> int:
+    """The class count of the training data: its class names, else (``count``) the largest label of a
+    first pass plus one; 0 when unknown. Mask sets (a ``mask`` field) are always scanned and checked."""
+    segmentation = source is not None and "mask" in source.spec()
+    names = names or label_lmdb_classes(source)
+    if source is None or not (segmentation or (count and not names)):
+        return len(names) if names else 0
+    values = label_values(source, "mask" if segmentation else "label")
+    if segmentation:
+        check_masks(values, ignore_label, where)
+    return len(names) if names else class_count(values, ignore_label if segmentation else None)
+
+
+def label_lmdb_classes(source: Any) -> Optional[List[str]]:
+    """The class names of a label LMDB's labels.txt (in the LMDB folder or the build folder above it)."""
+    import os
+
+    from ..loaders import LmdbPairs
+    from ..loaders.csv_classes import read_classes
+
+    if not isinstance(source, LmdbPairs):
+        return None
+    for folder in (source.labels, os.path.dirname(os.path.abspath(source.labels))):
+        if os.path.isfile(os.path.join(folder, "labels.txt")):
+            return read_classes(os.path.join(folder, "labels.txt"))
+    return None
+
+
+def fit_model(model: Any, feeds: Any, num_classes: Optional[int]) -> Any:
+    """The ModelDef to train on ``feeds`` (inputs.Feeds): a bundled model (a name) gets the data's class
+    count (class names, the labels' first pass) unless ``num_classes`` overrides it; a mask set whose
+    classes would all be ignored is refused here, before the first step."""
+    from ..pipeline.loader import Loader
+
+    loader = feeds.train.loader
+    source = loader.source if isinstance(loader, Loader) else None
+    stream = feeds.stream or {}
+    ignore = int(stream.get("ignore_label", 255))
+    bundled = isinstance(model, str) and model in MODELS
+    if feeds.class_names is None:
+        feeds.class_names = label_lmdb_classes(source)  # saved in the snapshot, named in the metrics
+    count = data_classes(source, feeds.class_names, ignore_label=ignore, count=bundled and num_classes is None)
+    extra = {"ignore_label": ignore} if model == "fcn_small" else {}
+    return sized_model(model, num_classes, data_classes=count, **extra)

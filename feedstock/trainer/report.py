@@ -39,6 +39,7 @@ class TrainReport:
     task: str = "classification"
     test_metrics: Dict[str, float] = field(default_factory=dict)  # the last test pass: loss, accuracy, ...
     threads: str = ""  # the thread split (feedstock.threads.Split.line)
+    class_names: Optional[List[str]] = None  # code k is class_names[k] (the data's mapping)
 
     def summary(self) -> str:
         return "\n".join([
@@ -69,7 +70,19 @@ class TrainReport:
         return {"model": self.model, "task": self.task, "iters": self.iters, "batch_size": self.batch_size,
                 "train": {"loss": _finite(self.train_loss), "accuracy": _finite(self.train_accuracy)},
                 "test": {k: _finite(v) for k, v in self.test_metrics.items()}, "test_curves": curves,
-                "images_per_s": self.images_per_s, "data_wait_fraction": self.data_wait_fraction}
+                "images_per_s": self.images_per_s, "data_wait_fraction": self.data_wait_fraction,
+                **self._per_class()}
+
+    def _per_class(self) -> Dict[str, Any]:
+        """The class names and, for segmentation, the IoU of each class by name (iou_<code> by code)."""
+        if not self.class_names:
+            return {}
+        out: Dict[str, Any] = {"class_names": list(self.class_names)}
+        ious = {name: _finite(self.test_metrics[f"iou_{k}"]) for k, name in enumerate(self.class_names)
+                if f"iou_{k}" in self.test_metrics}
+        if ious:
+            out["test_iou_by_class"] = ious
+        return out
 
 
 def _finite(v: Any) -> Any:

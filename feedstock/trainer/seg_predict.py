@@ -17,9 +17,8 @@ from ..palette import write_palette_png, write_segmentation_sheet
 from ..phase import TEST
 from ..spec import Sample
 from ..stream import Stream
-from .deploy import Deployment
 from .feeding import LoaderBatches
-from .predict import _conversion, _stream, write_scores
+from .predict import _conversion, deploy_stream, write_scores
 
 PathLike = Union[str, Path]
 SHEET_ROWS = 8  # images on the truth | prediction | overlay sheet
@@ -37,10 +36,10 @@ class UnlabelledImages(Pairs):
         return {"data": data, "mask": np.full((1,) + data.shape[1:], self.ignore_label, np.uint8)}
 
 
-def predict_stream(deploy: Deployment, data: str, masks: str) -> Stream:
-    """The training stream's TEST-phase settings on ``data``: whole images (no crop, scale 1), pairs."""
-    return _stream(deploy, data).replace(masks=masks, source_type="pairs", root_folder="", crop_size=0, scales=(),
-                                         mirror=False, occlude=False)
+def predict_stream(stream: Stream, masks: str) -> Stream:
+    """The training stream's TEST-phase settings on its data: whole images (no crop, scale 1), pairs."""
+    return stream.replace(masks=masks, source_type="pairs", root_folder="", crop_size=0, scales=(),
+                          mirror=False, occlude=False)
 
 
 def seg_source(stream: Stream) -> Tuple[Any, bool]:
@@ -55,13 +54,32 @@ def seg_source(stream: Stream) -> Tuple[Any, bool]:
     return UnlabelledImages(images, ignore_label=stream.ignore_label, color=color), False
 
 
+RESERVED = frozenset({"metrics.json", "confusion.png", "sheet.png"})  # what predict writes beside the masks
+
+
 def mask_names(source: Any) -> List[str]:
-    """A relative .png name per record: the image path below the images' common folder, or the key."""
+    """A relative .png name per record, unique, always inside the output folder: the image path below
+    the images' common folder, or the record key (an LMDB's), sanitised (:func:`safe_relative`)."""
     keys = [source.key(i) for i in range(len(source))]
-    if isinstance(source, Pairs):
+    prefix = f"{getattr(source, 'images', '')}:"  # an LMDB pair's key is "<images db>:<record key>"
+    keys = [k[len(prefix):] if len(prefix) > 1 and k.startswith(prefix) else k for k in keys]
+    if isinstance(source, Pairs) and keys:
         root = os.path.commonpath([os.path.dirname(os.path.abspath(k)) for k in keys])
         keys = [os.path.relpath(os.path.abspath(k), root) for k in keys]
-    return [os.path.splitext(k.replace(":", "_"))[0] + ".png" for k in keys]
+    names, seen = [], set(RESERVED)
+    for i, key in enumerate(keys):
+        name = os.path.splitext(safe_relative(key))[0] + ".png"
+        if name in seen:  # two keys that sanitise alike keep apart by record number
+            name = f"{os.path.splitext(name)[0]}_{i:08d}.png"
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+def safe_relative(key: str) -> str:
+    """A relative path made from a record key: no root, no drive, no ``..`` or ``.`` parts, no ``:``."""
+    parts = [p.replace(":", "_") for p in key.replace("\\", "/").split("/") if p not in ("", ".", "..")]
+    return os.path.join(*parts) if parts else "record"
 
 
 def predict_masks(predictor: Any, data: PathLike, out_dir: PathLike, *, masks: str = "", batch_size: int = 16,
@@ -69,11 +87,14 @@ def predict_masks(predictor: Any, data: PathLike, out_dir: PathLike, *, masks: s
     """Masks of ``data`` as palette PNGs under ``out_dir`` (one per image, its own size); with masks,
     also ``metrics.json`` (loss, pixel accuracy, mean and per-class IoU) and ``confusion.png``."""
     net, deploy = predictor.net, predictor.deploy
-    stream = predict_stream(deploy, os.fspath(data), os.fspath(masks) if masks else "")
-    source, labelled = seg_source(stream)
-    # the pairs TEST chain on this source (the stream would build its own, which needs masks)
-    loader = stream.build_loader(TEST, source=source, batch_size=batch_size, workers=workers, shuffle=False, seed=0,
-                                 drop_last=False)
+    with deploy_stream(deploy, os.fspath(data)) as stored:
+        stream = predict_stream(stored, os.fspath(masks) if masks else "")
+        source, labelled = seg_source(stream)
+        # the pairs TEST chain on this source (the stream would build its own, which needs masks)
+        loader = stream.build_loader(TEST, source=source, batch_size=batch_size, workers=workers, shuffle=False,
+                                     seed=0, drop_last=False)
+    if not labelled and echo is not None:
+        echo(f"{os.fspath(data)}: no masks given: masks predicted only, no pixel accuracy, IoU or confusion matrix")
     out = Path(out_dir)
     names, meter, row, shown = mask_names(source), net.meter() if labelled else None, 0, []
     batches = LoaderBatches(loader)

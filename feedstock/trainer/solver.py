@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +9,9 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
+from ..errors import KeyedError, literal
 from .net import Net
+from .snapshot_io import read_snapshot, write_snapshot
 
 LR_POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
 
@@ -136,26 +137,28 @@ class SGDSolver:
             for p in self.net.params:
                 p.grad *= self.config.clip_gradients / norm
 
-    def snapshot(self, path: Union[str, Path], extra: Optional[Mapping[str, Any]] = None) -> Path:
-        """Write params, momentum history, iteration and JSON ``extra`` (e.g. loader state) to npz."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def snapshot(self, path: Union[str, Path], extra: Optional[Mapping[str, Any]] = None, *,
+                 arrays: Optional[Mapping[str, np.ndarray]] = None) -> Path:
+        """Write params, momentum history, iteration, JSON ``extra`` (e.g. loader state) and the deploy
+        ``arrays`` (carried by value: the mean image) to npz, atomically (see :func:`.write_snapshot`)."""
         to_np = self.net.backend.to_numpy
-        arrays = {f"param/{k}": v for k, v in self.net.state_dict().items()}
-        arrays.update({f"history/{k}": to_np(v) for k, v in self.history.items()})
+        blobs: Dict[str, np.ndarray] = {f"param/{k}": v for k, v in self.net.state_dict().items()}
+        blobs.update({f"history/{k}": to_np(v) for k, v in self.history.items()})
+        blobs.update({f"deploy/{k}": np.asarray(v) for k, v in (arrays or {}).items()})
         meta = {"iter": self.iter, "config": dataclasses.asdict(self.config), "extra": dict(extra or {})}
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)  # type: ignore[arg-type]
-        tmp.replace(path)  # atomic: a crash never leaves half a snapshot
-        return path
+        return write_snapshot(path, meta, blobs)
 
-    def restore(self, path: Union[str, Path]) -> Dict[str, Any]:
-        """Load a snapshot written by :meth:`snapshot`; returns its ``extra``."""
-        with np.load(path) as z:
-            meta = json.loads(z["meta"].tobytes().decode())
-            params = {k[6:]: z[k] for k in z.files if k.startswith("param/")}
-            history = {k[8:]: z[k] for k in z.files if k.startswith("history/")}
-        self.net.load_state_dict(params)
+    def restore(self, path: Union[str, Path], *, model: Optional[str] = None) -> Dict[str, Any]:
+        """Load a snapshot written by :meth:`snapshot`; returns its ``extra``. Errors name the file
+        and, for a snapshot of another net, both models (``model``: this net's name)."""
+        snap = read_snapshot(path)
+        meta, params, history = snap.meta, snap.params, snap.history
+        try:
+            self.net.load_state_dict(params)
+        except ValueError:
+            saved = meta.get("extra", {}).get("model", "another model")
+            raise KeyedError(f"{literal(str(path))} is a snapshot of {saved}, not of {model or 'this net'} (the params differ)",
+                             ("resume from a snapshot of the same {model}",)) from None
         if set(history) != set(self.history):
             raise ValueError(f"{path}: momentum history names do not match the net")
         for name, value in history.items():

@@ -28,11 +28,12 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..caffe_pb import read_mean_file
+from ..errors import KeyedError
 from ..phase import parse_phase
 from ..spec import Sample, Spec
 from ._aligned import IMAGE, MASK, image_of, mask_of, spec_hw
 from .base import Transform, write_rows
-from .crop import center_offsets, check_fits, crop_view, random_offsets
+from .crop import CROP_FIXES, center_offsets, check_fits, crop_view, random_offsets
 from .fused import Scratch, build_luts, write_batch, write_float, write_uint8
 from .mean import broadcast_values, mean_values
 from .prototxt import find_blocks, parse_prototxt
@@ -279,7 +280,7 @@ class CaffeTransform(Transform):
         c, h, w = spec_hw(spec[IMAGE], "CaffeTransform")
         k = self.crop_size
         if k and ((h is not None and k > h) or (w is not None and k > w)):
-            raise ValueError(f"crop_size={k} is larger than the image ({h}x{w})")
+            raise KeyedError(f"{{crop_size={k}}} is larger than the image ({h}x{w})", CROP_FIXES)
         if self.mean is not None and None not in (c, h, w) and self.mean.shape != (c, h, w):
             raise ValueError(f"mean_file={self.mean_file!r} has shape {self.mean.shape}, input is {(c, h, w)}")
         if self.mean_values is not None and c is not None:

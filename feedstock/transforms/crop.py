@@ -5,13 +5,17 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from ..errors import KeyedError
 from ._aligned import Geometric, SizeLike, parse_size
+
+CROP_FIXES = ("crop at most the image's size, or resize first with {new_height}/{new_width}",)
 
 
 def check_fits(h: int, w: int, ch: int, cw: int, name: str = "size") -> None:
     """A clear error when a (ch, cw) crop does not fit an h x w image."""
     if ch > h or cw > w:
-        raise ValueError(f"{name}=({ch}, {cw}) is larger than the image ({h}x{w})")
+        fixes = CROP_FIXES if name == "crop_size" else ()
+        raise KeyedError(f"{{{name}=({ch}, {cw})}} is larger than the image ({h}x{w})", fixes)
 
 
 def random_offsets(rng: np.random.Generator, h: int, w: int, ch: int, cw: int) -> Tuple[int, int]:

@@ -5,6 +5,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
+from ..loaders.strings import cut
 from ..spec import Sample, Spec
 from ._aligned import IMAGE, image_of, spec_hw
 from .base import Transform
@@ -27,7 +28,7 @@ def broadcast_values(values: np.ndarray, channels: int, name: str = "values") ->
         return np.repeat(values, channels)
     if values.size != channels:
         raise ValueError(
-            f"{name} has {values.size} entries ({values.tolist()}); expected 1 or {channels} (the channels)"
+            f"{name} has {values.size} entries ({cut(str(values.tolist()))}); expected 1 or {channels} (the channels)"
         )
     return values
 

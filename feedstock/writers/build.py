@@ -58,7 +58,7 @@ class BuildOptions:
     throttle_s: float = 0.0  # test hook: seconds slept per record
     start_method: str = "auto"  # worker start: auto (the pool's choice), fork or spawn
     no_labels: bool = False  # CSV/HDF5 without a label column: every label 0 (else a missing column is an error)
-    classes: Optional[Tuple[str, ...]] = None  # CSV: the dataset's class list (labels.txt of the training build)
+    classes: Optional[Tuple[str, ...]] = None  # CSV/folder/list: the dataset's class list (labels.txt of the training build)
     reencode: bool = False  # --encoded: re-encode files a reader would get in another channel count or depth
 
     def __post_init__(self) -> None:
@@ -118,6 +118,7 @@ class BuildReport:
     resumed: bool = False
     already_complete: bool = False
     workers: int = 0
+    forced: Optional[dict] = None  # kept files readers must decode with force_color/force_gray (see _finish)
 
 
 def build_lmdb(src: str, out: str, options: BuildOptions, *, force: bool = False, resume: bool = False,
@@ -154,6 +155,7 @@ def build_lmdb(src: str, out: str, options: BuildOptions, *, force: bool = False
             raise ValueError(f"cannot resume {partial!r} with different settings: {problem}")
     bo.write_manifest(partial, manifest)
     run = _Run(listing, options, partial, bo.SkippedLog(partial), progress)
+    run.log_left_out()
     done = sum(run.resume_point(s) - s.lo for s in splits)
     if on_total:
         on_total(sum(s.hi - s.lo for s in splits), done)
@@ -173,8 +175,8 @@ def check_kind_options(kind: str, options: BuildOptions) -> None:
         for name in ("no_labels", "label_column"):
             if getattr(options, name):
                 raise ValueError(f"{name}={getattr(options, name)!r} applies to CSV and HDF5 sources, not {kind}")
-    if options.classes is not None and kind != "csv":
-        raise ValueError(f"classes applies to CSV sources (class names in a column), not {kind}")
+    if options.classes is not None and kind == "hdf5":
+        raise ValueError("classes applies to CSV, image folder and list file sources, not hdf5")
 
 
 class _Run:
@@ -186,7 +188,16 @@ class _Run:
         self.skipped, self.progress = skipped, progress
         self.mean: Optional[ExactMean] = ExactMean() if options.mean else None
         self.processed = 0
+        self.forced: List[str] = []  # "name (what it is)" of files kept that need force_color/force_gray
+        self.forced_count = 0
         self._starts: dict = {}
+
+    def log_left_out(self) -> None:
+        """Bad table rows the listing left out go to skipped.txt (line id -1: they have no key), once."""
+        logged = {(e.name, e.reason) for e in self.skipped.entries}
+        for where, reason in self.listing.left_out:
+            if (where, reason) not in logged:
+                self.skipped.add(bo.Skipped("", -1, where, reason))
 
     def resume_point(self, split: Split) -> int:
         """First line id still to write: after the last committed key of a partial database."""
@@ -243,7 +254,7 @@ class _Run:
         if self.listing.paths is not None:
             return functools.partial(encode_images, self.options.image_job())
         return functools.partial(encode_table, self.listing.table, want_sum=self.options.mean,  # type: ignore[arg-type]
-                                 throttle_s=self.options.throttle_s)
+                                 throttle_s=self.options.throttle_s, bad_rows=self.listing.bad_rows)
 
     def _resume_state(self, db: str, with_mean: bool) -> Optional[tuple]:
         """Re-read the committed records: the mean so far and the first shape (--check-size)."""
@@ -269,6 +280,9 @@ class _Run:
                 raise RecordError(key.decode("utf-8", "backslashreplace"),
                                   f"shape {rec.shape} differs from the first record's {first_shape} (--check-size)")
             writer.put(key, rec.value)  # type: ignore[arg-type]
+            if rec.forced and len(self.forced) < 1000:  # a count and examples, not a second listing
+                self.forced.append(f"{name} ({rec.forced})")
+            self.forced_count += bool(rec.forced)
         if with_mean and self.mean is not None:
             for _shape, (total, count, line_id) in result.sums.items():
                 where = record_key(line_id, names[int(split.order[line_id])]).decode("utf-8", "backslashreplace")
@@ -323,10 +337,25 @@ def _finish(run: _Run, splits: List[Split], manifest: dict, out: str) -> BuildRe
             write_mean_outputs(run.partial, mean)
     if run.listing.class_names:
         bo.write_labels(run.partial, run.listing.class_names)
+    forced = forced_reader(run)
+    if forced:
+        result["reader"] = forced  # what a reader must set, as convert_imageset's encoded records need it
     manifest.update(complete=True, result=result)
     bo.write_manifest(run.partial, manifest)
     bo.publish(run.partial, out)
-    return BuildReport(out, facts, list(run.skipped.entries), run.listing.class_names, mean, run.processed)
+    report = BuildReport(out, facts, list(run.skipped.entries), run.listing.class_names, mean, run.processed)
+    report.forced = forced
+    return report
+
+
+def forced_reader(run: _Run) -> Optional[dict]:
+    """{"force_color" or "force_gray": True, "records": n, "examples": [...]} when kept files decode natively
+    to another channel count or depth (a grey JPEG in a colour build), else None."""
+    count = run.forced_count
+    if not count:
+        return None
+    return {"force_color" if run.options.color else "force_gray": True, "records": count,
+            "examples": run.forced[:5]}
 
 
 def _report_from_manifest(out: str) -> BuildReport:

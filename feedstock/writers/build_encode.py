@@ -5,8 +5,11 @@ OpenCV COLOR (3-channel BGR) or GRAYSCALE, squash-resize with INTER_LINEAR only
 when both sizes are set, then either a raw Datum (CHW BGR bytes, explicit
 ``encoded=false``) or an encoded one (no channels/height/width): the original
 file bytes when nothing changed and the extension matches, else ``cv2.imencode``
-with OpenCV's defaults (JPEG quality 95). Unreadable images come back as
-errors (the caller skips or aborts), never as exceptions.
+with OpenCV's defaults (JPEG quality 95). As Caffe, a kept file is kept whatever it
+decodes to natively: a grey JPEG, a 16-bit or BGRA PNG in a colour build is stored byte
+for byte and flagged (``Encoded.forced``: readers must decode it with force_color, or
+force_gray in a --gray build); ``reencode`` stores such files re-encoded instead.
+Unreadable images come back as errors (the caller skips or aborts), never as exceptions.
 """
 from __future__ import annotations
 
@@ -65,6 +68,7 @@ class Encoded:
     value: Optional[bytes]
     shape: Shape = ()
     error: str = ""
+    forced: str = ""  # a kept file whose native decode is not the dataset's channels in 8 bits: what it is
 
 
 @dataclass
@@ -150,10 +154,10 @@ def encode_image(job: ImageJob, item: ImageItem, result: ChunkResult) -> Encoded
         if keeps_file(job, path):
             kept = _kept_value(job, path, buf, label)
             if kept is not None:
-                value, native = kept
+                value, pixels, forced = kept
                 if job.want_sum:
-                    result.add_pixels(native, line_id)
-                return Encoded(line_id, value, tuple(int(s) for s in native.shape))
+                    result.add_pixels(pixels, line_id)
+                return Encoded(line_id, value, tuple(int(s) for s in pixels.shape), forced=forced)
         chw = decode_image(buf, mode=color_mode(job.color), key=path)
         hwc = to_hwc(chw)
         if job.resizes:
@@ -170,16 +174,18 @@ def encode_image(job: ImageJob, item: ImageItem, result: ChunkResult) -> Encoded
     return Encoded(line_id, value, tuple(int(s) for s in to_chw(hwc).shape))
 
 
-def _kept_value(job: ImageJob, path: str, buf: bytes, label: int) -> Optional[Tuple[bytes, np.ndarray]]:
-    """(Datum bytes of the file as it is, the pixels a reader gets) when a reader gets the dataset's
-    channels in 8 bits; None to re-encode it (``job.reencode``); else a RecordError naming the file."""
+def _kept_value(job: ImageJob, path: str, buf: bytes, label: int) -> Optional[Tuple[bytes, np.ndarray, str]]:
+    """(Datum bytes of the file as it is, the pixels a reader gets, "" or what the file is natively) as
+    convert_imageset --encoded keeps it; None to re-encode a file that a native reader would decode to
+    another channel count or depth (``job.reencode``). Such a file kept is decoded here as a reader told
+    force_color (force_gray for --gray) decodes it: the dataset's channels in 8 bits."""
     problem, native = native_problem(buf, job, path)
+    value = encoded_datum(buf, label).SerializeToString()
     if native is not None:
-        return encoded_datum(buf, label).SerializeToString(), native
+        return value, native, ""
     if job.reencode:
         return None
-    raise RecordError(path, f"--encoded would keep {problem} byte for byte and readers would reject it; "
-                            f"pass --reencode to store it re-encoded with {job.channels} channels, 8 bits")
+    return value, decode_image(buf, mode=color_mode(job.color), key=path), problem
 
 
 def _encoded_value(job: ImageJob, path: str, buf: bytes, hwc: np.ndarray, label: int) -> Tuple[bytes, np.ndarray]:
@@ -230,13 +236,17 @@ def table_datum(sample: dict, key: str, label: int) -> Tuple[bytes, np.ndarray]:
 
 
 def encode_table(source: Source, items: Sequence[Tuple[int, int, int]], want_sum: bool,
-                 throttle_s: float = 0.0) -> ChunkResult:
-    """Rows ``(line_id, listing index, label)`` of a table source to float (or uint8) Datums."""
+                 throttle_s: float = 0.0, bad_rows: Optional[Dict[int, str]] = None) -> ChunkResult:
+    """Rows ``(line_id, listing index, label)`` of a table source to float (or uint8) Datums; rows in
+    ``bad_rows`` (a label the listing could not read) come back as errors, skipped as images are."""
     result = ChunkResult([])
     for line_id, index, label in items:
         if throttle_s:
             time.sleep(throttle_s)
         key = source.key(index)
+        if bad_rows and index in bad_rows:
+            result.records.append(Encoded(line_id, None, error=f"{key}: {bad_rows[index]}"))  # HDF5 rows have no name
+            continue
         try:
             value, pixels = table_datum(source[index], key, label)
         except RecordError as e:

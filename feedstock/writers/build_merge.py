@@ -90,10 +90,20 @@ def _merge_builds(partial: str, shards: List[str], txn_size: int, progress: Prog
                       "skipped": skipped.count(split), **_shard_facts(ordered, split)})
         _release(db)
     manifest["result"] = {"splits": facts}
+    _merge_reader(ordered, manifest["result"])
     _merge_mean(partial, ordered, manifest["result"])
     if first.get("class_names"):
         bo.write_labels(partial, first["class_names"])
     return manifest
+
+
+def _merge_reader(ordered: List[Tuple[str, dict]], result: dict) -> None:
+    """The shards' reader settings (kept files that need force_color/force_gray), counts summed."""
+    readers = [m["result"]["reader"] for _, m in ordered if m.get("result", {}).get("reader")]
+    if readers:
+        merged = dict(readers[0], records=sum(r["records"] for r in readers))
+        merged["examples"] = [e for r in readers for e in r.get("examples", [])][:5]
+        result["reader"] = merged
 
 
 def _shard_facts(ordered: List[Tuple[str, dict]], split: str) -> dict:

@@ -2,7 +2,9 @@
 
 A build writes everything under ``OUT.partial`` (same parent, so the final
 rename is atomic) and renames it to ``OUT`` only when every database is
-complete: an interrupted build never leaves anything at ``OUT``. The manifest
+complete: an interrupted build never leaves anything at ``OUT``, and a
+``--force`` rebuild swaps the new database in only then (a failed one leaves
+the previous ``OUT`` byte-identical). The rules are :mod:`feedstock.outputs`. The manifest
 ``build.json`` records the plan (options that decide the content, split
 digests, shard), so ``--resume`` and ``merge-lmdb`` can refuse mismatches.
 """
@@ -11,12 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..loaders.caffe_lmdb import release_env, shared_env
+from ..outputs import remove, swap_in
 
 MANIFEST = "build.json"
 SKIPPED = "skipped.txt"
@@ -31,22 +33,21 @@ def partial_path(out: str) -> str:
 
 
 def remove_paths(*paths: str) -> None:
-    """Delete each of ``paths`` that exists, folder or file (what --force replaces)."""
+    """Delete each of ``paths`` that exists, folder or file (a stale work folder)."""
     for path in paths:
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        elif os.path.exists(path):
-            os.remove(path)
+        remove(path)
 
 
 def prepare_output(out: str, *, force: bool, resume: bool) -> Tuple[str, bool]:
-    """Create or reuse ``OUT.partial``; returns (partial dir, whether it is being resumed)."""
+    """Create or reuse ``OUT.partial``; returns (partial dir, whether it is being resumed).
+
+    ``force`` starts a fresh ``OUT.partial`` and keeps ``OUT``: :func:`publish` swaps them at the end."""
     partial = partial_path(out)
     release_tree(out)
     release_tree(partial)
     if force:
-        remove_paths(out, partial)
-    if os.path.exists(out):
+        remove_paths(partial)
+    elif os.path.lexists(out) and not (resume and os.path.isdir(partial)):  # resuming a --force rebuild
         raise FileExistsError(f"output {out!r} already exists; pass --force to replace it")
     if os.path.isdir(partial):
         if not resume:
@@ -176,9 +177,10 @@ def write_labels(directory: str, names: List[str]) -> str:
 
 
 def publish(partial: str, out: str) -> None:
-    """The atomic last step: ``OUT.partial`` becomes ``OUT``."""
+    """The last step: ``OUT.partial`` becomes ``OUT``; a previous ``OUT`` (``--force``) is removed only after."""
     release_tree(partial)
-    os.rename(partial, out)
+    release_tree(out)
+    swap_in(partial, out)
 
 
 def release_tree(root: str) -> None:

@@ -171,7 +171,7 @@ def build_pairs(src: str, out: str, options: PairsBuildOptions, *, force: bool =
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)  # a failed build leaves nothing behind
         raise
-    _finish(partial, out, report, force=force)
+    _finish(partial, out, report)
     return report
 
 
@@ -199,7 +199,7 @@ def _write(partial: str, names: List[str], source: Pairs, order: np.ndarray, opt
     return report
 
 
-def _finish(partial: str, out: str, report: PairsBuildReport, *, force: bool) -> None:
+def _finish(partial: str, out: str, report: PairsBuildReport) -> None:
     if report.skipped:
         with open(os.path.join(partial, "skipped.txt"), "w") as f:
             f.write("\n".join(report.skipped) + "\n")
@@ -207,9 +207,7 @@ def _finish(partial: str, out: str, report: PairsBuildReport, *, force: bool) ->
     with open(os.path.join(partial, "pairs.json"), "w") as f:
         json.dump({"format": "feedstock.pairs/1", "records": report.written, "skipped": len(report.skipped),
                    "class_pixels": classes, "images": IMAGES, "labels": LABELS}, f, indent=1)
-    if force:
-        remove_paths(out)
-    publish(partial, out)
+    publish(partial, out)  # swaps a --force rebuild in, removing the old OUT only after
     report.out = out
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -31,6 +31,8 @@ class Listing:
     paths: Optional[List[str]] = None  # image files to open (images only)
     table: Optional[Source] = None  # record i of the listing = table[i] (tables only)
     class_names: Optional[List[str]] = None
+    left_out: List[Tuple[str, str]] = field(default_factory=list)  # (file:line, reason) of bad table rows
+    bad_rows: Dict[int, str] = field(default_factory=dict)  # listing index -> why: skipped when written
 
     def __len__(self) -> int:
         return len(self.names)
@@ -66,22 +68,25 @@ def detect_kind(src: str) -> str:
     return kind
 
 
-def list_folder(root: str, exclude: Sequence[str] = ()) -> Listing:
+def list_folder(root: str, exclude: Sequence[str] = (), classes: Optional[Sequence[str]] = None) -> Listing:
     """Class-per-subfolder images; names are paths relative to ``root`` (the key suffix).
-    Folders in ``exclude`` (the build's own outputs) are never scanned."""
+    Folders in ``exclude`` (the build's own outputs) are never scanned; ``classes`` fixes the codes."""
     from ..loaders.image_folder import scan_image_folder
 
-    classes, paths, labels = scan_image_folder(root, exclude=exclude)
+    classes, paths, labels = scan_image_folder(root, exclude=exclude, classes=classes)
     names = [os.path.relpath(p, root) for p in paths]
     return Listing("folder", names, np.asarray(labels, dtype=np.int64), paths=paths, class_names=classes)
 
 
-def list_file(path: str, root: str) -> Listing:
-    """A Caffe list file; names are the paths as written, files are ``root + path`` (Caffe)."""
-    from ..loaders.list_file import read_list_file
+def list_file(path: str, root: str, classes: Optional[Sequence[str]] = None) -> Listing:
+    """A Caffe list file; names are the paths as written, files are ``root + path`` (Caffe);
+    ``classes`` names its integer labels (a label outside them is an error)."""
+    from ..loaders.list_file import check_list_labels, read_list_file
 
     names, labels = read_list_file(path)
-    return Listing("list", names, np.asarray(labels, dtype=np.int64), paths=[root + n for n in names])
+    check_list_labels(path, names, labels, classes)
+    return Listing("list", names, np.asarray(labels, dtype=np.int64), paths=[root + n for n in names],
+                   class_names=None if classes is None else list(classes))
 
 
 def list_table(path: str, kind: str, options: Any) -> Listing:
@@ -91,7 +96,8 @@ def list_table(path: str, kind: str, options: Any) -> Listing:
     unless ``no_labels`` (every label 0); CSV class codes follow ``classes`` when given."""
     no_labels = bool(getattr(options, "no_labels", False))
     if kind == "csv":
-        return list_csv(path, options.label_column, no_labels, getattr(options, "classes", None))
+        return list_csv(path, options.label_column, no_labels, getattr(options, "classes", None),
+                        strict=bool(getattr(options, "strict", True)))
     from ..loaders.hdf5 import Hdf5
 
     if no_labels:
@@ -99,29 +105,36 @@ def list_table(path: str, kind: str, options: Any) -> Listing:
         return Listing("hdf5", [""] * len(table), np.zeros(len(table), dtype=np.int64), table=table)
     label_field = options.label_column or "label"
     table = Hdf5(path, fields=("data", label_field))
-    return Listing("hdf5", [""] * len(table), hdf5_labels(table, label_field), table=table)
+    bad: Optional[Dict[int, str]] = None if getattr(options, "strict", True) else {}
+    labels = hdf5_labels(table, label_field, bad)
+    return Listing("hdf5", [""] * len(table), labels, table=table, bad_rows=bad or {})
 
 
-def list_csv(path: str, label_column: Optional[str], no_labels: bool, classes: Optional[Sequence[str]]) -> Listing:
-    """A CSV table whose label column must exist unless ``no_labels`` (a missing one is never read as all-0)."""
+def list_csv(path: str, label_column: Optional[str], no_labels: bool, classes: Optional[Sequence[str]], *,
+             strict: bool = True) -> Listing:
+    """A CSV table whose label column must exist unless ``no_labels`` (a missing one is never read as all-0).
+    Unless ``strict``, bad rows (a bad cell, a short row, a bad label) are left out and listed, as
+    unreadable images are (``Listing.left_out``)."""
     from ..loaders.csv_table import DEFAULT_LABEL, CsvTable
 
     column = None if no_labels else DEFAULT_LABEL if label_column is None else label_column
-    table = CsvTable(path, label_column=column, classes=classes)
+    table = CsvTable(path, label_column=column, classes=classes, on_error="raise" if strict else "skip")
     if table.labels is None and not no_labels:
         raise ValueError(f"{path}: no label column {str(column)!r}; the columns are {table.header[:12]}"
                          f"{'...' if len(table.header) > 12 else ''}: pass --label-column NAME (label_column=), "
                          "or --no-labels (no_labels=True) for a file without labels")
     labels = table.labels if table.labels is not None else np.zeros(len(table), dtype=np.int64)
     names = [str(i) for i in table.ids.tolist()] if table.ids is not None else [""] * len(table)
-    return Listing("csv", names, np.asarray(labels, dtype=np.int64), table=table, class_names=table.classes)
+    return Listing("csv", names, np.asarray(labels, dtype=np.int64), table=table, class_names=table.classes,
+                   left_out=[(row.key, row.reason) for row in table.skipped])
 
 
-def hdf5_labels(table: Any, field_name: str) -> np.ndarray:
-    """Every row's label, read per file in one slice; each must be one integer (Datum.label is int32)."""
+def hdf5_labels(table: Any, field_name: str, bad: Optional[Dict[int, str]] = None) -> np.ndarray:
+    """Every row's label, read per file in one slice; each must be one integer (Datum.label is int32).
+    A row whose label is not (NaN, 2.5) raises, or with ``bad`` is recorded there (row -> why, label 0)."""
     import h5py
 
-    parts = []
+    parts: List[np.ndarray] = []
     for path in table.files:
         with h5py.File(path, "r") as h5:
             values = np.asarray(h5[field_name][...], dtype=np.float64)
@@ -129,20 +142,26 @@ def hdf5_labels(table: Any, field_name: str) -> np.ndarray:
         if values.shape[1] != 1:
             raise ValueError(f"{path}: dataset {field_name!r} has rows of {values.shape[1]} values; "
                              "a Datum holds one integer label")
-        bad = np.flatnonzero(values[:, 0] != np.round(values[:, 0]))
-        if bad.size:
-            raise ValueError(f"{path}:{bad[0]}: label {float(values[bad[0], 0])!r} is not an integer")
-        parts.append(values[:, 0].astype(np.int64))
+        wrong = np.flatnonzero(~(values[:, 0] == np.round(values[:, 0])))  # NaN compares unequal
+        if wrong.size and bad is None:
+            raise ValueError(f"{path}:{wrong[0]}: label {float(values[wrong[0], 0])!r} is not an integer")
+        first = int(sum(len(p) for p in parts))
+        for row in wrong.tolist():
+            bad[first + row] = f"label {float(values[row, 0])!r} is not an integer"  # type: ignore[index]
+        column = values[:, 0].copy()
+        column[wrong] = 0
+        parts.append(column.astype(np.int64))
     return np.concatenate(parts)
 
 
 def make_listing(src: str, kind: str, options: Any, *, exclude: Sequence[str] = ()) -> Listing:
     """The listing of ``src`` read as ``kind`` (``options`` supplies root and label_column);
     a folder source never scans the folders in ``exclude``."""
+    classes = getattr(options, "classes", None)
     if kind == "folder":
-        return list_folder(src, exclude)
+        return list_folder(src, exclude, classes)
     if kind == "list":
-        return list_file(src, options.root)
+        return list_file(src, options.root, classes)
     return list_table(src, kind, options)
 
 

@@ -138,11 +138,12 @@ def _check_arguments(options: BuildOptions, partitions: Optional[int], force: bo
 
 
 def _prepare_parts(out: str, parts: str, plan: dict, *, force: bool, resume: bool) -> Optional[dict]:
-    """Check (or with ``force`` clear) OUT and OUT.parts before Ray starts; the state of a build to resume."""
+    """Check (or with ``force`` clear) OUT.parts before Ray starts; the state of a build to resume.
+    ``force`` keeps OUT until the new build is published over it (a failed rebuild leaves it as it was)."""
     bo.release_tree(out)
     if force:
-        bo.remove_paths(out, bo.partial_path(out), parts)
-    if os.path.exists(out):
+        bo.remove_paths(bo.partial_path(out), parts)
+    elif os.path.exists(out):
         raise FileExistsError(f"output {out!r} already exists; pass --force to replace it")
     if not os.path.isdir(parts):
         return None

@@ -14,6 +14,7 @@ import os
 from typing import Iterable, List, Sequence
 
 from ..loaders.image_folder import Excluded, is_within, walk_images
+from ..outputs import check_output
 from .build_output import partial_path
 from .build_plan import Listing, make_listing
 
@@ -31,9 +32,11 @@ def output_paths(out: str) -> List[str]:
 
 
 def check_not_source(src: str, outputs: Iterable[str]) -> None:
-    """ValueError when an output path is the source or a folder holding it (--force would delete it)."""
+    """ValueError when an output path is the source or a folder holding it (--force would delete it),
+    or the current folder or one of its ancestors."""
     real_src = os.path.realpath(src)
     for path in outputs:
+        check_output(path, flag="output")
         real = os.path.realpath(path)
         if real == real_src:
             raise ValueError(f"output {path!r} is the source {src!r}: choose an output outside the source")

@@ -117,13 +117,14 @@ def write_mean_outputs(directory: str | os.PathLike, mean: np.ndarray) -> Tuple[
     return proto, npy
 
 
-def datum_pixels(value: bytes, key: str) -> Tuple[np.ndarray, int]:
-    """(CHW pixels, label) of a serialized Datum; encoded payloads decoded natively (DecodeDatumNative)."""
+def datum_pixels(value: bytes, key: str, mode: str = "native") -> Tuple[np.ndarray, int]:
+    """(CHW pixels, label) of a serialized Datum; encoded payloads decoded natively (DecodeDatumNative),
+    or as force_color/force_gray do with ``mode`` "color"/"gray"."""
     try:
         datum = Datum.FromString(value)
     except DecodeError as e:
         raise RecordError(key, f"value is not a Caffe Datum ({len(value)} bytes): {e}") from None
-    return decode_datum(datum, mode="native", key=key), int(datum.label)
+    return decode_datum(datum, mode=mode, key=key), int(datum.label)
 
 
 def compute_db_mean(path: str, progress=None) -> Tuple[np.ndarray, int]:

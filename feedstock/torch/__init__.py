@@ -1,15 +1,19 @@
-"""Torch tensors from a Loader without copying: ``for batch in feedstock.torch.wrap(loader)``."""
+"""feedstock for PyTorch: ``DataLoader`` (torch's signature, feedstock's workers) and ``wrap(loader)`` (zero-copy tensors).
+
+::
+
+    from feedstock.torch import DataLoader            # instead of torch.utils.data.DataLoader
+    for images, labels in DataLoader(dataset, batch_size=64, shuffle=True, num_workers=4): ...
+
+    for batch in feedstock.torch.wrap(Loader(source, ...)): ...   # dict batches of tensors on the slots
+"""
 from __future__ import annotations
 
 from typing import Any, Dict, Iterator
 
+from .dataloader import DataLoader, need_torch
 
-def _torch():
-    try:
-        import torch
-    except ImportError as exc:  # an optional extra
-        raise ImportError("feedstock.torch needs PyTorch: pip install 'feedstock[torch]'") from exc
-    return torch
+_torch = need_torch
 
 
 class TorchLoader:
@@ -46,3 +50,6 @@ class TorchLoader:
 def wrap(loader: Any) -> TorchLoader:
     """Zero-copy torch view of ``loader``'s batches (``torch.from_numpy``)."""
     return TorchLoader(loader)
+
+
+__all__ = ["DataLoader", "TorchLoader", "wrap"]
