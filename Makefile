@@ -13,7 +13,7 @@ FLOOR_STAMP := $(FLOOR_VENV)/.installed
 FLOOR_PROTOBUF := 3.12.4 4.21.12
 FLOOR_TESTS := tests/test_caffe_pb.py tests/test_compat_imports.py
 
-.PHONY: demo test test-floor lint bench venv clean
+.PHONY: demo test test-floor lint bench venv clean gpu-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,13 @@ test-floor: $(FLOOR_STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,torch,ray]'
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+
+# Everything GPU (cupy trainer vs numpy, pinned slots, DeviceFeeder overlap, torch batches) in one
+# command, minutes: run it first on any machine with a GPU. The gpu extra (cupy) is installed only
+# where nvidia-smi sees a GPU; elsewhere (CI) the check says there is none and exits 0.
+gpu-check: $(STAMP)
+	@if nvidia-smi -L >/dev/null 2>&1; then $(PY) -m pip install --quiet -e '.[gpu,torch]'; fi
+	$(PY) -m feedstock.gpu_check
 
 clean:
 	rm -rf $(VENV) $(FLOOR_VENV) build *.egg-info

@@ -11,14 +11,18 @@ synthetic 227x227 images.
    vs fed from in-memory arrays in the same run: step-time ratio and the
    fraction of step time spent waiting for data (goal: < 2% whenever the
    loader alone is faster than the trainer; the loader-alone rate is printed).
-3. GPU only: host-to-device bandwidth from a registered (pinned) slot vs
+3. CPU only (the numpy trainer shares the cores with the workers): the thread
+   budget before/after (feedstock/threads.py), LeNet on the bundled sample and
+   fcn_small on the shapes set, each with the trainer's BLAS at every core
+   (before) and at the cores the workers leave (after), in one run.
+4. GPU only: host-to-device bandwidth from a registered (pinned) slot vs
    pageable memory, and uint8 vs float32 batch bytes.
 
 --full trains LeNet on the full Fashion-MNIST (60k/10k, Debian package
 dataset-fashion-mnist) with Caffe's LeNet solver (10,000 iterations of 64) and
 prints the test accuracy (expected >= 0.89). It is a long run, not for CI.
 
-    python bench/bench_trainer.py [--backend auto] [--steps 30] [--workers 2] [--full]
+    python bench/bench_trainer.py [--backend auto] [--steps 30] [--workers 2] [--threads-only] [--full]
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -125,6 +129,71 @@ def feeding_row(name: str, model: ModelDef, in_memory: Any, via_loader: Any, bac
         print(f"  NOTE: {name} waited {lo.data_wait_fraction:.2%} although the loader alone is faster")
 
 
+def _with_threads(threads: Optional[int], fn: Any) -> Any:
+    """``fn()`` with $FEEDSTOCK_TRAINER_THREADS at ``threads`` (None: the thread budget decides)."""
+    old = os.environ.pop("FEEDSTOCK_TRAINER_THREADS", None)
+    if threads is not None:
+        os.environ["FEEDSTOCK_TRAINER_THREADS"] = str(threads)
+    try:
+        return fn()
+    finally:
+        os.environ.pop("FEEDSTOCK_TRAINER_THREADS", None)
+        if old is not None:
+            os.environ["FEEDSTOCK_TRAINER_THREADS"] = old
+
+
+def thread_budget(backend: Backend, workers: int, lenet_iters: int, fcn_iters: int, lmdb: str,
+                  repeats: int = 3) -> None:
+    """Issue 22 item 4 before/after in one run: the trainer's BLAS at every core (before: OpenBLAS's
+    default) against the budget (cores the workers leave), LeNet on the bundled sample and fcn_small."""
+    from feedstock.segdata import shapes_split
+    from feedstock.stream import Stream
+    from feedstock.threads import consumer_threads, usable_cores
+    from feedstock.trainer.seg_models import fcn_small
+
+    cores = usable_cores()
+    print(f"thread budget ({cores} cores, {workers} workers): trainer BLAS threads before {cores}, "
+          f"after {consumer_threads(workers, cores)}")
+    tr, _ = load_fashion_mnist()
+
+    def lenet_run(source: Any, w: int, threads: Optional[int], iters: int) -> Any:
+        solver = dict(SOLVER, max_iter=iters)
+        return _with_threads(threads, lambda: train(lenet(), source, None, solver, None, batch_size=64, workers=w,
+                                                    backend=backend, plots=False))
+
+    memory = (tr.images, tr.labels)
+    configs = {  # name: (source, workers, BLAS threads (None: the budget), iterations)
+        "in-memory, 1 BLAS thread": (memory, 0, 1, lenet_iters),
+        f"in-memory, budget ({consumer_threads(0, cores)} threads)": (memory, 0, None, lenet_iters),
+        f"LMDB {workers} workers, budget (after)": (lmdb, workers, None, lenet_iters),
+        f"LMDB {workers} workers, {cores} BLAS threads (before)": (lmdb, workers, cores, max(10, lenet_iters // 5)),
+    }
+    steps: Dict[str, List[Any]] = {name: [] for name in configs}
+    for _ in range(repeats):  # interleaved: every configuration sees the same drift of a shared machine
+        for name, (src, w, threads, iters) in configs.items():
+            steps[name].append(lenet_run(CaffeLmdb(src) if isinstance(src, str) else src, w, threads, iters))
+    best = {name: min(runs, key=lambda r: r.step_time_s) for name, runs in steps.items()}
+    base = min(best[n].step_time_s for n in best if n.startswith("in-memory"))
+    for name, rep in best.items():
+        print(f"  LeNet {name:<40}: step {rep.step_time_s * 1e3:7.2f} ms = {rep.step_time_s / base:5.2f}x the "
+              f"faster in-memory run, data wait {rep.data_wait_fraction:.2%}  (best of {repeats})")
+    after = best[f"LMDB {workers} workers, budget (after)"]
+    print(f"  LeNet targets: LMDB with {workers} workers within 1.2x of in-memory: {after.step_time_s / base:.2f}x; "
+          f"data wait under 2%: {after.data_wait_fraction:.2%} (load average {os.getloadavg()[0]:.1f})")
+    with tempfile.TemporaryDirectory() as root:
+        shapes_split("train", root)
+        seg = dict(SOLVER, max_iter=fcn_iters, base_lr=0.1, lr_policy="poly", power=1.0, test_interval=0)
+        for name, threads in (("before", cores), ("after", None)):
+            stream = Stream(source=f"{root}/train/images", masks=f"{root}/train/masks", source_type="pairs",
+                            crop_size=48, mirror=True, batch_size=8, workers=workers, seed=0)
+            t0 = time.perf_counter()
+            rep = _with_threads(threads, lambda: train(fcn_small(width=8), stream, None, seg,  # noqa: B023
+                                                       backend=backend, plots=False, seed=0))
+            print(f"  fcn_small {fcn_iters} iters, {workers} workers, {name}: {time.perf_counter() - t0:.1f} s, "
+                  f"step {rep.step_time_s * 1e3:.2f} ms, data wait {rep.data_wait_fraction:.2%}")
+    print(f"  {rep.threads}")
+
+
 def h2d(backend: Backend, nbytes: int = 64 * 2**20, reps: int = 20) -> None:
     """Host-to-device GB/s from pageable memory vs the same memory registered as pinned."""
     if not backend.gpu:
@@ -157,12 +226,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--full", action="store_true", help="long run: LeNet on the full Fashion-MNIST")
+    p.add_argument("--threads-only", action="store_true", help="only the thread-budget before/after rows")
+    p.add_argument("--lenet-iters", type=int, default=100)
+    p.add_argument("--repeats", type=int, default=3, help="interleaved rounds of the thread-budget runs")
+    p.add_argument("--fcn-iters", type=int, default=60)
     p.add_argument("--out", default="bench_trainer_out")
     args = p.parse_args(argv)
     backend = get_backend(args.backend)
     if args.full:
         full_run(backend, args.workers, args.out)
         return 0
+    tr, _ = load_fashion_mnist()
+    if not backend.gpu:
+        with tempfile.TemporaryDirectory() as tmp:
+            write_lmdb(f"{tmp}/lmdb", tr.images, tr.labels)
+            thread_budget(backend, args.workers, args.lenet_iters, args.fcn_iters, f"{tmp}/lmdb", args.repeats)
+        if args.threads_only:
+            return 0
     big_batch = 128 if backend.gpu else 8
     big_steps = args.steps if backend.gpu else max(3, args.steps // 10)
     print(f"backend {backend.name}, {os.cpu_count()} CPUs, loader workers {args.workers}")
@@ -173,7 +253,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"LeNet batch 64: step {t * 1e3:.2f} ms, {64 / t:.0f} images/s")
     t = step_time(conv227(), backend, big_batch, big_steps)
     print(f"conv227 batch {big_batch}: step {t * 1e3:.1f} ms, {big_batch / t:.1f} images/s")
-    tr, _ = load_fashion_mnist()
     with tempfile.TemporaryDirectory() as tmp:
         write_lmdb(f"{tmp}/lmdb", tr.images, tr.labels)
         feeding_row("LeNet/LMDB", lenet(), (tr.images, tr.labels), CaffeLmdb(f"{tmp}/lmdb"), backend, 64,

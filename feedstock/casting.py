@@ -94,3 +94,33 @@ def write_fields(fields: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray]
         if name not in fields:
             raise ValueError(f"sample has no field {name!r} (fields: {sorted(fields)})")
         copy_checked(name, dst, fields[name])
+
+
+def cast_rows(value: np.ndarray, dtype: np.dtype) -> Tuple[np.ndarray, int, str]:
+    """``value`` (rows along axis 0) cast to ``dtype`` by the same rule, checked with whole-array
+    operations (a batch at a time): (result, -1, "") or (partial result, first bad row, why)."""
+    dtype = np.dtype(dtype)
+    if value.dtype == dtype:
+        return value, -1, ""
+    if value.dtype.kind == "f" and dtype.kind == "f":
+        try:
+            with np.errstate(over="raise"):
+                return value.astype(dtype), -1, ""
+        except FloatingPointError:
+            with np.errstate(over="ignore"):
+                cast = value.astype(dtype)
+            bad = np.isinf(cast) & np.isfinite(value)
+    elif value.dtype.kind in "iu" and dtype.kind == "f":
+        exact, always = _exact_bound(value.dtype, dtype)
+        cast = value.astype(dtype)
+        if always or value.size == 0:
+            return cast, -1, ""
+        bad = (value > exact) | (value < -exact)
+    else:
+        problem = cast_problem(value, dtype)
+        return value.astype(dtype), (0 if problem else -1), problem
+    rows = np.flatnonzero(bad.reshape(len(value), -1).any(axis=1)) if value.ndim else np.flatnonzero(bad.reshape(1))
+    if not rows.size:
+        return cast, -1, ""
+    row = int(rows[0])
+    return cast, row, cast_problem(np.asarray(value[row]), dtype)

@@ -216,10 +216,14 @@ def test_real_photos_with_a_space_in_the_name(tmp_path, shared_data):
     for (_key, value), name in zip(raw, ("cat.jpg", "cat gray.jpg")):
         expected = cv2.imread(str(photos / name), cv2.IMREAD_COLOR)  # grey file -> 3 channels
         np.testing.assert_array_equal(raw_pixels(parse_datum_wire(value)), expected.transpose(2, 0, 1))
-    # Kept byte for byte the grey JPEG would decode natively to 1 channel: skipped and named, not kept.
-    assert [k for k, _ in enc] == [b"00000000_cat.jpg"]
-    assert parse_datum_wire(enc[0][1])["data"] == (photos / "cat.jpg").read_bytes()
-    assert "cat gray.jpg" in out and "--reencode" in out
+    # As convert_imageset --encoded: both files kept byte for byte (Caffe's key set), the grey one named with
+    # what a reader must set; read with force_color it decodes to the dataset's 3 channels.
+    assert [k for k, _ in enc] == [b"00000000_cat.jpg", b"00000001_cat gray.jpg"]
+    for (_key, value), name in zip(enc, ("cat.jpg", "cat gray.jpg")):
+        assert parse_datum_wire(value)["data"] == (photos / name).read_bytes()
+    assert "force_color" in out
+    np.testing.assert_array_equal(CaffeLmdb(tmp_path / "enc", mode="color")[1]["data"],
+                                  cv2.imread(str(photos / "cat gray.jpg"), cv2.IMREAD_COLOR).transpose(2, 0, 1))
     build(tmp_path / "list.txt", tmp_path / "re", "--root", f"{photos}/", "--encoded", "--reencode", "--workers", "0")
     re_db = read_db(tmp_path / "re")
     assert re_db[0] == enc[0]  # the colour JPEG is still the original file

@@ -5,8 +5,7 @@ import h5py
 import numpy as np
 import pytest
 
-from feedstock.loaders import Hdf5
-from feedstock.loaders import hdf5 as hdf5_module
+from feedstock.loaders import Hdf5, hdf5_rows
 from feedstock.spec import ArraySpec
 
 
@@ -74,6 +73,7 @@ def _two_files(tmp_path):
 
 
 def test_read_batch_reads_slices_not_rows(tmp_path, monkeypatch):
+    monkeypatch.setattr(hdf5_rows, "MEMMAP", False)  # the h5py path, for layouts a map cannot read
     src, parts = _two_files(tmp_path)
     indices = [120, 3, 90, 4, 5, 140, 3, 60, -1]
     src[0]  # open the files before counting
@@ -84,7 +84,7 @@ def test_read_batch_reads_slices_not_rows(tmp_path, monkeypatch):
     np.testing.assert_array_equal(got["data"], np.stack([parts[f][row] for f, row in where]))
     np.testing.assert_array_equal(got["label"], [row + 1000.0 * f for f, row in where])
     assert got["data"].dtype == got["label"].dtype == np.float32
-    monkeypatch.setattr(hdf5_module, "_BYTES_PER_CALL", 0)  # force one slice per run of rows
+    monkeypatch.setattr(hdf5_rows, "BYTES_PER_CALL", 0)  # force one slice per run of rows
     counter.calls = 0
     got = src.read_batch([3, 4, 5, 60, 61, 90])
     assert counter.calls == 2 * 3  # runs 3-5, 60-61, 90 for each of the two fields
@@ -113,6 +113,7 @@ class _RowsOnly(Hdf5):
 def test_loader_reads_hdf5_through_the_batch_path(tmp_path, monkeypatch, no_leaks, shuffle):
     from feedstock.pipeline.loader import Loader
 
+    monkeypatch.setattr(hdf5_rows, "MEMMAP", False)  # counts h5py calls (the memmap path makes none)
     _two_files(tmp_path)
     kw = dict(batch_size=16, shuffle=shuffle, seed=3, drop_last=False)
     with Loader(_RowsOnly(tmp_path / "list.txt"), workers=0, **kw) as rows_loader:
@@ -167,3 +168,85 @@ def test_errors_name_file_and_fields(tmp_path):
         Hdf5(tmp_path / "absent.h5")
     with pytest.raises(ValueError, match="fields="):
         Hdf5(tmp_path / "a.h5", fields="data")
+
+
+def _layouts(tmp_path, data, label):
+    """The same rows stored contiguous, chunked, chunked + gzip: (path, expected kind of 'data')."""
+    out = []
+    for name, kw, kind in (("flat", {}, "memmap"), ("chunked", {"chunks": (7, data.shape[1])}, "chunks"),
+                           ("gzip", {"chunks": (16, data.shape[1]), "compression": "gzip"}, "chunks")):
+        with h5py.File(tmp_path / f"{name}.h5", "w") as f:
+            f.create_dataset("data", data=data, **kw)
+            f.create_dataset("label", data=label)
+        out.append((tmp_path / f"{name}.h5", kind))
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, ">f4", np.int32, np.uint8])
+def test_every_layout_reads_the_same_rows_in_any_order(tmp_path, monkeypatch, dtype):
+    rng = np.random.default_rng(1)
+    data = rng.integers(0, 200, size=(203, 5)).astype(dtype)
+    label = np.arange(203, dtype=np.int64)
+    orders = [rng.permutation(203)[:64], np.arange(40, 104), np.array([5, 5, 202, 0, 5]), rng.permutation(203)]
+    monkeypatch.setattr(hdf5_rows, "CHUNK_CACHE_BYTES", 7 * 5 * 8 * 4 * 3)  # a few chunks: evictions happen
+    for path, kind in _layouts(tmp_path, data, label):
+        src = Hdf5(path)
+        assert src.layouts()["data"] == kind
+        for idx in orders:
+            got = src.read_batch(idx)
+            np.testing.assert_array_equal(got["data"], data[idx].astype(np.float32))
+            np.testing.assert_array_equal(got["label"], idx.astype(np.float32))
+            assert got["data"].dtype == np.float32
+        row = src[17]["data"]
+        np.testing.assert_array_equal(row, data[17].astype(np.float32))
+        row[:] = -1  # a fresh array: writing it changes nothing in the source
+        np.testing.assert_array_equal(src[17]["data"], data[17].astype(np.float32))
+
+
+@pytest.mark.parametrize("layout", [{}, {"chunks": (2,)}, {"chunks": (2,), "compression": "gzip"}])
+@pytest.mark.parametrize("memmap", [True, False])
+def test_no_silent_casts_name_file_dataset_and_row(tmp_path, monkeypatch, layout, memmap):
+    from feedstock.errors import RecordError
+
+    monkeypatch.setattr(hdf5_rows, "MEMMAP", memmap)
+    cases = [("big.h5", np.array([1.0, 2.0, 1e300, 3.0, 4.0, 5.0]), r"big\.h5:2: dataset 'data'.*overflow float32"),
+             ("int.h5", np.array([0, 16777216, -16777216, 7, 16777217, 1], np.int64),
+              r"int\.h5:4: dataset 'data'.*not all exact in float32"),
+             ("neg.h5", np.array([0, 1, 2, 3, 4, -16777219], np.int64), r"neg\.h5:5:")]
+    for name, values, message in cases:
+        with h5py.File(tmp_path / name, "w") as f:
+            f.create_dataset("data", data=values, **layout)
+            f.create_dataset("label", data=np.zeros(6, np.float32))
+        src = Hdf5(tmp_path / name)
+        with pytest.raises(RecordError, match=message):
+            src.read_batch(np.arange(6))
+        with pytest.raises(RecordError, match=message):
+            src.read_batch(np.array([5, 4, 3, 2, 1, 0]))
+        bad = int(message.split(":")[1]) if message.count(":") else None
+        with pytest.raises(RecordError, match=message.split(":")[0]):
+            src[bad]
+        fine = [i for i in range(6) if i != bad]
+        got = src.read_batch(fine)["data"]  # the other rows are exact: they read
+        np.testing.assert_array_equal(got.astype(values.dtype), values[fine])
+    # values float32 holds exactly read fine, at the bounds: -2**24, 2**24, float32's max
+    with h5py.File(tmp_path / "edge.h5", "w") as f:
+        f.create_dataset("data", data=np.array([2**24, -(2**24), 3], np.int64), **layout)
+        f.create_dataset("label", data=np.array([3.4e38, -3.4e38, 0.0]))
+    got = Hdf5(tmp_path / "edge.h5").read_batch([0, 1, 2])
+    np.testing.assert_array_equal(got["data"], [16777216.0, -16777216.0, 3.0])
+    np.testing.assert_array_equal(got["label"], np.array([3.4e38, -3.4e38, 0.0], np.float32))
+
+
+def test_shuffled_loader_over_memmap_matches_rows(tmp_path, no_leaks):
+    from feedstock.pipeline.loader import Loader
+
+    rng = np.random.default_rng(2)
+    data = rng.normal(size=(300, 4)).astype(np.float32)
+    _write(tmp_path / "m.h5", data=data, label=np.arange(300, dtype=np.float32))
+    kw = dict(batch_size=32, shuffle=True, seed=5, drop_last=False)
+    for workers in (0, 2):
+        with Loader(Hdf5(tmp_path / "m.h5"), workers=workers, **kw) as loader:
+            seen = [(b["label"].copy(), b["data"].copy()) for b in loader]
+        labels = np.concatenate([s[0] for s in seen]).astype(np.int64)
+        assert sorted(labels.tolist()) == list(range(300)) and labels.tolist() != list(range(300))
+        np.testing.assert_array_equal(np.concatenate([s[1] for s in seen]), data[labels])

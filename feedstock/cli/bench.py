@@ -142,6 +142,10 @@ def _measure(args: argparse.Namespace, counts: Optional[List[int]], step: Callab
         result = run_bench(subject, counts=counts, seconds=args.seconds, compare=args.compare, step=step,
                            repeats=args.repeats, consumer_threads=args.consumer_threads)
         out["result"] = result
+        from ..loaders.jpeg import choose, describe  # issue 22: the decoder chosen by measurement
+
+        result.extra.append(describe())
+        out["fields"]["jpeg_decoder"] = {"name": choose().name, "mp_per_s_per_core": round(choose().mps, 1)}
         if args.device:
             from ..benchtool.device_feed import measure_device
 

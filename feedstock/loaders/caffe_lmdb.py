@@ -23,7 +23,7 @@ import os
 import threading
 import time
 from types import NotImplementedType
-from typing import Dict, Mapping, Optional, Union
+from typing import Dict, Mapping, Optional, Tuple, Union
 
 import lmdb
 import numpy as np
@@ -121,6 +121,7 @@ class CaffeLmdb(Source):
     """Datums of a Caffe LMDB; yields ``{"data": CHW array, "label": int64 scalar}``."""
 
     _handles = ("_entry",)
+    decode_target: Optional[Tuple[int, int]] = None  # a stream's opt-in reduced JPEG decode (decode.py)
 
     def __init__(self, path: str | os.PathLike, *, mode: str = "native"):
         self.path = os.fspath(path)
@@ -191,7 +192,7 @@ class CaffeLmdb(Source):
             data = np.frombuffer(pixels, dtype=np.uint8).reshape(shape)
         else:
             t0 = time.perf_counter()
-            data = decode_datum(datum, mode=self.mode, key=self.key(i))
+            data = decode_datum(datum, mode=self.mode, key=self.key(i), target=self.decode_target)
             self.decode_s += time.perf_counter() - t0
         return {"data": data, "label": self._label(datum.label)}
 

@@ -3,29 +3,25 @@
 ``source`` is one .h5 file or a list file of .h5 paths (whitespace-separated
 tokens, as Caffe reads it; relative paths resolved against the list file's
 folder, then against the working directory as Caffe does). Datasets are named by
-field; float and integer datasets are converted to float32; every field of a
+field; float and integer datasets are converted to float32 (never silently: an
+overflow or an integer float32 does not hold is an error naming file, dataset and
+row); contiguous datasets are read through a memory map, chunked ones by whole
+chunks (:mod:`.hdf5_rows`); every field of a
 file must have the same number of rows; row shapes are kept as stored ((N,) vs
 (N, 1) labels). The global index runs through the files in list order.
 """
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..protocols import Indices
 from ..spec import ArraySpec, Sample, Spec
 from .base import Source, deliver
+from .hdf5_rows import DatasetRows
 from .strings import cut
-
-if TYPE_CHECKING:  # h5py's bundled libhdf5 clashes with Caffe's: imported only when HDF5 is read
-    import h5py
-
-# An h5py call costs about as much as reading this many more bytes in one slice (~25 us vs ~2.5 GB/s
-# here): rows are read as one bounding slice when it spans at most this much per run of rows it
-# replaces, else as one slice per run (rows of a shuffled batch scattered over a large file).
-_BYTES_PER_CALL = 64 << 10
 
 Meta = Dict[str, Tuple[Tuple[int, ...], np.dtype]]
 
@@ -104,7 +100,7 @@ class Hdf5(Source):
         self._offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
         if self._offsets[-1] == 0:
             raise ValueError(f"HDF5 source {self.source!r} has no rows")
-        self._open: Dict[int, Dict[str, h5py.Dataset]] | None = None
+        self._open: Dict[int, Dict[str, DatasetRows]] | None = None
         self._open_pid = -1
 
     def _check_shapes(self, path: str, meta: Meta) -> None:
@@ -127,7 +123,7 @@ class Hdf5(Source):
         f, row = self._locate(self._check_index(i))
         return f"{self.files[f]}:{row}"
 
-    def _datasets(self, f: int) -> Dict[str, h5py.Dataset]:
+    def _datasets(self, f: int) -> Dict[str, DatasetRows]:
         if self._open is None or self._open_pid != os.getpid():
             # HDF5 handles do not survive fork: a forked copy starts its own.
             self._open, self._open_pid = {}, os.getpid()
@@ -135,32 +131,16 @@ class Hdf5(Source):
             import h5py
 
             h5 = h5py.File(self.files[f], "r")
-            self._open[f] = {field: h5[field] for field in self.fields}
+            self._open[f] = {field: DatasetRows(self.files[f], h5[field]) for field in self.fields}
         return self._open[f]
 
     def __getitem__(self, i: int) -> Sample:
         f, row = self._locate(self._check_index(i))
-        return {name: np.asarray(ds[row], dtype=np.float32) for name, ds in self._datasets(f).items()}
+        return {name: rows.run(row, 1)[0, ...] for name, rows in self._datasets(f).items()}
 
-    def _read_rows(self, f: int, rows: np.ndarray) -> Dict[str, np.ndarray]:
-        """Rows (sorted, unique) of file ``f``: one bounding slice when it is cheaper than one call per run
-        of consecutive rows; else one point selection for many short runs (measured: ~55 us + ~7.5 us
-        a run + ~0.9 us a row, against ~18 us a call per run), or one slice per run."""
-        out = {}
-        lo, hi = int(rows[0]), int(rows[-1]) + 1
-        cuts = np.flatnonzero(np.diff(rows) != 1) + 1
-        for name, ds in self._datasets(f).items():
-            row_bytes = int(np.prod(ds.shape[1:], dtype=np.int64)) * ds.dtype.itemsize
-            if len(cuts) == 0:
-                block = ds[lo:hi]  # one run: the common sequential case
-            elif (hi - lo) * row_bytes <= (len(cuts) + 1) * _BYTES_PER_CALL or hi - lo <= 2 * len(rows):
-                block = ds[lo:hi][rows - lo]
-            elif len(cuts) + 1 > 8 + len(rows) // 12:
-                block = ds[rows]  # many short runs (a shuffled batch): one point selection, ~2x faster here
-            else:
-                block = np.concatenate([ds[int(r[0]) : int(r[-1]) + 1] for r in np.split(rows, cuts)])
-            out[name] = block.astype(np.float32, copy=False)
-        return out
+    def layouts(self) -> Dict[str, str]:
+        """How each field of the first file is read: "memmap", "chunks" or "h5py" (for reports)."""
+        return {name: rows.kind for name, rows in self._datasets(0).items()}
 
     def _check_indices(self, indices: Indices) -> np.ndarray:
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
@@ -179,17 +159,20 @@ class Hdf5(Source):
         run = self._run_of(idx)
         if run is not None:  # consecutive rows of one file (a sequential pass): one slice per field
             f, row = run
-            fields = {name: ds[row : row + len(idx)].astype(np.float32, copy=False)
-                      for name, ds in self._datasets(f).items()}
+            fields = {name: rows.run(row, len(idx)) for name, rows in self._datasets(f).items()}
             return deliver(fields, out)
+        if len(self.files) == 1:  # one file: its rows in the order asked (a shuffled batch)
+            readers = self._datasets(0)
+            if out is not None and all(readers[name].take_into(idx, out[name]) for name in self.fields
+                                       if name in out) and set(out) <= set(self.fields):
+                return dict(out)
+            return deliver({name: rows.rows(idx) for name, rows in self._datasets(0).items()}, out)
         files = np.searchsorted(self._offsets, idx, side="right") - 1
         fields = {name: np.empty((len(idx), *self._row_shapes[name]), np.float32) for name in self.fields}
         for f in np.unique(files):
             sel = np.flatnonzero(files == f)
-            rows, where = np.unique(idx[sel] - self._offsets[f], return_inverse=True)
-            block = self._read_rows(int(f), rows)
-            for name in self.fields:
-                fields[name][sel] = block[name][where.reshape(-1)]
+            for name, rows in self._datasets(int(f)).items():
+                fields[name][sel] = rows.rows(idx[sel] - self._offsets[f])
         return deliver(fields, out)
 
     def _run_of(self, idx: np.ndarray) -> Optional[Tuple[int, int]]:

@@ -1,7 +1,7 @@
 """LabeledImages: the shared body of image-file sources (image folders, Caffe list files)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -18,6 +18,10 @@ class LabeledImages(Source):
     decoded with OpenCV in BGR (``rgb=True`` swaps to RGB); ``color=False`` reads
     one grey channel (Caffe's ``is_color``). The arrays returned are fresh per read.
     """
+
+    # (h, w) a Resize after this source shrinks to: decode JPEGs at a reduced DCT scale that still covers
+    # it (the stream's opt-in decode_scale: auto); None decodes every pixel, as Caffe does
+    decode_target: Optional[Tuple[int, int]] = None
 
     def __init__(self, paths: Sequence[str], labels: Sequence[int], *, color: bool = True, rgb: bool = False):
         if len(paths) != len(labels):
@@ -44,7 +48,7 @@ class LabeledImages(Source):
 
     def __getitem__(self, i: int) -> Sample:
         i = self._check_index(i)
-        data = read_image(self._paths[i], mode=color_mode(self.color), rgb=self.rgb)
+        data = read_image(self._paths[i], mode=color_mode(self.color), rgb=self.rgb, target=self.decode_target)
         return {"data": data, "label": as_label(self._labels[i])}
 
     def key(self, i: int) -> str:

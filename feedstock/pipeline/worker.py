@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import select
 import signal
-import sys
 import threading
 import time
 import traceback
@@ -37,17 +36,6 @@ from ..errors import Spelled, WorkerError, literal
 from ..loaders.strings import cut
 from .bootstrap import HandlerFactory, PackedFactory
 from .shm import pid_alive, sweep_stale
-
-# Libraries that size a thread pool at load time read these; workers are already
-# the parallelism, so nested pools would only oversubscribe the cores.
-THREAD_ENV = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-    "OPENCV_FOR_THREADS_NUM",
-)
 
 Handler = Callable[[Any], Any]
 MESSAGE_CHARS = 400  # a worker's error message is cut to this (a record may echo a huge value)
@@ -89,17 +77,10 @@ class ErrorInfo:
 
 
 def limit_threads() -> None:
-    """One thread per worker for OpenCV, BLAS/OpenMP and torch (where loaded)."""
-    for name in THREAD_ENV:
-        os.environ[name] = "1"
-    # Already-loaded libraries no longer read the environment: tell them directly.
-    # OpenCV not yet loaded reads OPENCV_FOR_THREADS_NUM when it is (checked: 5.0).
-    cv2 = sys.modules.get("cv2")
-    if cv2 is not None:
-        cv2.setNumThreads(1)
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(1)
+    """One thread per worker for OpenCV, BLAS/OpenMP and torch (feedstock.threads owns the budget)."""
+    from ..threads import limit_worker
+
+    limit_worker()
 
 
 class OwnerWatch:

@@ -76,6 +76,8 @@ def build_loader(s: StreamKeys, phase: int, *, fields: Optional[Sequence[str]] =
         # Caffe's transformer works on (C, H, W) blobs: CSV rows become (F, 1, 1) when it runs
         caffe_layout = caffe_layout or (kind_of(kind).rows and bool(transform_keys_set(s)))
         source = source_of(s, fields=fields, caffe_layout=caffe_layout)
+        if s.decode_scale == "auto" and s.new_height and hasattr(source, "decode_target"):
+            source.decode_target = (s.new_height, s.new_width)  # reduced JPEG decode, then Resize
     if engine == "ray":
         from ..engines import RayLoader
 

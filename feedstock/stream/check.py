@@ -12,7 +12,7 @@ from .kinds import source_types
 # Caffe's TransformationParameter fields, copied by name from a prototxt's transform_param.
 CAFFE_TRANSFORM_KEYS = ("scale", "mirror", "crop_size", "mean_file", "mean_value", "force_color", "force_gray")
 # what changes the samples (the remote setup check compares these)
-TRANSFORM_KEYS = CAFFE_TRANSFORM_KEYS + ("new_height", "new_width", "is_color", "scales", "pad_value",
+TRANSFORM_KEYS = CAFFE_TRANSFORM_KEYS + ("new_height", "new_width", "decode_scale", "is_color", "scales", "pad_value",
                                          "ignore_label", "occlude", "to_range")
 SOURCE_TYPES = source_types()  # the built-in kinds (flags' choices); the rule asks the registry each time
 
@@ -71,12 +71,21 @@ def _label(key: str, value: object) -> int:
     return number
 
 
+def as_decode_scale(key: str, value: Any) -> Any:
+    """"auto" (opt-in reduced JPEG decode before a resize, not Caffe's pixels) or 1 (exact, the default)."""
+    if value in ("auto", 1, "1") and value is not True:
+        return "auto" if value == "auto" else 1
+    raise StreamKeyError(key, f"={echo(value)} must be auto (decode JPEGs at a reduced scale before "
+                              "new_height/new_width; faster, not Caffe's pixels) or 1 (exact)")
+
+
 # key -> normaliser (raises StreamKeyError naming the key)
 RULES: Dict[str, Callable[[str, object], object]] = {
     "source": as_str, "source_type": lambda k, v: as_choice(k, v, source_types()), "root_folder": as_str,
     "masks": as_str, "label_column": as_str, "classes": as_str,
     "scale": as_number, "mirror": as_bool, "crop_size": as_int, "mean_file": _opt_str, "mean_value": as_numbers,
     "force_color": as_bool, "force_gray": as_bool, "new_height": as_int, "new_width": as_int, "is_color": as_bool,
+    "decode_scale": lambda k, v: as_decode_scale(k, v),
     "scales": as_scales, "pad_value": as_number, "ignore_label": _label, "occlude": as_bool, "to_range": as_range,
     # the loader keys: LoaderOptions' rules, but a stream's seed may be unset and its rank/world_size are set
     **{k: LOADER_RULES[k] for k in ("batch_size", "shuffle", "drop_last", "workers", "prefetch", "on_error",

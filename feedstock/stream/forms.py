@@ -227,6 +227,9 @@ _FLAGS: Tuple[Tuple[str, str, Dict[str, Any], str], ...] = (
     ("--scale", "scale", {"type": finite}, "multiply after the mean subtraction (Caffe's scale)"),
     ("--new-height", "new_height", {"type": int}, "resize images to this height (with --new-width)"),
     ("--new-width", "new_width", {"type": int}, "resize images to this width"),
+    ("--fast-decode", "decode_scale", {"action": "store_const", "const": "auto"},
+     "decode JPEGs at 1/2, 1/4 or 1/8 scale when --new-height/--new-width shrink them 2x or more "
+     "(decode_scale: auto; faster, pixels differ from Caffe's by a few grey levels)"),
     ("--force-color", "force_color", _ON, "decode encoded Datums as 3 channels"),
     ("--force-gray", "force_gray", _ON, "decode encoded Datums as 1 channel"),
     ("--scales", "scales", {"type": _numbers}, "pairs: multiscale factors, e.g. 0.6,1,1.4"),

@@ -39,6 +39,7 @@ class StreamKeys:
     force_gray: bool = False
     new_height: int = 0
     new_width: int = 0
+    decode_scale: Union[str, int] = 1  # "auto": JPEGs decoded at a reduced DCT scale before new_height/width
     is_color: bool = True
     scales: Tuple[float, ...] = ()
     pad_value: float = 0.0

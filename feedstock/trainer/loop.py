@@ -11,6 +11,7 @@ import numpy as np
 from ..backend import Backend, get_backend
 from ..device import DeviceFeeder
 from ..errors import KeyedError, literal
+from ..threads import budget
 from .checks import BatchCheck
 from .deploy import deployment, feature_columns_of
 from .inputs import Feeds, open_feeds
@@ -156,13 +157,15 @@ def train(model: Any, train_source: Any, val_source: Any = None, solver_cfg: Any
         run = _Run(mdef, cfg, be, feeds.seed, out)
         extra = _extra(run, feeds, resume)
         feeder = DeviceFeeder(be, **_conversion(mdef, feeds.model_scaling))
-        try:
-            _loop(run, feeder, feeds, extra, progress, stop)
+        try:  # BLAS threads: the cores the loader's workers leave (feedstock/threads.py)
+            with budget(_local_workers(feeds)) as split:
+                _loop(run, feeder, feeds, extra, progress, stop)
         finally:
             feeder.close()  # unregister pinned memory before the loaders unmap their slots
     finally:
         feeds.close()
     report = build_report(run, be.name, feeds.batch_size, feeder.stats, time.perf_counter() - started)
+    report.threads = split.line()
     report.class_names = feeds.class_names
     if out is not None:
         report.files.append(str(write_metrics(report, out / f"{mdef.name}_metrics.json")))
@@ -173,6 +176,10 @@ def train(model: Any, train_source: Any, val_source: Any = None, solver_cfg: Any
     return report
 
 
+def _local_workers(feeds: Any) -> int:
+    """Worker processes on this machine feeding the training loader (0 for in-process or remote)."""
+    workers = getattr(getattr(feeds.train, "loader", None), "workers", 0)
+    return workers if isinstance(workers, int) else 0
 def _check_labelled(feeds: Feeds) -> None:
     """An LMDB built with --no-labels (every Datum says label 0) can neither train nor score; other
     sources without labels have no label field, which the batch checks name."""

@@ -38,6 +38,7 @@ class TrainReport:
     net: Any = field(default=None, repr=False)
     task: str = "classification"
     test_metrics: Dict[str, float] = field(default_factory=dict)  # the last test pass: loss, accuracy, ...
+    threads: str = ""  # the thread split (feedstock.threads.Split.line)
     class_names: Optional[List[str]] = None  # code k is class_names[k] (the data's mapping)
 
     def summary(self) -> str:
@@ -48,7 +49,7 @@ class TrainReport:
             f"test accuracy {self._test_line()}",
             f"throughput {self.images_per_s:.0f} images/s, step {self.step_time_s * 1e3:.2f} ms",
             f"data wait {self.data_wait_s:.3f} s = {self.data_wait_fraction:.2%} of step time",
-        ] + [f"  {e.line()}" for e in self.epochs])
+        ] + ([self.threads] if self.threads else []) + [f"  {e.line()}" for e in self.epochs])
 
     def _train_line(self) -> str:
         if not self.history.get("iter"):

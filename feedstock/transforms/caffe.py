@@ -188,8 +188,9 @@ class CaffeTransform(Transform):
                     else crop_view(self.mean, top, left, oh, ow))
         if x.dtype == np.uint8:
             luts = None if mean is not None else self._luts_for(x.shape[0])
+            values = None if self.mean_values is None else broadcast_values(self.mean_values, x.shape[0], "mean_value")
             write_uint8(src, out, mirror=do_mirror, luts=luts, mean=mean, scale=self.scale,
-                        scratch=self._scratch)
+                        scratch=self._scratch, arith=True, values=values)
         else:
             values = None if self.mean_values is None else broadcast_values(
                 self.mean_values, x.shape[0], "mean_value")

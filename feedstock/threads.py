@@ -1,0 +1,120 @@
+"""The thread budget: loader workers run single-threaded, the trainer gets the cores they leave.
+
+numpy's BLAS (OpenBLAS) and OpenMP size their thread pools to every core of the
+machine. A trainer doing its matrix products with one thread per core while the
+loader's workers decode on the same cores makes both wait on each other (on 2
+cores, LeNet's 100 iterations took 13-19 s by default, 3-4 s with one BLAS
+thread). So:
+
+* every worker process limits OpenCV, BLAS, OpenMP and torch to one thread
+  (:func:`limit_worker`: the environment variables for libraries not loaded yet,
+  the libraries' own controls for those already loaded);
+* the consumer (the trainer, a benchmark's consumer loop) runs its BLAS with
+  :func:`consumer_threads` threads, the cores the workers leave (at least one),
+  for the time of a :func:`budget` block, through threadpoolctl where it is
+  installed (a dependency of feedstock);
+* :class:`Split` says what was set, for the trainer's report and ``bench``.
+
+BLAS sums in an order that depends on its thread count, so the same training with
+different worker counts (hence trainer threads) can differ in the last bits of the
+weights; ``FEEDSTOCK_TRAINER_THREADS`` fixes the count where bit-identical runs
+across worker counts matter.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Iterator, List, Optional
+
+# Libraries that size a thread pool at load time read these.
+WORKER_ENV = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "OPENCV_FOR_THREADS_NUM",
+)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def consumer_threads(workers: int, cores: Optional[int] = None) -> int:
+    """BLAS threads for the consumer of a Loader with ``workers`` single-threaded worker processes:
+    the cores they leave, at least one (``workers=0``: every core, the consumer reads in-process)."""
+    cores = usable_cores() if cores is None else max(1, int(cores))
+    return max(1, cores - max(0, int(workers)))
+
+
+def limit_worker() -> None:
+    """One thread per worker for OpenCV, BLAS/OpenMP and torch (where loaded): workers are the parallelism."""
+    for name in WORKER_ENV:
+        os.environ[name] = "1"
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None:
+        cv2.setNumThreads(1)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+    if "numpy" in sys.modules:  # BLAS already loaded: the environment is read no more
+        _set_blas(1)
+
+
+def _set_blas(threads: int) -> Optional[Any]:
+    """threadpoolctl's limiter after setting BLAS and OpenMP pools to ``threads``; None without it."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    return threadpool_limits(limits=threads)
+
+
+def blas_pools() -> List[str]:
+    """The BLAS/OpenMP pools loaded in this process and their thread counts ("openblas 2", ...)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    return [f"{p.get('internal_api', p.get('user_api'))} {p.get('num_threads')}" for p in threadpool_info()]
+
+
+@dataclass
+class Split:
+    """How the cores were shared: ``workers`` single-threaded workers, the consumer's BLAS threads."""
+
+    cores: int
+    workers: int
+    consumer: int
+    pools: List[str] = field(default_factory=list)
+    controlled: bool = True  # False: threadpoolctl missing, BLAS keeps its own count
+
+    def line(self) -> str:
+        pools = ", ".join(self.pools) if self.pools else "no BLAS pool found"
+        how = "" if self.controlled else " (not set: threadpoolctl is not installed)"
+        return (f"threads: {self.cores} cores = trainer {self.consumer} BLAS thread(s){how} + "
+                f"{self.workers} worker(s) x 1 thread [{pools}]")
+
+
+@contextlib.contextmanager
+def budget(workers: int, cores: Optional[int] = None) -> Iterator[Split]:
+    """Within the block this process's BLAS/OpenMP pools use :func:`consumer_threads` threads;
+    restored afterwards. ``$FEEDSTOCK_TRAINER_THREADS`` overrides the count."""
+    cores = usable_cores() if cores is None else int(cores)
+    wanted = os.environ.get("FEEDSTOCK_TRAINER_THREADS")
+    if wanted is not None and not (wanted.isdigit() and int(wanted) > 0):
+        raise ValueError(f"FEEDSTOCK_TRAINER_THREADS={wanted!r} must be a positive integer")
+    threads = int(wanted) if wanted else consumer_threads(workers, cores)
+    limiter = _set_blas(threads)
+    try:
+        yield Split(cores, max(0, int(workers)), threads, blas_pools(), limiter is not None)
+    finally:
+        if limiter is not None:
+            limiter.restore_original_limits()
