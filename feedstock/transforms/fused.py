@@ -56,13 +56,19 @@ def uint8_planes(src: np.ndarray, scratch: Scratch) -> List[np.ndarray]:
         return [src[i] for i in range(c)]
     buf = scratch.get("planes", src.shape, np.uint8)
     planes = [buf[i] for i in range(c)]
-    if src.strides[0] == 1 and src.strides[2] == c and c <= _CV_MAX_CHANNELS:
+    if _interleaved(src):
         # a CHW view of HWC memory: de-interleave with one OpenCV pass
         got = cv2.split(src.transpose(1, 2, 0), planes)
         if all(g is p for g, p in zip(got, planes)):
             return planes
     np.copyto(buf, src)
     return planes
+
+
+def _interleaved(src: np.ndarray) -> bool:
+    """A CHW view of HWC uint8 memory (rows may be strided, as a crop's are) that OpenCV takes whole."""
+    c = src.shape[0]
+    return src.strides[0] == 1 and src.strides[2] == c and 1 < c <= _CV_MAX_CHANNELS
 
 
 def _into(result: np.ndarray, dst: np.ndarray) -> None:
@@ -81,6 +87,12 @@ def write_uint8(src: np.ndarray, out: np.ndarray, *, mirror: bool, luts: Optiona
     ``scale``, 4-5x faster than ``cv2.LUT`` into float32 and bit-identical to the tables: each
     operation rounds once to float32, as the tables' entries do (tests/test_fused_arith.py).
     """
+    if mirror and _interleaved(src):
+        # a CHW view of HWC memory: mirror all channels in one OpenCV pass over the HWC crop, then
+        # de-interleave the flipped copy (~8 us less than flipping each plane after the split)
+        hwc = scratch.get("flip_hwc", src.shape[1:] + src.shape[:1], np.uint8)
+        _into(cv2.flip(src.transpose(1, 2, 0), 1, dst=hwc), hwc)
+        src, mirror = hwc.transpose(2, 0, 1), False
     flip = scratch.get("flip", src.shape[1:], np.uint8) if mirror else None
     for c, plane in enumerate(uint8_planes(src, scratch)):
         if flip is not None:
