@@ -156,22 +156,32 @@ def thread_budget(backend: Backend, workers: int, lenet_iters: int, fcn_iters: i
           f"after {consumer_threads(workers, cores)}")
     tr, _ = load_fashion_mnist()
 
-    def lenet_run(source: Any, w: int, threads: Optional[int], iters: int) -> Any:
+    def lenet_run(source: Any, w: int, threads: Optional[int], iters: int, old_feed: bool = False) -> Any:
         solver = dict(SOLVER, max_iter=iters)
-        return _with_threads(threads, lambda: train(lenet(), source, None, solver, None, batch_size=64, workers=w,
-                                                    backend=backend, plots=False))
+        # old_feed: the feed before the hand-over work (Loader default prefetch 4, workers under the
+        # default scheduling policy), for the data-wait before/after in the same run
+        kw: Dict[str, Any] = {"prefetch": 4} if old_feed else {}
+        if old_feed:
+            os.environ["FEEDSTOCK_WORKER_SCHED"] = "normal"
+        try:
+            return _with_threads(threads, lambda: train(lenet(), source, None, solver, None, batch_size=64,
+                                                        workers=w, backend=backend, plots=False, **kw))
+        finally:
+            os.environ.pop("FEEDSTOCK_WORKER_SCHED", None)
 
     memory = (tr.images, tr.labels)
-    configs = {  # name: (source, workers, BLAS threads (None: the budget), iterations)
-        "in-memory, 1 BLAS thread": (memory, 0, 1, lenet_iters),
-        f"in-memory, budget ({consumer_threads(0, cores)} threads)": (memory, 0, None, lenet_iters),
-        f"LMDB {workers} workers, budget (after)": (lmdb, workers, None, lenet_iters),
-        f"LMDB {workers} workers, {cores} BLAS threads (before)": (lmdb, workers, cores, max(10, lenet_iters // 5)),
+    configs = {  # name: (source, workers, BLAS threads (None: the budget), iterations, the old feed)
+        "in-memory, 1 BLAS thread": (memory, 0, 1, lenet_iters, False),
+        f"in-memory, budget ({consumer_threads(0, cores)} threads)": (memory, 0, None, lenet_iters, False),
+        f"LMDB {workers} workers, budget (after)": (lmdb, workers, None, lenet_iters, False),
+        f"LMDB {workers} workers, budget, old feed": (lmdb, workers, None, lenet_iters, True),
+        f"LMDB {workers} workers, {cores} BLAS threads (before)": (lmdb, workers, cores, max(10, lenet_iters // 5),
+                                                                   False),
     }
     steps: Dict[str, List[Any]] = {name: [] for name in configs}
     for _ in range(repeats):  # interleaved: every configuration sees the same drift of a shared machine
-        for name, (src, w, threads, iters) in configs.items():
-            steps[name].append(lenet_run(CaffeLmdb(src) if isinstance(src, str) else src, w, threads, iters))
+        for name, (src, w, threads, iters, old) in configs.items():
+            steps[name].append(lenet_run(CaffeLmdb(src) if isinstance(src, str) else src, w, threads, iters, old))
     best = {name: min(runs, key=lambda r: r.step_time_s) for name, runs in steps.items()}
     base = min(best[n].step_time_s for n in best if n.startswith("in-memory"))
     for name, rep in best.items():
@@ -180,6 +190,10 @@ def thread_budget(backend: Backend, workers: int, lenet_iters: int, fcn_iters: i
     after = best[f"LMDB {workers} workers, budget (after)"]
     print(f"  LeNet targets: LMDB with {workers} workers within 1.2x of in-memory: {after.step_time_s / base:.2f}x; "
           f"data wait under 2%: {after.data_wait_fraction:.2%} (load average {os.getloadavg()[0]:.1f})")
+    waits = {n: sorted(r.data_wait_fraction for r in steps[n]) for n in (f"LMDB {workers} workers, budget (after)",
+                                                                         f"LMDB {workers} workers, budget, old feed")}
+    print("  LeNet data wait per round (sorted): " + "; ".join(
+        f"{n.split(', ')[-1]} " + " ".join(f"{w:.2%}" for w in ws) for n, ws in waits.items()))
     with tempfile.TemporaryDirectory() as root:
         shapes_split("train", root)
         seg = dict(SOLVER, max_iter=fcn_iters, base_lr=0.1, lr_policy="poly", power=1.0, test_interval=0)
