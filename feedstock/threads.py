@@ -8,7 +8,8 @@ thread). So:
 
 * every worker process limits OpenCV, BLAS, OpenMP and torch to one thread
   (:func:`limit_worker`: the environment variables for libraries not loaded yet,
-  the libraries' own controls for those already loaded);
+  the libraries' own controls for those already loaded) and runs under SCHED_BATCH
+  (:func:`batch_scheduling`: a woken worker does not preempt the trainer);
 * the consumer (the trainer, a benchmark's consumer loop) runs its BLAS with
   :func:`consumer_threads` threads, the cores the workers leave (at least one),
   for the time of a :func:`budget` block, through threadpoolctl where it is
