@@ -13,10 +13,10 @@ from feedstock.benchtool import Subject, run_bench
 from feedstock.benchtool.sweep import default_counts, parse_counts
 from feedstock.benchtool.verdict import BOUNDS, judge, recommend
 from feedstock.cli.main import main
+from feedstock.fixtures.synthetic import make_image_folder, make_otto_csv, make_raw_lmdb
 from feedstock.loaders.base import Source
 from feedstock.loaders.caffe_lmdb import release_env
 from feedstock.spec import ArraySpec
-from feedstock.testing import make_image_folder, make_otto_csv, make_raw_lmdb
 from feedstock.transforms.base import Transform
 
 FAST = ["--seconds", "0.05", "--workers", "1", "-q"]

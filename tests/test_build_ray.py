@@ -24,10 +24,10 @@ from test_build_helpers import read_db  # noqa: E402
 
 from feedstock.cli.main import main  # noqa: E402
 from feedstock.errors import RecordError, WorkerError  # noqa: E402
+from feedstock.fixtures.synthetic import make_image_folder, make_otto_csv  # noqa: E402
 from feedstock.pipeline.shm import pid_alive  # noqa: E402
-from feedstock.testing import make_image_folder, make_otto_csv  # noqa: E402
-from feedstock.writers.build import BuildOptions, build_lmdb  # noqa: E402
-from feedstock.writers.build_ray import build_lmdb_ray, default_partitions, parts_path  # noqa: E402
+from feedstock.writers.build.builder import BuildOptions, build_lmdb  # noqa: E402
+from feedstock.writers.build.on_ray import build_lmdb_ray, default_partitions, parts_path  # noqa: E402
 
 # Ray Data's context copy touches its own deprecated fields; nothing of ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")

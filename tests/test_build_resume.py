@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from test_build_helpers import cli_output, cli_process, read_db
 
-from feedstock.testing import make_raw_lmdb
+from feedstock.fixtures.synthetic import make_raw_lmdb
 
 ARGS = ["--val-fraction", "0.2", "--shuffle", "--seed", "3", "--mean", "--quiet"]
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from test_build_helpers import cli_output, parse_datum_wire, read_db
 
+from feedstock.fixtures.synthetic import make_image_folder, make_otto_csv
 from feedstock.loaders import ImageFolder
-from feedstock.testing import make_image_folder, make_otto_csv
-from feedstock.writers.build import BuildOptions, build_lmdb
+from feedstock.writers.build.builder import BuildOptions, build_lmdb
 
 CLASSES = ["cat", "dog", "fox"]
 

@@ -6,8 +6,8 @@ import numpy as np
 from test_build_helpers import cli_output, parse_datum_wire, read_db
 
 from feedstock.caffe_pb import read_mean_file
+from feedstock.fixtures.synthetic import make_otto_csv
 from feedstock.loaders import CaffeLmdb
-from feedstock.testing import make_otto_csv
 
 FLOAT_HEAD = [0x08, 0x10, 0x18, 0x28]  # C, H, W, label (field 5); then one 0x35 per float (field 6), encoded
 

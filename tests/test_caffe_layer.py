@@ -15,9 +15,9 @@ from caffe_blobs import blobs, make_layer, run_forwards
 from feedstock.caffe_layer import DataLayer
 from feedstock.caffe_pb import write_mean_file
 from feedstock.errors import WorkerError
+from feedstock.fixtures.synthetic import make_encoded_lmdb, make_image_folder, make_raw_lmdb, write_otto_csv
 from feedstock.loaders import CaffeLmdb, CsvTable, Hdf5, ImageFolder, ListFile
 from feedstock.pipeline.loader import Loader
-from feedstock.testing import make_encoded_lmdb, make_image_folder, make_raw_lmdb, write_otto_csv
 from feedstock.transforms import CaffeTransform
 
 H, W, CROP = 8, 10, 6

@@ -14,7 +14,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")  # Caffe's glog chatter, before i
 caffe = pytest.importorskip("caffe")
 
 from feedstock.caffe_layer import DataLayer, OccludeLayer, close_layers  # noqa: E402
-from feedstock.testing import make_raw_lmdb  # noqa: E402
+from feedstock.fixtures.synthetic import make_raw_lmdb  # noqa: E402
 
 NET = """
 name: "tiny"

@@ -16,8 +16,8 @@ import pytest
 from caffe_blobs import make_layer
 
 from feedstock.caffe_layer import DataLayer, OccludeLayer, close_layers
+from feedstock.fixtures.synthetic import make_raw_lmdb
 from feedstock.pipeline.shm import pid_alive
-from feedstock.testing import make_raw_lmdb
 
 ROOT = Path(__file__).resolve().parents[1]
 

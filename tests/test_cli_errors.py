@@ -15,7 +15,7 @@ import pytest
 import zmq
 
 from feedstock.cli.env_errors import describe
-from feedstock.testing import make_raw_lmdb
+from feedstock.fixtures.synthetic import make_raw_lmdb
 
 
 def run_cli(*argv: str, cwd: Path, fsize: int | None = None) -> subprocess.CompletedProcess:

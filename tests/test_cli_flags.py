@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from feedstock.cli.main import main
-from feedstock.testing import make_image_folder
-from feedstock.writers.build_output import iter_db
+from feedstock.fixtures.synthetic import make_image_folder
+from feedstock.writers.build.output import iter_db
 
 
 def test_build_lmdb_stream_spellings_and_caffe_aliases_build_the_same_records(tmp_path, capsys):

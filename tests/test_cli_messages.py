@@ -15,8 +15,8 @@ import pytest
 
 from feedstock.caffe_pb import array_to_datum
 from feedstock.cli.main import main
+from feedstock.fixtures.synthetic import make_raw_lmdb
 from feedstock.pipeline.sampler import Sampler
-from feedstock.testing import make_raw_lmdb
 from feedstock.writers.lmdb_writer import LmdbWriter
 
 BAD_ROW = 30  # the odd record of the "mixed" and "badlabel" sets; its key ends in row30

@@ -11,7 +11,7 @@ from feedstock.cli.demo import write_lmdb
 from feedstock.cli.main import main
 from feedstock.trainer.datasets import load_fashion_mnist
 from feedstock.trainer.models import lenet
-from feedstock.trainer.solver import SGDSolver
+from feedstock.trainer.nn.solver import SGDSolver
 
 
 @pytest.fixture(scope="module")

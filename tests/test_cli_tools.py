@@ -9,7 +9,7 @@ import pytest
 from test_build_helpers import MY_COMMANDS, cli_output, read_db
 
 from feedstock.caffe_pb import BlobProto, array_to_datum, encoded_datum
-from feedstock.testing import make_otto_csv, make_raw_lmdb
+from feedstock.fixtures.synthetic import make_otto_csv, make_raw_lmdb
 from feedstock.writers.lmdb_writer import LmdbWriter
 
 

@@ -10,7 +10,7 @@ from test_build_helpers import cli_output, parse_datum_wire, read_db
 
 from feedstock.loaders import CsvTable
 from feedstock.loaders.csv_classes import encode_labels, read_classes
-from feedstock.writers.build import BuildOptions, build_lmdb
+from feedstock.writers.build.builder import BuildOptions, build_lmdb
 
 OTTO = [f"Class_{k}" for k in range(1, 10)]
 

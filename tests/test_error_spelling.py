@@ -118,7 +118,7 @@ def test_cut_keeps_a_fixed_length_and_says_how_long_the_input_was():
     {"source": "db", "crop_size": "c" * 1_000_000},
 ])
 def test_library_errors_echo_a_huge_input_cut(tmp_path, values):
-    from feedstock.testing import make_raw_lmdb
+    from feedstock.fixtures.synthetic import make_raw_lmdb
 
     make_raw_lmdb(str(tmp_path / "db"), np.random.default_rng(0), 8, (3, 8, 8))
     values = {k: str(tmp_path / v) if k == "source" and v == "db" else v for k, v in values.items()}

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from _source_contract import check_child_process, check_contract, check_inherited_by_fork
 
+from feedstock.fixtures.synthetic import make_encoded_lmdb, make_image_folder, make_otto_csv, make_raw_lmdb
 from feedstock.loaders import CaffeLmdb, CsvTable, Hdf5, ImageFolder, ListFile, Pairs
-from feedstock.testing import make_encoded_lmdb, make_image_folder, make_otto_csv, make_raw_lmdb
 
 
 def _hdf5_source(tmp) -> Hdf5:

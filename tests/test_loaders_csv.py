@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from feedstock.fixtures.synthetic import make_otto_csv, write_otto_csv
 from feedstock.loaders import CsvTable
 from feedstock.loaders.csv_parse import Columns, parse_fast, parse_slow
 from feedstock.spec import ArraySpec
-from feedstock.testing import make_otto_csv, write_otto_csv
 
 
 def test_otto_layout(tmp_path):

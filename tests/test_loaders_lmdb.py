@@ -11,10 +11,10 @@ import pytest
 
 from feedstock.caffe_pb import Datum, array_to_datum, encoded_datum
 from feedstock.errors import RecordError
+from feedstock.fixtures.synthetic import make_encoded_lmdb, make_raw_lmdb
 from feedstock.loaders import CaffeLmdb
 from feedstock.loaders.caffe_lmdb import release_env
 from feedstock.spec import ArraySpec
-from feedstock.testing import make_encoded_lmdb, make_raw_lmdb
 from feedstock.writers import LmdbWriter
 
 

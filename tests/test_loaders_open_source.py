@@ -5,8 +5,8 @@ import h5py
 import numpy as np
 import pytest
 
+from feedstock.fixtures.synthetic import make_image_folder, make_otto_csv, make_raw_lmdb
 from feedstock.loaders import CaffeLmdb, CsvTable, Hdf5, ImageFolder, ListFile, guess_kind, open_source
-from feedstock.testing import make_image_folder, make_otto_csv, make_raw_lmdb
 
 
 @pytest.fixture

@@ -122,7 +122,7 @@ def test_masks_stored_0_255_are_refused_before_training(tmp_path, model):
     stream = pairs(tmp_path / "p", (0, 255))
     target = "fcn_small"
     if model == "custom":
-        from feedstock.trainer.seg_models import fcn_small
+        from feedstock.trainer.seg.models import fcn_small
 
         target = fcn_small(width=4)
     with pytest.raises(ValueError, match=r"only 0 and 255.*--ignore-label.*remap") as info:

@@ -12,7 +12,7 @@ from feedstock.caffe_pb import Datum, array_to_datum
 from feedstock.loaders.caffe_lmdb import read_keys, release_env
 from feedstock.loaders.lmdb_pairs import LmdbPairs
 from feedstock.stream import Stream
-from feedstock.writers.build_output import iter_db
+from feedstock.writers.build.output import iter_db
 from feedstock.writers.lmdb_writer import LmdbWriter
 
 SIZES = [(40, 52), (64, 48), (30, 30), (57, 71), (48, 48)]

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from feedstock.fixtures.segdata import CLASSES, HEIGHT, WIDTH, draw_sample, make_shapes, shapes_split
 from feedstock.loaders import Pairs
-from feedstock.segdata import CLASSES, HEIGHT, WIDTH, draw_sample, make_shapes, shapes_split
 
 
 def _digest(folder: Path) -> dict:

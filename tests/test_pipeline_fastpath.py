@@ -7,10 +7,10 @@ from pipeline_helpers import assert_same, collect
 
 from feedstock.caffe_pb import array_to_datum
 from feedstock.errors import WorkerError
+from feedstock.fixtures.synthetic import make_encoded_lmdb, make_otto_csv, make_raw_lmdb
 from feedstock.loaders import CaffeLmdb, CsvTable
 from feedstock.pipeline.loader import Loader
 from feedstock.pipeline.sampler import Sampler
-from feedstock.testing import make_encoded_lmdb, make_otto_csv, make_raw_lmdb
 from feedstock.transforms import CaffeTransform
 from feedstock.writers import LmdbWriter
 

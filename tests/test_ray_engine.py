@@ -29,11 +29,11 @@ from ray_engine_helpers import (
 
 from feedstock.engines import RayLoader
 from feedstock.engines.ray_pool import SourceUnreadable
+from feedstock.fixtures.synthetic import make_image_folder, make_otto_csv, make_raw_lmdb
 from feedstock.loaders import CaffeLmdb
 from feedstock.phase import TRAIN
 from feedstock.pipeline.loader import Loader
 from feedstock.stream import Stream
-from feedstock.testing import make_image_folder, make_otto_csv, make_raw_lmdb
 from feedstock.transforms import CaffeTransform
 
 # The Caffe recipe: random crop and mirror in TRAIN, per-channel means.

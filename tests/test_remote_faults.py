@@ -12,11 +12,11 @@ from remote_helpers import ServeProcess, ThreadServer, assert_same_batches, copi
 from feedstock import Loader
 from feedstock.cli.main import main
 from feedstock.errors import RemoteError, RemoteSetupError, ServerLost
+from feedstock.fixtures.synthetic import make_raw_lmdb
 from feedstock.loaders.array import ArraySource
 from feedstock.remote import FeedServer, RemoteLoader
 from feedstock.remote.security import check_bind, is_loopback
 from feedstock.remote.served import serve_part
-from feedstock.testing import make_raw_lmdb
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ from remote_helpers import ServeProcess, ThreadServer, assert_same_batches, copi
 from feedstock import Loader
 from feedstock.backend import get_backend
 from feedstock.device import DeviceFeeder
+from feedstock.fixtures.synthetic import make_raw_lmdb
 from feedstock.loaders.array import ArraySource
 from feedstock.pipeline.sampler import Sampler
 from feedstock.remote import RemoteLoader
-from feedstock.testing import make_raw_lmdb
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,12 @@ from remote_helpers import ThreadServer, assert_same_batches, copies, local_load
 from feedstock import Loader
 from feedstock.cli.main import main
 from feedstock.errors import RemoteSetupError
+from feedstock.fixtures.synthetic import make_raw_lmdb
 from feedstock.loaders.array import ArraySource
 from feedstock.remote import FeedServer, RemoteLoader
 from feedstock.remote.fingerprint import first_difference, portable_repr
 from feedstock.remote.served import serve_part
 from feedstock.stream import Stream
-from feedstock.testing import make_raw_lmdb
 
 
 @pytest.fixture(scope="module")

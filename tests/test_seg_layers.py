@@ -8,8 +8,8 @@ import pytest
 from grad_helpers import numeric_grad
 
 from feedstock.backend import NUMPY
-from feedstock.trainer.conv import Convolution
-from feedstock.trainer.seg_layers import Crop, Deconvolution, PixelSoftmaxWithLoss, bilinear_filler
+from feedstock.trainer.nn.conv import Convolution
+from feedstock.trainer.seg.layers import Crop, Deconvolution, PixelSoftmaxWithLoss, bilinear_filler
 
 
 def _layer(cls: type, spec: Dict[str, Any], in_shape: tuple, seed: int = 0) -> Any:

@@ -12,7 +12,7 @@ from feedstock.cli.main import main
 from feedstock.outputs import MARKER
 from feedstock.stream import Stream
 from feedstock.trainer import train
-from feedstock.trainer.seg_models import fcn_small
+from feedstock.trainer.seg.models import fcn_small
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_masks_land_inside_out_by_record_key(seg, tmp_path, monkeypatch, kind, s
 
 
 def test_a_record_named_like_a_report_file_keeps_its_own_mask(tmp_path):
-    from feedstock.trainer.seg_predict import mask_names
+    from feedstock.trainer.seg.predict import mask_names
 
     class Keys:
         keys = ["sheet", "a/../../../etc/passwd", "/abs/x.jpg", "c:/w.png", "..", "sheet"]

@@ -12,7 +12,7 @@ import pytest
 from feedstock.caffe_pb import read_mean_file
 from feedstock.cli.demo import write_lmdb
 from feedstock.cli.main import main
-from feedstock.testing import make_otto_csv
+from feedstock.fixtures.synthetic import make_otto_csv
 from feedstock.trainer.datasets import load_fashion_mnist
 from feedstock.trainer.deploy import load_deployment
 

@@ -92,7 +92,7 @@ def test_a_signal_snapshots_and_resume_gives_the_uninterrupted_result(data, tmp_
 
 
 def test_a_failed_run_removes_the_folder_it_created(data, tmp_path, monkeypatch, capsys):
-    from feedstock.trainer.solver import SGDSolver
+    from feedstock.trainer.nn.solver import SGDSolver
 
     real, steps = SGDSolver.apply_update, []
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from feedstock.cli.main import main
-from feedstock.testing import make_otto_csv
+from feedstock.fixtures.synthetic import make_otto_csv
 
 ITERS = 8
 CLASSES = [f"Class_{i}" for i in range(1, 10)]

@@ -9,7 +9,7 @@ import pytest
 
 from feedstock.caffe_pb import array_to_datum
 from feedstock.cli import train as train_cli
-from feedstock.testing import make_otto_csv
+from feedstock.fixtures.synthetic import make_otto_csv
 from feedstock.trainer.datasets import load_fashion_mnist
 from feedstock.writers.lmdb_writer import LmdbWriter
 

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from feedstock.fixtures.segdata import shapes_split
 from feedstock.palette import voc_palette, write_palette_png
 from feedstock.phase import TEST, TRAIN
-from feedstock.segdata import shapes_split
 from feedstock.stream import Stream
 from feedstock.trainer import train
-from feedstock.trainer.seg_metrics import SegMeter, confusion, majority_baseline, scores
-from feedstock.trainer.seg_models import fcn_small
-from feedstock.trainer.seg_net import SegNet
+from feedstock.trainer.seg.metrics import SegMeter, confusion, majority_baseline, scores
+from feedstock.trainer.seg.models import fcn_small
+from feedstock.trainer.seg.net import SegNet
 
 SOLVER = {"base_lr": 0.1, "momentum": 0.9, "weight_decay": 0.0005, "lr_policy": "poly", "power": 1.0,
           "max_iter": 120, "display": 0, "test_interval": 0}

@@ -14,9 +14,9 @@ from feedstock.palette import write_palette_png
 from feedstock.stream import Stream
 from feedstock.trainer import train
 from feedstock.trainer.predict import Predictor
-from feedstock.trainer.seg_metrics import confusion, scores
-from feedstock.trainer.seg_models import fcn_small
-from feedstock.trainer.seg_predict import predict_masks
+from feedstock.trainer.seg.metrics import confusion, scores
+from feedstock.trainer.seg.models import fcn_small
+from feedstock.trainer.seg.predict import predict_masks
 
 SIZES = ((20, 24), (16, 28), (24, 20), (20, 20))
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from feedstock.fixtures.synthetic import make_raw_lmdb
 from feedstock.loaders import ArraySource, CsvTable
 from feedstock.stream import Stream
-from feedstock.testing import make_raw_lmdb
 from feedstock.trainer.deploy import load_deployment
 from feedstock.trainer.inputs import open_feeds
 from feedstock.trainer.loop import train

@@ -8,10 +8,10 @@ import pytest
 from grad_helpers import numeric_grad
 
 from feedstock.backend import NUMPY
-from feedstock.trainer.conv import Convolution, Pooling, pooled_size
-from feedstock.trainer.fillers import fill
-from feedstock.trainer.layers import Dropout, InnerProduct, ReLU, SoftmaxWithLoss, count_correct
-from feedstock.trainer.net import Net
+from feedstock.trainer.nn.conv import Convolution, Pooling, pooled_size
+from feedstock.trainer.nn.fillers import fill
+from feedstock.trainer.nn.layers import Dropout, InnerProduct, ReLU, SoftmaxWithLoss, count_correct
+from feedstock.trainer.nn.net import Net
 
 
 def make(layer_cls, spec, in_shape, seed=0):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from feedstock.trainer.net import Net
-from feedstock.trainer.solver import SGDSolver, SolverConfig, learning_rate
+from feedstock.trainer.nn.net import Net
+from feedstock.trainer.nn.solver import SGDSolver, SolverConfig, learning_rate
 
 
 @pytest.mark.parametrize("fields,it,expected", [

@@ -237,9 +237,9 @@ def test_force_flags_choose_the_decode_of_encoded_datums():
 
 def test_force_gray_through_a_loader_raw_vs_encoded_lmdb(tmp_path, no_leaks):
     """Raw Datums keep 3 channels; encoded ones decode grey with the transform's decode_mode."""
+    from feedstock.fixtures.synthetic import make_encoded_lmdb, make_raw_lmdb
     from feedstock.loaders import CaffeLmdb
     from feedstock.pipeline.loader import Loader
-    from feedstock.testing import make_encoded_lmdb, make_raw_lmdb
 
     def one_batch(source, transform):
         with Loader(source, [transform], batch_size=4, workers=0, shuffle=False, drop_last=True) as loader:

@@ -13,10 +13,10 @@ from __future__ import annotations
 import os
 from typing import Iterable, List, Sequence
 
-from ..loaders.image_folder import Excluded, is_within, walk_images
-from ..outputs import check_output
-from .build_output import partial_path
-from .build_plan import Listing, make_listing
+from ...loaders.image_folder import Excluded, is_within, walk_images
+from ...outputs import check_output
+from .output import partial_path
+from .plan import Listing, make_listing
 
 MAX_NAMED = 3  # source records named in the refusal message
 

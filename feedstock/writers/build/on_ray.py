@@ -23,12 +23,12 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 
-from ..errors import RecordError, WorkerError
-from . import build_output as bo
-from .build import BuildOptions, BuildReport, build_lmdb, check_kind_options
-from .build_merge import merge_lmdb
-from .build_plan import Split, detect_kind, make_splits, shard_range
-from .build_safety import check_not_source, output_paths, parts_path, safe_listing
+from ...errors import RecordError, WorkerError
+from . import output as bo
+from .builder import BuildOptions, BuildReport, build_lmdb, check_kind_options
+from .merge import merge_lmdb
+from .plan import Split, detect_kind, make_splits, shard_range
+from .safety import check_not_source, output_paths, parts_path, safe_listing
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int], None]

@@ -20,11 +20,11 @@ from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
-from ..loaders.caffe_lmdb import release_env
-from . import build_output as bo
-from .build_safety import check_not_source, output_paths
-from .lmdb_writer import LmdbWriter, is_lmdb
-from .mean import ExactMean, write_mean_outputs
+from ...loaders.caffe_lmdb import release_env
+from . import output as bo
+from .safety import check_not_source, output_paths
+from ..lmdb_writer import LmdbWriter, is_lmdb
+from ..mean import ExactMean, write_mean_outputs
 
 _PREFIX = re.compile(rb"\A([0-9]+)")
 Progress = Optional[Callable[[int], None]]

@@ -21,12 +21,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from ..caffe_pb import array_to_datum, encoded_datum
-from ..chw import to_chw, to_hwc
-from ..errors import RecordError
-from ..loaders.base import Source
-from ..loaders.decode import color_mode, decode_image, limit_opencv_threads, read_bytes
-from ..rng import sample_rng
+from ...caffe_pb import array_to_datum, encoded_datum
+from ...chw import to_chw, to_hwc
+from ...errors import RecordError
+from ...loaders.base import Source
+from ...loaders.decode import color_mode, decode_image, limit_opencv_threads, read_bytes
+from ...rng import sample_rng
 
 Shape = Tuple[int, ...]
 RESIZE_MODES = ("squash", "crop", "fill", "half_crop")
@@ -114,7 +114,7 @@ def resize_image(hwc: np.ndarray, job: ImageJob, index: int) -> np.ndarray:
     """Squash with cv2 INTER_LINEAR (Caffe), or a DIGITS mode with noise from a per-record seeded rng."""
     if job.resize_mode == "squash":
         return cv2.resize(hwc, (job.width, job.height), interpolation=cv2.INTER_LINEAR)
-    from ..transforms.resize import Resize
+    from ...transforms.resize import Resize
 
     sample = {"data": to_chw(hwc)}
     out = Resize(job.height, job.width, mode=job.resize_mode)(sample, sample_rng(job.seed, 0, index))

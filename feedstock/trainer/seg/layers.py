@@ -7,10 +7,10 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import numpy as np
 from numpy.typing import DTypeLike
 
-from ..backend import Array, Backend, Rng, array_module
-from .conv import GEOMETRY_KEYS, _im2col, _offset, read_geometry
-from .fillers import fill
-from .layers import Layer, Shape
+from ...backend import Array, Backend, Rng, array_module
+from ..nn.conv import GEOMETRY_KEYS, _im2col, _offset, read_geometry
+from ..nn.fillers import fill
+from ..nn.layers import Layer, Shape
 
 NORMALIZATIONS = ("FULL", "VALID", "BATCH_SIZE", "NONE")
 

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 from numpy.typing import DTypeLike
 
-from ..backend import NUMPY, Array, Backend, Rng, array_module
+from ...backend import NUMPY, Array, Backend, Rng, array_module
 from .fillers import fill
 
 Shape = Tuple[int, ...]

@@ -9,9 +9,9 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from ..errors import KeyedError, literal
+from ...errors import KeyedError, literal
+from ..snapshot_io import read_snapshot, write_snapshot
 from .net import Net
-from .snapshot_io import read_snapshot, write_snapshot
 
 LR_POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
 

@@ -6,12 +6,12 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from numpy.typing import DTypeLike
 
-from ..backend import NUMPY, Array, Backend, Rng
-from .checks import flattens_input, input_reshape
+from ...backend import NUMPY, Array, Backend, Rng
+from ..checks import flattens_input, input_reshape
+from ..metrics import ClassificationMeter, Meter, check_class_labels
+from ..seg.layers import SEG_LAYER_TYPES
 from .conv import Convolution, Pooling
 from .layers import LAYER_TYPES, Layer, Param, SoftmaxWithLoss, count_correct
-from .metrics import ClassificationMeter, Meter, check_class_labels
-from .seg_layers import SEG_LAYER_TYPES
 
 _BODY_TYPES = dict(LAYER_TYPES, Convolution=Convolution, Pooling=Pooling, **SEG_LAYER_TYPES)
 _HEAD_TYPES = ("SoftmaxWithLoss", "Accuracy")

@@ -27,17 +27,17 @@ from typing import Callable, Dict, Generator, List, Optional, Sequence, Tuple, U
 import cv2
 import numpy as np
 
-from ..caffe_pb import array_to_datum, encoded_datum
-from ..errors import RecordError
-from ..loaders.decode import read_bytes
-from ..loaders.lmdb_pairs import LmdbPairs
-from ..loaders.pairs import Pairs
-from ..loaders.pairs_list import read_pairs_list
-from ..pipeline.ordered import ordered_map
-from ..transforms.resize import resize_chw
-from .build_output import checksum_record, iter_db, partial_path, publish, remove_paths
-from .build_safety import check_not_a_record, check_not_source, check_records_outside
-from .lmdb_writer import LmdbWriter, is_lmdb
+from ...caffe_pb import array_to_datum, encoded_datum
+from ...errors import RecordError
+from ...loaders.decode import read_bytes
+from ...loaders.lmdb_pairs import LmdbPairs
+from ...loaders.pairs import Pairs
+from ...loaders.pairs_list import read_pairs_list
+from ...pipeline.ordered import ordered_map
+from ...transforms.resize import resize_chw
+from .output import checksum_record, iter_db, partial_path, publish, remove_paths
+from .safety import check_not_a_record, check_not_source, check_records_outside
+from ..lmdb_writer import LmdbWriter, is_lmdb
 
 IMAGES, LABELS = "images_lmdb", "labels_lmdb"
 CHUNK = 16  # pairs per pool task: enough work to hide the task round trip

@@ -8,17 +8,17 @@ from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..device import DeviceFeeder
-from ..loaders.decode import color_mode, read_image
-from ..loaders.image_folder import images_under
-from ..loaders.open_source import lmdb_dir
-from ..loaders.pairs import Pairs
-from ..palette import write_palette_png, write_segmentation_sheet
-from ..phase import TEST
-from ..spec import Sample
-from ..stream import Stream
-from .feeding import LoaderBatches
-from .predict import _conversion, deploy_stream, write_scores
+from ...device import DeviceFeeder
+from ...loaders.decode import color_mode, read_image
+from ...loaders.image_folder import images_under
+from ...loaders.open_source import lmdb_dir
+from ...loaders.pairs import Pairs
+from ...palette import write_palette_png, write_segmentation_sheet
+from ...phase import TEST
+from ...spec import Sample
+from ...stream import Stream
+from ..feeding import LoaderBatches
+from ..predict import _conversion, deploy_stream, write_scores
 
 if TYPE_CHECKING:
     pass

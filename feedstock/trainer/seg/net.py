@@ -7,10 +7,10 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from numpy.typing import DTypeLike
 
-from ..backend import NUMPY, Array, Backend, Rng
-from .net import Net
-from .seg_layers import PixelSoftmaxWithLoss
-from .seg_metrics import SegMeter
+from ...backend import NUMPY, Array, Backend, Rng
+from ..nn.net import Net
+from .layers import PixelSoftmaxWithLoss
+from .metrics import SegMeter
 
 _MAX_SHAPES = 8  # nets kept for other input sizes (a TEST set of mixed sizes reshapes per batch)
 

@@ -3,7 +3,7 @@
 Records are written in line order by a single writer in this process, in
 transactions of ``txn_size``; workers only turn chunks of the plan into Datum
 bytes. Everything goes to ``OUT.partial`` and is renamed to ``OUT`` at the end
-(see :mod:`.build_output`); ``resume=True`` continues a partial build after its
+(see :mod:`.output`); ``resume=True`` continues a partial build after its
 last committed key and gives the same bytes as an uninterrupted build.
 """
 from __future__ import annotations
@@ -18,16 +18,16 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
-from ..errors import RecordError
-from ..loaders.caffe_lmdb import CaffeLmdb, read_keys, release_env
-from ..loaders.csv_classes import check_classes
-from ..pipeline.ordered import ordered_map
-from . import build_output as bo
-from .build_encode import RESIZE_MODES, ChunkResult, ImageJob, encode_images, encode_table
-from .build_plan import IMAGE_KINDS, KINDS, Listing, Split, chunks, detect_kind, key_line_id, make_splits, record_key
-from .build_safety import check_not_source, output_paths, safe_listing
-from .lmdb_writer import LmdbWriter, is_lmdb
-from .mean import ExactMean, write_mean_outputs
+from ...errors import RecordError
+from ...loaders.caffe_lmdb import CaffeLmdb, read_keys, release_env
+from ...loaders.csv_classes import check_classes
+from ...pipeline.ordered import ordered_map
+from . import output as bo
+from .encode import RESIZE_MODES, ChunkResult, ImageJob, encode_images, encode_table
+from .plan import IMAGE_KINDS, KINDS, Listing, Split, chunks, detect_kind, key_line_id, make_splits, record_key
+from .safety import check_not_source, output_paths, safe_listing
+from ..lmdb_writer import LmdbWriter, is_lmdb
+from ..mean import ExactMean, write_mean_outputs
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int], None]

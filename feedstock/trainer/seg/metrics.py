@@ -6,9 +6,9 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..backend import Array, array_module
-from .metrics import confusion
-from .seg_layers import pixel_labels
+from ...backend import Array, array_module
+from ..metrics import confusion
+from .layers import pixel_labels
 
 
 @dataclass

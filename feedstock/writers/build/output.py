@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from ..loaders.caffe_lmdb import release_env, shared_env
-from ..outputs import remove, swap_in
+from ...loaders.caffe_lmdb import release_env, shared_env
+from ...outputs import remove, swap_in
 
 MANIFEST = "build.json"
 SKIPPED = "skipped.txt"

@@ -7,10 +7,10 @@ from typing import Any, Dict, Sequence
 import numpy as np
 from numpy.typing import DTypeLike
 
-from ..backend import NUMPY, Backend
-from .modeldef import ModelDef
-from .seg_net import SegNet
-from .solver import SolverConfig
+from ...backend import NUMPY, Backend
+from ..modeldef import ModelDef
+from ..nn.solver import SolverConfig
+from .net import SegNet
 
 _MSRA = {"type": "msra"}
 _CONST0 = {"type": "constant"}

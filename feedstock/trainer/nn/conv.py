@@ -7,7 +7,7 @@ from typing import Any, List, Mapping, NamedTuple, Optional, Tuple
 import numpy as np
 from numpy.typing import DTypeLike
 
-from ..backend import Array, Backend, Rng
+from ...backend import Array, Backend, Rng
 from .fillers import fill
 from .layers import Layer, Shape
 

@@ -13,8 +13,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..loaders.base import Source
-from .lmdb_writer import caffe_key
+from ...loaders.base import Source
+from ..lmdb_writer import caffe_key
 
 IMAGE_KINDS = ("folder", "list")
 TABLE_KINDS = ("csv", "hdf5")
@@ -60,7 +60,7 @@ class Split:
 
 def detect_kind(src: str) -> str:
     """The source kind of ``src`` as ``open_source`` guesses it; an LMDB is not a build source."""
-    from ..loaders.open_source import guess_kind
+    from ...loaders.open_source import guess_kind
 
     kind = guess_kind(src)
     if kind not in KINDS:
@@ -71,7 +71,7 @@ def detect_kind(src: str) -> str:
 def list_folder(root: str, exclude: Sequence[str] = (), classes: Optional[Sequence[str]] = None) -> Listing:
     """Class-per-subfolder images; names are paths relative to ``root`` (the key suffix).
     Folders in ``exclude`` (the build's own outputs) are never scanned; ``classes`` fixes the codes."""
-    from ..loaders.image_folder import scan_image_folder
+    from ...loaders.image_folder import scan_image_folder
 
     classes, paths, labels = scan_image_folder(root, exclude=exclude, classes=classes)
     names = [os.path.relpath(p, root) for p in paths]
@@ -81,7 +81,7 @@ def list_folder(root: str, exclude: Sequence[str] = (), classes: Optional[Sequen
 def list_file(path: str, root: str, classes: Optional[Sequence[str]] = None) -> Listing:
     """A Caffe list file; names are the paths as written, files are ``root + path`` (Caffe);
     ``classes`` names its integer labels (a label outside them is an error)."""
-    from ..loaders.list_file import check_list_labels, read_list_file
+    from ...loaders.list_file import check_list_labels, read_list_file
 
     names, labels = read_list_file(path)
     check_list_labels(path, names, labels, classes)
@@ -98,7 +98,7 @@ def list_table(path: str, kind: str, options: Any) -> Listing:
     if kind == "csv":
         return list_csv(path, options.label_column, no_labels, getattr(options, "classes", None),
                         strict=bool(getattr(options, "strict", True)))
-    from ..loaders.hdf5 import Hdf5
+    from ...loaders.hdf5 import Hdf5
 
     if no_labels:
         table = Hdf5(path, fields=("data",))
@@ -115,7 +115,7 @@ def list_csv(path: str, label_column: Optional[str], no_labels: bool, classes: O
     """A CSV table whose label column must exist unless ``no_labels`` (a missing one is never read as all-0).
     Unless ``strict``, bad rows (a bad cell, a short row, a bad label) are left out and listed, as
     unreadable images are (``Listing.left_out``)."""
-    from ..loaders.csv_table import DEFAULT_LABEL, CsvTable
+    from ...loaders.csv_table import DEFAULT_LABEL, CsvTable
 
     column = None if no_labels else DEFAULT_LABEL if label_column is None else label_column
     table = CsvTable(path, label_column=column, classes=classes, on_error="raise" if strict else "skip")
