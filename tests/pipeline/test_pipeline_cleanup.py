@@ -19,7 +19,7 @@ from pipeline_helpers import SleepOn, make_source, wait_dead
 from feedstock.pipeline.loader import Loader
 from feedstock.pipeline.shm import SHM_DIR
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # the helpers live at the tests root
 
 
 def _ours(pid: int):

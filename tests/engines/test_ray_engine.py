@@ -46,7 +46,7 @@ def cluster():
     before = shm_entries()
     # the nodes' workers import this folder's helpers (the Slow transform) as the driver does
     path = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (os.path.dirname(__file__), path) if p)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.path.dirname(os.path.abspath(__file__)), path) if p)
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
                                                       "_system_config": FAST_FAILURE})
     try:

@@ -19,7 +19,7 @@ from feedstock.caffe_layer import DataLayer, OccludeLayer, close_layers
 from feedstock.fixtures.synthetic import make_raw_lmdb
 from feedstock.pipeline.shm import pid_alive
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

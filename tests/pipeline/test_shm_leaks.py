@@ -24,7 +24,7 @@ from feedstock.pipeline.shm import SHM_DIR, SlotLayout, SlotRing, pid_alive, swe
 from feedstock.pipeline.worker import OwnerWatch
 from feedstock.spec import ArraySpec
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # the helpers live at the tests root
 LAYOUT = SlotLayout.of({"data": ArraySpec((16,), np.float32)}, batch_size=4)
 
 

@@ -57,7 +57,7 @@ def test_caffe_train_runs_the_data_layer(tmp_path: Path, no_leaks: None) -> None
     (tmp_path / "net.prototxt").write_text(NET.format(param_str=param_str))
     (tmp_path / "solver.prototxt").write_text(SOLVER.format(net=tmp_path / "net.prototxt",
                                                             prefix=tmp_path / "snap"))
-    path = [str(Path(__file__).resolve().parents[1])] + [p for p in sys.path if p]
+    path = [str(Path(__file__).resolve().parents[2])] + [p for p in sys.path if p]
     env = dict(os.environ, GLOG_logtostderr="1", PYTHONPATH=os.pathsep.join(path))
     done = subprocess.run([CAFFE_BIN, "train", f"--solver={tmp_path / 'solver.prototxt'}"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300, env=env)

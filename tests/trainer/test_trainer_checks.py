@@ -97,7 +97,7 @@ def test_multiclass_log_loss_is_kaggles_formula():
 
 @pytest.fixture
 def caffe_hdf5():
-    folder = Path(__file__).resolve().parents[2] / "shared" / "data" / "caffe-hdf5"
+    folder = Path(__file__).resolve().parents[3] / "shared" / "data" / "caffe-hdf5"
     if not (folder / "sample_data_list.txt").is_file():
         pytest.skip("the shared Caffe HDF5 test data is absent")
     return folder

@@ -19,7 +19,7 @@ from feedstock.trainer import snapshot_io
 from feedstock.trainer.datasets import load_fashion_mnist
 from feedstock.trainer.snapshot_io import read_snapshot
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ITERS = 12
 # Sends the signal to itself right after step STOP_AT, through the CLI's own progress callback:
 # the same code path as a Ctrl-C in a terminal, at a known iteration.

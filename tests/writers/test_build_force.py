@@ -14,8 +14,8 @@ import pytest
 from test_build_helpers import cli_output, cli_process
 
 from feedstock.fixtures.synthetic import make_image_folder
+from feedstock.writers.build import builder as build_module
 from feedstock.writers.build.builder import BuildOptions, build_lmdb
-from feedstock.writers.build.builder import builder as build_module
 
 
 def tree_digest(root: Path) -> dict:
