@@ -24,7 +24,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..pipeline.fill import batch_spec
-from ..pipeline.options import LoaderOptions
+from ..pipeline.options import DEFAULTS, LoaderOptions
 from ..pipeline.sampler import Sampler, dist_from_env
 from ..pipeline.shm import SlotLayout
 from ..pipeline.state import LoaderState, check_epoch
@@ -61,15 +61,19 @@ class _Held:
 
 
 class RayLoader:
-    """Batches of ``source`` through ``transforms``, made by Ray actors; see the module doc."""
+    """Batches of ``source`` through ``transforms``, made by Ray actors; see the module doc. The options and
+    their defaults are the Loader's (:data:`feedstock.pipeline.options.DEFAULTS`): the same keywords give
+    the same batches. ``workers`` sizes a Ray instance this loader starts (0 or "auto": all CPUs)."""
 
     def __init__(self, source: Source, transforms: Union[Transform, Sequence[Transform], None] = None, *,
-                 batch_size: int = 64, workers: Union[int, str] = 0, shuffle: bool = True, seed: int = 0,
-                 drop_last: bool = True, prefetch: int = 4, on_error: str = "raise", max_bad_fraction: float = 0.01,
-                 rank: Optional[int] = None, world_size: Optional[int] = None, timeout: Optional[float] = 120.0,
-                 copy: bool = False, progress: bool = False, address: Optional[str] = None,
+                 batch_size: int = DEFAULTS.batch_size, workers: Union[int, str] = DEFAULTS.workers,
+                 shuffle: bool = DEFAULTS.shuffle, seed: int = DEFAULTS.seed, drop_last: bool = DEFAULTS.drop_last,
+                 prefetch: int = DEFAULTS.prefetch, on_error: str = DEFAULTS.on_error,
+                 max_bad_fraction: float = DEFAULTS.max_bad_fraction, rank: Optional[int] = DEFAULTS.rank,
+                 world_size: Optional[int] = DEFAULTS.world_size, timeout: Optional[float] = DEFAULTS.timeout,
+                 copy: bool = DEFAULTS.copy, progress: bool = DEFAULTS.progress, address: Optional[str] = None,
                  max_actors: Optional[int] = None, init_kwargs: Optional[Dict[str, Any]] = None,
-                 start_method: str = "auto", replace_dead_workers: bool = True):
+                 start_method: str = DEFAULTS.start_method, replace_dead_workers: bool = DEFAULTS.replace_dead_workers):
         workers = 0 if workers == "auto" else workers  # Ray's CPUs are the workers: "auto" takes them all
         LoaderOptions(workers=workers, prefetch=prefetch, on_error=on_error, max_bad_fraction=max_bad_fraction,
                       timeout=timeout)  # the Loader's rules, one validator

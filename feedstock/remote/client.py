@@ -71,7 +71,7 @@ class RemoteLoader:
                           curve_server_key=curve_server_key, curve_keys=curve_keys)
         self._finalizer = weakref.finalize(self, self._link.close)
         self._epoch, self._next = 0, 0
-        self._stream_at: Optional[Pos] = None  # (epoch, global batch) the stream brings next
+        self._batches_at: Optional[Pos] = None  # (epoch, global batch) the interleaved batches bring next
         self._held: Optional[tuple] = None  # (peer, slot) of the batch the consumer holds
         self._token = 0
         self._stats = {"batches": 0, "samples": 0, "bytes": 0, "wait_s": 0.0, "elapsed_s": 0.0}
@@ -161,13 +161,13 @@ class RemoteLoader:
         self._token += 1
         token = self._token
         epoch, start = self._epoch, self._next
-        if self._stream_at != (epoch, start):
+        if self._batches_at != (epoch, start):
             self._link.start(self._positions(epoch, start), self.seed)
-            self._stream_at = (epoch, start)
+            self._batches_at = (epoch, start)
         for g in range(start, self.num_batches):
             batch = self._take(epoch, g)
             self._next = g + 1
-            self._stream_at = (epoch, g + 1) if g + 1 < self.num_batches else (epoch + 1, 0)
+            self._batches_at = (epoch, g + 1) if g + 1 < self.num_batches else (epoch + 1, 0)
             yield batch
             if token != self._token:
                 raise RuntimeError("this iterator is stale: the loader was closed or iterated again")

@@ -12,7 +12,7 @@ from ..pipeline.loader import Loader
 from ..protocols import BatchLoader
 from ..stream import TEST, TRAIN, Stream
 from .deploy import class_names_of
-from .feeding import LoaderBatches, as_source, batch_stream, holdout_split, loader_stream
+from .feeding import LoaderBatches, as_source, source_batches, holdout_split, loader_batches
 
 # Stream keys that set the values the net sees: the model's own input scaling then stays off.
 _VALUE_KEYS = ("scale", "mean_file", "mean_value", "to_range")
@@ -57,7 +57,7 @@ def open_feeds(train_source: Any, val_source: Any, *, holdout: float, batch_size
     if isinstance(train_source, BatchLoader):
         if holdout:
             raise ValueError("a holdout split needs a source or a Stream, not a ready loader")
-        train = loader_stream(train_source, batch_size=batch_size, seed=seed)
+        train = loader_batches(train_source, batch_size=batch_size, seed=seed)
         state = train_source.state_dict()
         names = class_names or (class_names_of(train_source.source) if isinstance(train_source, Loader) else None)
         val = _val_batches(val_source, names, state["batch_size"], workers, loader_kwargs)
@@ -67,7 +67,7 @@ def open_feeds(train_source: Any, val_source: Any, *, holdout: float, batch_size
     names = class_names or class_names_of(source)
     if holdout:
         source, val_source = holdout_split(source, holdout, seed=seed)
-    train = batch_stream(source, batch_size=size, workers=workers, shuffle=True, seed=seed, drop_last=True,
+    train = source_batches(source, batch_size=size, workers=workers, shuffle=True, seed=seed, drop_last=True,
                          **loader_kwargs)
     try:
         val = _val_batches(val_source, names, size, workers, loader_kwargs)
@@ -84,7 +84,7 @@ def _val_batches(val: Any, names: Optional[List[str]], batch_size: int, workers:
     if isinstance(val, BatchLoader):
         return LoaderBatches(val)
     source = val_source(Stream(source=os.fspath(val)), names) if isinstance(val, (str, os.PathLike)) else as_source(val)
-    return batch_stream(source, batch_size=batch_size, workers=workers, shuffle=False, seed=0, drop_last=False,
+    return source_batches(source, batch_size=batch_size, workers=workers, shuffle=False, seed=0, drop_last=False,
                         **loader_kwargs)
 
 

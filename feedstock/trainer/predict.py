@@ -79,7 +79,7 @@ class Predictor:
         loader = self.loader(data, batch_size=batch_size, workers=workers)
         why = unlabelled(loader.source, os.fspath(data))
         labelled = why is None
-        check = BatchCheck(self.net, stream=os.fspath(data), labels=labelled)
+        check = BatchCheck(self.net, what=os.fspath(data), labels=labelled)
         meter = self.net.meter() if labelled else None
         probs, ids = [], []
         batches = LoaderBatches(loader)

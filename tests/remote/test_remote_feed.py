@@ -242,15 +242,15 @@ def test_the_trainer_trains_the_same_net_on_a_remote_feed(tmp_path):
 
 
 def test_training_needs_full_batches_of_its_size_from_the_feed():
-    from feedstock.trainer.feeding import loader_stream
+    from feedstock.trainer.feeding import loader_batches
 
     server = ThreadServer(_array_loader(drop_last=False))
     try:
         with RemoteLoader([server.endpoint]) as remote:
             with pytest.raises(ValueError, match="batches of 4, training asks for 8"):
-                loader_stream(remote, batch_size=8, seed=0)
+                loader_batches(remote, batch_size=8, seed=0)
             with pytest.raises(ValueError, match="--drop-last"):
-                loader_stream(remote, batch_size=4, seed=0)
+                loader_batches(remote, batch_size=4, seed=0)
     finally:
         server.close()
 

@@ -97,8 +97,8 @@ def test_a_bad_meta_is_an_error_naming_the_server_and_field(good_meta, changes, 
     ([b"\xff\x00garbage"], "not a feedstock control message"),
     ([b"[" * 100_000], "not a feedstock control message"),
     ([b'{"op": "boom"}'], "unknown message"),
-    ([b'{"op": "error", "session": -1, "kind": "stream", "message": "' + b"x" * 1_000_000 + b'"}'], "characters"),
-    ([b'{"op": "error", "session": "s", "kind": "stream", "message": "m"}'], "session"),
+    ([b'{"op": "error", "session": -1, "kind": "loader", "message": "' + b"x" * 1_000_000 + b'"}'], "characters"),
+    ([b'{"op": "error", "session": "s", "kind": "loader", "message": "m"}'], "session"),
 ])
 def test_a_bad_reply_to_hello_is_an_error_naming_the_server(frames, match):
     fake = FakeServer(lambda req: [frames])
