@@ -2,13 +2,13 @@
 
 ::
 
-    # on CPU hosts a and b:  feedstock serve train_lmdb --part 0/2 ...   and   --part 1/2
+    # on CPU hosts a and b:  feedstock serve train_lmdb --batch-shard 0/2 ...   and   --batch-shard 1/2
     with RemoteLoader(["tcp://a:5555", "tcp://b:5555"]) as loader:
         for epoch in range(10):
             for batch in loader:        # dict field -> np.ndarray, one epoch
                 train(batch)            # views into a receive buffer: valid until the next batch
 
-Server ``j`` of ``n`` (``--part j/n``) serves batches j, j+n, ... of every
+Server ``j`` of ``n`` (``--batch-shard j/n``) serves batches j, j+n, ... of every
 epoch; the client takes them in turn, so batch g of an epoch is the same array
 data as the local Loader's batch g for the same source, transforms, seed, rank
 and world size, for any number of servers and whatever the timing.

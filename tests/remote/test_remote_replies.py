@@ -15,12 +15,12 @@ from feedstock import Loader
 from feedstock.errors import RemoteError
 from feedstock.loaders.array import ArraySource
 from feedstock.remote import RemoteLoader
-from feedstock.remote.served import serve_part
+from feedstock.remote.served import serve_shard
 
 
 def _loader(part=(0, 1)) -> Loader:
     source = ArraySource(data=np.zeros((16, 3), np.int32), label=np.arange(16))  # 48 + 32 bytes a batch
-    return serve_part(Loader(source, batch_size=4, workers=0, shuffle=True, drop_last=True), part)
+    return serve_shard(Loader(source, batch_size=4, workers=0, shuffle=True, drop_last=True), part)
 
 
 @pytest.fixture(scope="module")
