@@ -117,9 +117,9 @@ def _loader(part=(0, 1), n=40, **kw):
 
 def test_servers_of_different_streams_are_refused():
     pairs = [
-        ((_loader((0, 2)), _loader((0, 2))), "parts 0/2 .. 1/2 once each"),
+        ((_loader((0, 2)), _loader((0, 2))), "batch shards 0/2 .. 1/2 once each"),
         ((_loader((0, 2)), _loader((1, 2), n=44)), "length=44"),
-        ((_loader((0, 1)), _loader((0, 1))), "parts 0/2 .. 1/2"),
+        ((_loader((0, 1)), _loader((0, 1))), "batch shards 0/2 .. 1/2"),
     ]
     for loaders, message in pairs:
         servers = [ThreadServer(lo) for lo in loaders]

@@ -25,7 +25,7 @@ def lmdb_src(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def two_servers(lmdb_src):
-    """`feedstock serve` processes for parts 0/2 and 1/2 of one stream (started once: they take a second)."""
+    """`feedstock serve` processes for batch shards 0/2 and 1/2 of one epoch (started once: they take a second)."""
     servers = [ServeProcess(serve_args(lmdb_src, "--batch-shard", f"{j}/2")) for j in range(2)]
     yield servers
     for s in servers:
