@@ -2,7 +2,8 @@
 
 What is shared depends on the command, the word does not:
 
-- ``build-lmdb --shard i/n``: records ``i, i+n, i+2n, ...`` of the listing (``merge-lmdb`` joins them);
+- ``build-lmdb --shard i/n``: the i-th of n contiguous ranges of the listing's records (``merge-lmdb``
+  joins them in order);
 - the loader option ``shard=(i, n)`` (stream key ``shard``, flag ``--shard i/n``): the samples of
   trainer i of n in data-parallel training (torchrun's ``RANK``/``WORLD_SIZE`` when unset);
 - ``serve --batch-shard j/n`` (``Sampler(batch_shard=(j, n))``): server j of n serves batches

@@ -1,4 +1,4 @@
-"""``feedstock serve``: stream a Loader's batches over ZeroMQ to RemoteLoaders; ``feedstock keygen``: CURVE keys."""
+"""``feedstock serve``: send a Loader's batches over ZeroMQ to RemoteLoaders; ``feedstock keygen``: CURVE keys."""
 from __future__ import annotations
 
 import argparse
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 SERVE_DEFAULTS = {"seed": 0}
 
 DESCRIPTION = """\
-Run a Loader here (decode + augment on this host's CPUs) and stream its batches
+Run a Loader here (decode + augment on this host's CPUs) and send its batches
 to trainers that read them with feedstock.RemoteLoader([...endpoints]).
 
   feedstock serve train_lmdb --batch-shard 0/2 --batch-size 64 --crop-size 227 --mirror \\
@@ -49,7 +49,7 @@ def parse_shard(text: str) -> Tuple[int, int]:
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = subparsers.add_parser("serve", help="stream a Loader's batches to remote trainers (ZeroMQ)",
+    p = subparsers.add_parser("serve", help="send a Loader's batches to remote trainers (ZeroMQ)",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bind", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint (default: loopback)")
     p.add_argument("--batch-shard", type=parse_shard, default=(0, 1), metavar="j/n",

@@ -15,7 +15,7 @@ round-robin striding). Every rank gets the same number of samples and batches:
   last batch may be short.
 
 ``batch_shard=(j, n)`` narrows a shard's epoch to its batches ``j, j+n, j+2n, ...``
-(remote feed servers split one stream this way, see
+(remote feed servers split one epoch this way, see
 :func:`feedstock.remote.served.serve_shard`: interleaving the n batch shards batch
 by batch gives back the whole epoch, whatever n is). Their batches keep their rows and
 order; ``num_batches`` and ``shard_size`` count the batch shard's only, ``shard()``

@@ -1,4 +1,4 @@
-"""RemoteLoader: batches from `feedstock serve` servers, interleaved into the stream a local Loader would give.
+"""RemoteLoader: batches from `feedstock serve` servers, interleaved into the batches a local Loader would give.
 
 ::
 
@@ -10,8 +10,8 @@
 
 Server ``j`` of ``n`` (``--batch-shard j/n``) serves batches j, j+n, ... of every
 epoch; the client takes them in turn, so batch g of an epoch is the same array
-data as the local Loader's batch g for the same source, transforms, seed, rank
-and world size, for any number of servers and whatever the timing.
+data as the local Loader's batch g for the same source, transforms, seed and
+shard, for any number of servers and whatever the timing.
 ``state_dict()`` is the local Loader's: a run resumes remotely from a local checkpoint and back.
 
 Each server streams ahead into ``prefetch`` preallocated receive buffers of
@@ -44,7 +44,7 @@ Batch = Dict[str, np.ndarray]
 
 
 class RemoteLoader:
-    """The batches of the servers at ``endpoints`` as one deterministic stream; see the module doc."""
+    """The batches of the servers at ``endpoints`` as one deterministic sequence; see the module doc."""
 
     def __init__(self, endpoints: Sequence[str], *, seed: Optional[int] = None, prefetch: int = DEFAULTS.prefetch,
                  timeout: Optional[float] = DEFAULTS.timeout, connect_timeout: float = 30.0, reconnect: float = 30.0,
@@ -143,7 +143,7 @@ class RemoteLoader:
         self._epoch, self._next = st.position(self.num_batches)
 
     def _positions(self, epoch: int, g: int) -> List[Pos]:
-        """Where each server's stream starts so that the interleaved stream starts at global batch g."""
+        """Where each server's batches start so that the interleaved batches start at global batch g."""
         n = len(self._link.peers)
         out = []
         for j, peer in enumerate(self._link.peers):

@@ -65,7 +65,7 @@ def make_meta(loader: Loader, fingerprint: Mapping[str, object]) -> Dict[str, ob
 
 
 def check_metas(metas: Sequence[Mapping[str, Any]], endpoints: Sequence[str]) -> List[int]:
-    """Order of ``endpoints`` by part; RemoteSetupError unless they form one stream (parts 0..n-1 once)."""
+    """Order of ``endpoints`` by part; RemoteSetupError unless they form one feed (batch shards 0..n-1 once)."""
     first = metas[0]
     for meta, ep in zip(metas, endpoints):
         if meta.get("protocol") != PROTOCOL:
