@@ -186,6 +186,6 @@ class Sampler:
     def __repr__(self) -> str:
         return (
             f"Sampler(length={self.length}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
-            f"seed={self.seed}, drop_last={self.drop_last}, rank={self.rank}, world_size={self.world_size}, "
+            f"seed={self.seed}, drop_last={self.drop_last}, shard={self.rank}/{self.world_size}, "
             f"batch_shard={self.batch_shard[0]}/{self.batch_shard[1]})"
         )
