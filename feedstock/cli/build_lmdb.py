@@ -10,10 +10,10 @@ from typing import Callable, List, Optional, Tuple
 
 from ..loaders.csv_classes import read_classes
 from ..stream.check import START_METHODS
-from ..writers.build import BuildOptions, BuildReport, build_lmdb
-from ..writers.build_encode import RESIZE_MODES
-from ..writers.build_output import SKIPPED
-from ..writers.build_plan import KINDS
+from ..writers.build.builder import BuildOptions, BuildReport, build_lmdb
+from ..writers.build.encode import RESIZE_MODES
+from ..writers.build.output import SKIPPED
+from ..writers.build.plan import KINDS
 from ..writers.mean import mean_value_block
 from .progress import add_quiet_flag, progress_bar
 
@@ -174,7 +174,7 @@ def engine(args: argparse.Namespace) -> Callable[..., BuildReport]:
     """The build function of ``--engine``: ``build_lmdb`` or the Ray one with the cluster arguments."""
     if args.engine == "local":
         return build_lmdb
-    from ..writers.build_ray import build_lmdb_ray, import_ray
+    from ..writers.build.on_ray import build_lmdb_ray, import_ray
 
     import_ray()  # ImportError with the install hint; importing ray.data also sets up its loggers
     level = logging.INFO if getattr(args, "verbose", False) else logging.WARNING

@@ -17,7 +17,7 @@ from ..protocols import BatchReadable
 from ..rng import sample_rng
 from ..stream import add_stream_arguments, stream_from_args
 from ..transforms import CenterCrop, Compose, Resize
-from ..writers.build_output import iter_db
+from ..writers.build.output import iter_db
 from .build_lmdb import parse_size
 from .contact_sheet import contact_sheet, pick
 

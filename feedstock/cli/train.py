@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Tuple
 from .progress import add_quiet_flag, progress_bar
 
 if TYPE_CHECKING:
-    from ..trainer.solver import SolverConfig
+    from ..trainer.nn.solver import SolverConfig
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from ..pipeline.options import OptionError
 if TYPE_CHECKING:
     from ..loaders.base import Source
     from ..transforms.base import Transform
-    from ..writers.build_plan import Listing
+    from ..writers.build.plan import Listing
 
 LABELS = ("required", "optional")
 
@@ -209,20 +209,20 @@ def _pairs_transforms(s: StreamLike, phase: int, source: Optional["Source"]) -> 
 
 
 def _list_folder(src: str, options: Any, exclude: Sequence[str]) -> "Listing":
-    from ..writers.build_plan import list_folder
+    from ..writers.build.plan import list_folder
 
     return list_folder(src, exclude, getattr(options, "classes", None))
 
 
 def _list_file(src: str, options: Any, exclude: Sequence[str]) -> "Listing":
-    from ..writers.build_plan import list_file
+    from ..writers.build.plan import list_file
 
     return list_file(src, options.root, getattr(options, "classes", None))
 
 
 def _list_table(kind: str) -> Lister:
     def lister(src: str, options: Any, exclude: Sequence[str]) -> "Listing":
-        from ..writers.build_plan import list_table
+        from ..writers.build.plan import list_table
 
         return list_table(src, kind, options)
 

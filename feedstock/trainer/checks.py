@@ -12,7 +12,7 @@ from typing import Any, Callable, Generator, Iterable, Mapping, Optional, Sequen
 import numpy as np
 
 from ..backend import Array
-from .layers import Shape
+from .nn.layers import Shape
 
 # Layers that keep any shape: an InnerProduct behind them still sees the input blob.
 _SHAPE_FREE = ("ReLU", "Dropout")

@@ -15,12 +15,12 @@ from ..threads import budget
 from .checks import BatchCheck
 from .deploy import deployment, feature_columns_of
 from .inputs import Feeds, open_feeds
-from .layers import Dropout
 from .metrics import Meter
 from .models import ModelDef, fit_model, get_model
-from .net import Net
+from .nn.layers import Dropout
+from .nn.net import Net
+from .nn.solver import SGDSolver, SolverConfig
 from .report import TrainReport, build_report, write_metrics  # noqa: F401  (TrainReport: public here too)
-from .solver import SGDSolver, SolverConfig
 
 log = logging.getLogger(__name__)
 

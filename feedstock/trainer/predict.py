@@ -36,7 +36,7 @@ from .deploy import Deployment, load_deployment
 from .feeding import LoaderBatches
 from .metrics import softmax
 from .models import ModelDef
-from .net import Net
+from .nn.net import Net
 
 PathLike = Union[str, Path]
 
