@@ -29,9 +29,9 @@ from typing import Dict, List
 
 import numpy as np
 
+from feedstock.fixtures.synthetic import make_otto_csv
 from feedstock.pipeline.machine import usable_cores
 from feedstock.stream import Stream
-from feedstock.testing import make_otto_csv
 
 PHOTOS = """
 import os, sys, cv2, numpy as np

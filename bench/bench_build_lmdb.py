@@ -29,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from feedstock.writers.build import BuildOptions, build_lmdb  # noqa: E402
+from feedstock.writers.build.builder import BuildOptions, build_lmdb  # noqa: E402
 
 PHOTOS = Path(os.environ.get("FEEDSTOCK_SHARED_DATA", ROOT.parent / "shared" / "data")) / "photos"
 

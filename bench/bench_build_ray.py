@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_build_lmdb import PHOTOS, make_folder  # noqa: E402  (also puts the repo root on sys.path)
 
-from feedstock.writers.build import BuildOptions, BuildReport, build_lmdb  # noqa: E402
-from feedstock.writers.build_ray import build_lmdb_ray, import_ray  # noqa: E402
+from feedstock.writers.build.builder import BuildOptions, BuildReport, build_lmdb  # noqa: E402
+from feedstock.writers.build.on_ray import build_lmdb_ray, import_ray  # noqa: E402
 
 OPTIONS = BuildOptions(resize_height=256, resize_width=256, encoding="jpg", workers=2)
 

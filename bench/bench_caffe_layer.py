@@ -21,7 +21,7 @@ import numpy as np
 
 from feedstock.caffe_layer import DataLayer
 from feedstock.caffe_pb import write_mean_file
-from feedstock.testing import make_raw_lmdb
+from feedstock.fixtures.synthetic import make_raw_lmdb
 
 
 class Blob:

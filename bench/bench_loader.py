@@ -39,11 +39,11 @@ from typing import Callable, Dict, List, Optional, TypeVar
 import numpy as np
 
 from feedstock.caffe_pb import encoded_datum
+from feedstock.fixtures.synthetic import make_otto_csv, make_raw_lmdb
 from feedstock.loaders import CaffeLmdb, CsvTable
 from feedstock.pipeline import machine
 from feedstock.pipeline.loader import Loader
 from feedstock.rng import sample_rng
-from feedstock.testing import make_otto_csv, make_raw_lmdb
 from feedstock.transforms import CaffeTransform, Compose, Resize
 from feedstock.writers.lmdb_writer import LmdbWriter
 

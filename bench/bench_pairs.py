@@ -1,6 +1,6 @@
 """Segmentation pairs: the pairs stream's Loader against a plain in-process loop, same run, same chain.
 
-Data: the synthetic shapes set (``feedstock.segdata``; ``--n`` pairs of 96x128 JPEG
+Data: the synthetic shapes set (``feedstock.fixtures.segdata``; ``--n`` pairs of 96x128 JPEG
 + palette PNG, generated into a temporary folder). Chain: TRAIN, scales 0.6/1/1.4,
 crop 64, mirror, mean_value (the README's segmentation settings), batch 16.
 
@@ -30,8 +30,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from bench_loader import best  # noqa: E402
 
+from feedstock.fixtures.segdata import make_shapes  # noqa: E402
 from feedstock.rng import sample_rng  # noqa: E402
-from feedstock.segdata import make_shapes  # noqa: E402
 from feedstock.stream import Stream  # noqa: E402
 
 BATCH = 16

@@ -26,13 +26,13 @@ import numpy as np
 from feedstock.engines import RayLoader
 from feedstock.engines.ray_bench import compare_rates
 from feedstock.engines.ray_maker import BatchMaker
+from feedstock.fixtures.synthetic import make_image_folder, make_raw_lmdb
 from feedstock.loaders import CaffeLmdb, ImageFolder
 from feedstock.phase import TRAIN
 from feedstock.pipeline.fill import batch_spec
 from feedstock.pipeline.loader import Loader
 from feedstock.pipeline.sampler import Sampler
 from feedstock.pipeline.shm import SlotLayout
-from feedstock.testing import make_image_folder, make_raw_lmdb
 from feedstock.transforms import CaffeTransform
 from feedstock.transforms.base import as_compose
 

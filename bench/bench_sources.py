@@ -20,9 +20,9 @@ import lmdb
 import numpy as np
 
 from feedstock.caffe_pb import Datum
+from feedstock.fixtures.synthetic import make_otto_csv, make_raw_lmdb
 from feedstock.loaders import CaffeLmdb, CsvTable
 from feedstock.loaders.caffe_lmdb import release_env
-from feedstock.testing import make_otto_csv, make_raw_lmdb
 
 
 def best_of(rounds: int, fn: Callable[[], None]) -> float:

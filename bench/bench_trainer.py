@@ -73,7 +73,7 @@ def conv227() -> ModelDef:
 
 def step_time(model: ModelDef, backend: Backend, batch: int, steps: int) -> float:
     """Seconds per forward-backward-update on a fixed device batch (no data path at all)."""
-    from feedstock.trainer.solver import SGDSolver, SolverConfig
+    from feedstock.trainer.nn.solver import SGDSolver, SolverConfig
 
     net = model.build(backend=backend)
     solver = SGDSolver(net, SolverConfig(base_lr=0.001, momentum=0.9))
@@ -146,10 +146,10 @@ def thread_budget(backend: Backend, workers: int, lenet_iters: int, fcn_iters: i
                   repeats: int = 3) -> None:
     """Issue 22 item 4 before/after in one run: the trainer's BLAS at every core (before: OpenBLAS's
     default) against the budget (cores the workers leave), LeNet on the bundled sample and fcn_small."""
-    from feedstock.segdata import shapes_split
+    from feedstock.fixtures.segdata import shapes_split
     from feedstock.stream import Stream
     from feedstock.threads import consumer_threads, usable_cores
-    from feedstock.trainer.seg_models import fcn_small
+    from feedstock.trainer.seg.models import fcn_small
 
     cores = usable_cores()
     print(f"thread budget ({cores} cores, {workers} workers): trainer BLAS threads before {cores}, "

@@ -69,9 +69,9 @@ def check_lenet(cp: Any) -> str:
 
 
 def check_fcn(cp: Any) -> str:
+    from .fixtures.segdata import draw_sample
     from .loaders.array import ArraySource
-    from .segdata import draw_sample
-    from .trainer.seg_models import fcn_small
+    from .trainer.seg.models import fcn_small
 
     pairs = [draw_sample(0, i) for i in range(16)]  # the shapes set: BGR HxWx3 images, HxW class masks
     images = np.stack([img.transpose(2, 0, 1) for img, _ in pairs])

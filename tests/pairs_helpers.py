@@ -18,7 +18,7 @@ from typing import List, Sequence, Tuple
 import cv2
 import numpy as np
 
-from feedstock.segdata import write_palette_png
+from feedstock.fixtures.segdata import write_palette_png
 
 PAD_VALUE = 200
 IGNORE = 255

@@ -115,7 +115,7 @@ def cli_process(argv: List[str], **kwargs) -> subprocess.Popen:
     """Start the CLI in a new process group (so a test can SIGKILL the build and its workers)."""
     code = ("import sys; sys.path.insert(0, sys.argv.pop(1)); import test_build_helpers as h; "
             "sys.exit(h.cli(sys.argv[1:]))")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join((str(ROOT), str(ROOT / "tests"))))
     return subprocess.Popen([sys.executable, "-c", code, str(Path(__file__).parent), *map(str, argv)],
                             env=env, start_new_session=True, **kwargs)
 

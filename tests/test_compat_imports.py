@@ -47,7 +47,7 @@ sys.path.insert(0, {tests!r})
 import numpy as np
 from caffe_blobs import make_layer, run_forwards
 from feedstock.caffe_layer import close_layers
-from feedstock.testing import make_raw_lmdb
+from feedstock.fixtures.synthetic import make_raw_lmdb
 
 images, labels = make_raw_lmdb({db!r}, np.random.default_rng(0), 10, (1, 6, 5), classes=3)
 for source in ({db!r}, {listing!r}):

@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 
+from feedstock.fixtures.synthetic import make_otto_csv, make_raw_lmdb
 from feedstock.loaders import ArraySource, CaffeLmdb, CsvTable, Hdf5
 from feedstock.loaders.images import LabeledImages
 from feedstock.pipeline.fill import Filler, FillPlan
@@ -17,7 +18,6 @@ from feedstock.pipeline.sampler import Sampler
 from feedstock.pipeline.shm import SlotLayout, SlotRing
 from feedstock.protocols import BatchLoader, BatchReadable, BatchTransform, DecodeTimed, Source, TaskPool, Transform
 from feedstock.remote import RemoteLoader
-from feedstock.testing import make_otto_csv, make_raw_lmdb
 from feedstock.trainer.feeding import Subset, is_loader
 from feedstock.transforms import CaffeTransform, Compose, RandomCrop, Resize
 

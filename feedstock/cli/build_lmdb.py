@@ -9,11 +9,12 @@ import sys
 from typing import Callable, List, Optional, Tuple
 
 from ..loaders.csv_classes import read_classes
+from ..shard import check_shard
 from ..stream.check import START_METHODS
-from ..writers.build import BuildOptions, BuildReport, build_lmdb
-from ..writers.build_encode import RESIZE_MODES
-from ..writers.build_output import SKIPPED
-from ..writers.build_plan import KINDS
+from ..writers.build.builder import BuildOptions, BuildReport, build_lmdb
+from ..writers.build.encode import RESIZE_MODES
+from ..writers.build.output import SKIPPED
+from ..writers.build.plan import KINDS
 from ..writers.mean import mean_value_block
 from .progress import add_quiet_flag, progress_bar
 
@@ -56,13 +57,11 @@ def default_workers() -> int:
 
 
 def parse_shard(text: str) -> Tuple[int, int]:
+    """``i/n`` of --shard: the i-th of n shares of the records (feedstock.shard)."""
     try:
-        i, n = (int(p) for p in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--shard {text!r}: expected i/N, e.g. 0/4") from None
-    if not (n >= 1 and 0 <= i < n):
-        raise argparse.ArgumentTypeError(f"--shard {text!r}: need 0 <= i < N")
-    return i, n
+        return check_shard(text, "--shard")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def parse_size(text: str) -> Tuple[int, int]:
@@ -135,7 +134,7 @@ def register(subparsers) -> None:
     g.add_argument("--resume", action="store_true", help="continue the interrupted build at OUT.partial "
                    "(--engine ray: reuse the finished partitions in OUT.parts)")
     g.add_argument("--force", action="store_true", help="replace an existing OUT (and OUT.partial, OUT.parts)")
-    g.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="i/N", help="build part i of N")
+    g.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="i/N", help="build shard i of N: the i-th of N contiguous shares of the records (merge-lmdb joins them)")
     g = p.add_argument_group("engine")
     g.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: worker processes on this machine (default); ray: Ray Data tasks")
@@ -174,7 +173,7 @@ def engine(args: argparse.Namespace) -> Callable[..., BuildReport]:
     """The build function of ``--engine``: ``build_lmdb`` or the Ray one with the cluster arguments."""
     if args.engine == "local":
         return build_lmdb
-    from ..writers.build_ray import build_lmdb_ray, import_ray
+    from ..writers.build.on_ray import build_lmdb_ray, import_ray
 
     import_ray()  # ImportError with the install hint; importing ray.data also sets up its loggers
     level = logging.INFO if getattr(args, "verbose", False) else logging.WARNING

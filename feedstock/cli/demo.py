@@ -47,7 +47,7 @@ def write_lmdb(path: Path, images: np.ndarray, labels: np.ndarray, desc: str) ->
     """Raw uint8 Datums with MNIST converter keys (``%08d``), committed every 1000, and labels.txt
     (the class names, as build-lmdb writes them: snapshots and predictions then name the classes)."""
     from ..trainer.datasets import CLASS_NAMES
-    from ..writers.build_output import write_labels
+    from ..writers.build.output import write_labels
 
     with LmdbWriter(path, overwrite=True) as w:
         for i in Bar(range(len(labels)), desc=desc, unit="img", leave=False):

@@ -17,7 +17,7 @@ from ..protocols import BatchReadable
 from ..rng import sample_rng
 from ..stream import add_stream_arguments, stream_from_args
 from ..transforms import CenterCrop, Compose, Resize
-from ..writers.build_output import iter_db
+from ..writers.build.output import iter_db
 from .build_lmdb import parse_size
 from .contact_sheet import contact_sheet, pick
 
@@ -33,7 +33,7 @@ float data normalised per tile to 0-255, vectors folded into squares.
 """
 # stream keys that only steer a Loader: inspect reads records itself
 LOADER_ONLY = ("batch_size", "shuffle", "drop_last", "workers", "prefetch", "on_error", "max_bad_fraction",
-               "timeout", "start_method", "rank", "world_size")
+               "timeout", "start_method", "shard", "rank", "world_size")
 
 
 def register(subparsers) -> None:

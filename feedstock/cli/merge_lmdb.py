@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..writers.build_merge import merge_lmdb
-from ..writers.build_output import db_dir, is_build_output, read_manifest
+from ..writers.build.merge import merge_lmdb
+from ..writers.build.output import db_dir, is_build_output, read_manifest
 from ..writers.lmdb_writer import is_lmdb
 from ..writers.mean import mean_value_block
 from .progress import add_quiet_flag, progress_bar

@@ -5,7 +5,7 @@ import argparse
 import os
 from typing import List, Mapping, Optional
 
-from ..writers.build_pairs import IMAGES, LABELS, PairsBuildOptions, PairsCheck, build_pairs, check_pairs
+from ..writers.build.pairs import IMAGES, LABELS, PairsBuildOptions, PairsCheck, build_pairs, check_pairs
 from .progress import progress_bar
 
 # build-lmdb flags that a pairs build does not take, with the value that means "not set"
@@ -79,7 +79,7 @@ def class_pixels_line(classes: Mapping[int, int]) -> str:
 
 def pairs_databases(db: str, masks: Optional[str]) -> Optional[tuple]:
     """(images, labels) when verify is asked about pairs: ``--masks LABELS`` or a pairs build folder."""
-    from ..writers.build_pairs import is_pairs_build
+    from ..writers.build.pairs import is_pairs_build
 
     if masks:
         return db, masks

@@ -101,7 +101,7 @@ def _confusion_path(out: Path) -> Path:
 def _predict_masks(predictor: Any, data: str, out: Path, *, force: bool, inputs: list, **kwargs: Any) -> list:
     """Segmentation: the mask folder, built beside OUT and swapped in on success."""
     from ..outputs import StagedDir
-    from ..trainer.seg_predict import predict_masks
+    from ..trainer.seg.predict import predict_masks
 
     stage = StagedDir(out, "predict", force=force, inputs=inputs)
     with stage:

@@ -11,8 +11,8 @@ from google.protobuf.message import DecodeError
 
 from ..caffe_pb import Datum
 from ..errors import RecordError
-from ..writers import build_output as bo
-from ..writers.build_encode import reason_of
+from ..writers.build import output as bo
+from ..writers.build.encode import reason_of
 from ..writers.lmdb_writer import is_lmdb
 from ..writers.mean import datum_pixels
 from .progress import add_quiet_flag, progress_bar

@@ -9,6 +9,6 @@ from .datasets import Split, load_fashion_mnist, read_idx, write_idx  # noqa: F4
 from .feeding import Subset, as_source, holdout_split, labelled_arrays  # noqa: F401
 from .loop import TrainReport, evaluate, train  # noqa: F401
 from .models import ModelDef, get_model, lenet, otto_mlp  # noqa: F401
-from .net import Net  # noqa: F401
+from .nn.net import Net  # noqa: F401
+from .nn.solver import SGDSolver, SolverConfig, learning_rate  # noqa: F401
 from .predict import write_class_probabilities  # noqa: F401
-from .solver import SGDSolver, SolverConfig, learning_rate  # noqa: F401

@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, List, NamedTuple, Tuple, Union
 
-from .conv import _pair
+from .nn.conv import _pair
 
 if TYPE_CHECKING:
-    from .net import Net
+    from .nn.net import Net
 
 _COLOURS = {"Convolution": "#FF5050", "Deconvolution": "#FF5050", "Pooling": "#FF9900",
             "InnerProduct": "#CC33FF", "data": "#E0E0E0"}

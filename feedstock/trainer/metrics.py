@@ -1,7 +1,7 @@
 """Evaluation metrics: Kaggle's multi-class log-loss, the confusion matrix, the classification meter and the label check.
 
 The Net owns its task's hooks (``Net.task``, ``input_reshape``, ``check_labels``,
-``loss_labels``, ``meter``, ``output_rank``; see :mod:`.net`): a segmentation net
+``loss_labels``, ``meter``, ``output_rank``; see :mod:`.nn.net`): a segmentation net
 (SegNet) overrides them with per-pixel versions, and the loop, the report and
 ``feedstock predict`` only call them.
 """

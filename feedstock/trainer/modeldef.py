@@ -8,8 +8,8 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from ..backend import NUMPY, Backend
-from .net import Net
-from .solver import SolverConfig
+from .nn.net import Net
+from .nn.solver import SolverConfig
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from .checks import check_masks, label_values
 from .modeldef import ModelDef
-from .seg_models import fcn_small
-from .solver import SolverConfig
+from .nn.solver import SolverConfig
+from .seg.models import fcn_small
 
 _XAVIER = {"type": "xavier"}
 _CONST0 = {"type": "constant"}

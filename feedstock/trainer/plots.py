@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence, Union
 import numpy as np
 
 if TYPE_CHECKING:
-    from .net import Net
+    from .nn.net import Net
 
 PathLike = Union[str, Path]
 
@@ -176,7 +176,7 @@ def training_pictures(net: "Net", history: Mapping[str, Sequence[float]], out: P
                       batch: int = 1) -> List[str]:
     """Curves, first-layer filters, the net diagram (blob shapes for ``batch``) and weight histograms."""
     from .draw import draw_net
-    from .net import first_weights
+    from .nn.net import first_weights
 
     files = [plot_curves(history, out / f"{name}_curves.png", title=name)]
     weights = first_weights(net)

@@ -22,7 +22,7 @@ from google.protobuf.message import DecodeError
 from ..caffe_pb import Datum, write_mean_file
 from ..errors import RecordError
 from ..loaders.decode import decode_datum
-from .build_output import iter_db
+from .build.output import iter_db
 
 Shape = Tuple[int, ...]
 

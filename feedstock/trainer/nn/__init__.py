@@ -1,0 +1,1 @@
+"""feedstock.trainer.nn: the network engine (numpy or cupy): layers, convolution, Net, fillers, SGD solver."""
