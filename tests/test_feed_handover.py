@@ -7,16 +7,15 @@ and arithmetic written out here, and check the two scheduling/slot rules.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from feedstock.loaders.base import Source
-from feedstock.pipeline.loader import Loader
 from feedstock.rng import SampleRngs, sample_rng
 from feedstock.spec import ArraySpec
-from feedstock.threads import batch_scheduling
-from feedstock.trainer.feeding import CHEAP_SLOTS_BYTES, batch_bytes, batch_stream, trainer_prefetch
+from feedstock.trainer.feeding import CHEAP_SLOTS_BYTES, batch_bytes, source_batches, trainer_prefetch
 from feedstock.transforms.caffe import CaffeTransform
 
 # (seed, epoch, index) -> integers(0, 2**31, size=3), then random(): sample_rng as it was before the
@@ -51,6 +50,19 @@ def test_caffe_draws_are_pinned():
     assert [t.draw((3, 256, 256), rngs(1, i)) for i in range(6)] == PINNED_DRAWS
 
 
+@pytest.fixture
+def one_cv_thread():
+    """OpenCV's thread pool left unused: a pool started in this process can hang a worker that later
+    tests fork from it (seen here in cv2.setNumThreads(1) in the child)."""
+    import cv2
+
+    old = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    yield
+    cv2.setNumThreads(old)
+
+
+@pytest.mark.usefixtures("one_cv_thread")
 @pytest.mark.parametrize("values", [(104, 117, 123), (103.939, 116.779, 123.68)])
 def test_fused_write_of_a_decoded_image_is_the_float32_arithmetic(values):
     """The recipe's write (crop of HWC memory, mirrored or not) equals numpy's float32 arithmetic."""
@@ -84,74 +96,36 @@ def test_trainer_prefetch_rule():
     assert batch_bytes(spec, 64) == mnist
 
 
-class _Policy(Source):
-    """Each record is the scheduling policy of the process that reads it."""
-
-    def __len__(self) -> int:
-        return 8
-
-    def __getitem__(self, i):
-        return {"data": np.full((1,), os.sched_getscheduler(0), np.int64), "label": np.asarray(i, np.int64)}
-
-    def key(self, i):
-        return f"rec-{i}"
+CHILD = ("import os; from feedstock.threads import batch_scheduling; before = os.sched_getscheduler(0); "
+         "set = batch_scheduling(); print(int(set), before, os.sched_getscheduler(0))")
 
 
-# forkserver: workers forked from a clean server, not from this process, whose OpenCV thread pool
-# earlier tests (or the fused write above) may have used: a fork of it can hang in cv2.setNumThreads
-START = "forkserver"
-
-
-def _policies(workers: int, **kw) -> set:
-    with Loader(_Policy(), None, batch_size=4, workers=workers, seed=0, start_method=START, **kw) as loader:
-        return {int(v) for batch in loader for v in batch["data"].ravel()}
+def _child(env: dict) -> list:
+    """(set, policy before, policy after) from batch_scheduling() in a fresh interpreter (no fork of pytest)."""
+    out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=120,
+                         check=True)
+    return [int(v) for v in out.stdout.split()]
 
 
 @pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policies only")
-def test_workers_run_under_sched_batch():
-    main_policy = os.sched_getscheduler(0)
-    assert main_policy != os.SCHED_BATCH
-    assert _policies(2) == {os.SCHED_BATCH}
-    assert os.sched_getscheduler(0) == main_policy  # the consumer's own policy never changes
-    assert _policies(0) == {main_policy}  # in-process reading is the consumer itself
-
-
-def _in_child(fn) -> int:
-    """Exit status of a forked child running ``fn()`` (0 when it returned True)."""
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os._exit(0 if fn() else 1)
-        finally:
-            os._exit(2)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
-
-
-@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policies only")
-def test_batch_scheduling_sets_the_calling_process_unless_told_not_to(monkeypatch):
-    before = os.sched_getscheduler(0)
-    assert _in_child(lambda: batch_scheduling() and os.sched_getscheduler(0) == os.SCHED_BATCH) == 0
-    monkeypatch.setenv("FEEDSTOCK_WORKER_SCHED", "normal")
-    assert _in_child(lambda: not batch_scheduling() and os.sched_getscheduler(0) == before) == 0
+def test_batch_scheduling_sets_the_calling_process_unless_told_not_to():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    env.pop("FEEDSTOCK_WORKER_SCHED", None)
+    assert _child(env) == [1, os.SCHED_OTHER, os.SCHED_BATCH]
+    assert _child(dict(env, FEEDSTOCK_WORKER_SCHED="normal")) == [0, os.SCHED_OTHER, os.SCHED_OTHER]
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # this process is untouched
 
 
 def test_trainer_loader_gets_the_cheap_batch_slots():
+    """The rule is applied before the slots exist (workers start at the first iteration)."""
     from feedstock.loaders import ArraySource
 
-    images = np.zeros((64, 1, 28, 28), np.uint8)
-    labels = np.arange(64) % 10
-    small = batch_stream(ArraySource(data=images, label=labels), batch_size=16, workers=2, shuffle=True, seed=0,
-                         drop_last=True, start_method=START)
-    chosen = batch_stream(ArraySource(data=images, label=labels), batch_size=16, workers=2, shuffle=True, seed=0,
-                          drop_last=True, prefetch=3, start_method=START)
+    source = ArraySource(data=np.zeros((64, 1, 28, 28), np.uint8), label=np.arange(64) % 10)
+    kw = dict(batch_size=16, shuffle=True, seed=0, drop_last=True)
+    made = [source_batches(source, workers=2, **kw), source_batches(source, workers=2, prefetch=3, **kw),
+            source_batches(source, workers=0, **kw)]
     try:
-        assert small.loader.prefetch == 8
-        assert chosen.loader.prefetch == 3  # the caller's prefetch is kept
-        # same batches whatever the slot count
-        a = [b["label"].copy() for b in small.epoch(0)]
-        b = [b["label"].copy() for b in chosen.epoch(0)]
-        assert len(a) == 4 and all(np.array_equal(x, y) for x, y in zip(a, b))
+        assert [m.loader.prefetch for m in made] == [8, 3, 4]  # the caller's prefetch is kept
     finally:
-        small.close()
-        chosen.close()
+        for m in made:
+            m.close()
