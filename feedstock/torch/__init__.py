@@ -9,9 +9,12 @@
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator
+from typing import TYPE_CHECKING, Any, Dict, Iterator
 
 from .dataloader import DataLoader, need_torch
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 _torch = need_torch
 
@@ -28,7 +31,7 @@ class TorchLoader:
         self.loader = loader
         self._torch = _torch()
 
-    def __iter__(self) -> Iterator[Dict[str, Any]]:
+    def __iter__(self) -> Iterator[Dict[str, Tensor]]:
         from_numpy = self._torch.from_numpy
         for batch in self.loader:
             yield {name: from_numpy(array) for name, array in batch.items()}
