@@ -11,6 +11,7 @@ from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
 import numpy as np
 
 from ..loaders.dataset import DatasetSource
+from ..protocols import Source
 from ..rng import sample_rng
 from ..transforms.base import Compose
 from .sweep import Tick, steady_batches
@@ -27,7 +28,7 @@ def have_torch() -> bool:
 class SourceDataset:
     """A map-style torch Dataset: ``source[i]`` through the transforms with the Loader's per-sample rng."""
 
-    def __init__(self, source: Any, compose: Compose, seed: int):
+    def __init__(self, source: Source, compose: Compose, seed: int):
         self.source, self.compose, self.seed = source, compose, seed
 
     def __len__(self) -> int:
@@ -55,14 +56,14 @@ def _first(batch: Any) -> Any:
     return batch
 
 
-def torch_dataset(source: Any, compose: Compose, seed: int) -> Any:
+def torch_dataset(source: Source, compose: Compose, seed: int) -> Any:
     """What torch's DataLoader reads: a user's own dataset as it is, else the source through the transforms."""
     if isinstance(source, DatasetSource) and not compose.transforms:
         return source.dataset
     return SourceDataset(source, compose, seed)
 
 
-def torch_rate(source: Any, compose: Compose, workers: int, *, batch_size: int, seconds: float, seed: int = 0,
+def torch_rate(source: Source, compose: Compose, workers: int, *, batch_size: int, seconds: float, seed: int = 0,
                tick: Optional[Tick] = None) -> float:
     """Samples/s of ``torch.utils.data.DataLoader`` after its first batch, for about ``seconds``."""
     import torch.utils.data as tud
@@ -85,7 +86,7 @@ def _torch_generator(seed: int) -> Any:
     return g
 
 
-def compare_torch(source: Any, compose: Compose, counts: Sequence[int], *, batch_size: int, seconds: float,
+def compare_torch(source: Source, compose: Compose, counts: Sequence[int], *, batch_size: int, seconds: float,
                   seed: int = 0, tick: Optional[Tick] = None) -> Dict[int, float]:
     """Torch DataLoader samples/s by worker count; ImportError naming the extra when torch is absent."""
     if not have_torch():

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Union
 from ..pipeline import machine
 from ..pipeline.auto import CONSUMER_THREADS, REPEATS, measure_counts
 from ..pipeline.fill import batch_spec
+from ..protocols import Source
 from ..transforms.base import as_compose
 from .memory import memory_of
 from .report import BenchResult
@@ -39,7 +40,7 @@ Step = Callable[[str], None]  # the engine names each measurement as it starts i
 class Subject:
     """What to measure: a source and its transforms, and how to make its Loader at a worker count."""
 
-    source: Any
+    source: Source
     transforms: List[Any]
     make_loader: MakeLoader
     batch_size: int
@@ -66,7 +67,7 @@ class Subject:
                    stream.batch_size, seed, f"{stream.source} ({kind})", load_s)
 
     @classmethod
-    def of_parts(cls, source: Any, transforms: Any = None, *, batch_size: int = 64, seed: int = 0,
+    def of_parts(cls, source: Source, transforms: Any = None, *, batch_size: int = 64, seed: int = 0,
                  description: str = "", **loader_kw: Any) -> "Subject":
         from ..pipeline.loader import Loader
 

@@ -26,7 +26,7 @@ from ..loaders import CaffeLmdb, Pairs
 from ..loaders.decode import color_mode, decode_image, read_bytes
 from ..loaders.images import LabeledImages
 from ..pipeline.fill import apply_batch, fast_path_ok, record_key
-from ..protocols import DecodeTimed
+from ..protocols import DecodeTimed, Source
 from ..rng import sample_rng
 from ..transforms.base import Compose
 
@@ -138,7 +138,7 @@ def shuffled(n: int, seed: int) -> Iterator[int]:
         yield from rng.permutation(n).tolist()
 
 
-def stored_bytes(source: Any, i: int) -> int:
+def stored_bytes(source: Source, i: int) -> int:
     """Bytes a record occupies where it is stored (files, LMDB value); else its arrays' bytes."""
     if isinstance(source, CaffeLmdb):
         from ..loaders.caffe_lmdb import shared_env
@@ -189,7 +189,7 @@ def time_file_reads(source: LabeledImages, seconds: float, seed: int) -> Tuple[S
     return reads.rate("read"), decodes.rate("decode")
 
 
-def split_decode(source: Any, total: StageRate, decode_s: Optional[float], seconds: float,
+def split_decode(source: Source, total: StageRate, decode_s: Optional[float], seconds: float,
                  seed: int) -> Tuple[StageRate, Optional[StageRate]]:
     """(read, decode or None): the source's total less its own decode clock, or both timed apart."""
     if isinstance(source, LabeledImages):
@@ -201,7 +201,7 @@ def split_decode(source: Any, total: StageRate, decode_s: Optional[float], secon
     return read, decode
 
 
-def sample_pool(source: Any, seed: int, limit: int = POOL_ITEMS, seconds: float = float("inf")) -> List[Dict[str, np.ndarray]]:
+def sample_pool(source: Source, seed: int, limit: int = POOL_ITEMS, seconds: float = float("inf")) -> List[Dict[str, np.ndarray]]:
     """A few decoded records (at most ``POOL_BYTES``, within about ``seconds`` after the first
     ``MIN_ITEMS``) to run the transforms on, away from the source."""
     pool, size, deadline = [], 0, time.perf_counter() + seconds

@@ -8,6 +8,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from .. import protocols
 from ..caffe_pb import Datum
 from ..errors import RecordError
 from ..loaders import CaffeLmdb
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 class LabelAs(Source):
     """An HDF5 source whose label dataset has another name, read with that dataset as ``label``."""
 
-    def __init__(self, source: Any, column: str):
+    def __init__(self, source: protocols.Source, column: str):
         self.source, self.column = source, column
 
     def __len__(self) -> int:

@@ -31,7 +31,6 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from multiprocessing.process import BaseProcess
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Callable, Deque, Dict, List, Optional, Tuple, Union

@@ -12,6 +12,7 @@ from typing import Any, Callable, Generator, Iterable, Mapping, Optional, Sequen
 import numpy as np
 
 from ..backend import Array
+from ..protocols import Source
 from .nn.layers import Shape
 
 # Layers that keep any shape: an InnerProduct behind them still sees the input blob.
@@ -115,7 +116,7 @@ class BatchCheck:
         return self.data(batch), self.net.loss_labels(batch[self.label_field])
 
 
-def all_labels(source: Any, field: str) -> Optional[np.ndarray]:
+def all_labels(source: Source, field: str) -> Optional[np.ndarray]:
     """Every record's ``field`` from an index the source keeps (no image decode), else None."""
     from ..loaders import ArraySource, CaffeLmdb
     from .feeding import Subset
@@ -133,7 +134,7 @@ def all_labels(source: Any, field: str) -> Optional[np.ndarray]:
     return None
 
 
-def label_values(source: Any, field: str) -> np.ndarray:
+def label_values(source: Source, field: str) -> np.ndarray:
     """The distinct values of ``field`` over every record of ``source`` (the data's first pass, made
     before training): a label index when the source has one, mask files alone for image+mask
     folders, else each record read once."""

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..loaders import CaffeLmdb, CsvTable, ImageFolder, ListFile
 from ..loaders.csv_classes import read_classes
+from ..protocols import Source
 from .feeding import Subset
 from .models import MODELS, ModelDef
 from .snapshot_io import SnapshotData, read_snapshot
@@ -105,14 +106,14 @@ def load_deployment(path: PathLike) -> Tuple[Deployment, Dict[str, np.ndarray]]:
     return deploy, snap.params
 
 
-def feature_columns_of(source: Any) -> Optional[List[str]]:
+def feature_columns_of(source: Optional[Source]) -> Optional[List[str]]:
     """A CSV table's feature column names (what predict matches a file's columns by), else None."""
     if isinstance(source, Subset):
         return feature_columns_of(source.source)
     return list(source.columns) if isinstance(source, CsvTable) else None
 
 
-def class_names_of(source: Any) -> Optional[List[str]]:
+def class_names_of(source: Source) -> Optional[List[str]]:
     """Class names a source knows: a CSV's labels, a folder's or list file's classes, an LMDB's labels.txt."""
     if isinstance(source, Subset):
         return class_names_of(source.source)

@@ -23,6 +23,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from .. import protocols
 from ..backend import Backend, get_backend
 from ..device import DeviceFeeder
 from ..loaders import CaffeLmdb, CsvTable
@@ -203,7 +204,7 @@ def predict_source(stream: Stream, class_names: Optional[Sequence[str]],
     return stream.build_source(caffe_layout=True)
 
 
-def unlabelled(source: Any, data: str) -> Optional[str]:
+def unlabelled(source: protocols.Source, data: str) -> Optional[str]:
     """Why ``data`` has no labels to score (None when it has them): a CSV without its label column, an
     HDF5 file without ``label``, an LMDB whose build says ``--no-labels`` (its Datums say label 0)."""
     if isinstance(source, FeaturesByName):
@@ -230,7 +231,7 @@ def built_without_labels(path: str) -> bool:
     return False
 
 
-def record_keys(source: Any) -> List[str]:
+def record_keys(source: protocols.Source) -> List[str]:
     """What names each record in a predictions file: an LMDB's key, else the source's key (path, file:row)."""
     if isinstance(source, CaffeLmdb):
         return [source.raw_key(i).decode("utf-8", "backslashreplace") for i in range(len(source))]

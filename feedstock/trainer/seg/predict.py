@@ -15,6 +15,7 @@ from ...loaders.open_source import lmdb_dir
 from ...loaders.pairs import Pairs
 from ...palette import write_palette_png, write_segmentation_sheet
 from ...phase import TEST
+from ...protocols import Source
 from ...spec import Sample
 from ...stream import Stream
 from ..feeding import LoaderBatches
@@ -60,7 +61,7 @@ def seg_source(stream: Stream) -> Tuple[Any, bool]:
 RESERVED = frozenset({"metrics.json", "confusion.png", "sheet.png"})  # what predict writes beside the masks
 
 
-def mask_names(source: Any) -> List[str]:
+def mask_names(source: Source) -> List[str]:
     """A relative .png name per record, unique, always inside the output folder: the image path below
     the images' common folder, or the record key (an LMDB's), sanitised (:func:`safe_relative`)."""
     keys = [source.key(i) for i in range(len(source))]
