@@ -6,7 +6,7 @@ collate: the comparison is with what the user runs today.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, Mapping, Optional, Sequence, Sized
 
 import numpy as np
 
@@ -15,6 +15,9 @@ from ..protocols import Source
 from ..rng import sample_rng
 from ..transforms.base import Compose
 from .sweep import Tick, steady_batches
+
+if TYPE_CHECKING:
+    from torch import Generator
 
 
 def have_torch() -> bool:
@@ -42,10 +45,10 @@ class SourceDataset:
 class AsDicts:
     """Re-iterable: each batch of ``loader`` as ``{"0": its first tensor}`` (what the timing loop counts rows of)."""
 
-    def __init__(self, loader: Any):
+    def __init__(self, loader: Iterable[object]):
         self.loader = loader
 
-    def __iter__(self) -> Iterator[Mapping[str, Any]]:
+    def __iter__(self) -> Iterator[Mapping[str, Sized]]:
         for batch in self.loader:
             yield batch if isinstance(batch, Mapping) else {"0": _first(batch)}
 
@@ -56,7 +59,7 @@ def _first(batch: Any) -> Any:
     return batch
 
 
-def torch_dataset(source: Source, compose: Compose, seed: int) -> Any:
+def torch_dataset(source: Source, compose: Compose, seed: int) -> object:
     """What torch's DataLoader reads: a user's own dataset as it is, else the source through the transforms."""
     if isinstance(source, DatasetSource) and not compose.transforms:
         return source.dataset
@@ -69,16 +72,16 @@ def torch_rate(source: Source, compose: Compose, workers: int, *, batch_size: in
     import torch.utils.data as tud
 
     dataset: Any = torch_dataset(source, compose, seed)
-    loader: Any = tud.DataLoader(dataset, batch_size=batch_size, shuffle=True,
-                                 num_workers=workers, drop_last=True, pin_memory=False,
-                                 generator=_torch_generator(seed), persistent_workers=workers > 0,
-                                 multiprocessing_context="fork" if workers else None)
+    loader = tud.DataLoader(dataset, batch_size=batch_size, shuffle=True,
+                            num_workers=workers, drop_last=True, pin_memory=False,
+                            generator=_torch_generator(seed), persistent_workers=workers > 0,
+                            multiprocessing_context="fork" if workers else None)
     steady = steady_batches(AsDicts(loader), seconds, tick=tick)
     del loader  # persistent workers stop with the iterator
     return steady.samples / steady.elapsed_s
 
 
-def _torch_generator(seed: int) -> Any:
+def _torch_generator(seed: int) -> Generator:
     import torch
 
     g = torch.Generator()
