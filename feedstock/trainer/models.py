@@ -1,7 +1,7 @@
 """Model definitions: Caffe's MNIST LeNet, the Otto MLP, and nets from plain layer-spec lists."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from ..protocols import Source
 from .checks import check_masks, label_values
@@ -85,7 +85,7 @@ def get_model(model: Any, **kwargs: Any) -> ModelDef:
     raise ValueError(f"model={model!r} must be a name, a ModelDef or a dict")
 
 
-def class_count(values: Any, ignore_label: Optional[int] = None) -> int:
+def class_count(values: Iterable[int], ignore_label: Optional[int] = None) -> int:
     """Classes implied by label values: the largest one (the ignore label left out) plus one."""
     kept = [int(v) for v in values if ignore_label is None or int(v) != ignore_label]
     if kept and min(kept) < 0:

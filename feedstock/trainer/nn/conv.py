@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from types import ModuleType
 from typing import Any, List, Mapping, NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -30,7 +31,7 @@ def _offset(x: Array, offset: Tuple[int, int], out_hw: Tuple[int, int], s: Tuple
     return x[..., i:i + s[0] * (ho - 1) + 1:s[0], j:j + s[1] * (wo - 1) + 1:s[1]]
 
 
-def _im2col(xp: Any, xt: Array, out_hw: Tuple[int, int], k: Tuple[int, int], s: Tuple[int, int]) -> Array:
+def _im2col(xp: ModuleType, xt: Array, out_hw: Tuple[int, int], k: Tuple[int, int], s: Tuple[int, int]) -> Array:
     """Channel-major im2col of contiguous xt (C, N, Hp, Wp): a (C*kh*kw, N*Ho*Wo) copy.
 
     Rows of Wo output pixels stay contiguous in the gather, which copies faster
