@@ -19,6 +19,7 @@ import os
 import shutil
 import time
 import traceback
+from types import ModuleType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -49,7 +50,7 @@ def default_partitions(records: int, cpus: int) -> int:
     return max(1, min(by_size, PARTITIONS_PER_CPU * max(1, cpus)))
 
 
-def import_ray() -> Any:
+def import_ray() -> ModuleType:
     """The ``ray`` module with Ray Data loaded, or an ImportError that says how to install it."""
     try:
         import ray
@@ -170,7 +171,7 @@ def _partition_count(state: Optional[dict], partitions: Optional[int], records: 
 
 
 @contextlib.contextmanager
-def _ray_session(ray: Any, address: Optional[str], workers: int, init_kwargs: Dict[str, Any]) -> Iterator[int]:
+def _ray_session(ray: ModuleType, address: Optional[str], workers: int, init_kwargs: Dict[str, Any]) -> Iterator[int]:
     """Connect to ``address``, reuse a running connection, or start a local instance; yields the cluster CPUs."""
     started_here = not ray.is_initialized()
     if not started_here:
@@ -187,7 +188,7 @@ def _ray_session(ray: Any, address: Optional[str], workers: int, init_kwargs: Di
             ray.shutdown()
 
 
-def _run_partitions(ray: Any, src: str, parts: str, options: BuildOptions, sizes: List[int],
+def _run_partitions(ray: ModuleType, src: str, parts: str, options: BuildOptions, sizes: List[int],
                     progress: Optional[Progress], exclude: List[str]) -> int:
     """Run every partition as a Ray Data task; re-raise the first task error; returns records processed."""
     context = ray.data.DataContext.get_current()
