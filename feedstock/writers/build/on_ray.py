@@ -20,7 +20,7 @@ import shutil
 import time
 import traceback
 from types import ModuleType
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypedDict
 
 import numpy as np
 
@@ -210,12 +210,23 @@ def _run_partitions(ray: ModuleType, src: str, parts: str, options: BuildOptions
         context.enable_progress_bars = bars
 
 
-def build_partition(row: Dict[str, Any], *, src: str, parts: str, options: BuildOptions, count: int,
-                    exclude: Sequence[str] = ()) -> Dict[str, Any]:
+class PartitionOutcome(TypedDict):
+    """What a partition task sends back (Ray Data rows are dicts): its count, or its error as data."""
+
+    id: int
+    processed: int
+    error_kind: str  # "": none; "record", "value", "os" or "other"
+    key: str
+    message: str
+    traceback: str
+
+
+def build_partition(row: Mapping[str, int], *, src: str, parts: str, options: BuildOptions, count: int,
+                    exclude: Sequence[str] = ()) -> PartitionOutcome:
     """Ray Data task: shard ``row['id']`` of ``count`` into ``OUT.parts``; exceptions come back as data.
     ``exclude``: the final OUT's paths, never scanned (the task's own output is a part folder)."""
     index = int(row["id"])
-    outcome: Dict[str, Any] = {"id": index, "processed": 0, "error_kind": "", "key": "", "message": "",
+    outcome: PartitionOutcome = {"id": index, "processed": 0, "error_kind": "", "key": "", "message": "",
                                "traceback": ""}
     shard_options = dataclasses.replace(options, shard=(index, count), workers=0)
     try:
@@ -224,12 +235,12 @@ def build_partition(row: Dict[str, Any], *, src: str, parts: str, options: Build
     except Exception as e:  # noqa: BLE001 (every failure goes back to the driver, which re-raises it)
         kind = "record" if isinstance(e, RecordError) else "value" if isinstance(e, ValueError) else \
             "os" if isinstance(e, OSError) else "other"
-        outcome.update(error_kind=kind, key=getattr(e, "key", "") or "", message=str(e),
-                       traceback=f"{type(e).__name__} on {os.uname().nodename}\n{traceback.format_exc()}")
+        outcome.update({"error_kind": kind, "key": getattr(e, "key", "") or "", "message": str(e),
+                        "traceback": f"{type(e).__name__} on {os.uname().nodename}\n{traceback.format_exc()}"})
     return outcome
 
 
-def _task_error(row: Dict[str, Any], count: int, parts: str) -> Exception:
+def _task_error(row: PartitionOutcome, count: int, parts: str) -> Exception:
     """The local engine's exception for a failed task, with the task's traceback as its cause."""
     where = f"partition {int(row['id'])} of {count}"
     log.error("%s failed; finished partitions are kept in %s for resume=True (--resume)", where, parts)
