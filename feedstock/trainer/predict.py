@@ -19,7 +19,7 @@ import tempfile
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, TypedDict, Union
 
 import numpy as np
 
@@ -101,7 +101,15 @@ class Predictor:
         return out
 
 
-def _conversion(deploy: Deployment) -> Dict[str, Any]:
+class Conversion(TypedDict):
+    """The input scaling a snapshot's net was trained with (DeviceFeeder's keywords)."""
+
+    scale: float
+    mean: float
+    log1p: bool
+
+
+def _conversion(deploy: Deployment) -> Conversion:
     c = deploy.conversion
     return {"scale": float(c["scale"]), "mean": float(c["mean"]), "log1p": bool(c["log1p"])}
 
@@ -115,7 +123,7 @@ def _stream(deploy: Deployment, data: str) -> Stream:
 
 
 @contextlib.contextmanager
-def deploy_stream(deploy: Deployment, data: str) -> Any:
+def deploy_stream(deploy: Deployment, data: str) -> Iterator[Stream]:
     """The snapshot's stream on ``data``; a mean image it carries is written to a temporary mean file
     for the transforms' construction (they read it once), removed when the block ends."""
     stream = _stream(deploy, data)
@@ -238,7 +246,7 @@ def record_keys(source: protocols.Source) -> List[str]:
     return [source.key(i) for i in range(len(source))]
 
 
-def write_class_probabilities(path: PathLike, probs: np.ndarray, *, ids: Optional[Any] = None,
+def write_class_probabilities(path: PathLike, probs: np.ndarray, *, ids: Union[Sequence[object], np.ndarray, None] = None,
                               class_names: Optional[Sequence[str]] = None) -> Path:
     """CSV ``id,Class_1,...,Class_K`` (Kaggle Otto's submission layout); ids default to 1..N."""
     probs = np.asarray(probs)
@@ -266,9 +274,9 @@ def write_record_predictions(path: PathLike, pred: Predictions, class_names: Seq
     return path
 
 
-def write_scores(metrics: Mapping[str, Any], confusion: np.ndarray, json_path: Path, png_path: Path, *,
-                 fields: Mapping[str, Any], count: str, n: int, class_names: Sequence[str],
-                 echo: Optional[Callable[[str], Any]] = None, confusion_in_json: bool = False,
+def write_scores(metrics: Mapping[str, object], confusion: np.ndarray, json_path: Path, png_path: Path, *,
+                 fields: Mapping[str, object], count: str, n: int, class_names: Sequence[str],
+                 echo: Optional[Callable[[str], object]] = None, confusion_in_json: bool = False,
                  unit: str = "records") -> List[Path]:
     """The scores of labelled data: one echoed line, a JSON file (``fields``, ``count``: n, the metrics
     with non-finite values as null, the matrix when ``confusion_in_json``) and the confusion-matrix PNG."""

@@ -19,7 +19,7 @@ from ...protocols import Source
 from ...spec import Sample
 from ...stream import Stream
 from ..feeding import LoaderBatches
-from ..predict import _conversion, deploy_stream, write_scores
+from ..predict import Predictor, _conversion, deploy_stream, write_scores
 
 if TYPE_CHECKING:
     pass
@@ -86,8 +86,8 @@ def safe_relative(key: str) -> str:
     return os.path.join(*parts) if parts else "record"
 
 
-def predict_masks(predictor: Any, data: PathLike, out_dir: PathLike, *, masks: str = "", batch_size: int = 16,
-                  workers: int = 0, echo: Optional[Callable[[str], Any]] = None) -> List[Path]:
+def predict_masks(predictor: Predictor, data: PathLike, out_dir: PathLike, *, masks: str = "", batch_size: int = 16,
+                  workers: int = 0, echo: Optional[Callable[[str], object]] = None) -> List[Path]:
     """Masks of ``data`` as palette PNGs under ``out_dir`` (one per image, its own size); with masks,
     also ``metrics.json`` (loss, pixel accuracy, mean and per-class IoU) and ``confusion.png``."""
     net, deploy = predictor.net, predictor.deploy
