@@ -19,7 +19,7 @@ import tempfile
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, TypedDict, Union
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -33,7 +33,7 @@ from ..pipeline.loader import Loader
 from ..protocols import Indices
 from ..stream import TEST, Stream, stream_from_mapping
 from .checks import BatchCheck
-from .deploy import Deployment, load_deployment
+from .deploy import Conversion, Deployment, load_deployment
 from .feeding import LoaderBatches
 from .metrics import softmax
 from .models import ModelDef
@@ -99,14 +99,6 @@ class Predictor:
         if meter is not None:
             out.metrics, out.confusion = meter.result(), meter.confusion
         return out
-
-
-class Conversion(TypedDict):
-    """The input scaling a snapshot's net was trained with (DeviceFeeder's keywords)."""
-
-    scale: float
-    mean: float
-    log1p: bool
 
 
 def _conversion(deploy: Deployment) -> Conversion:
