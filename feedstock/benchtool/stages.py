@@ -17,7 +17,7 @@ import itertools
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
@@ -28,8 +28,10 @@ from ..loaders.images import LabeledImages
 from ..pipeline.fill import apply_batch, fast_path_ok, record_key
 from ..protocols import DecodeTimed, Source
 from ..rng import sample_rng
+from ..spec import Spec
 from ..transforms.base import Compose
 
+T = TypeVar("T")
 MIN_ITEMS = 2
 POOL_BYTES = 64 << 20  # decoded samples kept to time the transforms on their own
 POOL_ITEMS = 64
@@ -107,7 +109,7 @@ class _Clock:
             return True
         return self.wall < self.seconds and time.perf_counter() - self._w0 < self.seconds
 
-    def time(self, fn: Callable[[], Any], items: int = 1) -> Any:
+    def time(self, fn: Callable[[], T], items: int = 1) -> T:
         w0 = time.perf_counter()
         out = fn()
         self.wall += time.perf_counter() - w0
@@ -248,7 +250,7 @@ def time_transforms(source: Any, compose: Compose, spec: Dict[str, Any], seconds
     return clock.rate("transforms")
 
 
-def measure_stages(source: Any, compose: Compose, spec: Dict[str, Any], *, seconds: float, seed: int = 0,
+def measure_stages(source: Any, compose: Compose, spec: Spec, *, seconds: float, seed: int = 0,
                    batch_size: int = 64, load_s: Optional[float] = None) -> Stages:
     """Source (+ decode split) and transforms alone, in this process, in about ``seconds`` in all;
     ``load_s``: seconds the source took to open (a CSV's parse), reported as its own row."""
