@@ -40,7 +40,7 @@ from ..spec import Sample, Spec
 from .base import Source
 from .record_layout import Layout, kind_of
 
-Restore = Callable[[Dict[str, Any]], Any]
+Restore = Callable[[Mapping[str, object]], object]  # a dict batch -> the dataset's own structure
 SMALL_RECORD = 16 << 10  # bytes: smaller records are gathered per field and written by one call per batch
 _WORKER_NAME = re.compile(r"-worker-(\d+)$")  # ProcessPool names its processes "<name>-worker-<id>"
 
