@@ -54,7 +54,7 @@ def measure_device(make_loader: MakeLoader, workers: int, *, seconds: float = 1.
                 if time.perf_counter() >= deadline and batches >= 3:
                     break
         finally:
-            feed.close()  # type: ignore[attr-defined]  # records this pass's FeedStats
+            feed.close()
         stats = feeder.stats[-1]
         slot = loader.slot_arrays()[0]
         data = max(slot.values(), key=lambda a: a.nbytes)
