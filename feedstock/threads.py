@@ -26,7 +26,10 @@ import contextlib
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Iterator, List, Optional
+from typing import TYPE_CHECKING, Iterator, List, Optional
+
+if TYPE_CHECKING:
+    from threadpoolctl import threadpool_limits
 
 # Libraries that size a thread pool at load time read these.
 WORKER_ENV = (
@@ -68,7 +71,7 @@ def limit_worker() -> None:
         _set_blas(1)
 
 
-def _set_blas(threads: int) -> Optional[Any]:
+def _set_blas(threads: int) -> Optional[threadpool_limits]:
     """threadpoolctl's limiter after setting BLAS and OpenMP pools to ``threads``; None without it."""
     try:
         from threadpoolctl import threadpool_limits
