@@ -10,14 +10,18 @@ Two user-style map datasets, written the way people write them:
 
 Both loaders get the same dataset object, batch size, worker count (default 2),
 shuffle, persistent workers and torch's default prefetch (2 batches per worker); the
-consumer only takes batches. Rounds alternate between the two; the medians of the
+consumer only takes batches (no compute, so neither main process's thread count matters
+and neither is changed). Rounds alternate between the two, and who goes first alternates
+by round; the medians of the
 steady-state rates (after the first batch) are compared. Worker memory is the
 proportional set size (PSS: shared pages divided among the processes sharing them,
 so feedstock's shared-memory slots count a third each with 2 workers) of each
 worker at the end of a round, averaged. Goals: >= 1.2x on jpeg, >= 3x on small,
 worker PSS no higher ("PSS all" adds this process: the batches torch has sent are
 mapped here, feedstock's slots are shared by all). CPU seconds per sample (this process and the workers, over the
-same window) are printed too: on a loaded machine they vary less than the rates.
+same window) are printed too: on a loaded machine they vary less than the rates; so is the
+CPU per sample each loader adds beyond the dataset's own ``__getitem__`` (timed in this
+process), which is what a loader can save at all.
 
     .venv/bin/python bench/bench_library.py [--workers 2] [--rounds 3] [--seconds 8] [--only jpeg]
 """
@@ -147,14 +151,31 @@ def run_case(name: str, dataset: Any, *, batch_size: int, workers: int, rounds: 
     our_pids = lambda loader: loader.loader.worker_pids()
     their_pids = lambda loader: [w.pid for w in getattr(loader._iterator, "_workers", [])]
     results: Dict[str, List[Measured]] = {"feedstock": [], "torch": []}
-    for _ in range(rounds):
-        results["feedstock"].append(measure(ours, our_pids, seconds))
-        results["torch"].append(measure(theirs, their_pids, seconds))
-    out: Dict[str, Any] = {"case": name}
+    makers = {"feedstock": (ours, our_pids), "torch": (theirs, their_pids)}
+    for r in range(rounds):
+        # who goes first alternates, so a drift in the machine's load favours neither
+        for who in (("feedstock", "torch") if r % 2 == 0 else ("torch", "feedstock")):
+            results[who].append(measure(*makers[who], seconds))
+    out: Dict[str, Any] = {"case": name, "getitem": getitem_cpu(dataset)}
     for who, rows in results.items():
         out[who] = tuple(statistics.median(r[j] for r in rows) for j in range(4))
         out[who + "_rounds"] = [round(r[0]) for r in rows]
+    out["ratios"] = [a[0] / b[0] for a, b in zip(results["feedstock"], results["torch"])]
+    out["cpu_ratios"] = [b[1] / a[1] for a, b in zip(results["feedstock"], results["torch"])]
     return out
+
+
+def getitem_cpu(dataset: Any, n: int = 256) -> float:
+    """CPU seconds per ``dataset[i]`` in this process (the user's own cost, the floor for any loader),
+    the best of three passes over ``n`` shuffled indices."""
+    order = np.random.default_rng(0).permutation(len(dataset))[:n].tolist()
+    best = float("inf")
+    for _ in range(3):
+        c0 = time.process_time()
+        for i in order:
+            dataset[i]
+        best = min(best, (time.process_time() - c0) / len(order))
+    return best
 
 
 def main() -> None:
@@ -181,6 +202,14 @@ def main() -> None:
               f"{our_cpu * 1e6:14.1f} {their_cpu * 1e6:7.1f} {their_cpu / our_cpu:5.2f}x "
               f"{our_pss / 2**20:8.1f} MB {their_pss / 2**20:6.1f} MB {our_all / 2**20:6.0f} MB {their_all / 2**20:6.0f} MB"
               f"  {r['feedstock_rounds']} | {r['torch_rounds']}")
+    print("\nper round (ratio of rates, ratio of CPU per sample), and CPU per sample beyond the dataset's own "
+          "__getitem__ (its CPU per call in this process, best of 3 passes):")
+    for r in rows:
+        (_, our_cpu, _, _), (_, their_cpu, _, _) = r["feedstock"], r["torch"]
+        spread = ", ".join(f"{a:.2f}x/{b:.2f}x" for a, b in zip(r["ratios"], r["cpu_ratios"]))
+        g = r["getitem"]
+        print(f"{r['case']:8} rounds {spread}; __getitem__ {g * 1e6:.1f} us, beyond it: feedstock "
+              f"{(our_cpu - g) * 1e6:+.1f} us, torch {(their_cpu - g) * 1e6:+.1f} us per sample")
 
 
 if __name__ == "__main__":

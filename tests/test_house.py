@@ -204,7 +204,7 @@ def test_the_path_checker_catches_a_wrong_name():
 # ----- no private hooks into the pipeline ---------------------------------------------------------
 HOOKED = ["loader.py", "run.py", "pool.py", "slots.py", "split.py", "resources.py"]
 # tests that must reach inside (and say why); nothing in feedstock/ or bench/ may
-WHITE_BOX = {"tests/test_error_spelling.py"}  # the pool's timeout check driven on a fake clock
+WHITE_BOX = {"tests/stream/test_error_spelling.py"}  # the pool's timeout check driven on a fake clock
 
 
 def _private_names() -> Set[str]:

@@ -79,7 +79,7 @@ def write_uint8(src: np.ndarray, out: np.ndarray, *, mirror: bool, luts: Optiona
     ``mean`` is the mean crop already in output order (flipped when mirrored). ``arith``: instead
     of the tables, OpenCV's float arithmetic with the per-channel ``values`` (None: no means) and
     ``scale``, 4-5x faster than ``cv2.LUT`` into float32 and bit-identical to the tables: each
-    operation rounds once to float32, as the tables' entries do (tests/test_fused_arith.py).
+    operation rounds once to float32, as the tables' entries do (tests/transforms/test_fused_arith.py).
     """
     flip = scratch.get("flip", src.shape[1:], np.uint8) if mirror else None
     for c, plane in enumerate(uint8_planes(src, scratch)):
