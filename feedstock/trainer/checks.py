@@ -7,7 +7,7 @@ record), before the device feeder casts them.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Generator, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Generator, Iterable, Mapping, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
@@ -44,11 +44,21 @@ def input_reshape(shape: Sequence[int], input_shape: Shape, flatten: bool, where
     raise ValueError(f"{where}: records of shape {shape}, the model takes {want}")
 
 
+class CheckedNet(Protocol):
+    """What a BatchCheck asks of a net (Net and SegNet; nn.net imports this module, so not the class)."""
+
+    def input_reshape(self, shape: Sequence[int], where: str) -> Optional[Tuple[int, ...]]: ...
+
+    def check_labels(self, labels: np.ndarray, where: str) -> None: ...
+
+    def loss_labels(self, labels: Array) -> Array: ...
+
+
 class BatchCheck:
     """One stream's batches for one net: the layout (the net's ``input_reshape``) checked on the first
     batch, labels (its ``check_labels``) on every batch; ``device`` gives the layouts the net takes."""
 
-    def __init__(self, net: Any, *, stream: str, data_field: str = "data", label_field: str = "label",
+    def __init__(self, net: CheckedNet, *, stream: str, data_field: str = "data", label_field: str = "label",
                  labels: bool = True) -> None:
         self.net, self.stream = net, stream
         self.data_field, self.label_field, self.labels = data_field, label_field, bool(labels)
