@@ -60,7 +60,7 @@ def adapt(dataset: Any, *, seed: int = 0, worker_init: Optional[Callable[[int], 
     return source, (None if source.layout.identity else source.layout.rebuild)
 
 
-def check_random_access(dataset: Any) -> None:
+def check_random_access(dataset: object) -> None:
     """TypeError, in one line, for what cannot be a map-style dataset (iterable-only, a mapping, empty)."""
     name = type(dataset).__name__
     iterable_only = any(c.__name__ == "IterableDataset" and c.__module__.startswith("torch.utils.data")
