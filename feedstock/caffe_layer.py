@@ -116,7 +116,7 @@ class BatchFeed:
             self._offset += take
 
     def state(self) -> Dict[str, object]:
-        """Where the stream stands: the loader's state before the pending batch plus rows used of it."""
+        """Where the layer's batches stand: the loader's state before the pending batch plus rows used of it."""
         if self._pending is None or self._rows_left() == 0:
             return {"loader": self._loader.state_dict(), "offset": 0}
         return {"loader": self._pending_state, "offset": self._offset}

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Tuple
 from .phase import TEST, TRAIN, parse_phase
 from .stream import STREAM_KEYS, Stream, parse_param_str, stream_from_mapping
 from .stream.check import StreamKeyError, as_seed, as_str, echo
-from .stream.forms import check_keys
+from .stream.forms import OLD_KEYS, check_keys
 
 if TYPE_CHECKING:
     from .protocols import BatchLoader
@@ -80,9 +80,9 @@ def _check_remote(stream: Stream) -> None:
 def data_layer_params(mapping: Mapping[str, Any]) -> DataLayerParams:
     """Validate a parsed param_str for DataLayer."""
     required = ("batch_size",) if "remote" in mapping else ("source", "batch_size")
-    check_keys(mapping, DATA_KEYS, required, "DataLayer param_str")
+    check_keys({k: v for k, v in mapping.items() if k not in OLD_KEYS}, DATA_KEYS, required, "DataLayer param_str")
     layer = {k: v for k, v in mapping.items() if k in LAYER_KEYS}
-    stream = stream_from_mapping({k: v for k, v in mapping.items() if k in STREAM_KEYS}, form="param_str")
+    stream = stream_from_mapping({k: v for k, v in mapping.items() if k in STREAM_KEYS + OLD_KEYS}, form="param_str")
     return DataLayerParams(stream=stream, **layer)
 
 

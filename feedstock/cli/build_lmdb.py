@@ -9,6 +9,7 @@ import sys
 from typing import Callable, List, Optional, Tuple
 
 from ..loaders.csv_classes import read_classes
+from ..shard import check_shard
 from ..stream.check import START_METHODS
 from ..writers.build.builder import BuildOptions, BuildReport, build_lmdb
 from ..writers.build.encode import RESIZE_MODES
@@ -56,13 +57,11 @@ def default_workers() -> int:
 
 
 def parse_shard(text: str) -> Tuple[int, int]:
+    """``i/n`` of --shard: the i-th of n shares of the records (feedstock.shard)."""
     try:
-        i, n = (int(p) for p in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--shard {text!r}: expected i/N, e.g. 0/4") from None
-    if not (n >= 1 and 0 <= i < n):
-        raise argparse.ArgumentTypeError(f"--shard {text!r}: need 0 <= i < N")
-    return i, n
+        return check_shard(text, "--shard")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def parse_size(text: str) -> Tuple[int, int]:
@@ -135,7 +134,7 @@ def register(subparsers) -> None:
     g.add_argument("--resume", action="store_true", help="continue the interrupted build at OUT.partial "
                    "(--engine ray: reuse the finished partitions in OUT.parts)")
     g.add_argument("--force", action="store_true", help="replace an existing OUT (and OUT.partial, OUT.parts)")
-    g.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="i/N", help="build part i of N")
+    g.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="i/N", help="build shard i of N: the i-th of N contiguous shares of the records (merge-lmdb joins them)")
     g = p.add_argument_group("engine")
     g.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: worker processes on this machine (default); ray: Ray Data tasks")

@@ -35,7 +35,7 @@ float data normalised per tile to 0-255, vectors folded into squares.
 """
 # stream keys that only steer a Loader: inspect reads records itself
 LOADER_ONLY = ("batch_size", "shuffle", "drop_last", "workers", "prefetch", "on_error", "max_bad_fraction",
-               "timeout", "start_method", "rank", "world_size")
+               "timeout", "start_method", "shard", "rank", "world_size")
 
 
 def register(subparsers) -> None:

@@ -1,4 +1,4 @@
-"""``feedstock serve``: stream a Loader's batches over ZeroMQ to RemoteLoaders; ``feedstock keygen``: CURVE keys."""
+"""``feedstock serve``: send a Loader's batches over ZeroMQ to RemoteLoaders; ``feedstock keygen``: CURVE keys."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +7,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Dict, Tuple
 
+from ..shard import check_shard, old_flag
 from ..stream import add_stream_arguments, stream_from_args
 
 if TYPE_CHECKING:
@@ -16,15 +17,17 @@ if TYPE_CHECKING:
 SERVE_DEFAULTS = {"seed": 0}
 
 DESCRIPTION = """\
-Run a Loader here (decode + augment on this host's CPUs) and stream its batches
+Run a Loader here (decode + augment on this host's CPUs) and send its batches
 to trainers that read them with feedstock.RemoteLoader([...endpoints]).
 
-  feedstock serve train_lmdb --part 0/2 --batch-size 64 --crop-size 227 --mirror \\
+  feedstock serve train_lmdb --batch-shard 0/2 --batch-size 64 --crop-size 227 --mirror \\
       --mean-value 104,117,123 --shuffle --workers 12 --bind tcp://127.0.0.1:5555
 
-Several servers split one stream: server j of n (--part j/n) serves batches
-j, j+n, ... of every epoch and the client interleaves them, so the trainer sees
-the batches a local Loader with the same settings and seed would give.
+Several servers split one epoch: server j of n (--batch-shard j/n, formerly
+--part) serves batches j, j+n, ... of every epoch and the client interleaves
+them, so the trainer sees the batches a local Loader with the same settings and
+seed would give. --shard i/n is the trainer's share of the samples (as for
+train): the servers of trainer i of n in data-parallel training say --shard i/n.
 Every server of a feed must get the same source and settings.
 
 Without CURVE the server binds to loopback only (use an SSH tunnel, or):
@@ -37,23 +40,24 @@ Without CURVE the server binds to loopback only (use an SSH tunnel, or):
 """
 
 
-def parse_part(text: str) -> Tuple[int, int]:
+def parse_shard(text: str) -> Tuple[int, int]:
+    """``j/n`` of --batch-shard (or the old --part)."""
     try:
-        j, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--part {text!r}: expected j/n, e.g. 0/2") from None
-    if not 0 <= j < n:
-        raise argparse.ArgumentTypeError(f"--part {text!r}: need 0 <= j < n")
-    return j, n
+        return check_shard(text, "--batch-shard")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = subparsers.add_parser("serve", help="stream a Loader's batches to remote trainers (ZeroMQ)",
+    p = subparsers.add_parser("serve", help="send a Loader's batches to remote trainers (ZeroMQ)",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bind", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint (default: loopback)")
-    p.add_argument("--part", type=parse_part, default=(0, 1), metavar="j/n", help="serve batches j, j+n, ...")
+    p.add_argument("--batch-shard", type=parse_shard, default=(0, 1), metavar="j/n",
+                   help="this server's share of the batches: batches j, j+n, ... of every epoch (default 0/1)")
+    p.add_argument("--part", dest="batch_shard", type=parse_shard, action=old_flag("--batch-shard"), metavar="j/n",
+                   help="deprecated: --batch-shard")
     p.add_argument("--phase", choices=("train", "test"), default="train", help="test: no random crop/mirror")
-    add_stream_arguments(p, skip=("engine", "address"))  # a server's own workers make its part
+    add_stream_arguments(p, skip=("engine", "address"))  # a server's own workers make its batch shard
     s = p.add_argument_group("security and liveness")
     s.add_argument("--curve-secret", help="server secret key file (feedstock keygen): encrypt and authenticate")
     s.add_argument("--curve-clients", help="folder of client public keys allowed to connect")
@@ -73,14 +77,14 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 
 
 def build_loader(args: argparse.Namespace) -> Tuple["Loader", Dict[str, object]]:
-    """The Loader the server runs (the stream of the flags and --config, this server's part) and the
+    """The Loader the server runs (the stream of the flags and --config, this server's batch shard) and the
     stream's fingerprint, which every server of one feed must share."""
     stream = stream_from_args(args, defaults=SERVE_DEFAULTS)
-    from ..remote.served import serve_part  # a part of the stream is the server's business, not the Loader's
+    from ..remote.served import serve_shard  # a batch shard is the server's business, not the Loader's
 
     fingerprint = dict(stream.fingerprint(), phase=args.phase)
-    # a server's own workers make its part (a YAML's engine: ray is for trainers)
-    return serve_part(stream.build_loader(args.phase, engine="local", address=None), args.part), fingerprint
+    # a server's own workers make its batch shard (a YAML's engine: ray is for trainers)
+    return serve_shard(stream.build_loader(args.phase, engine="local", address=None), args.batch_shard), fingerprint
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: server.stop())
     s = loader.sampler
-    print(f"serving {args.source} ({s.length} records, batches of {s.batch_size}, part {s.part[0]}/{s.part[1]}: "
+    print(f"serving {args.source} ({s.length} records, batches of {s.batch_size}, batch shard {s.batch_shard[0]}/{s.batch_shard[1]}: "
           f"{s.num_batches} of {s.rank_batches} batches per epoch) at {server.endpoint}", file=sys.stderr,
           flush=True)
     try:

@@ -62,7 +62,7 @@ max_iter, test_interval, test_iter, snapshot, ...). Defaults: the model's own
 TRAIN_DEFAULTS = {"shuffle": True, "drop_last": True, "seed": 0}
 # Stream keys that only say how to load (no transform): the bundled arrays honour these.
 LOADER_KEYS = ("batch_size", "shuffle", "seed", "drop_last", "workers", "prefetch", "on_error", "max_bad_fraction",
-               "timeout", "start_method", "rank", "world_size")
+               "timeout", "start_method", "shard", "rank", "world_size")
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

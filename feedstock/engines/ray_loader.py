@@ -10,7 +10,7 @@
 Same face as :class:`feedstock.pipeline.loader.Loader` (iteration, ``len``,
 ``set_epoch``, ``state_dict``/``load_state_dict`` in the same format, context
 manager, ``stats``/``report``) and the same batches, bit for bit, for the same
-source, transforms, seed, epoch, rank and world size: each actor runs the
+source, transforms, seed, epoch and shard: each actor runs the
 pipeline's own Sampler, per-sample rngs and fill code (:mod:`.ray_maker`). A
 ``state_dict()`` taken here resumes a local Loader and the other way round.
 
@@ -24,13 +24,14 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..pipeline.fill import batch_spec
-from ..pipeline.options import LoaderOptions
-from ..pipeline.sampler import Sampler, dist_from_env
+from ..pipeline.options import DEFAULTS, LoaderOptions
+from ..pipeline.sampler import Sampler, shard_or_env
 from ..pipeline.shm import SlotLayout
 from ..pipeline.state import LoaderState, check_epoch
 from ..pipeline.stats import BadRecords, RunStats
 from ..protocols import Source, Transform
 from ..rng import check_seed
+from ..shard import shard_of
 from ..spec import Spec
 from ..transforms.base import as_compose
 from .ray_pool import ActorPool
@@ -61,25 +62,30 @@ class _Held:
 
 
 class RayLoader:
-    """Batches of ``source`` through ``transforms``, made by Ray actors; see the module doc."""
+    """Batches of ``source`` through ``transforms``, made by Ray actors; see the module doc. The options and
+    their defaults are the Loader's (:data:`feedstock.pipeline.options.DEFAULTS`): the same keywords give
+    the same batches. ``workers`` sizes a Ray instance this loader starts (0 or "auto": all CPUs)."""
 
     def __init__(self, source: Source, transforms: Union[Transform, Sequence[Transform], None] = None, *,
-                 batch_size: int = 64, workers: Union[int, str] = 0, shuffle: bool = True, seed: int = 0,
-                 drop_last: bool = True, prefetch: int = 4, on_error: str = "raise", max_bad_fraction: float = 0.01,
-                 rank: Optional[int] = None, world_size: Optional[int] = None, timeout: Optional[float] = 120.0,
-                 copy: bool = False, progress: bool = False, address: Optional[str] = None,
+                 batch_size: int = DEFAULTS.batch_size, workers: Union[int, str] = DEFAULTS.workers,
+                 shuffle: bool = DEFAULTS.shuffle, seed: int = DEFAULTS.seed, drop_last: bool = DEFAULTS.drop_last,
+                 prefetch: int = DEFAULTS.prefetch, on_error: str = DEFAULTS.on_error,
+                 max_bad_fraction: float = DEFAULTS.max_bad_fraction,
+                 shard: Optional[Tuple[int, int]] = DEFAULTS.shard, timeout: Optional[float] = DEFAULTS.timeout,
+                 copy: bool = DEFAULTS.copy, progress: bool = DEFAULTS.progress, address: Optional[str] = None,
                  max_actors: Optional[int] = None, init_kwargs: Optional[Dict[str, Any]] = None,
-                 start_method: str = "auto", replace_dead_workers: bool = True):
+                 start_method: str = DEFAULTS.start_method, replace_dead_workers: bool = DEFAULTS.replace_dead_workers,
+                 rank: Optional[int] = None, world_size: Optional[int] = None):  # deprecated: shard=
         workers = 0 if workers == "auto" else workers  # Ray's CPUs are the workers: "auto" takes them all
-        LoaderOptions(workers=workers, prefetch=prefetch, on_error=on_error, max_bad_fraction=max_bad_fraction,
-                      timeout=timeout)  # the Loader's rules, one validator
+        shard = LoaderOptions(workers=workers, prefetch=prefetch, on_error=on_error, max_bad_fraction=max_bad_fraction,
+                              timeout=timeout, shard=shard_of(shard, rank, world_size, where="RayLoader: ")
+                              ).shard  # the Loader's rules, one validator
         if max_actors is not None and (isinstance(max_actors, bool) or int(max_actors) < 1):
             raise ValueError(f"{max_actors=} must be a positive number of actors or None (one per CPU)")
         seed = check_seed(seed)
         self.source, self.transforms = source, as_compose(transforms)
-        rank, world_size = dist_from_env(rank, world_size)
         self.sampler = Sampler(len(source), batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
-                               rank=rank, world_size=world_size)
+                               shard=shard_or_env(shard))
         self.workers, self.prefetch, self.on_error = int(workers), int(prefetch), on_error
         self.timeout, self.copy, self.progress = timeout, bool(copy), bool(progress)
         self.address, self.max_actors, self.init_kwargs = address, max_actors, dict(init_kwargs or {})

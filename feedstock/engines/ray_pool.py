@@ -6,7 +6,7 @@ them on the new CPUs; an actor takes work once its ``check()`` answered (record 
 read on its node). An actor whose node left or died is dropped; the loader gives
 its unfinished batches to the others (:mod:`.ray_run`). Actors are created with
 ``max_restarts=0``: the loader, not Ray, decides where lost work goes, so it is
-redone exactly once and the stream's bytes do not change.
+redone exactly once and the batches' bytes do not change.
 """
 from __future__ import annotations
 

@@ -1,8 +1,14 @@
-"""open_source: pick the source type from what a path looks like (for CLI tools)."""
+"""open_source: pick the source type from what a path looks like (for CLI tools and library users).
+
+The built-in kinds are tried first, in :data:`GUESSES` order; a kind registered with
+:func:`feedstock.stream.kinds.register` (and a ``guess``) is added after them through
+:func:`add_kind`, so ``open_source`` and a Stream guess and open the same kinds. The
+registry pushes its kinds down here, so this module imports nothing above ``loaders``.
+"""
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from .base import Source
 from .strings import cut
@@ -112,12 +118,32 @@ def unknown_kind(path: str) -> ValueError:
     )
 
 
+Guess = Callable[[str], bool]
+Opener = Callable[..., Source]  # (path, **kwargs) -> Source
+_ADDED: Dict[str, Tuple[Guess, Opener]] = {}  # registered kinds, tried after the built-in ones
+
+
+def add_kind(name: str, guess: Guess, opener: Opener) -> None:
+    """Let :func:`guess_kind` and :func:`open_source` reach a registered kind (the registry calls this)."""
+    if name in dict(GUESSES) or name in _ADDED:
+        raise ValueError(f"source kind {name!r} is registered already")
+    _ADDED[name] = (guess, opener)
+
+
+def remove_kind(name: str) -> None:
+    """Undo :func:`add_kind` (the built-in kinds stay)."""
+    _ADDED.pop(name, None)
+
+
 def guess_kind(path: str) -> str:
-    """One of "lmdb", "csv", "hdf5", "list", "folder"; ValueError when the path fits none."""
-    for kind, fits in GUESSES:
+    """One of "lmdb", "csv", "hdf5", "list", "folder" or a registered kind; ValueError when the path fits none."""
+    for kind, fits in GUESSES + tuple((name, fits) for name, (fits, _) in _ADDED.items()):
         if fits(path):
             return kind
     raise unknown_kind(path)
+
+
+guess_path_kind = guess_kind  # the name the stream registry imports it by (it has a guess_kind of its own)
 
 
 def open_source(path: str | os.PathLike, **kwargs: Any) -> Source:
@@ -126,6 +152,8 @@ def open_source(path: str | os.PathLike, **kwargs: Any) -> Source:
 
     path = os.fspath(path)
     kind = guess_kind(path)
+    if kind in _ADDED:
+        return _ADDED[kind][1](path, **kwargs)
     if kind == "lmdb":
         path = lmdb_dir(path)
     factory = {"lmdb": CaffeLmdb, "csv": CsvTable, "hdf5": Hdf5, "list": ListFile, "folder": ImageFolder}[kind]

@@ -110,7 +110,7 @@ class Filler:
         ctl = self.ring.ctl
         if ctl is not None and ctl[-1] != gen:
             return SKIPPED  # discarded by the main process while queued here
-        order = self.sampler.shard(epoch)
+        order = self.sampler.epoch_order(epoch)
         base = k * self.sampler.batch_size
         times = [0.0, 0.0]
         decoded = cast(DecodeTimed, self.source).decode_s if self.timed else 0.0

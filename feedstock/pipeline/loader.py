@@ -42,6 +42,7 @@ import numpy as np
 
 from ..loaders.dataset import adapt
 from ..protocols import Source, TaskPool, Transform
+from ..shard import shard_of
 from ..spec import Spec
 from ..transforms.base import as_compose
 from .fill import Filler, FillPlan, batch_spec, fast_path_ok
@@ -49,7 +50,7 @@ from .options import DEFAULTS, LoaderOptions
 from .pool import ProcessPool
 from .resources import Resources, describe_task
 from .run import InlinePool, Run
-from .sampler import Sampler, dist_from_env
+from .sampler import Sampler, shard_or_env
 from .shm import SlotLayout, SlotRing
 from .split import WorkSplit, check_split
 from .state import LoaderState, check_epoch
@@ -81,8 +82,7 @@ class Loader:
         prefetch: int = DEFAULTS.prefetch,
         on_error: str = DEFAULTS.on_error,
         max_bad_fraction: float = DEFAULTS.max_bad_fraction,
-        rank: Optional[int] = DEFAULTS.rank,
-        world_size: Optional[int] = DEFAULTS.world_size,
+        shard: Optional[Tuple[int, int]] = DEFAULTS.shard,
         timeout: Optional[float] = DEFAULTS.timeout,
         replace_dead_workers: bool = DEFAULTS.replace_dead_workers,
         copy: bool = DEFAULTS.copy,
@@ -90,12 +90,15 @@ class Loader:
         start_method: str = DEFAULTS.start_method,
         sampler: Optional[Sampler] = None,
         split: str = "auto",
+        rank: Optional[int] = None,  # deprecated: shard=(rank, world_size)
+        world_size: Optional[int] = None,
     ):
         # options first: the workers="auto" probe below takes about a second
         opts = self.options = LoaderOptions(
             batch_size=batch_size, workers=workers, shuffle=shuffle, seed=seed, drop_last=drop_last,
-            prefetch=prefetch, on_error=on_error, max_bad_fraction=max_bad_fraction, rank=rank,
-            world_size=world_size, timeout=timeout, replace_dead_workers=replace_dead_workers, copy=copy,
+            prefetch=prefetch, on_error=on_error, max_bad_fraction=max_bad_fraction,
+            shard=shard_of(shard, rank, world_size, where="Loader: "), timeout=timeout,
+            replace_dead_workers=replace_dead_workers, copy=copy,
             progress=progress, start_method=start_method)
         self.split = check_split(split)
         # a user's own dataset (a torch Dataset, a list of dicts) becomes a Source once, here; our Sources pass
@@ -108,9 +111,8 @@ class Loader:
                                        seed=opts.seed, prefetch=opts.prefetch, start_method=opts.start_method)
         self.source, self.transforms = source, as_compose(transforms)
         if sampler is None:
-            rank, world_size = dist_from_env(opts.rank, opts.world_size)  # torchrun's env, read here only
             sampler = Sampler(len(source), batch_size=opts.batch_size, shuffle=opts.shuffle, seed=opts.seed,
-                              drop_last=opts.drop_last, rank=rank, world_size=world_size)
+                              drop_last=opts.drop_last, shard=shard_or_env(opts.shard))  # torchrun's env, read here only
         self._check_sampler(sampler, opts.batch_size)
         self.sampler = sampler
         self.workers = self.auto.workers if self.auto is not None else int(opts.workers)

@@ -9,8 +9,10 @@ rules: a bad value raises :class:`OptionError` (a ValueError) naming the key.
 The defaults are the stream's documented ones (docs/stream.md): 2 workers, no
 shuffle, no drop_last. One difference by design: a library user who gives no seed
 gets seed 0 (reproducible batches), where a Stream with no seed draws fresh OS
-entropy once at build time, as Caffe seeds from /dev/urandom. ``rank`` and
-``world_size`` left None are read from torchrun's ``RANK``/``WORLD_SIZE``.
+entropy once at build time, as Caffe seeds from /dev/urandom. ``shard=(i, n)``
+(:mod:`feedstock.shard`: this trainer's share of the samples) left None is read from
+torchrun's ``RANK``/``WORLD_SIZE``; the old ``rank``/``world_size`` keywords of
+:meth:`LoaderOptions.from_kwargs` still work, warned.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import numpy as np
 
 from ..errors import Spell, spell
 from ..rng import check_seed
+from ..shard import check_shard, shard_of
 
 ON_ERROR = ("raise", "skip")
 START_METHODS = ("auto", "fork", "spawn", "forkserver")
@@ -118,6 +121,14 @@ def as_positive(key: str, value: object) -> int:
     return as_int(key, value, 1)
 
 
+def as_shard(key: str, value: object) -> Tuple[int, int]:
+    """``(i, n)`` from a pair or ``"i/n"``: the i-th of n shares (:mod:`feedstock.shard`)."""
+    try:
+        return check_shard(value, key)
+    except ValueError as e:
+        raise OptionError(key, str(e).split(key, 1)[1] if key in str(e) else f"={echo(value)} must be i/n") from None
+
+
 def as_fraction(key: str, value: object) -> float:
     number = as_number(key, value)
     if not 0.0 <= number <= 1.0:
@@ -143,8 +154,7 @@ class LoaderOptions:
     max_bad_fraction: float = 0.01
     timeout: Optional[float] = 120.0
     start_method: str = "auto"
-    rank: Optional[int] = None
-    world_size: Optional[int] = None
+    shard: Optional[Tuple[int, int]] = None
     replace_dead_workers: bool = True
     copy: bool = False
     progress: bool = False
@@ -152,12 +162,13 @@ class LoaderOptions:
     def __post_init__(self) -> None:
         for f in fields(self):
             object.__setattr__(self, f.name, RULES[f.name](f.name, getattr(self, f.name)))
-        if self.rank is not None and self.world_size is not None and not self.rank < self.world_size:
-            raise OptionError("rank", f"={self.rank} must be below {{world_size={self.world_size}}}", template=True)
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "LoaderOptions":
         """The options named in ``kwargs``, the table's defaults for the rest; TypeError naming unknown keys."""
+        if "rank" in kwargs or "world_size" in kwargs:  # the old spelling of shard
+            kwargs["shard"] = shard_of(kwargs.get("shard"), kwargs.pop("rank", None), kwargs.pop("world_size", None),
+                                       where="LoaderOptions: ")
         unknown = sorted(set(kwargs) - set(OPTION_KEYS))
         if unknown:
             raise TypeError(f"unknown loader options {unknown}; the options are {list(OPTION_KEYS)}")
@@ -176,8 +187,8 @@ RULES: Dict[str, Callable[[str, object], object]] = {
     "batch_size": as_positive, "workers": as_workers, "shuffle": as_bool, "seed": as_seed,
     "drop_last": as_bool, "prefetch": as_positive, "on_error": lambda k, v: as_choice(k, v, ON_ERROR),
     "max_bad_fraction": as_fraction, "timeout": as_timeout,
-    "start_method": lambda k, v: as_choice(k, v, START_METHODS), "rank": _opt(as_int),
-    "world_size": _opt(as_positive), "replace_dead_workers": as_bool, "copy": as_bool, "progress": as_bool,
+    "start_method": lambda k, v: as_choice(k, v, START_METHODS), "shard": _opt(as_shard),
+    "replace_dead_workers": as_bool, "copy": as_bool, "progress": as_bool,
 }
 OPTION_KEYS = tuple(f.name for f in fields(LoaderOptions))
 DEFAULTS = LoaderOptions()

@@ -1,17 +1,17 @@
-"""RemoteLoader: batches from `feedstock serve` servers, interleaved into the stream a local Loader would give.
+"""RemoteLoader: batches from `feedstock serve` servers, interleaved into the batches a local Loader would give.
 
 ::
 
-    # on CPU hosts a and b:  feedstock serve train_lmdb --part 0/2 ...   and   --part 1/2
+    # on CPU hosts a and b:  feedstock serve train_lmdb --batch-shard 0/2 ...   and   --batch-shard 1/2
     with RemoteLoader(["tcp://a:5555", "tcp://b:5555"]) as loader:
         for epoch in range(10):
             for batch in loader:        # dict field -> np.ndarray, one epoch
                 train(batch)            # views into a receive buffer: valid until the next batch
 
-Server ``j`` of ``n`` (``--part j/n``) serves batches j, j+n, ... of every
+Server ``j`` of ``n`` (``--batch-shard j/n``) serves batches j, j+n, ... of every
 epoch; the client takes them in turn, so batch g of an epoch is the same array
-data as the local Loader's batch g for the same source, transforms, seed, rank
-and world size, for any number of servers and whatever the timing.
+data as the local Loader's batch g for the same source, transforms, seed and
+shard, for any number of servers and whatever the timing.
 ``state_dict()`` is the local Loader's: a run resumes remotely from a local checkpoint and back.
 
 Each server streams ahead into ``prefetch`` preallocated receive buffers of
@@ -44,7 +44,7 @@ Batch = Dict[str, np.ndarray]
 
 
 class RemoteLoader:
-    """The batches of the servers at ``endpoints`` as one deterministic stream; see the module doc."""
+    """The batches of the servers at ``endpoints`` as one deterministic sequence; see the module doc."""
 
     def __init__(self, endpoints: Sequence[str], *, seed: Optional[int] = None, prefetch: int = DEFAULTS.prefetch,
                  timeout: Optional[float] = DEFAULTS.timeout, connect_timeout: float = 30.0, reconnect: float = 30.0,
@@ -71,7 +71,7 @@ class RemoteLoader:
                           curve_server_key=curve_server_key, curve_keys=curve_keys)
         self._finalizer = weakref.finalize(self, self._link.close)
         self._epoch, self._next = 0, 0
-        self._stream_at: Optional[Pos] = None  # (epoch, global batch) the stream brings next
+        self._batches_at: Optional[Pos] = None  # (epoch, global batch) the interleaved batches bring next
         self._held: Optional[tuple] = None  # (peer, slot) of the batch the consumer holds
         self._token = 0
         self._stats = {"batches": 0, "samples": 0, "bytes": 0, "wait_s": 0.0, "elapsed_s": 0.0}
@@ -143,7 +143,7 @@ class RemoteLoader:
         self._epoch, self._next = st.position(self.num_batches)
 
     def _positions(self, epoch: int, g: int) -> List[Pos]:
-        """Where each server's stream starts so that the interleaved stream starts at global batch g."""
+        """Where each server's batches start so that the interleaved batches start at global batch g."""
         n = len(self._link.peers)
         out = []
         for j, peer in enumerate(self._link.peers):
@@ -161,13 +161,13 @@ class RemoteLoader:
         self._token += 1
         token = self._token
         epoch, start = self._epoch, self._next
-        if self._stream_at != (epoch, start):
+        if self._batches_at != (epoch, start):
             self._link.start(self._positions(epoch, start), self.seed)
-            self._stream_at = (epoch, start)
+            self._batches_at = (epoch, start)
         for g in range(start, self.num_batches):
             batch = self._take(epoch, g)
             self._next = g + 1
-            self._stream_at = (epoch, g + 1) if g + 1 < self.num_batches else (epoch + 1, 0)
+            self._batches_at = (epoch, g + 1) if g + 1 < self.num_batches else (epoch + 1, 0)
             yield batch
             if token != self._token:
                 raise RuntimeError("this iterator is stale: the loader was closed or iterated again")

@@ -91,7 +91,7 @@ class Link:
             pass
 
     def start(self, positions: List[Pos], seed: int) -> None:
-        """(Re)start every server's stream at ``positions``; returns once batches of older streams are gone."""
+        """(Re)start every server's session at ``positions``; returns once batches of older sessions are gone."""
         done = threading.Event()
         self.command("start", positions, seed, done)
         while not done.wait(0.5):
@@ -169,7 +169,7 @@ class Link:
             if cmd[0] == "release":
                 peer = self.peers[cmd[1]]
                 peer.free.append(cmd[2])
-                # the current stream's START counted only the buffers free then: this one is a new credit
+                # the current session's START counted only the buffers free then: this one is a new credit
                 if peer.connected and peer.want is not None:
                     self._send(peer, protocol.encode("credit", session=peer.session, n=1))
             elif cmd[0] == "start":
@@ -306,7 +306,7 @@ class Link:
 
     def _batch(self, peer: Peer, msg: Dict[str, Any]) -> None:
         if msg.get("session") != peer.session or peer.want is None:
-            _skip_rest(peer.sock)  # a stream we have since replaced
+            _skip_rest(peer.sock)  # a session we have since replaced
             return
         pos = (msg["epoch"], msg["batch"])
         if pos != peer.want or not peer.free:

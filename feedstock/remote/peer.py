@@ -1,4 +1,4 @@
-"""What the client knows of one server: sockets, meta, receive buffers, stream position, health."""
+"""What the client knows of one server: sockets, meta, receive buffers, session position, health."""
 from __future__ import annotations
 
 import collections
@@ -22,7 +22,7 @@ class Ready:
 
 @dataclass
 class Peer:
-    """One server: its sockets, what it serves and where its stream stands."""
+    """One server: its sockets, what it serves and where its session stands."""
 
     endpoint: str
     sock: Any = None
@@ -33,7 +33,7 @@ class Peer:
     ready: Deque[Ready] = field(default_factory=collections.deque)
     session: int = 0
     seed: int = 0
-    want: Optional[Pos] = None  # the next batch the stream should bring (None: no stream wanted)
+    want: Optional[Pos] = None  # the next batch the session should bring (None: no session wanted)
     connected: bool = False
     lost_at: Optional[float] = None
     hello_at: float = 0.0

@@ -60,12 +60,12 @@ def make_meta(loader: Loader, fingerprint: Mapping[str, object]) -> Dict[str, ob
     s = loader.sampler
     return {"protocol": PROTOCOL, "fields": describe_fields(loader.spec), "batch_size": s.batch_size,
             "length": s.length, "shuffle": s.shuffle, "drop_last": s.drop_last, "rank": s.rank,
-            "world_size": s.world_size, "part": list(s.part), "num_batches": s.num_batches,
+            "world_size": s.world_size, "part": list(s.batch_shard), "num_batches": s.num_batches,
             "rank_batches": s.rank_batches, "seed": s.seed, "fingerprint": dict(fingerprint)}
 
 
 def check_metas(metas: Sequence[Mapping[str, Any]], endpoints: Sequence[str]) -> List[int]:
-    """Order of ``endpoints`` by part; RemoteSetupError unless they form one stream (parts 0..n-1 once)."""
+    """Order of ``endpoints`` by part; RemoteSetupError unless they form one feed (batch shards 0..n-1 once)."""
     first = metas[0]
     for meta, ep in zip(metas, endpoints):
         if meta.get("protocol") != PROTOCOL:
@@ -83,7 +83,7 @@ def check_metas(metas: Sequence[Mapping[str, Any]], endpoints: Sequence[str]) ->
     parts = [tuple(m["part"]) for m in metas]
     if sorted(parts) != [(j, n) for j in range(n)]:
         raise RemoteSetupError(
-            f"{n} servers must serve parts 0/{n} .. {n - 1}/{n} once each (`feedstock serve --part j/{n}`), got "
+            f"{n} servers must serve batch shards 0/{n} .. {n - 1}/{n} once each (`feedstock serve --batch-shard j/{n}`), got "
             + ", ".join(f"{ep}: {j}/{m}" for ep, (j, m) in zip(endpoints, parts)))
     return sorted(range(n), key=lambda i: parts[i][0])
 

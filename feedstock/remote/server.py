@@ -1,6 +1,6 @@
 """FeedServer: runs a Loader on a CPU host and streams its batches to one client at a time over ZeroMQ.
 
-One stream per server: while a client is attached, another client's ``hello`` or
+One feed per server: while a client is attached, another client's ``hello`` or
 ``start`` is refused with an error naming the attached client (a client that has
 gone, which ZeroMQ no longer routes to, is dropped first). Every control message
 is validated (:mod:`.messages`); a bad one gets an ``error`` reply and a log line,
@@ -14,7 +14,7 @@ is done with the frames (up to half the loader's slots are in flight at once,
 the others are being filled).
 Peers that vanish are noticed by ZeroMQ's own heartbeats (ZMTP PING/PONG, run by
 its I/O thread even while this thread waits on a slow batch): their queued
-messages are dropped and the stream simply waits for the next ``start``.
+messages are dropped and the feed simply waits for the next ``start``.
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ POLL_MS = 200  # how often an idle server looks at its stop flag
 LOGGED_BAD = 20  # bad messages logged one by one; after that every 1000th
 
 
-class _Stream:
+class _Feed:
     """The one client being served: its identity and name, session id and unused credits."""
 
     def __init__(self, ident: bytes, client: str, session: int, credits: int, it: Leases):
@@ -92,7 +92,7 @@ class FeedServer:
             self.close()
             raise
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._stream: Optional[_Stream] = None
+        self._feed: Optional[_Feed] = None
         # batches ZeroMQ may still be reading: (tracker, release of the loader slot)
         self._in_flight: Deque[Tuple[zmq.MessageTracker, Callable[[], None]]] = collections.deque()
         slots = loader.prefetch if loader.workers > 0 else 1
@@ -110,12 +110,12 @@ class FeedServer:
         log.info("serving %s at %s", self.loader.source, self.endpoint)
         last_active = time.monotonic()
         while not self._stop.is_set():
-            busy = self._stream is not None and self._stream.credits > 0
+            busy = self._feed is not None and self._feed.credits > 0
             if self.sock.poll(0 if busy else POLL_MS, zmq.POLLIN):
                 self._drain()
-            if self._stream is not None:
+            if self._feed is not None:
                 last_active = time.monotonic()
-                if self._stream.credits > 0:
+                if self._feed.credits > 0:
                     self._send_next()
             elif idle_exit is not None and time.monotonic() - last_active > idle_exit:
                 return
@@ -148,32 +148,32 @@ class FeedServer:
         self._send(ident, protocol.encode("error", session=exc.session, message=f"refused: {exc}", kind=exc.kind))
 
     def _handle(self, ident: bytes, frame: zmq.Frame, msg: Dict[str, Any]) -> None:
-        op, stream = msg["op"], self._stream
+        op, feed = msg["op"], self._feed
         if op == "hello":
             self._check_free(ident, msg["client"], -1)
             self._send(ident, protocol.encode("meta", **self.meta))
         elif op == "start":
             self._start(ident, frame, msg)
         elif op == "credit":
-            if stream is not None and stream.session == msg["session"] and stream.ident == ident:
-                if stream.credits + msg["n"] > MAX_CREDITS:
-                    raise BadRequest(f"credit: n={msg['n']} would give the stream {stream.credits + msg['n']} "
+            if feed is not None and feed.session == msg["session"] and feed.ident == ident:
+                if feed.credits + msg["n"] > MAX_CREDITS:
+                    raise BadRequest(f"credit: n={msg['n']} would give the feed {feed.credits + msg['n']} "
                                      f"credits, more than {MAX_CREDITS}", session=msg["session"])
-                stream.credits += msg["n"]
-        elif stream is not None and stream.ident == ident:  # stop
-            self._end_stream()
+                feed.credits += msg["n"]
+        elif feed is not None and feed.ident == ident:  # stop
+            self._end_feed()
 
     def _check_free(self, ident: bytes, client: str, session: int) -> None:
-        """BadRequest (kind "busy") while another client that is still connected holds the stream."""
-        stream = self._stream
-        if stream is None or stream.ident == ident or stream.client == client:
+        """BadRequest (kind "busy") while another client that is still connected holds the feed."""
+        feed = self._feed
+        if feed is None or feed.ident == ident or feed.client == client:
             return  # free, or the attached client itself (reconnected: a new identity, the same name)
-        if not self._reachable(stream.ident):
-            log.info("stream %d: client %s is gone; %s takes the server", stream.session, stream.client, client)
-            self._end_stream()
+        if not self._reachable(feed.ident):
+            log.info("session %d: client %s is gone; %s takes the server", feed.session, feed.client, client)
+            self._end_feed()
             return
         raise BadRequest(
-            f"this server already streams to client {stream.client!r} at {stream.address} (since {stream.since}); "
+            f"this server already streams to client {feed.client!r} at {feed.address} (since {feed.since}); "
             f"one client per server: close that RemoteLoader first, or start another `feedstock serve` for "
             f"client {client!r}", session=session, kind="busy")
 
@@ -192,61 +192,61 @@ class FeedServer:
             raise BadRequest(f"start: batch={msg['batch']} is not a batch of this server's part (it has "
                              f"{len(self.loader)} per epoch)", session=session)
         self._check_free(ident, msg["client"], session)
-        self._end_stream()
+        self._end_feed()
         self._wait_sent(0)  # a repositioned loader may refill any slot, also those still being sent
         if self._in_flight:
             return  # stopped while a client would not take its batches: shutting down
         state = dict(self.loader.state_dict(), seed=msg["seed"], epoch=msg["epoch"], next_batch=msg["batch"])
         self.loader.load_state_dict(state)
-        self._stream = _Stream(ident, msg["client"], session, msg["credits"], leased(self.loader))
-        self._stream.address = _peer_address(frame)
-        log.info("stream %d: epoch %d batch %d for client %r at %s", session, msg["epoch"], msg["batch"],
-                 msg["client"], self._stream.address)
+        self._feed = _Feed(ident, msg["client"], session, msg["credits"], leased(self.loader))
+        self._feed.address = _peer_address(frame)
+        log.info("session %d: epoch %d batch %d for client %r at %s", session, msg["epoch"], msg["batch"],
+                 msg["client"], self._feed.address)
 
-    def _end_stream(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            stream.it.close()  # abandoned pass: work in flight stays for a pass that continues there
+    def _end_feed(self) -> None:
+        feed, self._feed = self._feed, None
+        if feed is not None:
+            feed.it.close()  # abandoned pass: work in flight stays for a pass that continues there
 
     # ----- batches --------------------------------------------------------------------------------
     def _send_next(self) -> None:
-        stream = self._stream
-        assert stream is not None
+        feed = self._feed
+        assert feed is not None
         self._wait_sent(self._max_in_flight)
         if len(self._in_flight) > self._max_in_flight:
             return  # stopped while the client would not take its batches
         try:
             pos = self.loader.state_dict()
             try:
-                batch, release = next(stream.it)
-            except StopIteration:  # an epoch ended: the stream goes on with the next
-                stream.it = leased(self.loader)
+                batch, release = next(feed.it)
+            except StopIteration:  # an epoch ended: the feed goes on with the next
+                feed.it = leased(self.loader)
                 pos = self.loader.state_dict()
-                batch, release = next(stream.it)
+                batch, release = next(feed.it)
         except Exception as exc:  # the loader's error (it names the record) goes to the client
-            log.error("stream %d failed: %s", stream.session, exc)
-            self._send(stream.ident, protocol.encode("error", session=stream.session,
+            log.error("session %d failed: %s", feed.session, exc)
+            self._send(feed.ident, protocol.encode("error", session=feed.session,
                                                      message=cut(f"{type(exc).__name__}: {summary(exc)}", 1000),
-                                                     kind="stream"))
-            self._stream = None
+                                                     kind="loader"))
+            self._feed = None
             return
         rows = len(next(iter(batch.values())))
-        header = protocol.encode("batch", session=stream.session, epoch=pos["epoch"], batch=pos["next_batch"],
+        header = protocol.encode("batch", session=feed.session, epoch=pos["epoch"], batch=pos["next_batch"],
                                  rows=rows)
         frames = [batch[name] for name in self._fields]
         try:
-            self.sock.send_multipart([stream.ident, header], zmq.SNDMORE)
+            self.sock.send_multipart([feed.ident, header], zmq.SNDMORE)
             # an ndarray is a buffer; pyzmq's stubs ask for collections.abc.Buffer, which numpy's do not declare
             trackers = [self.sock.send(a, zmq.SNDMORE if i + 1 < len(frames) else 0,  # type: ignore[call-overload]
                                        copy=False, track=True)
                         for i, a in enumerate(frames)]
         except zmq.ZMQError as exc:
-            log.warning("stream %d: send failed (%s)", stream.session, exc)
+            log.warning("session %d: send failed (%s)", feed.session, exc)
             release()
-            self._end_stream()
+            self._end_feed()
             return
         self._in_flight.append((zmq.MessageTracker(*trackers), release))
-        stream.credits -= 1
+        feed.credits -= 1
         self.sent += 1
 
     def _wait_sent(self, keep: int, *, stoppable: bool = True) -> None:
@@ -275,10 +275,10 @@ class FeedServer:
         """Tell the client, stop the loader, close the socket (idempotent)."""
         sock = getattr(self, "sock", None)
         if sock is not None and not sock.closed:
-            stream = getattr(self, "_stream", None)
-            if stream is not None:
-                self._send(stream.ident, protocol.encode("bye"))
-                self._end_stream()
+            feed = getattr(self, "_feed", None)
+            if feed is not None:
+                self._send(feed.ident, protocol.encode("bye"))
+                self._end_feed()
             sock.close(linger=0)  # drops the frames ZeroMQ still holds: their trackers complete
             if getattr(self, "_in_flight", None):
                 self._wait_sent(0, stoppable=False)

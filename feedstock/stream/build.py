@@ -11,7 +11,7 @@ from .kinds import SourceKind, kind_name, kind_of, source_of
 
 # the loader options a stream sets (the rest, e.g. copy and progress, keep the table's defaults)
 STREAM_LOADER_KEYS = ("batch_size", "workers", "shuffle", "drop_last", "prefetch", "on_error", "max_bad_fraction",
-                      "timeout", "start_method", "rank", "world_size")
+                      "timeout", "start_method", "shard")
 
 if TYPE_CHECKING:
     from ..loaders.base import Source

@@ -5,7 +5,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from ..pipeline.options import RULES as LOADER_RULES
 from ..pipeline.options import START_METHODS as START_METHODS  # re-exported for the parsers
-from ..pipeline.options import OptionError, as_bool, as_choice, as_int, as_number, as_positive, echo
+from ..pipeline.options import OptionError, as_bool, as_choice, as_int, as_number, as_shard, echo
 from ..pipeline.options import as_seed as loader_seed
 from .kinds import source_types
 
@@ -87,18 +87,16 @@ RULES: Dict[str, Callable[[str, object], object]] = {
     "force_color": as_bool, "force_gray": as_bool, "new_height": as_int, "new_width": as_int, "is_color": as_bool,
     "decode_scale": lambda k, v: as_decode_scale(k, v),
     "scales": as_scales, "pad_value": as_number, "ignore_label": _label, "occlude": as_bool, "to_range": as_range,
-    # the loader keys: LoaderOptions' rules, but a stream's seed may be unset and its rank/world_size are set
+    # the loader keys: LoaderOptions' rules, but a stream's seed may be unset and its shard is set
     **{k: LOADER_RULES[k] for k in ("batch_size", "shuffle", "drop_last", "workers", "prefetch", "on_error",
                                     "max_bad_fraction", "timeout", "start_method")},
-    "seed": as_seed, "rank": as_int, "world_size": as_positive,
+    "seed": as_seed, "shard": as_shard,
     "engine": lambda k, v: as_choice(k, v, ENGINES), "address": _opt_str,
 }
 
 
 def check_together(s: Any) -> None:
     """Rules between keys (each error names the first key involved)."""
-    if not s.rank < s.world_size:
-        raise StreamKeyError("rank", f"={s.rank} must be below {{world_size={s.world_size}}}", template=True)
     if (s.new_height > 0) != (s.new_width > 0):
         raise StreamKeyError("new_height", f"={s.new_height} and {{new_width={s.new_width}}} must be set together "
                                            "(as Caffe requires)", template=True)

@@ -69,8 +69,9 @@ class Stream(StreamKeys):
                                "masks": names["masks"], "label_column": self.label_column}
         for k in TRANSFORM_KEYS:
             out[k] = names[k] if k == "mean_file" and self.mean_file else getattr(self, k)
-        for k in ("batch_size", "shuffle", "drop_last", "rank", "world_size", "on_error"):
+        for k in ("batch_size", "shuffle", "drop_last", "on_error"):
             out[k] = getattr(self, k)
+        out["rank"], out["world_size"] = self.shard  # the fingerprint's keys before shard: servers of both agree
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 

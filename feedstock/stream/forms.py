@@ -10,19 +10,23 @@ import argparse
 import ast
 import functools
 import json
+import logging
 import math
 import os
 from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Type, Union
 
 from ..loaders.strings import cut
+from ..shard import check_shard
 from .check import ENGINES, SOURCE_TYPES, START_METHODS, StreamKeyError, echo
 from .definition import STREAM_KEYS, Stream
 
 if TYPE_CHECKING:
     import yaml
 
-
 # ----- mappings: param_str and YAML ----------------------------------------------------------------
+OLD_KEYS = ("rank", "world_size")  # the old spelling of shard: accepted, warned (StreamKeys)
+
+
 def check_keys(mapping: Mapping[str, object], valid: Sequence[str], required: Sequence[str], what: str) -> None:
     """Unknown or missing keys raise one error that lists the valid keys."""
     unknown = sorted(echo(k) if not isinstance(k, str) or len(k) > 60 else k for k in mapping if k not in valid)
@@ -38,7 +42,7 @@ def stream_from_mapping(mapping: Mapping[str, object], *, form: str = "param_str
     """A Stream from a dict of its keys (over ``base``'s values); errors name ``form`` and the key."""
     if not isinstance(mapping, Mapping):
         raise ValueError(f"{form} must be a mapping of stream keys, got {type(mapping).__name__}")
-    check_keys(mapping, STREAM_KEYS, (), form)
+    check_keys({k: v for k, v in mapping.items() if k not in OLD_KEYS}, STREAM_KEYS, (), form)
     values = dict(mapping)
     for key in ("mean_value", "scales", "to_range"):  # YAML/JSON lists; tuples inside a Stream
         value = values.get(key)
@@ -196,6 +200,13 @@ def _workers(text: str) -> Union[int, str]:
         raise argparse.ArgumentTypeError(f"{cut(repr(text))}: expected a number of workers or 'auto'") from None
 
 
+def _shard(text: str) -> Tuple[int, int]:
+    try:
+        return check_shard(text, "--shard")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _timeout(text: str) -> Optional[float]:
     return None if text in ("none", "None", "0") else finite(text)
 
@@ -218,8 +229,10 @@ _FLAGS: Tuple[Tuple[str, str, Dict[str, Any], str], ...] = (
     ("--max-bad-fraction", "max_bad_fraction", {"type": finite}, "with skip: most bad records per epoch"),
     ("--timeout", "timeout", {"type": _timeout}, "seconds a worker may take per task (none: no limit)"),
     ("--start-method", "start_method", {"choices": START_METHODS}, "worker start method"),
-    ("--rank", "rank", {"type": int}, "this trainer's rank (sharding)"),
-    ("--world-size", "world_size", {"type": int}, "number of ranks"),
+    ("--shard", "shard", {"type": _shard, "metavar": "i/n"},
+     "this trainer's share of the samples: shard i of n (data-parallel training; default 0/1)"),
+    ("--rank", "rank", {"type": int}, "deprecated: --shard RANK/WORLD_SIZE"),
+    ("--world-size", "world_size", {"type": int}, "deprecated: --shard RANK/WORLD_SIZE"),
     ("--engine", "engine", {"choices": ENGINES}, "who makes the batches: local worker processes, or ray actors "
      "(same batches; pip install 'feedstock[ray]')"),
     ("--address", "address", {}, "--engine ray: the Ray cluster (HEAD:6379 or auto; default: a local Ray "
@@ -279,6 +292,8 @@ def stream_from_args(args: argparse.Namespace, *, source: Optional[str] = None,
     path = source if source is not None else getattr(args, "source", None)
     if path is not None:
         given["source"] = os.fspath(path)
+    if "rank" in given or "world_size" in given:  # a command line's warning is a line on stderr
+        logging.getLogger("feedstock").warning("deprecated: --rank/--world-size; use --shard RANK/WORLD_SIZE")
     args.flag_keys = sorted(given)  # ... and these as flags
     return _apply(stream, given, _flag_error)
 

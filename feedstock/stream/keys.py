@@ -8,10 +8,11 @@ the definition it serves. The loader keys' defaults are :class:`LoaderOptions`'.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
+from dataclasses import InitVar, dataclass, fields
 from typing import Any, Dict, Optional, Tuple, TypeVar, Union
 
 from ..pipeline.options import DEFAULTS
+from ..shard import deprecated
 from .check import RULES, check_together
 
 K = TypeVar("K", bound="StreamKeys")
@@ -47,7 +48,7 @@ class StreamKeys:
     occlude: bool = False
     to_range: Optional[Tuple[float, float]] = None
     # the loader: LoaderOptions' table, but an unset seed draws fresh entropy at build time (see
-    # .build.resolve_seed) and rank/world_size are explicit (0 of 1), never read from the environment
+    # .build.resolve_seed) and the shard is explicit (0/1), never read from the environment
     batch_size: int = DEFAULTS.batch_size
     shuffle: bool = DEFAULTS.shuffle
     seed: Optional[int] = None
@@ -58,12 +59,18 @@ class StreamKeys:
     max_bad_fraction: float = DEFAULTS.max_bad_fraction
     timeout: Optional[float] = DEFAULTS.timeout
     start_method: str = DEFAULTS.start_method
-    rank: int = 0
-    world_size: int = 1
+    shard: Tuple[int, int] = (0, 1)  # i/n: this trainer's share of the samples (feedstock.shard)
     engine: str = "local"  # "ray": Ray actors make the same batches (feedstock.engines)
     address: Optional[str] = None  # engine ray: the cluster to join (None: a local Ray instance)
+    # the old spelling of shard: accepted, warned, not stored (not keys: fields() leaves them out)
+    rank: InitVar[Optional[int]] = None
+    world_size: InitVar[Optional[int]] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, rank: Optional[int] = None, world_size: Optional[int] = None) -> None:
+        if rank is not None or world_size is not None:
+            deprecated("the stream keys rank/world_size", "shard: i/n", stacklevel=4)
+            i, n = self.shard if isinstance(self.shard, tuple) and len(self.shard) == 2 else (0, 1)
+            object.__setattr__(self, "shard", (i if rank is None else rank, n if world_size is None else world_size))
         for f in fields(self):
             object.__setattr__(self, f.name, RULES[f.name](f.name, getattr(self, f.name)))
         check_together(self)

@@ -9,10 +9,20 @@ validation, predict, segmentation predict, serve, bench and the Caffe layer.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
-from ..loaders.open_source import is_class_folder, is_csv, is_hdf5, is_list_file, is_lmdb, unknown_kind
+from ..loaders.open_source import (
+    GUESSES,
+    add_kind,
+    guess_path_kind,
+    is_class_folder,
+    is_csv,
+    is_hdf5,
+    is_list_file,
+    is_lmdb,
+    remove_kind,
+)
 from ..pipeline.options import OptionError
 
 if TYPE_CHECKING:
@@ -83,10 +93,40 @@ class SourceKind:
 KINDS: Dict[str, SourceKind] = {}
 
 
+@dataclass(frozen=True)
+class PathKeys:
+    """The stream keys of a bare path (``open_source(path, **keys)``): every key at its stream default."""
+
+    source: str
+    source_type: str = "auto"
+    root_folder: str = ""
+    masks: str = ""
+    label_column: str = ""
+    classes: str = ""
+    scales: Tuple[float, ...] = ()
+    is_color: bool = True
+    force_color: bool = False
+    force_gray: bool = False
+    on_error: str = "raise"
+
+
+def _path_opener(kind: SourceKind) -> Callable[..., "Source"]:
+    def open_path(path: str, **keys: Any) -> "Source":
+        unknown = sorted(set(keys) - {f.name for f in fields(PathKeys)} - {"source"})
+        if unknown:
+            raise TypeError(f"open_source: a {kind.name} source takes the stream keys of PathKeys, not {unknown}")
+        return kind.open(replace(PathKeys(path), source_type=kind.name, **keys), Needs())
+
+    return open_path
+
+
 def register(kind: SourceKind) -> SourceKind:
-    """Add ``kind`` to the registry (guessed after the kinds already there); a taken name is an error."""
+    """Add ``kind`` to the registry (guessed after the kinds already there; ``open_source`` reaches it
+    too); a taken name is an error."""
     if kind.name in KINDS or kind.name == "auto":
         raise ValueError(f"source kind {kind.name!r} is registered already")
+    if kind.guess is not None and kind.name not in dict(GUESSES):
+        add_kind(kind.name, kind.guess, _path_opener(kind))
     KINDS[kind.name] = kind
     return kind
 
@@ -94,6 +134,8 @@ def register(kind: SourceKind) -> SourceKind:
 def unregister(name: str) -> None:
     """Remove a kind (a test's made-up one, say)."""
     KINDS.pop(name, None)
+    if name not in dict(GUESSES):
+        remove_kind(name)
 
 
 def source_types() -> Tuple[str, ...]:
@@ -108,11 +150,9 @@ def kind_of(name: str) -> SourceKind:
 
 
 def guess_kind(path: str) -> str:
-    """The first registered kind whose ``guess`` claims ``path``; ValueError saying what was expected."""
-    for kind in KINDS.values():
-        if kind.guess is not None and kind.guess(path):
-            return kind.name
-    raise unknown_kind(path)
+    """The first kind whose ``guess`` claims ``path`` (the built-in ones first, then the registered ones, as
+    :func:`feedstock.loaders.open_source.guess_kind` tries them); ValueError saying what was expected."""
+    return guess_path_kind(path)
 
 
 def kind_name(stream: StreamLike) -> str:

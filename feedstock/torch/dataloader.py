@@ -72,7 +72,7 @@ class DataLoader:
                              prefetch=options.slots(self.num_workers, prefetch_factor,
                                                     batch_bytes(source, transforms, self.batch_size)),
                              on_error=on_error,
-                             rank=order.rank, world_size=order.world_size,
+                             shard=(order.rank, order.world_size),
                              timeout=options.worker_timeout(timeout), copy=copy,
                              start_method=options.start_method(multiprocessing_context))
         cuda = bool(torch.cuda.is_available())

@@ -1,7 +1,7 @@
 """Batches against what a model takes: data layout (Caffe's InnerProduct flattening) and labels.
 
-The layout is checked on a stream's first batch, before the first step, with a
-one-line error naming the stream, the field, its shape and what was expected;
+The layout is checked on the first batch of the training and of the validation data, before the first step, with a
+one-line error naming the data, the field, its shape and what was expected;
 label values are checked on the host for every batch (cheap: one value per
 record), before the device feeder casts them.
 """
@@ -55,30 +55,30 @@ class CheckedNet(Protocol):
 
 
 class BatchCheck:
-    """One stream's batches for one net: the layout (the net's ``input_reshape``) checked on the first
+    """One batch iterator for one net (``what`` names it in errors): the layout (the net's ``input_reshape``) checked on the first
     batch, labels (its ``check_labels``) on every batch; ``device`` gives the layouts the net takes."""
 
-    def __init__(self, net: CheckedNet, *, stream: str, data_field: str = "data", label_field: str = "label",
+    def __init__(self, net: CheckedNet, *, what: str, data_field: str = "data", label_field: str = "label",
                  labels: bool = True) -> None:
-        self.net, self.stream = net, stream
+        self.net, self.what = net, what
         self.data_field, self.label_field, self.labels = data_field, label_field, bool(labels)
         self.reshape: Optional[Shape] = None
 
     def first(self, batch: Mapping[str, np.ndarray]) -> None:
-        """Check the fields and the data layout of a stream's first batch."""
+        """Check the fields and the data layout of the first batch."""
         for name in (self.data_field,) + ((self.label_field,) if self.labels else ()):
             if name not in batch:
-                raise ValueError(f"{self.stream}: batches have fields {sorted(batch)}, the model needs {name!r}")
+                raise ValueError(f"{self.what}: batches have fields {sorted(batch)}, the model needs {name!r}")
         data = batch[self.data_field]
         self.reshape = self.net.input_reshape(
-            data.shape[1:], f"{self.stream} field {self.data_field!r} (batch shape {tuple(data.shape)})")
+            data.shape[1:], f"{self.what} field {self.data_field!r} (batch shape {tuple(data.shape)})")
 
     def check_labels(self, batch: Mapping[str, np.ndarray], k: int,
                      keys: Optional[Callable[[int], Optional[str]]] = None) -> None:
         """Labels in range; a bad one names its record (``keys(row)``: its key) where it can."""
         labels = batch[self.label_field]
         try:
-            self.net.check_labels(labels, f"{self.stream} field {self.label_field!r}, batch {k}")
+            self.net.check_labels(labels, f"{self.what} field {self.label_field!r}, batch {k}")
         except ValueError:
             if not self._ok(np.zeros_like(labels[:1])):  # the layout (shape, dtype), not a record's value
                 raise
@@ -87,7 +87,7 @@ class BatchCheck:
             if key is None or row is None:
                 raise
             try:  # the same check on that record alone, for its message
-                self.net.check_labels(labels[row:row + 1], f"{self.stream} record {key}, field {self.label_field!r}")
+                self.net.check_labels(labels[row:row + 1], f"{self.what} record {key}, field {self.label_field!r}")
             except ValueError as one:
                 raise ValueError(f"{str(one).replace(': row 0 holds', ': holds')}: fix that record's "
                                  "label (or mask), or leave the record out") from None

@@ -132,7 +132,7 @@ def is_loader(obj: Any) -> bool:
     return isinstance(obj, BatchLoader)
 
 
-def loader_stream(loader: BatchLoader, *, batch_size: Optional[int], seed: Optional[int]) -> LoaderBatches:
+def loader_batches(loader: BatchLoader, *, batch_size: Optional[int], seed: Optional[int]) -> LoaderBatches:
     """A ready loader's batches for training: its batch size rules (a different ``batch_size`` is an
     error), and full ones where it says (a RemoteLoader: the servers must run with --drop-last, as the
     local training Loader drops the short batch); a given ``seed`` replaces its order's seed."""
@@ -146,7 +146,7 @@ def loader_stream(loader: BatchLoader, *, batch_size: Optional[int], seed: Optio
     return LoaderBatches(loader)
 
 
-def batch_stream(source: Source, *, batch_size: int, workers: int, shuffle: bool, seed: int,
+def source_batches(source: Source, *, batch_size: int, workers: int, shuffle: bool, seed: int,
                  drop_last: bool, **loader_kwargs: Any) -> LoaderBatches:
     """The Loader as the trainer reads it: ``epoch(e, start)`` iterators over its batches."""
     if batch_size <= 0:

@@ -6,13 +6,12 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional
 
 from ..errors import KeyedError
-from ..loaders import CsvTable, ImageFolder, ListFile
 from ..loaders.base import Source
 from ..pipeline.loader import Loader
 from ..protocols import BatchLoader
 from ..stream import TEST, TRAIN, Stream
 from .deploy import class_names_of
-from .feeding import LoaderBatches, as_source, batch_stream, holdout_split, loader_stream
+from .feeding import LoaderBatches, as_source, holdout_split, loader_batches, source_batches
 
 # Stream keys that set the values the net sees: the model's own input scaling then stays off.
 _VALUE_KEYS = ("scale", "mean_file", "mean_value", "to_range")
@@ -57,7 +56,7 @@ def open_feeds(train_source: Any, val_source: Any, *, holdout: float, batch_size
     if isinstance(train_source, BatchLoader):
         if holdout:
             raise ValueError("a holdout split needs a source or a Stream, not a ready loader")
-        train = loader_stream(train_source, batch_size=batch_size, seed=seed)
+        train = loader_batches(train_source, batch_size=batch_size, seed=seed)
         state = train_source.state_dict()
         names = class_names or (class_names_of(train_source.source) if isinstance(train_source, Loader) else None)
         val = _val_batches(val_source, names, state["batch_size"], workers, loader_kwargs)
@@ -67,8 +66,8 @@ def open_feeds(train_source: Any, val_source: Any, *, holdout: float, batch_size
     names = class_names or class_names_of(source)
     if holdout:
         source, val_source = holdout_split(source, holdout, seed=seed)
-    train = batch_stream(source, batch_size=size, workers=workers, shuffle=True, seed=seed, drop_last=True,
-                         **loader_kwargs)
+    train = source_batches(source, batch_size=size, workers=workers, shuffle=True, seed=seed, drop_last=True,
+                           **loader_kwargs)
     try:
         val = _val_batches(val_source, names, size, workers, loader_kwargs)
     except BaseException:
@@ -84,23 +83,16 @@ def _val_batches(val: Any, names: Optional[List[str]], batch_size: int, workers:
     if isinstance(val, BatchLoader):
         return LoaderBatches(val)
     source = val_source(Stream(source=os.fspath(val)), names) if isinstance(val, (str, os.PathLike)) else as_source(val)
-    return batch_stream(source, batch_size=batch_size, workers=workers, shuffle=False, seed=0, drop_last=False,
-                        **loader_kwargs)
+    return source_batches(source, batch_size=batch_size, workers=workers, shuffle=False, seed=0, drop_last=False,
+                          **loader_kwargs)
 
 
 def val_source(stream: Stream, names: Optional[List[str]]) -> Source:
     """The stream's Source with the training set's codes (one mapping per dataset: a validation file
-    without Class_1 must not shift Class_3 to code 1, a folder without dog/ must not make emu 1)."""
-    kind = stream.kind()
-    if names and kind == "csv":
-        kwargs = {"label_column": stream.label_column} if stream.label_column else {}
-        return CsvTable(stream.source, caffe_shape=True, classes=names, **kwargs)
-    if names and kind == "folder":
-        return ImageFolder(stream.source, color=stream.is_color, classes=names)
-    if names and kind == "list":
-        return ListFile(stream.source, root=stream.root_folder, color=stream.is_color, classes=names)
-    source = stream.build_source(caffe_layout=True)
-    if names:
+    without Class_1 must not shift Class_3 to code 1, a folder without dog/ must not make emu 1);
+    opened by the stream's kind (:func:`feedstock.stream.kinds.source_of`) like every other Source."""
+    source = stream.build_source(caffe_layout=True, class_names=names or None)
+    if names:  # kinds whose codes are fixed when built (an LMDB's labels.txt) must agree
         check_same_classes(source, names, stream.source)
     return source
 

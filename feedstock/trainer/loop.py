@@ -24,7 +24,7 @@ from .report import TrainReport, build_report, write_metrics  # noqa: F401  (Tra
 
 log = logging.getLogger(__name__)
 
-_DROPOUT_TAG = 0x44524F50  # "DROP": keeps the dropout stream apart from the data order
+_DROPOUT_TAG = 0x44524F50  # "DROP": keeps the dropout draws apart from the data order
 
 
 def resolve_solver(solver_cfg: Any, model: ModelDef) -> SolverConfig:
@@ -43,13 +43,13 @@ def step_seed(seed: int, it: int) -> int:
     return int(np.random.SeedSequence([seed, it, _DROPOUT_TAG]).generate_state(1)[0])
 
 
-def evaluate(net: Net, feeder: DeviceFeeder, stream: Any, test_iter: int = 0, *,
+def evaluate(net: Net, feeder: DeviceFeeder, val_batches: Any, test_iter: int = 0, *,
              check: Optional[BatchCheck] = None) -> Meter:
-    """The net's meter over the stream's epoch 0 (the first ``test_iter`` batches when > 0)."""
-    check = check or BatchCheck(net, stream="validation data")
+    """The net's meter over epoch 0 of ``val_batches`` (the first ``test_iter`` batches when > 0)."""
+    check = check or BatchCheck(net, what="validation data")
     meter = net.meter()
     # A test pass is no training step: it is kept out of the timing report (record=False).
-    batches = _closable(feeder.feed(check.host(stream.epoch(0)), slots=stream.slot_arrays, record=False))
+    batches = _closable(feeder.feed(check.host(val_batches.epoch(0)), slots=val_batches.slot_arrays, record=False))
     for k, batch in enumerate(batches):
         if test_iter and k >= test_iter:
             break
@@ -78,8 +78,8 @@ class _Run:
         self.deploy_arrays: Dict[str, np.ndarray] = {}  # carried by value in every snapshot (the mean image)
         self.stopped_at: Optional[int] = None  # the iteration a stop request (SIGINT/SIGTERM) ended the run at
         self.last_test: Dict[str, float] = {}
-        self.train_check = BatchCheck(self.net, stream="training data")
-        self.val_check = BatchCheck(self.net, stream="validation data")
+        self.train_check = BatchCheck(self.net, what="training data")
+        self.val_check = BatchCheck(self.net, what="validation data")
 
     def test(self, feeder: DeviceFeeder, val: Any) -> None:
         with feeder.paused():
@@ -215,9 +215,9 @@ def _extra(run: _Run, feeds: Feeds, resume: Union[str, Path, None]) -> Dict[str,
     return {"seed": seed, "batch_size": batch_size, "model": run.mdef.name, "deploy": deploy.to_dict()}
 
 
-def _first_batch(check: BatchCheck, stream: Any) -> None:
-    """Check the first batch of ``stream`` (layout and labels) and put the stream back."""
-    batches = check.host(stream.epoch(0))
+def _first_batch(check: BatchCheck, loader_batches: Any) -> None:
+    """Check the first batch of ``loader_batches`` (layout and labels) and put them back."""
+    batches = check.host(loader_batches.epoch(0))
     try:
         next(batches, None)
     finally:
@@ -226,18 +226,18 @@ def _first_batch(check: BatchCheck, stream: Any) -> None:
 
 def _loop(run: _Run, feeder: DeviceFeeder, feeds: Feeds, extra: Dict[str, Any],
           progress: Optional[Callable[[int], None]], stop: Optional[Callable[[], bool]] = None) -> None:
-    cfg, solver, train_stream, val_stream = run.cfg, run.solver, feeds.train, feeds.val
-    if val_stream is not None:
-        _first_batch(run.val_check, val_stream)  # a bad validation layout fails now, not after training
+    cfg, solver, train_batches, val_batches = run.cfg, run.solver, feeds.train, feeds.val
+    if val_batches is not None:
+        _first_batch(run.val_check, val_batches)  # a bad validation layout fails now, not after training
     tested_at = -1
     while solver.iter < cfg.max_iter:
-        epoch, start = divmod(solver.iter, train_stream.num_batches)
-        host = run.train_check.host(train_stream.epoch(epoch, start))
-        batches = _closable(feeder.feed(host, epoch=epoch, slots=train_stream.slot_arrays))
+        epoch, start = divmod(solver.iter, train_batches.num_batches)
+        host = run.train_check.host(train_batches.epoch(epoch, start))
+        batches = _closable(feeder.feed(host, epoch=epoch, slots=train_batches.slot_arrays))
         for batch in batches:
             due = cfg.test_interval and solver.iter % cfg.test_interval == 0
-            if val_stream is not None and due and (solver.iter > 0 or cfg.test_initialization):
-                run.test(feeder, val_stream)
+            if val_batches is not None and due and (solver.iter > 0 or cfg.test_initialization):
+                run.test(feeder, val_batches)
                 tested_at = solver.iter
             run.step(batch)
             if progress is not None:
@@ -253,8 +253,8 @@ def _loop(run: _Run, feeder: DeviceFeeder, feeds: Feeds, extra: Dict[str, Any],
         if run.stopped_at is not None:
             _stopped(run, feeder, extra)
             return
-    if val_stream is not None and tested_at != solver.iter:
-        run.test(feeder, val_stream)
+    if val_batches is not None and tested_at != solver.iter:
+        run.test(feeder, val_batches)
     if run.out_dir is not None and not (cfg.snapshot and solver.iter % cfg.snapshot == 0):
         run.snapshot(feeder, run.out_dir, extra)  # Caffe's snapshot_after_train
 

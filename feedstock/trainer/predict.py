@@ -80,7 +80,7 @@ class Predictor:
         loader = self.loader(data, batch_size=batch_size, workers=workers)
         why = unlabelled(loader.source, os.fspath(data))
         labelled = why is None
-        check = BatchCheck(self.net, stream=os.fspath(data), labels=labelled)
+        check = BatchCheck(self.net, what=os.fspath(data), labels=labelled)
         meter = self.net.meter() if labelled else None
         probs, ids = [], []
         batches = LoaderBatches(loader)
@@ -175,25 +175,14 @@ def predict_source(stream: Stream, class_names: Optional[Sequence[str]],
                    features: Optional[Sequence[str]] = None) -> Source:
     """The stream's Source on predict data, with labels when the data has them (a CSV's label
     column, an HDF5 ``label`` dataset) and none otherwise (Otto's test.csv); a CSV's feature
-    columns matched by name to the training ``features``."""
+    columns matched by name to the training ``features``. Opened by the stream's kind
+    (:func:`feedstock.stream.kinds.source_of`), as training opens it."""
     kind = stream.kind()
-    if kind == "csv":
-        with open(stream.source, newline="", encoding="utf-8-sig") as f:
-            header = [h.strip() for h in next(csv.reader(f), [])]
-        column = stream.label_column or "target"
-        if column not in header:
-            return match_features(CsvTable(stream.source, caffe_shape=True, label_column=None), features)
-        # the training set's codes: a file without Class_1 must still map Class_3 to code 2
-        return match_features(CsvTable(stream.source, caffe_shape=True, label_column=column,
-                                       classes=None if class_names is None else list(class_names)), features)
+    if kind == "csv":  # the training set's codes: a file without Class_1 must still map Class_3 to code 2
+        table = stream.build_source(caffe_layout=True, class_names=class_names, labels="optional")
+        return match_features(table, features) if isinstance(table, CsvTable) else table
     if kind == "hdf5":
-        import h5py
-
-        from ..loaders.hdf5 import hdf5_files
-
-        with h5py.File(hdf5_files(stream.source)[0], "r") as f:
-            fields = ("data", "label") if "label" in f else ("data",)
-        return stream.build_source(fields=fields)
+        return stream.build_source(labels="optional")
     if class_names and kind in ("folder", "list", "lmdb"):
         from .inputs import val_source
 

@@ -111,7 +111,7 @@ def test_unknown_key_lists_the_valid_keys():
     ({"tops": ["data", 3]}, "'tops' must be a non-empty list"),
     ({"workers": -1}, "'workers'=-1 must be >= 0"),
     ({"prefetch": 0}, "'prefetch'=0 must be >= 1"),
-    ({"rank": 2, "world_size": 2}, "'rank'=2 must be below world_size=2"),
+    ({"shard": "2/2"}, "'shard'=2/2 must have 0 <= i < n"),
     ({"seed": -1}, "'seed'=-1 must be an integer in"),
     ({"seed": 1.5}, "'seed' must be int"),
     ({"max_bad_fraction": 2}, "'max_bad_fraction'=2.0 must be in \\[0, 1\\]"),

@@ -33,7 +33,7 @@ def test_a_stream_builds_the_loader_its_options_describe(tmp_path):
     (tmp_path / "t.csv").write_text("a,b,target\n" + "".join(f"{i},{i * 2},{i % 3}\n" for i in range(10)))
     stream = Stream(source=str(tmp_path / "t.csv"), batch_size=3, seed=7, workers=0)
     opts = stream.loader_options()
-    assert opts == LoaderOptions(batch_size=3, seed=7, workers=0, rank=0, world_size=1)
+    assert opts == LoaderOptions(batch_size=3, seed=7, workers=0, shard=(0, 1))
     assert stream.loader_options(shuffle=True).shuffle is True
     with stream.build_loader() as built, Loader.from_options(stream.build_source(), None, opts) as by_hand:
         assert built.options == by_hand.options == opts
@@ -83,8 +83,8 @@ def test_from_kwargs_names_unknown_options_and_numpy_ints_pass():
     assert set(opts.as_kwargs()) == set(OPTION_KEYS) == {f.name for f in dataclasses.fields(LoaderOptions)}
     with pytest.raises(dataclasses.FrozenInstanceError):
         opts.seed = 4  # type: ignore[misc]
-    with pytest.raises(OptionError, match="'rank'=2 must be below world_size=2"):
-        LoaderOptions(rank=2, world_size=2)
+    with pytest.raises(OptionError, match="'shard'=2/2 must have 0 <= i < n"):
+        LoaderOptions(shard=(2, 2))
 
 
 def test_the_work_split_is_a_constructor_choice():

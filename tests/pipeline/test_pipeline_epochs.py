@@ -28,7 +28,7 @@ def _only_in_next_epoch(n: int, batch_size: int) -> tuple:
     """(seed, record): a record dropped from epoch 0 (drop_last) but in batch 0 of epoch 1."""
     for seed in range(200):
         sampler = Sampler(n, batch_size=batch_size, seed=seed)
-        used = set(sampler.shard(0)[: sampler.num_batches * batch_size].tolist())
+        used = set(sampler.epoch_order(0)[: sampler.num_batches * batch_size].tolist())
         candidates = set(sampler.batch(1, 0).tolist()) - used
         if candidates:
             return seed, min(candidates)

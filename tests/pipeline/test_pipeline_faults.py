@@ -50,7 +50,7 @@ def test_source_exception_names_the_record(no_leaks):
 
 def _expected_skip_labels(n: int, bad: set, batch_size: int, seed: int, epoch: int):
     """The documented rule, by hand: a bad record's row takes the next good record in shard order."""
-    order = Sampler(n, batch_size=batch_size, seed=seed).shard(epoch).tolist()
+    order = Sampler(n, batch_size=batch_size, seed=seed).epoch_order(epoch).tolist()
     labels = []
     for pos in range(len(order) // batch_size * batch_size):
         step = 0

@@ -148,7 +148,7 @@ def test_rank_shards_cover_the_dataset(no_leaks, monkeypatch):
     source = make_source(23)
     seen, counts = [], set()
     for rank in range(3):
-        with Loader(source, batch_size=3, workers=1, seed=4, drop_last=False, rank=rank, world_size=3,
+        with Loader(source, batch_size=3, workers=1, seed=4, drop_last=False, shard=(rank, 3),
                     shuffle=True) as loader:
             labels = [b["label"] for b in collect(loader)]
         counts.add(len(labels))

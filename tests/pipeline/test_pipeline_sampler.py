@@ -13,16 +13,16 @@ def _batches(sampler: Sampler, epoch: int):
 
 def test_hand_computed_shards_without_shuffle():
     # 10 records, 3 ranks, batch 2. drop_last=False pads by wrapping: 0..9, 0, 1.
-    pad = [Sampler(10, batch_size=2, shuffle=False, drop_last=False, rank=r, world_size=3) for r in range(3)]
+    pad = [Sampler(10, batch_size=2, shuffle=False, drop_last=False, shard=(r, 3)) for r in range(3)]
     assert [_batches(s, 0) for s in pad] == [
         [[0, 3], [6, 9]],
         [[1, 4], [7, 0]],
         [[2, 5], [8, 1]],
     ]
     # drop_last=True truncates to 9 records; each rank keeps 3, i.e. one full batch of 2.
-    cut = [Sampler(10, batch_size=2, shuffle=False, drop_last=True, rank=r, world_size=3) for r in range(3)]
+    cut = [Sampler(10, batch_size=2, shuffle=False, drop_last=True, shard=(r, 3)) for r in range(3)]
     assert [_batches(s, 0) for s in cut] == [[[0, 3]], [[1, 4]], [[2, 5]]]
-    assert [s.shard(0).tolist() for s in cut] == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]
+    assert [s.epoch_order(0).tolist() for s in cut] == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]
 
 
 def test_short_last_batch_when_not_dropping():
@@ -36,9 +36,9 @@ def test_short_last_batch_when_not_dropping():
 def test_shards_cover_disjointly_with_equal_batch_counts(n, batch, world, drop_last):
     if drop_last and (n // world) // batch == 0:
         with pytest.raises(ValueError, match="drop_last"):
-            Sampler(n, batch_size=batch, drop_last=True, world_size=world, rank=0)
+            Sampler(n, batch_size=batch, drop_last=True, shard=(0, world))
         return
-    samplers = [Sampler(n, batch_size=batch, seed=5, drop_last=drop_last, rank=r, world_size=world)
+    samplers = [Sampler(n, batch_size=batch, seed=5, drop_last=drop_last, shard=(r, world))
                 for r in range(world)]
     assert len({s.num_batches for s in samplers}) == 1  # every rank the same number of batches
     per_rank = [np.concatenate(_batches(s, 3)) for s in samplers]

@@ -16,7 +16,7 @@ from feedstock.fixtures.synthetic import make_raw_lmdb
 from feedstock.loaders.array import ArraySource
 from feedstock.remote import FeedServer, RemoteLoader
 from feedstock.remote.security import check_bind, is_loopback
-from feedstock.remote.served import serve_part
+from feedstock.remote.served import serve_shard
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def _port(endpoint: str) -> str:
 
 
 def test_a_killed_server_restarted_on_its_port_resumes_its_part(lmdb_src, no_leaks):
-    args = [serve_args(lmdb_src, "--part", f"{j}/2") for j in range(2)]
+    args = [serve_args(lmdb_src, "--batch-shard", f"{j}/2") for j in range(2)]
     servers = [ServeProcess(a) for a in args]
     with local_loader(serve_args(lmdb_src)) as local:
         want = copies(local) + copies(local)
@@ -53,7 +53,7 @@ def test_a_killed_server_restarted_on_its_port_resumes_its_part(lmdb_src, no_lea
 
 
 def test_a_server_that_stays_away_raises_server_lost_naming_it(lmdb_src):
-    servers = [ServeProcess(serve_args(lmdb_src, "--part", f"{j}/2")) for j in range(2)]
+    servers = [ServeProcess(serve_args(lmdb_src, "--batch-shard", f"{j}/2")) for j in range(2)]
     try:
         with RemoteLoader([s.endpoint for s in servers], prefetch=2, reconnect=1.5, timeout=30) as remote:
             it = iter(remote)
@@ -112,14 +112,14 @@ def test_a_server_error_reaches_the_trainer_with_the_record_key():
 
 def _loader(part=(0, 1), n=40, **kw):
     kw = {"shuffle": True, "drop_last": True, **kw}  # the Loader defaults these tests were written for
-    return serve_part(Loader(ArraySource(data=np.zeros((n, 2), np.uint8)), batch_size=4, workers=0, **kw), part)
+    return serve_shard(Loader(ArraySource(data=np.zeros((n, 2), np.uint8)), batch_size=4, workers=0, **kw), part)
 
 
 def test_servers_of_different_streams_are_refused():
     pairs = [
-        ((_loader((0, 2)), _loader((0, 2))), "parts 0/2 .. 1/2 once each"),
+        ((_loader((0, 2)), _loader((0, 2))), "batch shards 0/2 .. 1/2 once each"),
         ((_loader((0, 2)), _loader((1, 2), n=44)), "length=44"),
-        ((_loader((0, 1)), _loader((0, 1))), "parts 0/2 .. 1/2"),
+        ((_loader((0, 1)), _loader((0, 1))), "batch shards 0/2 .. 1/2"),
     ]
     for loaders, message in pairs:
         servers = [ThreadServer(lo) for lo in loaders]

@@ -25,8 +25,8 @@ def lmdb_src(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def two_servers(lmdb_src):
-    """`feedstock serve` processes for parts 0/2 and 1/2 of one stream (started once: they take a second)."""
-    servers = [ServeProcess(serve_args(lmdb_src, "--part", f"{j}/2")) for j in range(2)]
+    """`feedstock serve` processes for batch shards 0/2 and 1/2 of one epoch (started once: they take a second)."""
+    servers = [ServeProcess(serve_args(lmdb_src, "--batch-shard", f"{j}/2")) for j in range(2)]
     yield servers
     for s in servers:
         assert s.stop() == 0, "\n".join(s.lines)
@@ -35,8 +35,8 @@ def two_servers(lmdb_src):
 @pytest.mark.parametrize("length,batch,drop_last,n", [(103, 10, False, 3), (103, 10, True, 3), (100, 10, False, 4),
                                                        (95, 7, False, 2), (41, 10, False, 2), (9, 4, False, 1)])
 def test_parts_interleave_to_the_whole_stream(length, batch, drop_last, n):
-    whole = Sampler(length, batch_size=batch, seed=1, drop_last=drop_last, rank=1, world_size=2)
-    parts = [Sampler(length, batch_size=batch, seed=1, drop_last=drop_last, rank=1, world_size=2, part=(j, n))
+    whole = Sampler(length, batch_size=batch, seed=1, drop_last=drop_last, shard=(1, 2))
+    parts = [Sampler(length, batch_size=batch, seed=1, drop_last=drop_last, shard=(1, 2), batch_shard=(j, n))
              for j in range(n)]
     for g in range(whole.num_batches):
         part, k = parts[g % n], g // n
@@ -46,11 +46,11 @@ def test_parts_interleave_to_the_whole_stream(length, batch, drop_last, n):
     assert sum(p.shard_size for p in parts) == whole.shard_size
 
 
-def test_a_part_without_batches_is_refused():
-    with pytest.raises(ValueError, match="part 2/3 gets none of the 2 batches"):
-        Sampler(20, batch_size=10, part=(2, 3))
-    with pytest.raises(ValueError, match="part"):
-        Sampler(20, batch_size=10, part=(3, 3))
+def test_a_batch_shard_without_batches_is_refused():
+    with pytest.raises(ValueError, match="batch shard 2/3 gets none of the 2 batches"):
+        Sampler(20, batch_size=10, batch_shard=(2, 3))
+    with pytest.raises(ValueError, match="batch_shard=3/3"):
+        Sampler(20, batch_size=10, batch_shard=(3, 3))
 
 
 def test_two_servers_give_the_local_loaders_batches(lmdb_src, two_servers):
@@ -242,15 +242,15 @@ def test_the_trainer_trains_the_same_net_on_a_remote_feed(tmp_path):
 
 
 def test_training_needs_full_batches_of_its_size_from_the_feed():
-    from feedstock.trainer.feeding import loader_stream
+    from feedstock.trainer.feeding import loader_batches
 
     server = ThreadServer(_array_loader(drop_last=False))
     try:
         with RemoteLoader([server.endpoint]) as remote:
             with pytest.raises(ValueError, match="batches of 4, training asks for 8"):
-                loader_stream(remote, batch_size=8, seed=0)
+                loader_batches(remote, batch_size=8, seed=0)
             with pytest.raises(ValueError, match="--drop-last"):
-                loader_stream(remote, batch_size=4, seed=0)
+                loader_batches(remote, batch_size=4, seed=0)
     finally:
         server.close()
 

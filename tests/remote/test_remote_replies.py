@@ -15,12 +15,12 @@ from feedstock import Loader
 from feedstock.errors import RemoteError
 from feedstock.loaders.array import ArraySource
 from feedstock.remote import RemoteLoader
-from feedstock.remote.served import serve_part
+from feedstock.remote.served import serve_shard
 
 
 def _loader(part=(0, 1)) -> Loader:
     source = ArraySource(data=np.zeros((16, 3), np.int32), label=np.arange(16))  # 48 + 32 bytes a batch
-    return serve_part(Loader(source, batch_size=4, workers=0, shuffle=True, drop_last=True), part)
+    return serve_shard(Loader(source, batch_size=4, workers=0, shuffle=True, drop_last=True), part)
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +97,8 @@ def test_a_bad_meta_is_an_error_naming_the_server_and_field(good_meta, changes, 
     ([b"\xff\x00garbage"], "not a feedstock control message"),
     ([b"[" * 100_000], "not a feedstock control message"),
     ([b'{"op": "boom"}'], "unknown message"),
-    ([b'{"op": "error", "session": -1, "kind": "stream", "message": "' + b"x" * 1_000_000 + b'"}'], "characters"),
-    ([b'{"op": "error", "session": "s", "kind": "stream", "message": "m"}'], "session"),
+    ([b'{"op": "error", "session": -1, "kind": "loader", "message": "' + b"x" * 1_000_000 + b'"}'], "characters"),
+    ([b'{"op": "error", "session": "s", "kind": "loader", "message": "m"}'], "session"),
 ])
 def test_a_bad_reply_to_hello_is_an_error_naming_the_server(frames, match):
     fake = FakeServer(lambda req: [frames])

@@ -1,4 +1,4 @@
-"""The feed server's view of a Loader: one part of the stream (serve_part) and leased batches (leased)."""
+"""The feed server's view of a Loader: one batch shard of the epoch (serve_shard) and leased batches (leased)."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +8,7 @@ from pipeline_helpers import Jitter, collect, make_source
 from feedstock.loaders.array import ArraySource
 from feedstock.pipeline.loader import Loader
 from feedstock.pipeline.sampler import Sampler
-from feedstock.remote.served import leased, serve_part
+from feedstock.remote.served import leased, serve_shard
 
 
 def test_public_loader_has_no_part_option():
@@ -19,8 +19,8 @@ def test_public_loader_has_no_part_option():
 def test_a_sampler_injected_at_construction_is_the_served_part():
     source, kw = make_source(30), dict(batch_size=4, seed=5, shuffle=True, drop_last=True, workers=0)
     with Loader(source, [Jitter()], **kw) as narrowed:
-        part = Sampler(30, batch_size=4, seed=5, part=(1, 3))
-        serve_part(narrowed, (1, 3))
+        part = Sampler(30, batch_size=4, seed=5, batch_shard=(1, 3))
+        serve_shard(narrowed, (1, 3))
         with Loader(source, [Jitter()], sampler=part, **kw) as injected:
             assert len(injected) == len(narrowed) == len(range(1, 7, 3))
             for a, b in zip(collect(injected), collect(narrowed)):
@@ -35,7 +35,7 @@ def test_parts_interleaved_give_back_the_whole_stream(no_leaks, n, drop_last):
     kw = dict(batch_size=4, seed=5, drop_last=drop_last, shuffle=True)
     with Loader(source, [Jitter()], workers=0, **kw) as whole:
         want = [collect(whole), collect(whole)]  # epochs 0 and 1
-    parts = [serve_part(Loader(source, [Jitter()], workers=2 if j == 0 else 0, **kw), (j, n)) for j in range(n)]
+    parts = [serve_shard(Loader(source, [Jitter()], workers=2 if j == 0 else 0, **kw), (j, n)) for j in range(n)]
     try:
         for epoch in (0, 1):
             got = [collect(p) for p in parts]
@@ -51,10 +51,10 @@ def test_parts_interleaved_give_back_the_whole_stream(no_leaks, n, drop_last):
             p.close()
 
 
-def test_serve_part_rejects_a_bad_part():
-    for part in [(2, 2), (-1, 2), (0, 0), "0/2"]:
-        with pytest.raises(ValueError, match="part="):
-            serve_part(Loader(make_source(8), batch_size=2, workers=0, shuffle=True,
+def test_serve_shard_rejects_a_bad_shard():
+    for part in [(2, 2), (-1, 2), (0, 0), "2/2", "0-2", (0.0, 2), (True, 2)]:
+        with pytest.raises(ValueError, match="batch_shard="):
+            serve_shard(Loader(make_source(8), batch_size=2, workers=0, shuffle=True,
                               drop_last=True), part)  # type: ignore[arg-type]
 
 

@@ -16,7 +16,7 @@ from feedstock.fixtures.synthetic import make_raw_lmdb
 from feedstock.loaders.array import ArraySource
 from feedstock.remote import FeedServer, RemoteLoader
 from feedstock.remote.fingerprint import first_difference, portable_repr
-from feedstock.remote.served import serve_part
+from feedstock.remote.served import serve_shard
 from feedstock.stream import Stream
 
 
@@ -49,28 +49,28 @@ def _no_mirror(src: str, *extra: str) -> list:
 
 
 @pytest.mark.parametrize("second,setting", [
-    (lambda src: serve_args(src, "--part", "1/2", "--scale", "0.25"), "scale"),
-    (lambda src: serve_args(src, "--part", "1/2", "--mean-value", "10,20,31"), "mean_value"),
-    (lambda src: _no_mirror(src, "--part", "1/2"), "mirror"),
-    (lambda src: serve_args(src, "--part", "1/2", "--phase", "test"), "phase"),  # same shapes, a centre crop
+    (lambda src: serve_args(src, "--batch-shard", "1/2", "--scale", "0.25"), "scale"),
+    (lambda src: serve_args(src, "--batch-shard", "1/2", "--mean-value", "10,20,31"), "mean_value"),
+    (lambda src: _no_mirror(src, "--batch-shard", "1/2"), "mirror"),
+    (lambda src: serve_args(src, "--batch-shard", "1/2", "--phase", "test"), "phase"),  # same shapes, a centre crop
 ])
 def test_servers_with_different_transform_settings_are_refused(lmdbs, second, setting):
     train = lmdbs[0]
-    loaders = [local_loader(serve_args(train, "--part", "0/2")), local_loader(second(train))]
+    loaders = [local_loader(serve_args(train, "--batch-shard", "0/2")), local_loader(second(train))]
     message = _refused(loaders, re.escape(setting))
     assert "servers of one feed must share" in message
 
 
 def test_servers_of_another_source_of_the_same_shape_are_refused(lmdbs):
     train, _, val = lmdbs
-    loaders = [local_loader(serve_args(train, "--part", "0/2")), local_loader(serve_args(val, "--part", "1/2"))]
+    loaders = [local_loader(serve_args(train, "--batch-shard", "0/2")), local_loader(serve_args(val, "--batch-shard", "1/2"))]
     message = _refused(loaders, "source")
     assert "val_lmdb" in message and "train_lmdb" in message
 
 
 def test_the_same_data_mounted_elsewhere_is_one_feed(lmdbs):
     train, copy, _ = lmdbs
-    loaders = [local_loader(serve_args(train, "--part", "0/2")), local_loader(serve_args(copy, "--part", "1/2"))]
+    loaders = [local_loader(serve_args(train, "--batch-shard", "0/2")), local_loader(serve_args(copy, "--batch-shard", "1/2"))]
     servers = [ThreadServer(lo) for lo in loaders]
     try:
         with local_loader(serve_args(train)) as local:
@@ -84,7 +84,7 @@ def test_the_same_data_mounted_elsewhere_is_one_feed(lmdbs):
 
 def _array_loader(part, **kw) -> Loader:
     kw = {"shuffle": True, "drop_last": True, **kw}  # the Loader defaults these tests were written for
-    return serve_part(Loader(ArraySource(data=np.zeros((40, 2), np.uint8)), batch_size=4, workers=0, **kw), part)
+    return serve_shard(Loader(ArraySource(data=np.zeros((40, 2), np.uint8)), batch_size=4, workers=0, **kw), part)
 
 
 def test_a_given_fingerprint_is_compared_key_by_key():

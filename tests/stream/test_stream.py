@@ -246,3 +246,31 @@ def test_a_new_source_kind_is_one_registry_entry_and_its_module(tmp_path, no_lea
     finally:
         unregister("npz")
     assert "npz" not in source_types()
+
+
+def test_a_registered_kind_is_reached_by_open_source_too(tmp_path):
+    from kind_npz import NpzRows, open_npz
+
+    from feedstock.loaders import guess_kind, open_source
+    from feedstock.stream.kinds import SourceKind, register, unregister
+
+    data = np.arange(5 * 2, dtype=np.uint8).reshape(5, 2)
+    path = str(tmp_path / "rows.npz")
+    np.savez(path, data=data, label=np.arange(5) % 2)
+    with pytest.raises(ValueError, match="cannot tell the format"):
+        open_source(path)
+    register(SourceKind("npz", open_npz, lambda p: p.endswith(".npz")))
+    try:
+        assert guess_kind(path) == "npz"
+        source = open_source(path)
+        assert isinstance(source, NpzRows) and len(source) == 5
+        np.testing.assert_array_equal(source[3]["data"], data[3])
+        assert int(source[3]["label"]) == 1
+        with pytest.raises(TypeError, match="not \\['colour'\\]"):  # a key no stream has
+            open_source(path, colour=False)
+        (tmp_path / "classes.npz" / "cat").mkdir(parents=True)
+        assert guess_kind(str(tmp_path / "classes.npz")) == "folder"  # the built-in kinds still come first
+    finally:
+        unregister("npz")
+    with pytest.raises(ValueError, match="cannot tell the format"):
+        open_source(path)  # gone with its registry entry
