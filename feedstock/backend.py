@@ -5,7 +5,7 @@ import functools
 import logging
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Optional, Union, cast
+from typing import TYPE_CHECKING, Optional, Union, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
@@ -52,7 +52,7 @@ def probe_cupy() -> Optional[ModuleType]:
 class Backend:
     """One array module (``xp``) and the few operations that differ between numpy and cupy."""
 
-    xp: Any
+    xp: ModuleType  # numpy or cupy
     name: str
 
     @property

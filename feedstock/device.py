@@ -20,7 +20,20 @@ import logging
 import mmap
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Generator,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -192,7 +205,7 @@ class DeviceFeeder:
     # -- feeding ---------------------------------------------------------------
     def feed(self, batches: Iterable[Batch], *, epoch: int = 0,
              slots: Optional[Callable[[], Sequence[Mapping[str, np.ndarray]]]] = None,
-             record: bool = True) -> Iterator[Dict[str, Array]]:
+             record: bool = True) -> Generator[Dict[str, Array], None, None]:
         """Device batches from host batches; appends this pass's FeedStats (when ``record``) at its end.
 
         ``slots`` (e.g. ``loader.slot_arrays``) is called once the first batch has

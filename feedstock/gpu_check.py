@@ -21,9 +21,16 @@ from __future__ import annotations
 import inspect
 import sys
 import time
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from types import ModuleType
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, TextIO, Tuple, Union
 
 import numpy as np
+
+from .protocols import Source
+
+if TYPE_CHECKING:
+    from .pipeline.loader import Loader
+    from .trainer.modeldef import ModelDef
 
 STEPS, TOLERANCE = 20, 1e-4
 BACKENDS = ("numpy", "cupy")  # the trainer parts compare these two (tests run numpy against itself)
@@ -34,7 +41,7 @@ class Skip(Exception):
     """A part that cannot run here (its API or library is absent): said in one line, not a failure."""
 
 
-Part = Tuple[str, Callable[[Any], str]]
+Part = Tuple[str, Callable[[ModuleType], str]]  # a check of the cupy module
 
 
 def _data(n: int = 128) -> Tuple[np.ndarray, np.ndarray]:
@@ -44,7 +51,7 @@ def _data(n: int = 128) -> Tuple[np.ndarray, np.ndarray]:
     return tr.images[:n], tr.labels[:n]
 
 
-def _losses(model: Any, source: Any, backend: str, solver: dict, batch: int) -> np.ndarray:
+def _losses(model: Union[str, "ModelDef"], source: Union[Source, Tuple[np.ndarray, np.ndarray]], backend: str, solver: dict, batch: int) -> np.ndarray:
     from .trainer.loop import train
 
     report = train(model, source, None, dict(solver, max_iter=STEPS, display=0), None, batch_size=batch,
@@ -62,13 +69,13 @@ def _same_losses(name: str, cpu: np.ndarray, gpu: np.ndarray) -> str:
     return f"{STEPS} steps, max |loss numpy - loss cupy| = {diff:.1e}, final loss {gpu[-1]:.5f}"
 
 
-def check_lenet(cp: Any) -> str:
+def check_lenet(cp: ModuleType) -> str:
     images, labels = _data()
     solver = {"base_lr": 0.01, "momentum": 0.9, "weight_decay": 0.0005}
     return _same_losses("lenet", *(_losses("lenet", (images, labels), b, solver, 32) for b in BACKENDS))
 
 
-def check_fcn(cp: Any) -> str:
+def check_fcn(cp: ModuleType) -> str:
     from .fixtures.segdata import draw_sample
     from .loaders.array import ArraySource
     from .trainer.seg.models import fcn_small
@@ -82,7 +89,7 @@ def check_fcn(cp: Any) -> str:
     return _same_losses("fcn_small", *runs)
 
 
-def _loader(workers: int = 2) -> Any:
+def _loader(workers: int = 2) -> Loader:
     from .pipeline.loader import Loader
     from .trainer.feeding import labelled_arrays
 
@@ -90,7 +97,7 @@ def _loader(workers: int = 2) -> Any:
     return Loader(labelled_arrays(images, labels), batch_size=64, workers=workers, seed=0)
 
 
-def check_pinned(cp: Any) -> str:
+def check_pinned(cp: ModuleType) -> str:
     from .backend import get_backend
     from .device import DeviceFeeder
 
@@ -98,7 +105,7 @@ def check_pinned(cp: Any) -> str:
     calls: List[int] = []
     real = runtime.hostRegister
 
-    def counted(ptr: int, size: int, flags: int) -> Any:
+    def counted(ptr: int, size: int, flags: int) -> object:
         calls.append(size)
         return real(ptr, size, flags)
 
@@ -124,7 +131,7 @@ def check_pinned(cp: Any) -> str:
     return f"{per_epoch[0]} registration(s) in epoch 0, none in epoch 1, {registered >> 10} KiB, released on close"
 
 
-def check_overlap(cp: Any) -> str:
+def check_overlap(cp: ModuleType) -> str:
     from .benchtool.device_feed import measure_device
 
     lines = measure_device(lambda w: _loader(w), 2, seconds=2.0, step_s=0.005)
@@ -135,7 +142,7 @@ def check_overlap(cp: Any) -> str:
     return text.replace("device: ", "")
 
 
-def check_torch(cp: Any) -> str:
+def check_torch(cp: ModuleType) -> str:
     try:
         import torch
     except ImportError:
@@ -146,7 +153,7 @@ def check_torch(cp: Any) -> str:
     from .pipeline.loader import Loader
     from .trainer.feeding import labelled_arrays
 
-    loader_class: Any = getattr(ft, "DataLoader", None)  # engineer door's torch-signature DataLoader
+    loader_class: Optional[type] = getattr(ft, "DataLoader", None)  # engineer door's torch-signature DataLoader
     if loader_class is None:
         raise Skip("this feedstock.torch has no DataLoader (device/pinned batches arrive with it)")
     params = inspect.signature(loader_class).parameters
@@ -184,7 +191,7 @@ PARTS: Sequence[Part] = (("trainer lenet", check_lenet), ("trainer fcn_small", c
                          ("torch batches", check_torch))
 
 
-def run(parts: Sequence[Part], cp: Any, out: Any = None) -> int:
+def run(parts: Sequence[Part], cp: ModuleType, out: Optional[TextIO] = None) -> int:
     """Run every part, one verdict line each; 1 when one failed."""
     out = out or sys.stdout
     failed = 0

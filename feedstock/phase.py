@@ -1,13 +1,11 @@
 """Caffe's phase (``enum Phase { TRAIN = 0; TEST = 1; }``): the one parser every entry point uses."""
 from __future__ import annotations
 
-from typing import Any
-
 TRAIN, TEST = 0, 1
 _NAMES = {"TRAIN": TRAIN, "TEST": TEST}
 
 
-def parse_phase(value: Any) -> int:
+def parse_phase(value: object) -> int:
     """0 for "TRAIN"/"train"/0, 1 for "TEST"/"test"/1 (pycaffe sets ``layer.phase`` to the int)."""
     if isinstance(value, str) and value.upper() in _NAMES:
         return _NAMES[value.upper()]

@@ -10,6 +10,8 @@ the Caffe layer) check them here.
 """
 from __future__ import annotations
 
+from typing import TypeGuard, Union
+
 import numpy as np
 
 SEED_BITS = 64
@@ -21,22 +23,22 @@ MAX_INDEX = 2**INDEX_BITS
 _LOW_MASK = 2**64 - 1
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[Union[int, np.integer]]:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def check_seed(seed: object, *, name: str = "seed") -> int:
     """``seed`` as an int in [0, 2**63); ValueError naming ``name`` otherwise (Loader, Sampler, Caffe layer)."""
-    if not _is_int(seed) or not 0 <= int(seed) < MAX_SEED:  # type: ignore[call-overload]
+    if not _is_int(seed) or not 0 <= int(seed) < MAX_SEED:
         raise ValueError(f"{name}={seed!r} must be an integer in [0, 2**{SEED_BITS - 1})")
-    return int(seed)  # type: ignore[call-overload]
+    return int(seed)
 
 
 def check_epoch(epoch: object, *, name: str = "epoch") -> int:
     """``epoch`` as an int in [0, 2**24); ValueError naming ``name`` otherwise."""
-    if not _is_int(epoch) or not 0 <= int(epoch) < MAX_EPOCH:  # type: ignore[call-overload]
+    if not _is_int(epoch) or not 0 <= int(epoch) < MAX_EPOCH:
         raise ValueError(f"{name}={epoch!r} must be an integer in [0, 2**{EPOCH_BITS})")
-    return int(epoch)  # type: ignore[call-overload]
+    return int(epoch)
 
 
 def _key(seed: int, epoch: int, index: int) -> int:

@@ -27,7 +27,10 @@ import contextlib
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Iterator, List, Optional
+from typing import TYPE_CHECKING, Iterator, List, Optional
+
+if TYPE_CHECKING:
+    from threadpoolctl import threadpool_limits
 
 # Libraries that size a thread pool at load time read these.
 WORKER_ENV = (
@@ -86,7 +89,7 @@ def batch_scheduling() -> bool:
     return True
 
 
-def _set_blas(threads: int) -> Optional[Any]:
+def _set_blas(threads: int) -> Optional[threadpool_limits]:
     """threadpoolctl's limiter after setting BLAS and OpenMP pools to ``threads``; None without it."""
     try:
         from threadpoolctl import threadpool_limits

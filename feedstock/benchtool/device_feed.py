@@ -6,7 +6,8 @@ otherwise :func:`measure_device` says so in one line and measures nothing.
 from __future__ import annotations
 
 import time
-from typing import Any, List, Optional
+from types import ModuleType
+from typing import List, Optional
 
 import numpy as np
 
@@ -15,7 +16,7 @@ from .sweep import MakeLoader, Tick
 NO_GPU = "device: no GPU (cupy absent or no usable CUDA device): H2D bandwidth and feed overlap not measured"
 
 
-def bandwidth(cp: Any, host: np.ndarray, repeats: int) -> float:
+def bandwidth(cp: ModuleType, host: np.ndarray, repeats: int) -> float:
     """Bytes/s of ``repeats`` host->device copies of ``host`` on a side stream."""
     dev = cp.empty(host.shape, host.dtype)
     stream = cp.cuda.Stream(non_blocking=True)
@@ -53,7 +54,7 @@ def measure_device(make_loader: MakeLoader, workers: int, *, seconds: float = 1.
                 if time.perf_counter() >= deadline and batches >= 3:
                     break
         finally:
-            feed.close()  # type: ignore[attr-defined]  # records this pass's FeedStats
+            feed.close()
         stats = feeder.stats[-1]
         slot = loader.slot_arrays()[0]
         data = max(slot.values(), key=lambda a: a.nbytes)

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 
 from ..pipeline import machine
 from ..pipeline.auto import CONSUMER_THREADS, REPEATS, measure_counts
 from ..pipeline.fill import batch_spec
+from ..protocols import Source, Transform
 from ..transforms.base import as_compose
 from .memory import memory_of
 from .report import BenchResult
@@ -30,7 +31,7 @@ from .sweep import MakeLoader, SweepPoint, Tick, default_counts
 from .verdict import judge
 
 if TYPE_CHECKING:
-    pass
+    from ..stream import Stream
 
 Step = Callable[[str], None]  # the engine names each measurement as it starts it (a progress bar)
 
@@ -39,8 +40,8 @@ Step = Callable[[str], None]  # the engine names each measurement as it starts i
 class Subject:
     """What to measure: a source and its transforms, and how to make its Loader at a worker count."""
 
-    source: Any
-    transforms: List[Any]
+    source: Source
+    transforms: Sequence[Transform]
     make_loader: MakeLoader
     batch_size: int
     seed: int
@@ -48,7 +49,7 @@ class Subject:
     load_s: Optional[float] = None  # seconds the source took to open (a CSV's parse); None: not timed
 
     @classmethod
-    def of_stream(cls, stream: Any, phase: Union[int, str] = "train") -> "Subject":
+    def of_stream(cls, stream: Stream, phase: Union[int, str] = "train") -> "Subject":
         from ..pipeline.loader import Loader
         from ..stream import parse_phase
         from ..stream.build import build_transforms
@@ -66,8 +67,8 @@ class Subject:
                    stream.batch_size, seed, f"{stream.source} ({kind})", load_s)
 
     @classmethod
-    def of_parts(cls, source: Any, transforms: Any = None, *, batch_size: int = 64, seed: int = 0,
-                 description: str = "", **loader_kw: Any) -> "Subject":
+    def of_parts(cls, source: Source, transforms: Union[Transform, Sequence[Transform], None] = None, *,
+                 batch_size: int = 64, seed: int = 0, description: str = "", **loader_kw: Any) -> "Subject":
         from ..pipeline.loader import Loader
 
         kw = dict(dict(shuffle=True, drop_last=False), **loader_kw)

@@ -17,7 +17,7 @@ import itertools
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
@@ -26,10 +26,12 @@ from ..loaders import CaffeLmdb, Pairs
 from ..loaders.decode import color_mode, decode_image, read_bytes
 from ..loaders.images import LabeledImages
 from ..pipeline.fill import apply_batch, fast_path_ok, record_key
-from ..protocols import DecodeTimed
+from ..protocols import DecodeTimed, Source
 from ..rng import sample_rng
+from ..spec import Spec
 from ..transforms.base import Compose
 
+T = TypeVar("T")
 MIN_ITEMS = 2
 POOL_BYTES = 64 << 20  # decoded samples kept to time the transforms on their own
 POOL_ITEMS = 64
@@ -107,7 +109,7 @@ class _Clock:
             return True
         return self.wall < self.seconds and time.perf_counter() - self._w0 < self.seconds
 
-    def time(self, fn: Callable[[], Any], items: int = 1) -> Any:
+    def time(self, fn: Callable[[], T], items: int = 1) -> T:
         w0 = time.perf_counter()
         out = fn()
         self.wall += time.perf_counter() - w0
@@ -138,7 +140,7 @@ def shuffled(n: int, seed: int) -> Iterator[int]:
         yield from rng.permutation(n).tolist()
 
 
-def stored_bytes(source: Any, i: int) -> int:
+def stored_bytes(source: Source, i: int) -> int:
     """Bytes a record occupies where it is stored (files, LMDB value); else its arrays' bytes."""
     if isinstance(source, CaffeLmdb):
         from ..loaders.caffe_lmdb import shared_env
@@ -189,7 +191,7 @@ def time_file_reads(source: LabeledImages, seconds: float, seed: int) -> Tuple[S
     return reads.rate("read"), decodes.rate("decode")
 
 
-def split_decode(source: Any, total: StageRate, decode_s: Optional[float], seconds: float,
+def split_decode(source: Source, total: StageRate, decode_s: Optional[float], seconds: float,
                  seed: int) -> Tuple[StageRate, Optional[StageRate]]:
     """(read, decode or None): the source's total less its own decode clock, or both timed apart."""
     if isinstance(source, LabeledImages):
@@ -201,7 +203,7 @@ def split_decode(source: Any, total: StageRate, decode_s: Optional[float], secon
     return read, decode
 
 
-def sample_pool(source: Any, seed: int, limit: int = POOL_ITEMS, seconds: float = float("inf")) -> List[Dict[str, np.ndarray]]:
+def sample_pool(source: Source, seed: int, limit: int = POOL_ITEMS, seconds: float = float("inf")) -> List[Dict[str, np.ndarray]]:
     """A few decoded records (at most ``POOL_BYTES``, within about ``seconds`` after the first
     ``MIN_ITEMS``) to run the transforms on, away from the source."""
     pool, size, deadline = [], 0, time.perf_counter() + seconds
@@ -248,7 +250,7 @@ def time_transforms(source: Any, compose: Compose, spec: Dict[str, Any], seconds
     return clock.rate("transforms")
 
 
-def measure_stages(source: Any, compose: Compose, spec: Dict[str, Any], *, seconds: float, seed: int = 0,
+def measure_stages(source: Any, compose: Compose, spec: Spec, *, seconds: float, seed: int = 0,
                    batch_size: int = 64, load_s: Optional[float] = None) -> Stages:
     """Source (+ decode split) and transforms alone, in this process, in about ``seconds`` in all;
     ``load_s``: seconds the source took to open (a CSV's parse), reported as its own row."""

@@ -13,12 +13,12 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Any, Optional
+from typing import Optional
 
 from .engine import Subject
 
 
-def load_factory(spec: str) -> Any:
+def load_factory(spec: str) -> object:
     """The dataset ``module:factory`` names (the factory called with no arguments); ValueError naming the flag."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:

@@ -138,6 +138,7 @@ def _measure(args: argparse.Namespace, counts: Optional[List[int]], step: Callab
 
             subject = subject_of(args.dataset, batch_size=args.batch_size, seed=args.seed, shuffle=args.shuffle)
         else:
+            assert stream is not None  # built above: a SOURCE and no --dataset
             subject = Subject.of_stream(stream, args.phase)
         result = run_bench(subject, counts=counts, seconds=args.seconds, compare=args.compare, step=step,
                            repeats=args.repeats, consumer_threads=args.consumer_threads)

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import cv2
 import numpy as np
+
+from ..protocols import Source
 
 TILE = 128  # longest side of a tile, in pixels
 BAND = 18  # caption band under each tile
@@ -80,7 +82,7 @@ def contact_sheet(images: Sequence[Optional[np.ndarray]], captions: Sequence[str
     return sheet
 
 
-def sample_grid(source: Any, path: Union[str, "os.PathLike[str]"], *, count: int = 32, seed: int = 0,
+def sample_grid(source: Source, path: Union[str, "os.PathLike[str]"], *, count: int = 32, seed: int = 0,
                 class_names: Optional[Sequence[str]] = None) -> str:
     """A contact sheet of ``count`` records of ``source`` as stored, each captioned with its label (and the
     class name), written as a PNG; returns the path."""

@@ -19,7 +19,7 @@ import argparse
 import os
 import time
 from pathlib import Path
-from typing import Any, Tuple
+from typing import TYPE_CHECKING, Tuple
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from ..caffe_pb import array_to_datum
 from ..loaders import CaffeLmdb
 from ..writers import LmdbWriter
 from .progress import Bar
+
+if TYPE_CHECKING:
+    from ..trainer.report import TrainReport
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -92,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace, out: Path) -> Tuple[Any, list]:
+def _demo(args: argparse.Namespace, out: Path) -> Tuple[TrainReport, list]:
     from ..trainer import get_model, load_fashion_mnist, train
 
     train_split, test_split = load_fashion_mnist(full=args.full)

@@ -7,7 +7,7 @@ import ast
 import errno
 import os
 import re
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional
 
 from ..errors import RECORD_FIXES, FeedstockError, KeyedError, Spelled, WorkerError, literal
 from ..loaders.strings import ECHO_CHARS, cut
@@ -116,14 +116,14 @@ def _opencv_message(e: Exception, args: argparse.Namespace) -> str:
     return f"OpenCV error{where}: {reason}: check the file name's extension and the image"
 
 
-def _literal(value: str) -> Any:
+def _literal(value: str) -> object:
     try:
         return ast.literal_eval(value)
     except (ValueError, SyntaxError):
         return value
 
 
-def _yaml(value: Any) -> str:
+def _yaml(value: object) -> str:
     """A value as a YAML file writes it (``true``, ``null``, ``40``)."""
     if value is None or isinstance(value, bool):
         return {True: "true", False: "false", None: "null"}[value]

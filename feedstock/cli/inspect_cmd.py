@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import argparse
 import collections
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
+from .. import protocols
 from ..caffe_pb import Datum
 from ..errors import RecordError
 from ..loaders import CaffeLmdb
@@ -15,8 +16,9 @@ from ..loaders.base import Source
 from ..loaders.caffe_lmdb import release_env
 from ..protocols import BatchReadable
 from ..rng import sample_rng
-from ..stream import add_stream_arguments, stream_from_args
+from ..stream import Stream, add_stream_arguments, stream_from_args
 from ..transforms import CenterCrop, Compose, Resize
+from ..transforms.base import Transform
 from ..writers.build.output import iter_db
 from .build_lmdb import parse_size
 from .contact_sheet import contact_sheet, pick
@@ -81,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
 class LabelAs(Source):
     """An HDF5 source whose label dataset has another name, read with that dataset as ``label``."""
 
-    def __init__(self, source: Any, column: str):
+    def __init__(self, source: protocols.Source, column: str):
         self.source, self.column = source, column
 
     def __len__(self) -> int:
@@ -104,7 +106,7 @@ class LabelAs(Source):
         return f"{self.source!r} (label dataset {self.column!r})"
 
 
-def hdf5_labelled(stream: Any) -> Optional[Source]:
+def hdf5_labelled(stream: Stream) -> Optional[Source]:
     """An HDF5 stream with ``--label-column NAME``: datasets ``data`` and NAME, NAME read as the label
     (the stream reads HDF5 as Caffe's HDF5Data does, by the top names ``data`` and ``label``)."""
     from ..loaders import Hdf5
@@ -114,7 +116,7 @@ def hdf5_labelled(stream: Any) -> Optional[Source]:
     return LabelAs(Hdf5(stream.source, fields=("data", stream.label_column)), stream.label_column)
 
 
-def _inspect(source: Source, args: argparse.Namespace, stream_transforms: Sequence[Any]) -> int:
+def _inspect(source: Source, args: argparse.Namespace, stream_transforms: Sequence[Transform]) -> int:
     labels = labels_of(source, args.max_scan)
     indices = pick(len(source), args.samples, args.seed)
     transform = Compose(list(stream_transforms) + list(make_transform(args).transforms))
@@ -150,7 +152,7 @@ def read_samples(source: Source, indices: Sequence[int], transform: Compose,
 
 
 def make_transform(args: argparse.Namespace) -> Compose:
-    steps: List[Any] = []
+    steps: List[Transform] = []
     if args.resize:
         steps.append(Resize(args.resize[0], args.resize[1], mode=args.resize_mode))
     if args.crop:
@@ -165,7 +167,7 @@ def labels_of(source: Source, limit: int) -> Tuple[Optional[np.ndarray], int]:
         return indexed, len(indexed)
     n = min(len(source), limit)
     if isinstance(source, CaffeLmdb):
-        out: List[Any] = []
+        out: List[int] = []
         for _, value in iter_db(source.path):
             if len(out) >= n:
                 break

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+if TYPE_CHECKING:
+    from ..trainer.predict import Predictor
 
 DESCRIPTION = """\
 Run a snapshot written by `feedstock train` on new data, without training. The
@@ -44,7 +47,7 @@ current folder, DATA, or a folder holding them.
 """
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = subparsers.add_parser("predict", help="run a trained snapshot on new data (Otto submission, predictions)",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("snapshot", help="npz snapshot written by `feedstock train`")
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def predict_files(snapshot: str, data: str, out: Path, *, batch_size: int = 256, workers: int = 0,
-                  backend: str = "auto", echo: Any = None, masks: str = "", force: bool = False) -> list:
+                  backend: str = "auto", echo: Optional[Callable[[str], object]] = None, masks: str = "", force: bool = False) -> list:
     """Predict ``data`` with ``snapshot`` and write OUT (and, when labelled, the metrics and confusion files);
     every output is checked before anything is written (:mod:`feedstock.outputs`)."""
     from ..outputs import check_file_output, check_output
@@ -98,7 +101,7 @@ def _confusion_path(out: Path) -> Path:
     return out.with_name(out.stem + "_confusion.png")
 
 
-def _predict_masks(predictor: Any, data: str, out: Path, *, force: bool, inputs: list, **kwargs: Any) -> list:
+def _predict_masks(predictor: Predictor, data: str, out: Path, *, force: bool, inputs: list, **kwargs: Any) -> list:
     """Segmentation: the mask folder, built beside OUT and swapped in on success."""
     from ..outputs import StagedDir
     from ..trainer.seg.predict import predict_masks
@@ -109,8 +112,8 @@ def _predict_masks(predictor: Any, data: str, out: Path, *, force: bool, inputs:
     return [stage.final(f) for f in files]
 
 
-def _predict_table(predictor: Any, snapshot: str, data: str, out: Path, *, batch_size: int, workers: int,
-                   echo: Any) -> list:
+def _predict_table(predictor: Predictor, snapshot: str, data: str, out: Path, *, batch_size: int, workers: int,
+                   echo: Optional[Callable[[str], object]]) -> list:
     """Classification: one CSV row per record; metrics and the confusion matrix only for labelled data."""
     from ..trainer.predict import write_class_probabilities, write_record_predictions, write_scores
 

@@ -9,7 +9,11 @@ from typing import TYPE_CHECKING, Any, Tuple
 from .progress import add_quiet_flag, progress_bar
 
 if TYPE_CHECKING:
+    from ..stream import Stream
+    from ..trainer.interrupt import StopSignals
+    from ..trainer.modeldef import ModelDef
     from ..trainer.nn.solver import SolverConfig
+    from ..trainer.report import TrainReport
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +135,7 @@ def _inputs(args: argparse.Namespace) -> Tuple[Any, Any, dict]:
     return stream, args.val, {"holdout": args.holdout}
 
 
-def _bundled(args: argparse.Namespace, stream: Any) -> Tuple[Any, Any, dict]:
+def _bundled(args: argparse.Namespace, stream: Stream) -> Tuple[Any, Any, dict]:
     """The Fashion-MNIST arrays, read without transforms (build an LMDB of them to augment)."""
     from ..trainer.datasets import CLASS_NAMES, load_fashion_mnist
 
@@ -204,7 +208,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(args: argparse.Namespace, model: Any, train_data: Any, val_data: Any, kw: dict, stop: Any) -> Any:
+def _train(args: argparse.Namespace, model: ModelDef, train_data: Any, val_data: Any, kw: dict,
+           stop: StopSignals) -> TrainReport:
     from ..trainer.feeding import is_loader
     from ..trainer.loop import resolve_solver, train
 
@@ -226,9 +231,10 @@ def _train(args: argparse.Namespace, model: Any, train_data: Any, val_data: Any,
         raise
 
 
-def _stopped(args: argparse.Namespace, report: Any, stop: Any) -> int:
+def _stopped(args: argparse.Namespace, report: TrainReport, stop: StopSignals) -> int:
     """Say where the run's state went and how to continue; exit as the signal asks (130 for SIGINT)."""
     snapshot = next(p for p in reversed(report.files) if p.endswith(".npz"))
     print(f"stopped by {stop.name}: snapshot {snapshot}; continue with: feedstock train --model {args.model} "
           f"... --out {args.out} --resume {snapshot}" + (" (--test skipped)" if args.test else ""))
+    assert stop.received is not None  # run() calls this only once stop() said True
     return 128 + int(stop.received)

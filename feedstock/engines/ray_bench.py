@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any, Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Tuple, Union
 
 import numpy as np
 
 Batch = Dict[str, np.ndarray]
 
 
-def forever(loader: Any) -> Iterator[Batch]:
+def forever(loader: Iterable[Batch]) -> Iterator[Batch]:
     """The loader's batches, epoch after epoch."""
     while True:
         yield from loader
@@ -54,7 +54,7 @@ def compare_rates(make: Callable[[str], Any], *, rounds: int = 3, seconds: float
     return statistics.median(rates["local"]), statistics.median(rates["ray"]), stats
 
 
-def bench_stream(stream: Any, phase: Any, *, workers: int, seconds: float) -> List[str]:
+def bench_stream(stream: Any, phase: Union[int, str], *, workers: int, seconds: float) -> List[str]:
     """Lines for ``feedstock bench --engine ray``: both engines on ``stream`` with ``workers`` each."""
     source = stream.build_source(caffe_layout=True)
 

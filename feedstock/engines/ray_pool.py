@@ -14,10 +14,15 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from types import ModuleType
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 from ..errors import WorkerError
 from .ray_maker import BatchMaker
+
+if TYPE_CHECKING:
+    from ray import ObjectRef
+    from ray.actor import ActorHandle
 
 log = logging.getLogger(__name__)
 GROW_EVERY_S = 0.5  # how often the cluster's CPU count is read (a GCS round trip)
@@ -33,7 +38,7 @@ class SourceUnreadable(OSError):
 
 @dataclass(eq=False)
 class Actor:
-    handle: Any
+    handle: ActorHandle
     node_id: str  # where it was placed
     busy: int = 0  # calls submitted and not answered
 
@@ -41,11 +46,11 @@ class Actor:
 class ActorPool:
     """Actors holding the source open; ``grow()`` follows the cluster's CPUs, ``drop()`` forgets a lost one."""
 
-    def __init__(self, ray: Any, args: tuple, *, max_actors: Optional[int] = None):
+    def __init__(self, ray: ModuleType, args: tuple, *, max_actors: Optional[int] = None):
         self.ray, self.args, self.max_actors = ray, args, max_actors
         self._cls = ray.remote(num_cpus=ACTOR_CPUS, max_restarts=0, max_task_retries=0)(BatchMaker)
         self.ready: List[Actor] = []
-        self.starting: Dict[Any, Actor] = {}  # check() ref -> actor not yet answering
+        self.starting: Dict[ObjectRef, Actor] = {}  # check() ref -> actor not yet answering
         self.lost = 0  # actors dropped because their node left or their process died
         self.started = 0
         self._grown_at = -GROW_EVERY_S
@@ -80,7 +85,7 @@ class ActorPool:
                 self.starting[actor.handle.check.remote()] = actor
                 self.started += 1
 
-    def on_check(self, ref: Any) -> None:
+    def on_check(self, ref: ObjectRef) -> None:
         """An actor's ``check()`` answered: it takes work, or its node cannot read the source (raised)."""
         actor = self.starting.pop(ref)
         try:

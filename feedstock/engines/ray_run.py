@@ -19,7 +19,8 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple, cast
+from types import ModuleType
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, cast
 
 import numpy as np
 
@@ -29,6 +30,9 @@ from ..pipeline.stats import BadRecords, RunStats
 from ..rng import MAX_EPOCH
 from .ray_maker import Made
 from .ray_pool import Actor, ActorPool
+
+if TYPE_CHECKING:
+    from ray import ObjectRef
 
 Pos = Tuple[int, int]  # (epoch, batch k)
 MIN_CALL_S = 0.02  # work per call: Ray's per-call cost stays a few per cent of it
@@ -47,7 +51,7 @@ class Call:
 class RayRun:
     """Issues batches to ``pool`` from ``(epoch, start)`` on, epoch after epoch; :meth:`take` hands them out."""
 
-    def __init__(self, ray: Any, pool: ActorPool, sampler: Sampler, epoch: int, start: int, *, window: int,
+    def __init__(self, ray: ModuleType, pool: ActorPool, sampler: Sampler, epoch: int, start: int, *, window: int,
                  timeout: Optional[float], bad: BadRecords):
         self.ray, self.pool, self.sampler, self.window, self.bad = ray, pool, sampler, window, bad
         self.timeout = timeout
@@ -55,7 +59,7 @@ class RayRun:
                             ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError)
         self.gen = 0
         self.horizon: Optional[Pos] = None  # first position not to issue (None: go on into later epochs)
-        self.calls: Dict[Any, Call] = {}  # result ref -> call, of every generation
+        self.calls: Dict[ObjectRef, Call] = {}  # result ref -> call, of every generation
         self.redone = self.discarded = 0
         self.made_by: Counter = Counter()  # node id -> batches made there (this run's, delivered or not)
         self._cost = [0.0, 0]  # actor seconds and batches: the grouping estimate
@@ -126,7 +130,7 @@ class RayRun:
             self._flying.update(positions)
 
     # ----- collecting --------------------------------------------------------------------------
-    def _answered(self, ref: Any) -> None:
+    def _answered(self, ref: ObjectRef) -> None:
         call = self.calls.pop(ref)
         call.actor.busy -= 1
         current = call.gen == self.gen

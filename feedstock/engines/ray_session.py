@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import socket
+from types import ModuleType
 from typing import Any, Dict, Optional
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,7 @@ CONNECT_TIMEOUT_S = 5.0
 INSTALL_HINT = "the ray engine needs Ray: pip install 'feedstock[ray]'"
 
 
-def import_ray() -> Any:
+def import_ray() -> ModuleType:
     """The ``ray`` module, or an ImportError that says how to install it."""
     try:
         import ray

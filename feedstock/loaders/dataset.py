@@ -40,17 +40,17 @@ from ..spec import Sample, Spec
 from .base import Source
 from .record_layout import Layout, kind_of
 
-Restore = Callable[[Dict[str, Any]], Any]
+Restore = Callable[[Mapping[str, object]], object]  # a dict batch -> the dataset's own structure
 SMALL_RECORD = 16 << 10  # bytes: smaller records are gathered per field and written by one call per batch
 _WORKER_NAME = re.compile(r"-worker-(\d+)$")  # ProcessPool names its processes "<name>-worker-<id>"
 
 
-def as_source(dataset: Any, *, seed: int = 0, worker_init: Optional[Callable[[int], Any]] = None) -> protocols.Source:
+def as_source(dataset: Any, *, seed: int = 0, worker_init: Optional[Callable[[int], object]] = None) -> protocols.Source:
     """``dataset`` itself when it is a Source, else a :class:`DatasetSource` over it."""
     return adapt(dataset, seed=seed, worker_init=worker_init)[0]
 
 
-def adapt(dataset: Any, *, seed: int = 0, worker_init: Optional[Callable[[int], Any]] = None
+def adapt(dataset: Any, *, seed: int = 0, worker_init: Optional[Callable[[int], object]] = None
           ) -> Tuple[protocols.Source, Optional[Restore]]:
     """(source, restore): ``restore(batch)`` gives a dict batch the dataset's structure (None: dicts already)."""
     if isinstance(dataset, protocols.Source):
@@ -60,7 +60,7 @@ def adapt(dataset: Any, *, seed: int = 0, worker_init: Optional[Callable[[int], 
     return source, (None if source.layout.identity else source.layout.rebuild)
 
 
-def check_random_access(dataset: Any) -> None:
+def check_random_access(dataset: object) -> None:
     """TypeError, in one line, for what cannot be a map-style dataset (iterable-only, a mapping, empty)."""
     name = type(dataset).__name__
     iterable_only = any(c.__name__ == "IterableDataset" and c.__module__.startswith("torch.utils.data")
@@ -83,7 +83,7 @@ class DatasetSource(Source):
     ``read_batch`` fills batch rows straight from ``dataset[i]`` (the Loader's fast path).
     """
 
-    def __init__(self, dataset: Any, *, seed: int = 0, worker_init: Optional[Callable[[int], Any]] = None):
+    def __init__(self, dataset: Any, *, seed: int = 0, worker_init: Optional[Callable[[int], object]] = None):
         self.dataset, self.seed, self.worker_init = dataset, int(seed), worker_init
         self._length = len(dataset)
         try:
@@ -153,10 +153,10 @@ class DatasetSource(Source):
                     break
             yield row
 
-    def __getstate__(self) -> Dict[str, Any]:
+    def __getstate__(self) -> Dict[str, object]:
         return self.__dict__.copy()
 
-    def __setstate__(self, state: Dict[str, Any]) -> None:
+    def __setstate__(self, state: Dict[str, object]) -> None:
         super().__setstate__(state)
         wid = _worker_id()
         if wid is not None and self._started_in != os.getpid():
@@ -170,7 +170,7 @@ class DatasetSource(Source):
         return f"DatasetSource({type(self.dataset).__name__}, {self._length} {self.layout.kind} records: {fields})"
 
 
-def write_column(column: List[Any], dst: np.ndarray, shape: Tuple[Any, ...]) -> None:
+def write_column(column: List[Any], dst: np.ndarray, shape: Tuple[int, ...]) -> None:
     """Rows of one field (equal shapes and dtypes, or numbers of the batch dtype's kind) into ``dst``."""
     if shape and shape[0] and dst.flags.c_contiguous:
         # one C call for the whole column (a row at a time costs ~5x as much for small records)

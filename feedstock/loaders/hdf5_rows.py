@@ -16,7 +16,7 @@ the file, dataset and row (:func:`feedstock.casting.cast_rows`).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
 
@@ -40,7 +40,7 @@ class DatasetRows:
     def __init__(self, path: str, ds: "h5py.Dataset", *, memmap: bool = True):
         self.path, self.name, self.ds = path, ds.name.lstrip("/"), ds
         self.row_bytes = int(np.prod(ds.shape[1:], dtype=np.int64)) * ds.dtype.itemsize
-        self.map: Any = None
+        self.map: Optional[np.ndarray] = None  # the file's bytes mapped, for contiguous datasets
         self.chunk_rows = 0
         offset = ds.id.get_offset() if ds.chunks is None and ds.size and memmap and MEMMAP else None
         if offset is not None:
@@ -114,7 +114,7 @@ class DatasetRows:
             return ds[rows]  # many short runs (a shuffled batch): one point selection, ~2x faster here
         return np.concatenate([ds[int(r[0]) : int(r[-1]) + 1] for r in np.split(rows, cuts)])
 
-    def float32(self, block: np.ndarray, rows: Any) -> np.ndarray:
+    def float32(self, block: np.ndarray, rows: Union[int, np.ndarray]) -> np.ndarray:
         """``block`` as float32 (a view when it already is), or a RecordError naming file, dataset, row."""
         block = np.asarray(block)
         if block.dtype == np.float32:

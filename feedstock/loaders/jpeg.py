@@ -19,7 +19,8 @@ import os
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from types import ModuleType
+from typing import Callable, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -123,7 +124,7 @@ def _opencv(data: np.ndarray, mode: str, scale: int) -> Optional[np.ndarray]:
     return cv2.imdecode(data, flags)
 
 
-def _simplejpeg(sj: Any, data: np.ndarray, mode: str, rgb: bool, scale: int) -> Optional[np.ndarray]:
+def _simplejpeg(sj: ModuleType, data: np.ndarray, mode: str, rgb: bool, scale: int) -> Optional[np.ndarray]:
     """simplejpeg's decode of what OpenCV gives in ``mode`` (BGR unless ``rgb``); None where it must not
     be used (EXIF orientation, a colour space OpenCV converts itself, a strict libjpeg error)."""
     if mode != "native" and exif_orientation(data) != 1:
@@ -149,7 +150,7 @@ class Choice:
     reason: str
     mps: float = 0.0
     opencv_mps: float = 0.0
-    module: Any = None
+    module: Optional[ModuleType] = None  # simplejpeg when it is the choice
 
 
 _choice: Optional[Choice] = None
@@ -170,7 +171,7 @@ def _check_images() -> list:
     return out
 
 
-def _identical(sj: Any) -> bool:
+def _identical(sj: ModuleType) -> bool:
     for data in _check_images():
         for mode in ("color", "gray", "native"):
             for scale in (1, 2):
@@ -181,7 +182,7 @@ def _identical(sj: Any) -> bool:
     return True
 
 
-def _rate(fn: Any, data: np.ndarray, megapixels: float, rounds: int = 7) -> float:
+def _rate(fn: Callable[[np.ndarray], object], data: np.ndarray, megapixels: float, rounds: int = 7) -> float:
     """MP/s of this thread's CPU time (not wall time: on a shared machine other processes' load
     would decide the choice), best of ``rounds``."""
     best = float("inf")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Hashable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -27,7 +27,7 @@ SINGLE = "data"  # the field name of a dataset whose records are one array or nu
 _PY_DTYPES = {bool: np.dtype(np.bool_), int: np.dtype(np.int64), float: np.dtype(np.float64)}
 
 
-def kind_of(record: Any) -> str:
+def kind_of(record: object) -> str:
     """dict, namedtuple, dataclass, tuple, list or array (any single value)."""
     if isinstance(record, Mapping):
         return "dict"
@@ -42,7 +42,7 @@ def kind_of(record: Any) -> str:
     return "array"
 
 
-def is_tensor(value: Any) -> bool:
+def is_tensor(value: object) -> bool:
     """A torch tensor, told by its type's module (torch need not be imported to ask)."""
     module = type(value).__module__
     return (module == "torch" or module.startswith("torch.")) and hasattr(value, "numpy")
@@ -88,7 +88,7 @@ class Layout:
 
     kind: str
     names: Tuple[str, ...]  # the pipeline's field names, in the record's order
-    keys: Tuple[Any, ...]  # a dict record's own keys (== names for str keys); else ()
+    keys: Tuple[Hashable, ...]  # a dict record's own keys (== names for str keys); else ()
     cls: Optional[type]  # the namedtuple or dataclass type (pickled by reference)
     spec: Dict[str, ArraySpec]
     pytypes: Dict[str, type] = dataclasses.field(default_factory=dict)  # fields that were Python or numpy scalars
@@ -96,7 +96,7 @@ class Layout:
     @classmethod
     def of(cls, record: Any) -> "Layout":
         kind = kind_of(record)
-        keys: Tuple[Any, ...] = ()
+        keys: Tuple[Hashable, ...] = ()
         klass: Optional[type] = None
         if kind == "dict":
             keys = tuple(record.keys())
@@ -161,7 +161,7 @@ class Layout:
         return out
 
     @property
-    def checks(self) -> List[Tuple[str, Tuple[Any, ...], np.dtype, Optional[type]]]:
+    def checks(self) -> List[Tuple[str, Tuple[int, ...], np.dtype, Optional[type]]]:
         """(name, shape, dtype, Python type) per field; the type is that of record 0's value when it was a
         Python number (a value of that same type needs no conversion or check), else None."""
         checks = self.__dict__.get("_checks")
@@ -180,7 +180,7 @@ class Layout:
         kind = self.kind
         if kind == "dict":
             return fields if self.identity else {k: fields[n] for k, n in zip(self.keys, self.names)}
-        ordered: List[Any] = [fields[n] for n in self.names]
+        ordered: List[object] = [fields[n] for n in self.names]
         if kind == "namedtuple":
             return self.cls(*ordered)  # type: ignore[misc]
         if kind == "dataclass":

@@ -26,8 +26,9 @@ import logging
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Sized, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Sized, Tuple, Union
 
+from ..protocols import Source, Transform
 from . import machine
 
 log = logging.getLogger(__name__)
@@ -256,7 +257,8 @@ def windows_memory_cap(windows: Mapping[int, Sequence[Window]]) -> Optional[int]
     return cap
 
 
-def choose_workers(source: Any, transforms: Any, *, loader_class: Callable[..., Any], batch_size: int, seed: int = 0,
+def choose_workers(source: Source, transforms: Union[Transform, Sequence[Transform], None], *,
+                   loader_class: Callable[..., Any], batch_size: int, seed: int = 0,
                    prefetch: int = 4, start_method: str = "auto", budget_s: float = AUTO_BUDGET_S,
                    consumer_threads: int = CONSUMER_THREADS, repeats: int = REPEATS) -> AutoChoice:
     """The worker count for a Loader over ``source``/``transforms``; ``loader_class`` is the Loader (passed

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Tuple, TypeGuard, Union
 
 import numpy as np
 
@@ -51,7 +51,7 @@ def echo(value: object) -> str:
     return text if len(text) <= _ECHO else f"{text[:_ECHO]}... ({len(text)} characters)"
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[Union[int, np.integer]]:
     """A Python or numpy integer; True must not pass as 1."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
@@ -59,7 +59,7 @@ def is_int(value: object) -> bool:
 def as_int(key: str, value: object, minimum: int = 0) -> int:
     if not is_int(value):
         raise OptionError(key, f" must be int, got {echo(value)}")
-    number = int(value)  # type: ignore[call-overload]  # is_int: int or np.integer
+    number = int(value)
     if number < minimum:
         raise OptionError(key, f"={number} must be >= {minimum}")
     return number

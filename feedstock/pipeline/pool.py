@@ -31,8 +31,9 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Callable, Deque, Dict, List, Optional, Tuple, Union
 
 from ..errors import WorkerDied, WorkerError, WorkerTimeout
 from .bootstrap import HandlerFactory, PackedFactory, not_started, refuse_in_bootstrap, start_hint
@@ -41,7 +42,7 @@ from .worker import ErrorInfo, _send, worker_main  # _send: a closed pipe is Fal
 
 log = logging.getLogger(__name__)
 
-Describe = Callable[[int, Any], str]
+Describe = Callable[[int, object], str]
 START_S = 60.0  # seconds a worker may take to become ready, whatever the task timeout
 
 
@@ -58,7 +59,7 @@ def choose_start_method(requested: str = "auto") -> str:
     return "fork" if threads == 1 and "fork" in available else "spawn"
 
 
-def _default_describe(wid: int, payload: Any) -> str:
+def _default_describe(wid: int, payload: object) -> str:
     text = repr(payload)
     return f"task {text if len(text) <= 200 else text[:197] + '...'}"
 
@@ -66,7 +67,7 @@ def _default_describe(wid: int, payload: Any) -> str:
 @dataclass(eq=False)
 class _Task:
     tid: int
-    payload: Any
+    payload: object  # passed to the worker's handler as is
     submitted: float
     deaths: int = 0
 
@@ -74,8 +75,8 @@ class _Task:
 @dataclass(eq=False)
 class _Seat:
     wid: int
-    process: Any
-    conn: Any
+    process: BaseProcess
+    conn: Connection
     started: float
     tasks: Deque[_Task] = field(default_factory=deque)
     last_event: float = 0.0
@@ -117,7 +118,7 @@ class ProcessPool:
         self._next_tid = 0
         self._closed = False
         self._poll_key: Tuple[int, ...] = ()
-        self._poll: Tuple[Any, Dict[int, Tuple[_Seat, bool]]] = (None, {})
+        self._poll: Tuple[Optional[select.poll], Dict[int, Tuple[_Seat, bool]]] = (None, {})
         self._failed: Deque[WorkerError] = deque()  # task errors not raised yet (results came first)
         self._packed: Optional[PackedFactory] = None  # the factory as spawned workers get it
 
@@ -150,7 +151,7 @@ class ProcessPool:
         now = time.monotonic()
         return _Seat(wid, process, parent_conn, now, last_event=now)
 
-    def _factory_for_worker(self) -> Any:
+    def _factory_for_worker(self) -> Union[HandlerFactory, PackedFactory, None]:
         """The factory itself for fork; else pickled once (in a file when large)."""
         if self.start_method != "fork" and self._packed is None:
             self._packed = PackedFactory.of(self.factory)
@@ -192,7 +193,7 @@ class ProcessPool:
         return sum(len(seat.tasks) for seat in self._seats)
 
     # ----- tasks -----------------------------------------------------------------------------
-    def submit(self, payload: Any, *, worker: Optional[int] = None) -> int:
+    def submit(self, payload: object, *, worker: Optional[int] = None) -> int:
         """Queue ``payload`` on ``worker`` (default: the one with the fewest unfinished tasks)."""
         self.start()
         seat = self._seats[worker] if worker is not None else min(self._seats, key=lambda s: len(s.tasks))
@@ -202,10 +203,10 @@ class ProcessPool:
         _send(seat.conn, (task.tid, payload))  # a dead worker is seen via its sentinel; then re-sent
         return task.tid
 
-    def results(self, timeout: Optional[float] = None) -> List[Tuple[int, Any]]:
+    def results(self, timeout: Optional[float] = None) -> List[Tuple[int, object]]:
         """Wait for finished tasks; ``[]`` only when ``timeout`` passed first. Raises worker failures."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        out: List[Tuple[int, Any]] = []
+        out: List[Tuple[int, object]] = []
         while not out:
             if self._failed:
                 raise self._failed.popleft()
@@ -219,6 +220,7 @@ class ProcessPool:
                 if deadline is None:
                     raise RuntimeError("results() called with no task outstanding")
             poller, handles = self._poller()
+            assert poller is not None, "results() on a pool never started"  # None only before start()
             for fd, _event in poller.poll(None if wake is None else max(0.0, wake - now) * 1000.0):
                 seat, is_conn = handles[fd]
                 if not any(s is seat for s in self._seats):
@@ -246,7 +248,7 @@ class ProcessPool:
         return True
 
     # ----- supervision -----------------------------------------------------------------------
-    def _poller(self) -> Tuple[Any, Dict[int, Tuple[_Seat, bool]]]:
+    def _poller(self) -> Tuple[Optional[select.poll], Dict[int, Tuple[_Seat, bool]]]:
         """One poll object over every pipe and process sentinel, rebuilt only when seats change
         (``multiprocessing.connection.wait`` builds a selector per call: ~30 us per batch)."""
         key = tuple(id(seat) for seat in self._seats)
@@ -259,7 +261,7 @@ class ProcessPool:
             self._poll_key, self._poll = key, (poller, handles)
         return self._poll
 
-    def _on_message(self, seat: _Seat, out: List[Tuple[int, Any]]) -> None:
+    def _on_message(self, seat: _Seat, out: List[Tuple[int, object]]) -> None:
         while True:
             try:
                 if not seat.conn.poll():
@@ -286,7 +288,7 @@ class ProcessPool:
         error.task_id = task.tid  # type: ignore[attr-defined]
         return error
 
-    def _on_death(self, seat: _Seat, out: List[Tuple[int, Any]]) -> None:
+    def _on_death(self, seat: _Seat, out: List[Tuple[int, object]]) -> None:
         self._on_message(seat, out)  # results it sent before dying still count
         seat.process.join(0.1)
         code = seat.process.exitcode

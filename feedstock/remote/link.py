@@ -83,7 +83,7 @@ class Link:
         self.thread.start()
 
     # ----- consumer side ----------------------------------------------------------------------------
-    def command(self, *cmd: Any) -> None:
+    def command(self, *cmd: object) -> None:
         self.commands.put(cmd)
         try:
             os.write(self._wake_w, b"x")

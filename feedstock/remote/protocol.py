@@ -31,7 +31,7 @@ SHARED_KEYS = ("protocol", "fields", "batch_size", "length", "shuffle", "drop_la
                "rank_batches")
 
 
-def encode(op: str, **body: Any) -> bytes:
+def encode(op: str, **body: object) -> bytes:
     return json.dumps({"op": op, **body}, separators=(",", ":")).encode()
 
 

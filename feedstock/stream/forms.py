@@ -13,12 +13,15 @@ import json
 import logging
 import math
 import os
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Type, Union
 
 from ..loaders.strings import cut
 from ..shard import check_shard
 from .check import ENGINES, SOURCE_TYPES, START_METHODS, StreamKeyError, echo
 from .definition import STREAM_KEYS, Stream
+
+if TYPE_CHECKING:
+    import yaml
 
 # ----- mappings: param_str and YAML ----------------------------------------------------------------
 OLD_KEYS = ("rank", "world_size")  # the old spelling of shard: accepted, warned (StreamKeys)
@@ -34,7 +37,7 @@ def check_keys(mapping: Mapping[str, object], valid: Sequence[str], required: Se
                          f"(required: {', '.join(required) or 'none'})")
 
 
-def stream_from_mapping(mapping: Mapping[str, Any], *, form: str = "param_str",
+def stream_from_mapping(mapping: Mapping[str, object], *, form: str = "param_str",
                         base: Optional[Stream] = None) -> Stream:
     """A Stream from a dict of its keys (over ``base``'s values); errors name ``form`` and the key."""
     if not isinstance(mapping, Mapping):
@@ -42,15 +45,16 @@ def stream_from_mapping(mapping: Mapping[str, Any], *, form: str = "param_str",
     check_keys({k: v for k, v in mapping.items() if k not in OLD_KEYS}, STREAM_KEYS, (), form)
     values = dict(mapping)
     for key in ("mean_value", "scales", "to_range"):  # YAML/JSON lists; tuples inside a Stream
-        if isinstance(values.get(key), list):
-            values[key] = tuple(values[key])
+        value = values.get(key)
+        if isinstance(value, list):
+            values[key] = tuple(value)
     try:
         return (base or Stream()).replace(**values)
     except StreamKeyError as e:
         raise ValueError(f"{form} key {e}") from None
 
 
-def parse_param_str(text: object) -> Dict[str, Any]:
+def parse_param_str(text: object) -> Dict[str, object]:
     """A dict from a Python dict literal, JSON or YAML; never evaluates code."""
     import yaml
 
@@ -87,14 +91,14 @@ MAX_STREAM_FILE = 64 << 10  # bytes: a stream file is a few keys (parsing 300 KB
 
 
 @functools.lru_cache(maxsize=1)
-def _loader() -> Any:
+def _loader() -> Type[yaml.SafeLoader]:
     """yaml.SafeLoader that refuses an alias to a list or mapping as it composes it: a 300-byte file
     of nested aliases (a "billion laughs") would otherwise grow into billions of items when walked.
     Aliases to scalars cannot multiply and stay allowed."""
     import yaml
 
     class StreamLoader(yaml.SafeLoader):
-        def compose_node(self, parent: Any, index: Any) -> Any:
+        def compose_node(self, parent: Optional[yaml.Node], index: int) -> Optional[yaml.Node]:
             if self.check_event(yaml.AliasEvent):
                 event = self.peek_event()
                 target = self.anchors.get(event.anchor)
@@ -108,14 +112,14 @@ def _loader() -> Any:
     return StreamLoader
 
 
-def load_yaml(text: str) -> Any:
+def load_yaml(text: str) -> object:
     """``yaml.safe_load`` with aliases to lists and mappings refused (see :func:`_loader`)."""
     import yaml
 
     return yaml.load(text, Loader=_loader())  # noqa: S506  (a SafeLoader subclass)
 
 
-def read_yaml_mapping(path: str | os.PathLike) -> Dict[str, Any]:
+def read_yaml_mapping(path: str | os.PathLike) -> Dict[str, object]:
     """The mapping in a YAML stream file; errors name the file (cut: a path may be huge)."""
     import yaml
 
@@ -311,7 +315,7 @@ def _flag_spelling(key: str, value: Optional[str]) -> str:
     return flag if value is None else f"{flag}={value.strip(chr(39))}"
 
 
-def _apply(stream: Stream, values: Dict[str, Any], describe: Callable[[StreamKeyError], str]) -> Stream:
+def _apply(stream: Stream, values: Mapping[str, object], describe: Callable[[StreamKeyError], str]) -> Stream:
     try:
         return stream.replace(**values)
     except StreamKeyError as e:

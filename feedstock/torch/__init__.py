@@ -9,11 +9,23 @@
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Protocol
 
+from ..protocols import BatchLoader
 from .dataloader import DataLoader, need_torch
 
+if TYPE_CHECKING:
+    from torch import Tensor
+
 _torch = need_torch
+
+
+class WrappedLoader(BatchLoader, Protocol):
+    """What ``wrap`` takes: a Loader, RemoteLoader or RayLoader (a batch loader that is a context manager)."""
+
+    def __enter__(self) -> object: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 class TorchLoader:
@@ -24,11 +36,11 @@ class TorchLoader:
     ``state_dict``, ``set_epoch``, ``stats``, ``close``...) is the loader's.
     """
 
-    def __init__(self, loader: Any):
+    def __init__(self, loader: WrappedLoader):
         self.loader = loader
         self._torch = _torch()
 
-    def __iter__(self) -> Iterator[Dict[str, Any]]:
+    def __iter__(self) -> Iterator[Dict[str, Tensor]]:
         from_numpy = self._torch.from_numpy
         for batch in self.loader:
             yield {name: from_numpy(array) for name, array in batch.items()}
@@ -47,7 +59,7 @@ class TorchLoader:
         self.loader.__exit__(*exc)
 
 
-def wrap(loader: Any) -> TorchLoader:
+def wrap(loader: WrappedLoader) -> TorchLoader:
     """Zero-copy torch view of ``loader``'s batches (``torch.from_numpy``)."""
     return TorchLoader(loader)
 

@@ -5,11 +5,17 @@ Only used where ``torch.cuda.is_available()``; the DataLoader skips it otherwise
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Iterable, Mapping, Tuple
+from types import ModuleType
+from typing import TYPE_CHECKING, Dict, Iterable, Mapping, Tuple, Union
 
 import numpy as np
 
 from ..device import page_ranges
+
+if TYPE_CHECKING:
+    from torch import Tensor
+    from torch import device as Device
+    from torch.cuda import Event
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +23,7 @@ log = logging.getLogger(__name__)
 class PinnedSlots:
     """Registers the Loader's slot memory as page-locked once; tensors made on it are pinned, no copy."""
 
-    def __init__(self, torch: Any):
+    def __init__(self, torch: ModuleType):
         self.cudart = torch.cuda.cudart()
         self.registered: Dict[int, int] = {}  # address -> bytes
 
@@ -46,11 +52,11 @@ class PinnedSlots:
 class SideStream:
     """Copies a batch's tensors to ``device`` on its own stream; the consumer's stream waits for them."""
 
-    def __init__(self, torch: Any, device: Any):
+    def __init__(self, torch: ModuleType, device: Union[str, int, Device]):
         self.torch, self.device = torch, torch.device(device)
         self.stream = torch.cuda.Stream(device=self.device)
 
-    def issue(self, host: Mapping[str, Any]) -> Tuple[Dict[str, Any], Any]:
+    def issue(self, host: Mapping[str, Tensor]) -> Tuple[Dict[str, Tensor], Event]:
         """Start the copies (asynchronous from pinned memory); the event marks their end."""
         torch = self.torch
         with torch.cuda.stream(self.stream):
@@ -59,7 +65,7 @@ class SideStream:
             done.record(self.stream)
         return out, done
 
-    def hand_over(self, tensors: Mapping[str, Any], done: Any) -> None:
+    def hand_over(self, tensors: Mapping[str, Tensor], done: Event) -> None:
         """Make the current stream wait for the copies, and keep their memory alive for it."""
         current = self.torch.cuda.current_stream(self.device)
         current.wait_event(done)

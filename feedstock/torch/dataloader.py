@@ -10,7 +10,8 @@ docs/architecture.md ("feedstock.torch.DataLoader") has the rest of the design.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..loaders.dataset import DatasetSource, as_source
 from ..loaders.record_layout import Layout
@@ -18,8 +19,21 @@ from ..pipeline.loader import Loader
 from . import options
 from .cuda import PinnedSlots, SideStream
 
+if TYPE_CHECKING:
+    from multiprocessing.context import BaseContext
 
-def need_torch() -> Any:
+    from torch import Generator, Tensor
+    from torch import device as Device
+    from torch.cuda import Event
+    from torch.utils.data import Sampler
+
+    from ..protocols import Transform
+
+Tensors = Dict[str, "Tensor"]
+Transforms = Union["Transform", Sequence["Transform"], None]
+
+
+def need_torch() -> ModuleType:
     try:
         import torch
     except ImportError as exc:  # an optional extra
@@ -31,13 +45,15 @@ class DataLoader:
     """A drop-in for ``torch.utils.data.DataLoader`` over feedstock's worker pool; see the module doc."""
 
     def __init__(self, dataset: Any, batch_size: Optional[int] = 1, shuffle: Optional[bool] = None,
-                 sampler: Any = None, batch_sampler: Any = None, num_workers: int = 0,
-                 collate_fn: Optional[Callable[[list], Any]] = None, pin_memory: bool = False, drop_last: bool = False,
-                 timeout: float = 0, worker_init_fn: Optional[Callable[[int], Any]] = None,
-                 multiprocessing_context: Any = None, generator: Any = None, *, prefetch_factor: Optional[int] = None,
+                 sampler: Optional[Sampler] = None, batch_sampler: object = None, num_workers: int = 0,
+                 collate_fn: Optional[Callable[[list], object]] = None, pin_memory: bool = False,
+                 drop_last: bool = False, timeout: float = 0, worker_init_fn: Optional[Callable[[int], object]] = None,
+                 multiprocessing_context: Union[str, BaseContext, None] = None,
+                 generator: Optional[Generator] = None, *, prefetch_factor: Optional[int] = None,
                  persistent_workers: bool = False, pin_memory_device: str = "", in_order: bool = True,
                  seed: Optional[int] = None, rank: Optional[int] = None, world_size: Optional[int] = None,
-                 device: Any = None, transforms: Any = None, on_error: str = "raise", copy: bool = False):
+                 device: Union[str, int, Device, None] = None,
+                 transforms: Transforms = None, on_error: str = "raise", copy: bool = False):
         torch = self._torch = need_torch()
         if batch_size is None:
             raise ValueError("batch_size=None (no batching) is not supported: feedstock fills whole batches")
@@ -64,7 +80,7 @@ class DataLoader:
             raise ValueError(f"device={device!r}: CUDA is not available here (torch {torch.__version__})")
         gpu = device is not None and torch.device(device).type == "cuda"
         self._pinned = PinnedSlots(torch) if cuda and (pin_memory or gpu) else None
-        self._copier = SideStream(torch, device) if gpu else None
+        self._copier = SideStream(torch, device) if gpu and device is not None else None
         self._delivered: Optional[Tuple[int, int]] = None  # (epoch, next batch) as the caller has seen it
         self._positioned = False  # load_state_dict/set_epoch placed the next pass
 
@@ -72,7 +88,7 @@ class DataLoader:
     def __len__(self) -> int:
         return len(self.loader)
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[Any]:  # Any as torch's: the dataset's own record structure
         loader = self.loader
         if self._delivered is not None and not self._positioned:
             # the last pass was left unfinished: as in torch, a new iter() is a new pass (the next epoch);
@@ -107,7 +123,7 @@ class DataLoader:
             tensors = {name: from_numpy(a) for name, a in batch.items()}
             yield tensors if self._copier is not None else self._collate(tensors)
 
-    def _on_device(self, batches: Iterator[Dict[str, Any]]) -> Iterator[Any]:
+    def _on_device(self, batches: Iterator[Tensors]) -> Iterator[Any]:
         """Batch k+1 is copied on the side stream while batch k is used; a slot is given back to the
         workers (by asking for the next batch) only once its copy is done."""
         copier = self._copier
@@ -122,12 +138,12 @@ class DataLoader:
         if current is not None:
             yield self._handed(*current)
 
-    def _handed(self, tensors: Dict[str, Any], done: Any) -> Any:
+    def _handed(self, tensors: Tensors, done: Event) -> Any:
         assert self._copier is not None
         self._copier.hand_over(tensors, done)
         return self._collate(tensors)
 
-    def _collate(self, tensors: Dict[str, Any]) -> Any:
+    def _collate(self, tensors: Tensors) -> Any:
         """The default collate's structure (see the module doc), or a custom ``collate_fn`` over the samples."""
         if self.collate_fn is not None:
             return self.collate_fn(samples(self._layout, tensors))
@@ -162,27 +178,27 @@ class DataLoader:
     def __enter__(self) -> "DataLoader":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def stats(self) -> Dict[str, float]:
         return self.loader.stats()
 
-    def report(self) -> Dict[str, Any]:
+    def report(self) -> Dict[str, object]:
         return self.loader.report()
 
     def __repr__(self) -> str:
         return f"feedstock.torch.DataLoader({self.loader!r})"
 
 
-def batch_bytes(source: Any, transforms: Any, batch_size: int) -> Optional[int]:
+def batch_bytes(source: object, transforms: Transforms, batch_size: int) -> Optional[int]:
     """Bytes of one batch when the source declares fixed shapes and no transform changes them, else None."""
     if transforms or not isinstance(source, DatasetSource):
         return None
     return sum(s.nbytes for s in source.spec().values()) * batch_size
 
 
-def default_structure(layout: Optional[Layout], tensors: Dict[str, Any]) -> Any:
+def default_structure(layout: Optional[Layout], tensors: Tensors) -> Any:
     """What ``default_collate`` makes of records in ``layout`` (a tuple record gives a list, as in torch)."""
     if layout is None:
         return tensors  # one of our own Sources: dicts
@@ -191,7 +207,7 @@ def default_structure(layout: Optional[Layout], tensors: Dict[str, Any]) -> Any:
     return layout.rebuild(tensors)
 
 
-def samples(layout: Optional[Layout], tensors: Dict[str, Any]) -> list:
+def samples(layout: Optional[Layout], tensors: Tensors) -> List[object]:
     """Each batch row as a sample in the dataset's structure (views of the batch's tensors)."""
     rows = len(next(iter(tensors.values())))
     rebuild = layout.rebuild if layout is not None else dict

@@ -2,9 +2,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from types import ModuleType
+from typing import TYPE_CHECKING, Optional, Sized, Union
 
 from ..rng import MAX_SEED
+
+if TYPE_CHECKING:
+    from multiprocessing.context import BaseContext
+
+    from torch import Generator
+    from torch.utils.data import Sampler
+    from torch.utils.data.distributed import DistributedSampler
 
 
 @dataclass(frozen=True)
@@ -15,11 +23,11 @@ class Order:
     seed: int
     rank: int
     world_size: int
-    distributed: Any = None  # the DistributedSampler given, whose ``epoch`` each pass follows
+    distributed: Optional[DistributedSampler] = None  # the DistributedSampler given, whose ``epoch`` each pass follows
 
 
-def resolve_order(torch: Any, dataset: Any, *, shuffle: Optional[bool], sampler: Any, batch_sampler: Any,
-                  generator: Any, seed: Optional[int], rank: Optional[int], world_size: Optional[int]) -> Order:
+def resolve_order(torch: ModuleType, dataset: Sized, *, shuffle: Optional[bool], sampler: Optional[Sampler],
+                  batch_sampler: object, generator: Optional[Generator], seed: Optional[int], rank: Optional[int], world_size: Optional[int]) -> Order:
     """The Loader's order from torch's arguments; ValueError for a sampler feedstock cannot honour."""
     if batch_sampler is not None:
         raise ValueError("batch_sampler is not supported: feedstock makes batch k from (seed, epoch, k) so any "
@@ -48,7 +56,7 @@ def resolve_order(torch: Any, dataset: Any, *, shuffle: Optional[bool], sampler:
                  1 if world_size is None else int(world_size), distributed)
 
 
-def pick_seed(torch: Any, seed: Optional[int], generator: Any) -> int:
+def pick_seed(torch: ModuleType, seed: Optional[int], generator: Optional[Generator]) -> int:
     """``seed``; else the generator's initial seed; else one drawn from torch's global generator (so
     ``torch.manual_seed`` fixes the order, as it does for torch's DataLoader)."""
     if seed is not None:
@@ -58,7 +66,7 @@ def pick_seed(torch: Any, seed: Optional[int], generator: Any) -> int:
     return int(torch.randint(0, 2**62, (), dtype=torch.int64).item())
 
 
-def start_method(multiprocessing_context: Any) -> str:
+def start_method(multiprocessing_context: Union[str, BaseContext, None]) -> str:
     """The Loader's start method from torch's ``multiprocessing_context`` (a name or a context)."""
     if multiprocessing_context is None:
         return "auto"

@@ -7,11 +7,12 @@ record), before the device feeder casts them.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Generator, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Generator, Iterable, Mapping, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
 from ..backend import Array
+from ..protocols import Source
 from .nn.layers import Shape
 
 # Layers that keep any shape: an InnerProduct behind them still sees the input blob.
@@ -43,11 +44,21 @@ def input_reshape(shape: Sequence[int], input_shape: Shape, flatten: bool, where
     raise ValueError(f"{where}: records of shape {shape}, the model takes {want}")
 
 
+class CheckedNet(Protocol):
+    """What a BatchCheck asks of a net (Net and SegNet; nn.net imports this module, so not the class)."""
+
+    def input_reshape(self, shape: Sequence[int], where: str) -> Optional[Tuple[int, ...]]: ...
+
+    def check_labels(self, labels: np.ndarray, where: str) -> None: ...
+
+    def loss_labels(self, labels: Array) -> Array: ...
+
+
 class BatchCheck:
     """One batch iterator for one net (``what`` names it in errors): the layout (the net's ``input_reshape``) checked on the first
     batch, labels (its ``check_labels``) on every batch; ``device`` gives the layouts the net takes."""
 
-    def __init__(self, net: Any, *, what: str, data_field: str = "data", label_field: str = "label",
+    def __init__(self, net: CheckedNet, *, what: str, data_field: str = "data", label_field: str = "label",
                  labels: bool = True) -> None:
         self.net, self.what = net, what
         self.data_field, self.label_field, self.labels = data_field, label_field, bool(labels)
@@ -115,7 +126,7 @@ class BatchCheck:
         return self.data(batch), self.net.loss_labels(batch[self.label_field])
 
 
-def all_labels(source: Any, field: str) -> Optional[np.ndarray]:
+def all_labels(source: Source, field: str) -> Optional[np.ndarray]:
     """Every record's ``field`` from an index the source keeps (no image decode), else None."""
     from ..loaders import ArraySource, CaffeLmdb
     from .feeding import Subset
@@ -133,7 +144,7 @@ def all_labels(source: Any, field: str) -> Optional[np.ndarray]:
     return None
 
 
-def label_values(source: Any, field: str) -> np.ndarray:
+def label_values(source: Source, field: str) -> np.ndarray:
     """The distinct values of ``field`` over every record of ``source`` (the data's first pass, made
     before training): a label index when the source has one, mask files alone for image+mask
     folders, else each record read once."""

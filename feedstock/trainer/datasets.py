@@ -5,7 +5,7 @@ import gzip
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Tuple, Union
+from typing import BinaryIO, Tuple, Union
 
 import numpy as np
 
@@ -24,8 +24,8 @@ _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 
 _IDX_CODES = {np.dtype(v).newbyteorder("="): k for k, v in _IDX_DTYPES.items()}
 
 
-def _open(path: Path) -> IO[bytes]:
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")  # type: ignore[return-value]
+def _open(path: Path) -> Union[gzip.GzipFile, BinaryIO]:
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
 def read_idx(path: PathLike) -> np.ndarray:

@@ -11,18 +11,27 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, TypedDict, Union
 
 import numpy as np
 
 from ..loaders import CaffeLmdb, CsvTable, ImageFolder, ListFile
 from ..loaders.csv_classes import read_classes
+from ..protocols import Source
 from .feeding import Subset
 from .models import MODELS, ModelDef
 from .snapshot_io import SnapshotData, read_snapshot
 
 PathLike = Union[str, Path]
-IDENTITY = {"scale": 1.0, "mean": 0.0, "log1p": False}  # the device conversion when the stream did it
+class Conversion(TypedDict):
+    """The input scaling a snapshot's net was trained with (DeviceFeeder's keywords)."""
+
+    scale: float
+    mean: float
+    log1p: bool
+
+
+IDENTITY: Conversion = {"scale": 1.0, "mean": 0.0, "log1p": False}  # the device conversion when the stream did it
 
 
 @dataclass(frozen=True)
@@ -35,13 +44,13 @@ class Deployment:
     input_shape: Tuple[int, ...]
     task: str = "classification"
     class_names: Optional[Tuple[str, ...]] = None
-    conversion: Mapping[str, Any] = dataclasses.field(default_factory=lambda: dict(IDENTITY))
-    stream: Optional[Mapping[str, Any]] = None
+    conversion: Conversion = dataclasses.field(default_factory=IDENTITY.copy)
+    stream: Optional[Mapping[str, object]] = None  # the Stream's fields, as stream_from_mapping reads them
     features: Optional[Tuple[str, ...]] = None  # a CSV's feature columns, in the order the net saw them
     mean_from: Optional[str] = None  # the mean file training read (for the record; its values are an array)
     mean_image: Optional[np.ndarray] = dataclasses.field(default=None, compare=False, repr=False)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> Dict[str, object]:
         """The JSON record (the mean image travels as an npz array: :meth:`arrays`)."""
         record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "mean_image"}
         return json.loads(json.dumps(record))  # tuples become lists: plain JSON
@@ -73,21 +82,22 @@ class Deployment:
 
 
 def deployment(mdef: ModelDef, *, task: str, class_names: Optional[Sequence[str]], model_scaling: bool,
-               stream: Optional[Mapping[str, Any]], features: Optional[Sequence[str]] = None) -> Deployment:
+               stream: Optional[Mapping[str, object]], features: Optional[Sequence[str]] = None) -> Deployment:
     """The record of a training run: the device conversion actually applied, the TEST-phase stream with
     its paths replaced by values (the mean file read into ``mean_image``, the class list by ``class_names``)."""
-    conversion = {"scale": float(mdef.scale), "mean": float(mdef.mean), "log1p": bool(mdef.log1p)}
+    conversion: Conversion = {"scale": float(mdef.scale), "mean": float(mdef.mean), "log1p": bool(mdef.log1p)}
     record, mean_from, mean_image = None, None, None
     if stream is not None:
         record = dict(stream, classes="")  # the names themselves are class_names
         if record.get("mean_file"):
             from ..caffe_pb import read_mean_file
 
-            mean_from, mean_image = str(record["mean_file"]), read_mean_file(record["mean_file"])
+            mean_from = str(record["mean_file"])
+            mean_image = read_mean_file(mean_from)
             record["mean_file"] = None
     return Deployment(mdef.name, tuple(dict(s) for s in mdef.layers), tuple(mdef.input_shape), task,
                       None if class_names is None else tuple(str(c) for c in class_names),
-                      conversion if model_scaling else dict(IDENTITY), record,
+                      conversion if model_scaling else IDENTITY.copy(), record,
                       None if features is None else tuple(str(c) for c in features), mean_from, mean_image)
 
 
@@ -105,14 +115,14 @@ def load_deployment(path: PathLike) -> Tuple[Deployment, Dict[str, np.ndarray]]:
     return deploy, snap.params
 
 
-def feature_columns_of(source: Any) -> Optional[List[str]]:
+def feature_columns_of(source: Optional[Source]) -> Optional[List[str]]:
     """A CSV table's feature column names (what predict matches a file's columns by), else None."""
     if isinstance(source, Subset):
         return feature_columns_of(source.source)
     return list(source.columns) if isinstance(source, CsvTable) else None
 
 
-def class_names_of(source: Any) -> Optional[List[str]]:
+def class_names_of(source: Source) -> Optional[List[str]]:
     """Class names a source knows: a CSV's labels, a folder's or list file's classes, an LMDB's labels.txt."""
     if isinstance(source, Subset):
         return class_names_of(source.source)

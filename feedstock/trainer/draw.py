@@ -7,11 +7,12 @@ draw_net's (Convolution red, Pooling orange, InnerProduct purple, others blue).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, List, NamedTuple, Tuple, Union
+from typing import TYPE_CHECKING, List, NamedTuple, Tuple, Union
 
 from .nn.conv import _pair
 
 if TYPE_CHECKING:
+    from .nn.layers import Layer
     from .nn.net import Net
 
 _COLOURS = {"Convolution": "#FF5050", "Deconvolution": "#FF5050", "Pooling": "#FF9900",
@@ -28,7 +29,7 @@ class Box(NamedTuple):
     top: Tuple[int, ...]
 
 
-def _detail(layer: Any) -> str:
+def _detail(layer: Layer) -> str:
     """Caffe draw_net's parameter line: kernel/stride/pad for conv and pool, outputs for InnerProduct."""
     spec = layer.spec
     kind = layer.type_name

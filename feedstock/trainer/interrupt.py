@@ -4,7 +4,10 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
-from typing import Any, Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence, Union
+
+# what signal.signal returns and takes back: a handler, SIG_DFL/SIG_IGN, or None (not set from Python)
+Handler = Union[Callable[[int, Optional[FrameType]], object], int, None]
 
 
 class StopSignals:
@@ -15,7 +18,7 @@ class StopSignals:
     def __init__(self, signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM)) -> None:
         self.signals = tuple(signals)
         self.received: Optional[int] = None
-        self._old: Dict[int, Any] = {}
+        self._old: Dict[int, Handler] = {}
 
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():

@@ -1,8 +1,9 @@
 """Model definitions: Caffe's MNIST LeNet, the Otto MLP, and nets from plain layer-spec lists."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
+from ..protocols import Source
 from .checks import check_masks, label_values
 from .modeldef import ModelDef
 from .nn.solver import SolverConfig
@@ -84,7 +85,7 @@ def get_model(model: Any, **kwargs: Any) -> ModelDef:
     raise ValueError(f"model={model!r} must be a name, a ModelDef or a dict")
 
 
-def class_count(values: Any, ignore_label: Optional[int] = None) -> int:
+def class_count(values: Iterable[int], ignore_label: Optional[int] = None) -> int:
     """Classes implied by label values: the largest one (the ignore label left out) plus one."""
     kept = [int(v) for v in values if ignore_label is None or int(v) != ignore_label]
     if kept and min(kept) < 0:
@@ -110,7 +111,7 @@ def sized_model(model: Any, num_classes: Optional[int], *, data_classes: int = 0
     return get_model(model, **({"num_classes": count} if count else {}), **kwargs)
 
 
-def data_classes(source: Any, names: Optional[Sequence[str]], *, ignore_label: Optional[int], count: bool,
+def data_classes(source: Optional[Source], names: Optional[Sequence[str]], *, ignore_label: Optional[int], count: bool,
                  where: str = "training data") -> int:
     """The class count of the training data: its class names, else (``count``) the largest label of a
     first pass plus one; 0 when unknown. Mask sets (a ``mask`` field) are always scanned and checked."""
@@ -124,7 +125,7 @@ def data_classes(source: Any, names: Optional[Sequence[str]], *, ignore_label: O
     return len(names) if names else class_count(values, ignore_label if segmentation else None)
 
 
-def label_lmdb_classes(source: Any) -> Optional[List[str]]:
+def label_lmdb_classes(source: Optional[Source]) -> Optional[List[str]]:
     """The class names of a label LMDB's labels.txt (in the LMDB folder or the build folder above it)."""
     import os
 

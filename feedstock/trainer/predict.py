@@ -19,10 +19,11 @@ import tempfile
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from .. import protocols
 from ..backend import Backend, get_backend
 from ..device import DeviceFeeder
 from ..loaders import CaffeLmdb, CsvTable
@@ -32,7 +33,7 @@ from ..pipeline.loader import Loader
 from ..protocols import Indices
 from ..stream import TEST, Stream, stream_from_mapping
 from .checks import BatchCheck
-from .deploy import Deployment, load_deployment
+from .deploy import Conversion, Deployment, load_deployment
 from .feeding import LoaderBatches
 from .metrics import softmax
 from .models import ModelDef
@@ -100,7 +101,7 @@ class Predictor:
         return out
 
 
-def _conversion(deploy: Deployment) -> Dict[str, Any]:
+def _conversion(deploy: Deployment) -> Conversion:
     c = deploy.conversion
     return {"scale": float(c["scale"]), "mean": float(c["mean"]), "log1p": bool(c["log1p"])}
 
@@ -114,7 +115,7 @@ def _stream(deploy: Deployment, data: str) -> Stream:
 
 
 @contextlib.contextmanager
-def deploy_stream(deploy: Deployment, data: str) -> Any:
+def deploy_stream(deploy: Deployment, data: str) -> Iterator[Stream]:
     """The snapshot's stream on ``data``; a mean image it carries is written to a temporary mean file
     for the transforms' construction (they read it once), removed when the block ends."""
     stream = _stream(deploy, data)
@@ -192,7 +193,7 @@ def predict_source(stream: Stream, class_names: Optional[Sequence[str]],
     return stream.build_source(caffe_layout=True)
 
 
-def unlabelled(source: Any, data: str) -> Optional[str]:
+def unlabelled(source: protocols.Source, data: str) -> Optional[str]:
     """Why ``data`` has no labels to score (None when it has them): a CSV without its label column, an
     HDF5 file without ``label``, an LMDB whose build says ``--no-labels`` (its Datums say label 0)."""
     if isinstance(source, FeaturesByName):
@@ -219,14 +220,14 @@ def built_without_labels(path: str) -> bool:
     return False
 
 
-def record_keys(source: Any) -> List[str]:
+def record_keys(source: protocols.Source) -> List[str]:
     """What names each record in a predictions file: an LMDB's key, else the source's key (path, file:row)."""
     if isinstance(source, CaffeLmdb):
         return [source.raw_key(i).decode("utf-8", "backslashreplace") for i in range(len(source))]
     return [source.key(i) for i in range(len(source))]
 
 
-def write_class_probabilities(path: PathLike, probs: np.ndarray, *, ids: Optional[Any] = None,
+def write_class_probabilities(path: PathLike, probs: np.ndarray, *, ids: Union[Sequence[object], np.ndarray, None] = None,
                               class_names: Optional[Sequence[str]] = None) -> Path:
     """CSV ``id,Class_1,...,Class_K`` (Kaggle Otto's submission layout); ids default to 1..N."""
     probs = np.asarray(probs)
@@ -254,9 +255,9 @@ def write_record_predictions(path: PathLike, pred: Predictions, class_names: Seq
     return path
 
 
-def write_scores(metrics: Mapping[str, Any], confusion: np.ndarray, json_path: Path, png_path: Path, *,
-                 fields: Mapping[str, Any], count: str, n: int, class_names: Sequence[str],
-                 echo: Optional[Callable[[str], Any]] = None, confusion_in_json: bool = False,
+def write_scores(metrics: Mapping[str, object], confusion: np.ndarray, json_path: Path, png_path: Path, *,
+                 fields: Mapping[str, object], count: str, n: int, class_names: Sequence[str],
+                 echo: Optional[Callable[[str], object]] = None, confusion_in_json: bool = False,
                  unit: str = "records") -> List[Path]:
     """The scores of labelled data: one echoed line, a JSON file (``fields``, ``count``: n, the metrics
     with non-finite values as null, the matrix when ``confusion_in_json``) and the confusion-matrix PNG."""

@@ -5,11 +5,14 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import numpy as np
 
 from ..device import FeedStats
+
+if TYPE_CHECKING:
+    from .nn.net import Net
 
 # Evaluation metrics whose history is kept as test_<name> (the meter may give more, e.g. log_loss).
 BASE_METRICS = ("loss", "accuracy")
@@ -35,7 +38,7 @@ class TrainReport:
     epochs: List[FeedStats] = field(default_factory=list)
     history: Dict[str, List[float]] = field(default_factory=dict)
     files: List[str] = field(default_factory=list)
-    net: Any = field(default=None, repr=False)
+    net: Optional[Net] = field(default=None, repr=False)
     task: str = "classification"
     test_metrics: Dict[str, float] = field(default_factory=dict)  # the last test pass: loss, accuracy, ...
     threads: str = ""  # the thread split (feedstock.threads.Split.line)

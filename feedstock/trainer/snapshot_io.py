@@ -35,7 +35,7 @@ class SnapshotData:
         return dict(self.meta.get("extra", {}))
 
 
-def write_snapshot(path: PathLike, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Path:
+def write_snapshot(path: PathLike, meta: Mapping[str, object], arrays: Mapping[str, np.ndarray]) -> Path:
     """Write ``meta`` and ``arrays`` (names with a :data:`PREFIXES` prefix) to ``path`` atomically: a
     failure (full disk, Ctrl-C) leaves neither half a snapshot nor a temporary file."""
     path = Path(path)

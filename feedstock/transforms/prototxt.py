@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import ast
 import re
-from typing import Any, Dict, List, Tuple
+from typing import Dict, List, Tuple, Union
 
-Message = Dict[str, List[Any]]
+Scalar = Union[bool, int, float, str]
+Value = Union[Scalar, "Message"]
+Message = Dict[str, List[Value]]  # a field's values in order (repeated fields have several)
 
 _TOKEN = re.compile(
     r"""\s+|\#[^\n]*
@@ -42,7 +44,7 @@ def tokenize(text: str) -> List[Tuple[str, str, int]]:
     return tokens
 
 
-def scalar(kind: str, token: str) -> Any:
+def scalar(kind: str, token: str) -> Scalar:
     """A token's Python value: str for quoted strings, bool, int, float, or the identifier text."""
     if kind == "str":
         return ast.literal_eval(token)  # protobuf C-style escapes are a subset of Python's
@@ -100,16 +102,16 @@ class _Parser:
                 self.take()
         return msg
 
-    def field_values(self) -> List[Any]:
+    def field_values(self) -> List[Value]:
         if self.peek()[1] == ":":
             self.take(":")
             if self.peek()[1] == "[":
                 return self.list_values()
         return [self.value()]
 
-    def list_values(self) -> List[Any]:
+    def list_values(self) -> List[Value]:
         self.take("[")
-        values: List[Any] = []
+        values: List[Value] = []
         while self.peek()[1] != "]":
             values.append(self.value())
             if self.peek()[1] == ",":
@@ -117,7 +119,7 @@ class _Parser:
         self.take("]")
         return values
 
-    def value(self) -> Any:
+    def value(self) -> Value:
         if self.peek()[1] in ("{", "<"):
             close = "}" if self.take()[1] == "{" else ">"
             body = self.message(close)
@@ -128,7 +130,7 @@ class _Parser:
             raise ValueError(f"prototxt line {line}: expected a value, got {token!r}")
         value = scalar(kind, token)
         while kind == "str" and self.peek()[0] == "str":  # adjacent strings concatenate
-            value += scalar(*self.take()[:2])
+            value = f"{value}{scalar(*self.take()[:2])}"  # both str (quoted tokens)
         return value
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -176,20 +177,25 @@ def test_a_node_added_mid_epoch_takes_work(cluster, data):
 @pytest.mark.parametrize("graceful", [True, False], ids=["removed", "killed"])
 def test_a_node_leaving_mid_epoch_leaves_the_bytes_unchanged(cluster, data, graceful):
     source, transforms, kw = _elastic_loader(data)
-    want = local_batches(source, [transforms[0], Slow(0)], epochs=range(8), **kw)
+    want = local_batches(source, [transforms[0], Slow(0)], epochs=range(60), **kw)
     node = cluster.add_node(num_cpus=1)
     try:
         cluster.wait_for_nodes()
         with RayLoader(source, transforms, **kw) as loader:
-            it = epochs(loader, 8)
+            it = epochs(loader, 60)  # more than the test reads
             got = copies([next(it)])
             while not loader.stats()["batches_by_node"].get(node.node_id):  # its actor is at work
                 got += copies([next(it)])
             cluster.remove_node(node, allow_graceful=graceful)
             node = None
             got += copies(next(it) for _ in range(2 * len(loader)))  # on, past an epoch's end
+            # Ray may notice a killed node only after some heartbeats, and the node's actor may have
+            # had nothing in flight (a slow consumer): read on until the loss is seen, bounded.
+            deadline = time.monotonic() + 120
+            while not loader.stats()["actors_lost"] and time.monotonic() < deadline:
+                got += copies([next(it)])
             stats = loader.stats()
-        assert stats["actors_lost"] >= 1 and stats["redone_batches"] >= 1, stats
+        assert stats["actors_lost"] >= 1, stats  # and whatever it held was made again elsewhere:
     finally:
         if node is not None:
             cluster.remove_node(node)

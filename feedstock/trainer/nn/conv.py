@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from types import ModuleType
 from typing import Any, List, Mapping, NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -30,7 +31,7 @@ def _offset(x: Array, offset: Tuple[int, int], out_hw: Tuple[int, int], s: Tuple
     return x[..., i:i + s[0] * (ho - 1) + 1:s[0], j:j + s[1] * (wo - 1) + 1:s[1]]
 
 
-def _im2col(xp: Any, xt: Array, out_hw: Tuple[int, int], k: Tuple[int, int], s: Tuple[int, int]) -> Array:
+def _im2col(xp: ModuleType, xt: Array, out_hw: Tuple[int, int], k: Tuple[int, int], s: Tuple[int, int]) -> Array:
     """Channel-major im2col of contiguous xt (C, N, Hp, Wp): a (C*kh*kw, N*Ho*Wo) copy.
 
     Rows of Wo output pixels stay contiguous in the gather, which copies faster
@@ -86,7 +87,8 @@ class Convolution(Layer):
         g = read_geometry(self.name, self.spec, in_shape)
         c, h, w, n_out = g.c, g.h, g.w, g.n_out
         self.k, self.s, self.p, self.group = g.k, g.s, g.p, g.group
-        self.out_hw = tuple((d + 2 * p - k) // s + 1 for d, p, k, s in zip((h, w), self.p, self.k, self.s))
+        ho, wo = ((d + 2 * p - k) // s + 1 for d, p, k, s in zip((h, w), self.p, self.k, self.s))
+        self.out_hw = (ho, wo)
         if min(self.out_hw) <= 0:
             raise ValueError(f"{self.name}: kernel {self.k} larger than padded input {(h, w)}")
         self.bias = bool(self.spec.get("bias_term", True))
@@ -103,7 +105,7 @@ class Convolution(Layer):
         self.x_shape = x.shape
         (ph, pw), g = self.p, self.group
         xt = xp.pad(x.transpose(1, 0, 2, 3), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-        self.col = _im2col(xp, xt, self.out_hw, self.k, self.s)  # type: ignore[arg-type]
+        self.col = _im2col(xp, xt, self.out_hw, self.k, self.s)
         w = self.params[0].data
         y = w.reshape(g, w.shape[0] // g, -1) @ self.col.reshape(g, -1, self.col.shape[1])
         y = y.reshape((w.shape[0], n) + self.out_hw)  # (O, N, Ho, Wo)
@@ -131,7 +133,7 @@ class Convolution(Layer):
         dxt = xp.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=dy.dtype)
         for i in range(self.k[0]):
             for j in range(self.k[1]):
-                view = _offset(dxt.transpose(0, 3, 1, 2), (i, j), self.out_hw, self.s)  # type: ignore[arg-type]
+                view = _offset(dxt.transpose(0, 3, 1, 2), (i, j), self.out_hw, self.s)
                 view[...] += dcol[:, i, j].transpose(0, 3, 1, 2)
         return xp.ascontiguousarray(dxt[:, ph:ph + h, pw:pw + w].transpose(3, 0, 1, 2))
 
@@ -168,7 +170,8 @@ class Pooling(Layer):
         if min(self.k) <= 0 or min(self.s) <= 0 or min(self.p) < 0:
             raise ValueError(f"{self.name}: bad kernel={self.k} stride={self.s} pad={self.p}")
         self.in_hw = tuple(in_shape[1:])
-        self.out_hw = tuple(pooled_size(d, k, s, p) for d, k, s, p in zip(self.in_hw, self.k, self.s, self.p))
+        ho, wo = (pooled_size(d, k, s, p) for d, k, s, p in zip(self.in_hw, self.k, self.s, self.p))
+        self.out_hw = (ho, wo)
         # The padded canvas covers every window, including ones that run past H + p.
         self.canvas = tuple(max(d + 2 * p, (o - 1) * s + k)
                             for d, p, o, s, k in zip(self.in_hw, self.p, self.out_hw, self.s, self.k))
@@ -198,7 +201,7 @@ class Pooling(Layer):
         xp = self.backend.xp
         self.x_shape = x.shape
         canvas = self._canvas(x, 0.0 if self.mode == "AVE" else -np.inf)
-        views = [_offset(canvas, o, self.out_hw, self.s) for o in self._offsets()]  # type: ignore[arg-type]
+        views = [_offset(canvas, o, self.out_hw, self.s) for o in self._offsets()]
         if self.mode == "AVE":
             total = views[0].copy()
             for v in views[1:]:
@@ -219,13 +222,13 @@ class Pooling(Layer):
         if self.mode == "AVE":
             share = dy / self.divisor
             for o in self._offsets():
-                _offset(dx, o, self.out_hw, self.s)[...] += share  # type: ignore[arg-type]
+                _offset(dx, o, self.out_hw, self.s)[...] += share
         else:
             # The gradient goes to the first offset holding the maximum (Caffe's strict '>' scan).
             taken = xp.zeros(dy.shape, dtype=bool)
             for o in self._offsets():
-                hit = _offset(self.canvas_in, o, self.out_hw, self.s) == self.best  # type: ignore[arg-type]
+                hit = _offset(self.canvas_in, o, self.out_hw, self.s) == self.best
                 hit &= ~taken
                 taken |= hit
-                _offset(dx, o, self.out_hw, self.s)[...] += dy * hit  # type: ignore[arg-type]
+                _offset(dx, o, self.out_hw, self.s)[...] += dy * hit
         return dx[:, :, self.p[0]:self.p[0] + h, self.p[1]:self.p[1] + w]

@@ -15,10 +15,11 @@ from ...loaders.open_source import lmdb_dir
 from ...loaders.pairs import Pairs
 from ...palette import write_palette_png, write_segmentation_sheet
 from ...phase import TEST
+from ...protocols import Source
 from ...spec import Sample
 from ...stream import Stream
 from ..feeding import LoaderBatches
-from ..predict import _conversion, deploy_stream, write_scores
+from ..predict import Predictor, _conversion, deploy_stream, write_scores
 
 if TYPE_CHECKING:
     pass
@@ -60,7 +61,7 @@ def seg_source(stream: Stream) -> Tuple[Any, bool]:
 RESERVED = frozenset({"metrics.json", "confusion.png", "sheet.png"})  # what predict writes beside the masks
 
 
-def mask_names(source: Any) -> List[str]:
+def mask_names(source: Source) -> List[str]:
     """A relative .png name per record, unique, always inside the output folder: the image path below
     the images' common folder, or the record key (an LMDB's), sanitised (:func:`safe_relative`)."""
     keys = [source.key(i) for i in range(len(source))]
@@ -85,8 +86,8 @@ def safe_relative(key: str) -> str:
     return os.path.join(*parts) if parts else "record"
 
 
-def predict_masks(predictor: Any, data: PathLike, out_dir: PathLike, *, masks: str = "", batch_size: int = 16,
-                  workers: int = 0, echo: Optional[Callable[[str], Any]] = None) -> List[Path]:
+def predict_masks(predictor: Predictor, data: PathLike, out_dir: PathLike, *, masks: str = "", batch_size: int = 16,
+                  workers: int = 0, echo: Optional[Callable[[str], object]] = None) -> List[Path]:
     """Masks of ``data`` as palette PNGs under ``out_dir`` (one per image, its own size); with masks,
     also ``metrics.json`` (loss, pixel accuracy, mean and per-class IoU) and ``confusion.png``."""
     net, deploy = predictor.net, predictor.deploy

@@ -19,7 +19,8 @@ import os
 import shutil
 import time
 import traceback
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from types import ModuleType
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypedDict
 
 import numpy as np
 
@@ -49,7 +50,7 @@ def default_partitions(records: int, cpus: int) -> int:
     return max(1, min(by_size, PARTITIONS_PER_CPU * max(1, cpus)))
 
 
-def import_ray() -> Any:
+def import_ray() -> ModuleType:
     """The ``ray`` module with Ray Data loaded, or an ImportError that says how to install it."""
     try:
         import ray
@@ -170,7 +171,7 @@ def _partition_count(state: Optional[dict], partitions: Optional[int], records: 
 
 
 @contextlib.contextmanager
-def _ray_session(ray: Any, address: Optional[str], workers: int, init_kwargs: Dict[str, Any]) -> Iterator[int]:
+def _ray_session(ray: ModuleType, address: Optional[str], workers: int, init_kwargs: Dict[str, Any]) -> Iterator[int]:
     """Connect to ``address``, reuse a running connection, or start a local instance; yields the cluster CPUs."""
     started_here = not ray.is_initialized()
     if not started_here:
@@ -187,7 +188,7 @@ def _ray_session(ray: Any, address: Optional[str], workers: int, init_kwargs: Di
             ray.shutdown()
 
 
-def _run_partitions(ray: Any, src: str, parts: str, options: BuildOptions, sizes: List[int],
+def _run_partitions(ray: ModuleType, src: str, parts: str, options: BuildOptions, sizes: List[int],
                     progress: Optional[Progress], exclude: List[str]) -> int:
     """Run every partition as a Ray Data task; re-raise the first task error; returns records processed."""
     context = ray.data.DataContext.get_current()
@@ -209,12 +210,23 @@ def _run_partitions(ray: Any, src: str, parts: str, options: BuildOptions, sizes
         context.enable_progress_bars = bars
 
 
-def build_partition(row: Dict[str, Any], *, src: str, parts: str, options: BuildOptions, count: int,
-                    exclude: Sequence[str] = ()) -> Dict[str, Any]:
+class PartitionOutcome(TypedDict):
+    """What a partition task sends back (Ray Data rows are dicts): its count, or its error as data."""
+
+    id: int
+    processed: int
+    error_kind: str  # "": none; "record", "value", "os" or "other"
+    key: str
+    message: str
+    traceback: str
+
+
+def build_partition(row: Mapping[str, int], *, src: str, parts: str, options: BuildOptions, count: int,
+                    exclude: Sequence[str] = ()) -> PartitionOutcome:
     """Ray Data task: shard ``row['id']`` of ``count`` into ``OUT.parts``; exceptions come back as data.
     ``exclude``: the final OUT's paths, never scanned (the task's own output is a part folder)."""
     index = int(row["id"])
-    outcome: Dict[str, Any] = {"id": index, "processed": 0, "error_kind": "", "key": "", "message": "",
+    outcome: PartitionOutcome = {"id": index, "processed": 0, "error_kind": "", "key": "", "message": "",
                                "traceback": ""}
     shard_options = dataclasses.replace(options, shard=(index, count), workers=0)
     try:
@@ -223,12 +235,12 @@ def build_partition(row: Dict[str, Any], *, src: str, parts: str, options: Build
     except Exception as e:  # noqa: BLE001 (every failure goes back to the driver, which re-raises it)
         kind = "record" if isinstance(e, RecordError) else "value" if isinstance(e, ValueError) else \
             "os" if isinstance(e, OSError) else "other"
-        outcome.update(error_kind=kind, key=getattr(e, "key", "") or "", message=str(e),
-                       traceback=f"{type(e).__name__} on {os.uname().nodename}\n{traceback.format_exc()}")
+        outcome.update({"error_kind": kind, "key": getattr(e, "key", "") or "", "message": str(e),
+                        "traceback": f"{type(e).__name__} on {os.uname().nodename}\n{traceback.format_exc()}"})
     return outcome
 
 
-def _task_error(row: Dict[str, Any], count: int, parts: str) -> Exception:
+def _task_error(row: PartitionOutcome, count: int, parts: str) -> Exception:
     """The local engine's exception for a failed task, with the task's traceback as its cause."""
     where = f"partition {int(row['id'])} of {count}"
     log.error("%s failed; finished partitions are kept in %s for resume=True (--resume)", where, parts)

@@ -15,7 +15,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Protocol, Tuple
 
 from ...loaders.caffe_lmdb import release_env, shared_env
 from ...outputs import remove, swap_in
@@ -150,7 +150,13 @@ def iter_db(path: str) -> Iterator[Tuple[bytes, bytes]]:
     yield from shared_env(path).txn().cursor()  # type: ignore[misc]  # buffers=False: bytes
 
 
-def checksum_record(h: Any, key: bytes, value: bytes) -> None:
+class Hasher(Protocol):
+    """What a checksum is fed through: a hashlib object's ``update``."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+
+def checksum_record(h: Hasher, key: bytes, value: bytes) -> None:
     """Feed one record to a :func:`db_checksum` sha256 ``h``: ``len(key) key len(value) value``."""
     h.update(len(key).to_bytes(8, "little") + key + len(value).to_bytes(8, "little"))
     h.update(value)
