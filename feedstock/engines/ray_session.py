@@ -59,7 +59,9 @@ class RaySession:
             if address is not None:
                 ray.init(address=address, **kwargs)
             else:
-                ray.init(num_cpus=workers or None, include_dashboard=False, **kwargs)
+                # "local": a new instance even when another one runs on this machine (ray.init() with no
+                # address joins the latest cluster started here, e.g. another user's or test run's)
+                ray.init(address="local", num_cpus=workers or None, include_dashboard=False, **kwargs)
         except ConnectionError as e:
             ray.shutdown()
             raise ConnectionError(f"cannot reach the Ray cluster at address={address!r}: {first_line(e)}; is "

@@ -180,7 +180,8 @@ def _ray_session(ray: ModuleType, address: Optional[str], workers: int, init_kwa
     elif address is not None:
         ray.init(address=address, **init_kwargs)
     else:
-        ray.init(num_cpus=workers or None, include_dashboard=False, **init_kwargs)
+        # "local": a new instance, never the latest cluster another process started on this machine
+        ray.init(address="local", num_cpus=workers or None, include_dashboard=False, **init_kwargs)
     try:
         yield int(ray.cluster_resources().get("CPU", 1))
     finally:
