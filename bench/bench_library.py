@@ -28,6 +28,7 @@ process), which is what a loader can save at all.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -79,6 +80,15 @@ class SmallRecords:
     def __getitem__(self, i: int) -> Tuple[np.ndarray, int]:
         return self.x[i], int(self.y[i])
 
+
+
+def child_pids() -> List[int]:
+    """The pids of this process's children (from /proc: torch's DataLoader exposes no list of workers)."""
+    pids: List[int] = []
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as f:
+            pids += [int(p) for p in f.read().split()]
+    return pids
 
 def write_jpegs(folder: Path, n: int) -> JpegFiles:
     """``n`` 500x375 JPEGs (quality 90) of smooth gradients plus noise: photo-like decode cost."""
@@ -149,7 +159,7 @@ def run_case(name: str, dataset: Any, *, batch_size: int, workers: int, rounds: 
     ours = lambda: DataLoader(dataset, seed=0, **kw)
     theirs = lambda: tud.DataLoader(dataset, multiprocessing_context="fork", **kw)
     our_pids = lambda loader: loader.loader.worker_pids()
-    their_pids = lambda loader: [w.pid for w in getattr(loader._iterator, "_workers", [])]
+    their_pids = lambda loader: child_pids()  # torch names no public list: its workers are our children
     results: Dict[str, List[Measured]] = {"feedstock": [], "torch": []}
     makers = {"feedstock": (ours, our_pids), "torch": (theirs, their_pids)}
     for r in range(rounds):
