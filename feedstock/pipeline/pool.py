@@ -22,6 +22,7 @@ bench/README.md the start-method timings.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -36,6 +37,7 @@ from multiprocessing.process import BaseProcess
 from typing import Callable, Deque, Dict, List, Optional, Tuple, Union
 
 from ..errors import WorkerDied, WorkerError, WorkerTimeout
+from ..threads import fork_shared
 from .bootstrap import HandlerFactory, PackedFactory, not_started, refuse_in_bootstrap, start_hint
 from .shm import unlink_blob
 from .worker import ErrorInfo, _send, worker_main  # _send: a closed pipe is False, not an error
@@ -142,7 +144,8 @@ class ProcessPool:
             daemon=True,  # multiprocessing's own exit hook terminates daemons: a last safety net
         )
         try:
-            process.start()
+            with fork_shared() if self.start_method == "fork" else contextlib.nullcontext():
+                process.start()
         except OSError as exc:  # e.g. a broken start-up pipe: the new process died at once
             parent_conn.close()
             raise WorkerDied(f"worker {wid} could not be started ({exc}). {start_hint(self.start_method)}") from exc
