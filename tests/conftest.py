@@ -64,3 +64,32 @@ def no_leaks():
         time.sleep(0.05)
     assert _our_shm_entries() - before == set(), "shared-memory entries leaked"
     assert _children() == [], f"child processes left: {_children()}"
+
+
+def _stop_zmq_garbage_thread() -> None:
+    """pyzmq starts one process-wide thread on the first zero-copy send (it frees the buffers ZeroMQ
+    let go of) and keeps it for the process's life. In the test process it would make every later
+    Loader with start_method="auto" spawn its workers instead of forking them (a Python thread is
+    running), so each test module that sent with zero copy stops it again."""
+    import sys
+
+    garbage = sys.modules.get("zmq.utils.garbage")
+    if garbage is not None and garbage.gc.is_alive():
+        garbage.gc.stop()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_threads_left():
+    """Each test module ends every Python thread it started (a leftover one would also change the
+    start method of the modules after it)."""
+    import threading
+    import time
+
+    before = set(threading.enumerate())
+    yield
+    _stop_zmq_garbage_thread()
+    deadline = time.monotonic() + 10.0  # a wait, not a bound: ends as soon as all are gone
+    while time.monotonic() < deadline and set(threading.enumerate()) - before:
+        time.sleep(0.05)
+    left = set(threading.enumerate()) - before
+    assert not left, f"threads left running: {sorted(t.name for t in left)}"

@@ -148,6 +148,10 @@ def worker_main(wid: int, conn: Connection, factory: Union[HandlerFactory, Packe
     owner = OwnerWatch(os.getppid() if owner_pid is None else owner_pid)
     owner.exit_with_owner()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    # A forked worker inherits the owner's Python handlers: `feedstock serve` and a trainer catch
+    # SIGTERM to stop cleanly, and with their handler terminate() ended no worker (the pool's close
+    # then waited 3 s and killed it). A worker is ended by SIGTERM, as Process.terminate() means.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     limit_threads()
     cut_off = True  # left because the pipe broke (or the owner died), not because told to stop
     try:

@@ -115,7 +115,7 @@ class FeedServer:
                 self._drain()
             if self._feed is not None:
                 last_active = time.monotonic()
-                if self._feed.credits > 0:
+                if self._feed.credits > 0 and not self._stop.is_set():  # no new epoch (new workers) once stopping
                     self._send_next()
             elif idle_exit is not None and time.monotonic() - last_active > idle_exit:
                 return
