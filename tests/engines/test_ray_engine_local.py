@@ -47,6 +47,16 @@ def test_a_local_instance_starts_and_stops_with_the_loader():
         train.close()
         assert ray.is_initialized()  # the validation loader still uses it
         assert_same(copies(val), first_val)
+        # no keywords beyond the batch size: RayLoader's defaults give the Loader's batches
+        n = 21  # 21 = 2 * 8 + 5: a short last batch, kept by default
+        plain = ArraySource(data=np.arange(n * 4, dtype=np.uint8).reshape(n, 2, 2), label=np.arange(n))
+        with Loader(plain, None, batch_size=8, workers=0) as local:
+            plain_want = copies(local)
+        with RayLoader(plain, None, batch_size=8, workers=1) as remote:
+            plain_got = copies(remote)
+        assert [len(b["label"]) for b in plain_want] == [8, 8, 5]
+        assert [int(v) for b in plain_want for v in b["label"]] == list(range(n))  # in order: no shuffle by default
+        assert_same(plain_got, plain_want)
     finally:
         train.close()
         val.close()
