@@ -75,7 +75,8 @@ def limit_worker() -> None:
 
 @contextlib.contextmanager
 def fork_shared() -> Iterator[None]:
-    """Around a fork of a worker: what the worker would otherwise copy page by page stays shared.
+    """Around a fork of a worker: what the worker would otherwise copy page by page stays shared, and
+    nothing the parent's threads hold is copied into it held.
 
     * threadpoolctl is imported here, once, so :func:`limit_worker` finds the module already in
       the forked worker instead of importing it there (about 3 MB of private pages per worker);
@@ -83,7 +84,11 @@ def fork_shared() -> Iterator[None]:
       collection in the worker then never writes into their headers. Without it one full
       collection in a worker made about 40 MB of the parent's heap private to it (copy on
       write), in a process holding little of its own. The parent's objects become collectable
-      again as soon as the fork is done; a caller that froze objects itself keeps its freeze.
+      again as soon as the fork is done; a caller that froze objects itself keeps its freeze;
+    * OpenCV's thread pool is shut down for the fork and restored after it: a child forked while
+      the pool had threads (any parallel OpenCV call in the parent, such as a large resize) hung
+      in its first OpenCV call, ``cv2.setNumThreads(1)`` included, in 13 of 20 tries here.
+      Setting one thread joins the pool's threads (the pthreads backend of OpenCV's wheels).
     """
     import gc
 
@@ -91,12 +96,18 @@ def fork_shared() -> Iterator[None]:
         import threadpoolctl  # noqa: F401  # imported for the fork
     except ImportError:
         pass
+    cv2 = sys.modules.get("cv2")
+    cv_threads = cv2.getNumThreads() if cv2 is not None else 1
     frozen = gc.get_freeze_count() == 0
     if frozen:
         gc.freeze()
+    if cv_threads > 1:
+        cv2.setNumThreads(1)
     try:
         yield
     finally:
+        if cv_threads > 1:
+            cv2.setNumThreads(cv_threads)
         if frozen:
             gc.unfreeze()
 

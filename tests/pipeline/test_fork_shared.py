@@ -50,3 +50,34 @@ def test_the_parent_stays_collectable_and_a_users_own_freeze_is_kept():
         assert gc.get_freeze_count() == frozen  # the caller's freeze is theirs to undo
     finally:
         gc.unfreeze()
+
+
+PARENT_USES_OPENCV = """
+import cv2, numpy as np
+from feedstock.pipeline.loader import Loader
+from feedstock.loaders.array import ArraySource
+
+start = cv2.getNumThreads()
+img = np.random.default_rng(0).integers(0, 255, (1500, 1500, 3), dtype=np.uint8)
+source = ArraySource(data=np.arange(8 * 4, dtype=np.uint8).reshape(8, 4), label=np.arange(8))
+for i in range(8):
+    cv2.resize(img, (1100, 1100))  # OpenCV's pool runs threads in this process now
+    cv2.GaussianBlur(img, (5, 5), 0)
+    with Loader(source, batch_size=4, workers=1, start_method="fork", shuffle=False) as loader:
+        assert next(iter(loader))["label"].tolist() == [0, 1, 2, 3]
+print("ok", cv2.getNumThreads() == start)
+"""
+
+
+def test_workers_forked_after_opencv_ran_its_thread_pool_start():
+    """A fork while OpenCV's pool had threads left the worker hung in its first OpenCV call (most tries)."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run([sys.executable, "-c", PARENT_USES_OPENCV], cwd=root, capture_output=True, text=True,
+                          timeout=240, env=dict(os.environ, PYTHONPATH=root))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # the parent's own pool size is back after each fork
+    assert proc.stdout.split() == ["ok", "True"]
