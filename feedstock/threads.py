@@ -101,12 +101,12 @@ def fork_shared() -> Iterator[None]:
     frozen = gc.get_freeze_count() == 0
     if frozen:
         gc.freeze()
-    if cv_threads > 1:
+    if cv2 is not None and cv_threads > 1:
         cv2.setNumThreads(1)
     try:
         yield
     finally:
-        if cv_threads > 1:
+        if cv2 is not None and cv_threads > 1:
             cv2.setNumThreads(cv_threads)
         if frozen:
             gc.unfreeze()
