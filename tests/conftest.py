@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,19 @@ ROOT = Path(__file__).resolve().parents[1]
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 SHARED_DATA = Path(os.environ.get("FEEDSTOCK_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+# Temporary files of the processes the tests start go to one folder of this run, removed at its end:
+# owners killed on purpose leave multiprocessing's pymp-* folders, and Ray keeps a session folder
+# per start (its logs): each run of the suite left about 10 of them in /tmp. This process keeps the
+# usual folder (pytest's tmp_path lives there); the short prefix keeps Ray's socket paths under the
+# 108 bytes a Unix socket may have.
+tempfile.tempdir = tempfile.gettempdir()
+_CHILD_TMP = tempfile.mkdtemp(prefix="fst")
+os.environ["TMPDIR"] = _CHILD_TMP
+
+
+def pytest_unconfigure(config) -> None:
+    shutil.rmtree(_CHILD_TMP, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
