@@ -69,7 +69,7 @@ def limit_worker() -> None:
     if torch is not None:
         torch.set_num_threads(1)
     if "numpy" in sys.modules:  # BLAS already loaded: the environment is read no more
-        _set_blas(1)
+        _lower_blas(1)
     batch_scheduling()
 
 
@@ -79,7 +79,8 @@ def fork_shared() -> Iterator[None]:
     nothing the parent's threads hold is copied into it held.
 
     * threadpoolctl is imported here, once, so :func:`limit_worker` finds the module already in
-      the forked worker instead of importing it there (about 3 MB of private pages per worker);
+      the forked worker instead of importing it there (about 3 MB of private pages per worker),
+      and the parent's BLAS runs one thread for the fork (restored after it);
     * the parent's objects move to gc's permanent generation for the fork (``gc.freeze``): a
       collection in the worker then never writes into their headers. Without it one full
       collection in a worker made about 40 MB of the parent's heap private to it (copy on
@@ -92,10 +93,16 @@ def fork_shared() -> Iterator[None]:
     """
     import gc
 
+    blas = contextlib.nullcontext()
     try:
-        import threadpoolctl  # noqa: F401  # imported for the fork
+        from threadpoolctl import threadpool_limits
     except ImportError:
         pass
+    else:
+        # One BLAS thread for the fork: the worker inherits that count and has nothing to set (setting
+        # it there made OpenBLAS start its pool again: ~50 ms of spinning CPU per worker, and the
+        # suite alone starts hundreds of workers)
+        blas = threadpool_limits(limits=1, user_api="blas")
     cv2 = sys.modules.get("cv2")
     cv_threads = cv2.getNumThreads() if cv2 is not None else 1
     frozen = gc.get_freeze_count() == 0
@@ -104,7 +111,8 @@ def fork_shared() -> Iterator[None]:
     if cv2 is not None and cv_threads > 1:
         cv2.setNumThreads(1)
     try:
-        yield
+        with blas:
+            yield
     finally:
         if cv2 is not None and cv_threads > 1:
             cv2.setNumThreads(cv_threads)
@@ -135,6 +143,20 @@ def _set_blas(threads: int) -> Optional[threadpool_limits]:
     except ImportError:
         return None
     return threadpool_limits(limits=threads)
+
+
+def _lower_blas(threads: int) -> None:
+    """BLAS/OpenMP pools above ``threads`` set to it. A pool already there is left alone: after a fork,
+    any call that sets OpenBLAS's count starts its pool again with the count it was loaded with, and
+    those threads spun for about 50 ms of CPU per worker (a forked worker inherits one thread from
+    :func:`fork_shared`, so nothing is called)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return
+    for lib in ThreadpoolController().lib_controllers:
+        if lib.num_threads > threads:
+            lib.set_num_threads(threads)
 
 
 def blas_pools() -> List[str]:

@@ -75,3 +75,30 @@ def test_train_report_prints_the_split(no_leaks):
     want = threads.consumer_threads(1)
     assert f"trainer {want} BLAS thread(s) + 1 worker(s)" in report.threads
     assert report.threads in report.summary()
+
+
+class _NativeThreads:
+    """Each record: the threads of the reading process that Python did not start (native pools)."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i):
+        import os
+        import threading
+
+        return {"native": np.int64(len(os.listdir("/proc/self/task")) - threading.active_count())}
+
+
+def test_a_forked_worker_starts_no_blas_pool(no_leaks):
+    """Setting OpenBLAS's count in a forked worker made it start its pool again (about 50 ms of spinning
+    CPU per worker); the worker now inherits one thread from the fork and sets nothing."""
+    if not _blas_threads():
+        pytest.skip("numpy has no BLAS pool threadpoolctl can see")
+    with threads.budget(workers=0, cores=2):  # the parent's BLAS pool at 2 threads
+        a = np.ones((64, 64))
+        a @ a
+        with Loader(_NativeThreads(), batch_size=2, workers=1, start_method="fork", shuffle=False) as loader:
+            got = next(iter(loader))["native"].tolist()
+        assert _blas_threads() == {2}  # the parent's count is back after the fork
+    assert got == [0, 0]
