@@ -103,10 +103,6 @@ def no_threads_left():
     before = set(threading.enumerate())
     yield
     _stop_zmq_garbage_thread()
-    if set(threading.enumerate()) - before:
-        import gc
-
-        gc.collect()  # a thread whose owner waits in a reference cycle (stopped by its __del__) is not kept
     deadline = time.monotonic() + 10.0  # a wait, not a bound: ends as soon as all are gone
     while time.monotonic() < deadline and set(threading.enumerate()) - before:
         time.sleep(0.05)

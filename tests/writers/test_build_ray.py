@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -257,22 +256,13 @@ def test_cli_address_connects_a_second_driver_to_the_running_cluster(ray_local, 
     assert ray.is_initialized()  # the other driver's disconnect left the cluster (ours) running
 
 
-def _threads() -> list:
-    return [t.name for t in threading.enumerate()]
-
-
 def test_output_and_parts_inside_the_source_are_never_scanned(ray_local, tmp_path):
     src = image_folder(tmp_path / "S", 4)  # dog/bad.png: --strict stops the build, OUT.parts stays
     out = src / "a_out"  # a_out, a_out.parts would sort before every class and shift the labels
     options = BuildOptions(strict=True)
-    with pytest.raises(RecordError, match=r"dog/bad\.png") as failed:
+    with pytest.raises(RecordError, match=r"dog/bad\.png"):
         build_lmdb_ray(str(src), str(out), options, partitions=2)
     assert (src / "a_out.parts" / "ray.json").is_file()
-    # the failed build left no thread behind (Ray Data's prefetcher lived as long as the exception)
-    deadline = time.monotonic() + 10.0  # a wait, not a bound
-    while "Prefetcher" in _threads() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert failed.value is not None and "Prefetcher" not in _threads(), _threads()
     shutil.copyfile(src / "cat" / "000.png", src / "dog" / "bad.png")
     build_lmdb_ray(str(src), str(out), options, resume=True)
     build_lmdb_ray(str(src), str(out), options, partitions=3, force=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import json
 import logging
 import os
@@ -201,27 +200,12 @@ def _run_partitions(ray: ModuleType, src: str, parts: str, options: BuildOptions
             build_partition, fn_kwargs={"src": src, "parts": parts, "options": options, "count": count,
                                         "exclude": exclude}, num_cpus=1)
         processed = 0
-        rows = iter(dataset.iter_rows())  # in completion order
-        finished = False
-        try:
-            for row in rows:
-                if row["error_kind"]:
-                    raise _task_error(row, count, parts)
-                processed += int(row["processed"])
-                if progress:
-                    progress(sizes[int(row["id"])])
-            finished = True
-        finally:
-            if not finished:
-                # Ray Data stops its prefetch thread when an iteration ends, else only when the
-                # iterator is collected, which a reference cycle of its generators can put off: a
-                # build stopped at a failed partition left the thread running after the error (the
-                # suite's thread check saw it, under load). Closed, dropped and collected now.
-                close = getattr(rows, "close", None)
-                if close is not None:
-                    close()
-                del rows
-                gc.collect()
+        for row in dataset.iter_rows():  # in completion order
+            if row["error_kind"]:
+                raise _task_error(row, count, parts)
+            processed += int(row["processed"])
+            if progress:
+                progress(sizes[int(row["id"])])
         return processed
     finally:
         context.enable_progress_bars = bars
