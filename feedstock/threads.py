@@ -93,31 +93,25 @@ def fork_shared() -> Iterator[None]:
     """
     import gc
 
-    blas = contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        pass
-    else:
-        # One BLAS thread for the fork: the worker inherits that count and has nothing to set (setting
-        # it there made OpenBLAS start its pool again: ~50 ms of spinning CPU per worker, and the
-        # suite alone starts hundreds of workers)
-        blas = threadpool_limits(limits=1, user_api="blas")
     cv2 = sys.modules.get("cv2")
     cv_threads = cv2.getNumThreads() if cv2 is not None else 1
     frozen = gc.get_freeze_count() == 0
+    # One BLAS thread for the fork: the worker inherits that count and has nothing to set (setting it
+    # there made OpenBLAS start its pool again: ~50 ms of spinning CPU per worker)
+    blas = _set_blas(1, user_api="blas")
     if frozen:
         gc.freeze()
     if cv2 is not None and cv_threads > 1:
         cv2.setNumThreads(1)
     try:
-        with blas:
-            yield
+        yield
     finally:
         if cv2 is not None and cv_threads > 1:
             cv2.setNumThreads(cv_threads)
         if frozen:
             gc.unfreeze()
+        if blas is not None:
+            blas.restore_original_limits()
 
 
 def batch_scheduling() -> bool:
@@ -136,13 +130,14 @@ def batch_scheduling() -> bool:
     return True
 
 
-def _set_blas(threads: int) -> Optional[threadpool_limits]:
-    """threadpoolctl's limiter after setting BLAS and OpenMP pools to ``threads``; None without it."""
+def _set_blas(threads: int, user_api: Optional[str] = None) -> Optional[threadpool_limits]:
+    """threadpoolctl's limiter after setting BLAS and OpenMP pools (or ``user_api``'s) to ``threads``;
+    None without it."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
         return None
-    return threadpool_limits(limits=threads)
+    return threadpool_limits(limits=threads, user_api=user_api)
 
 
 def _lower_blas(threads: int) -> None:
